@@ -1,0 +1,169 @@
+"""Run a ViT-family model on one image and keep everything the vision views need.
+
+Pipeline: preprocess as the model's pretrained config says (resize the short side to R / crop_pct,
+centre-crop R x R, ImageNet-style mean/std) -> forward under ``torch.inference_mode()`` with
+:func:`models.capture.capture_attention` -> per-block probabilities (L, H, N, N) -> CLS-to-patch maps,
+rollout, top-5 predictions when the model has a classifier head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from models.capture import capture_attention
+from models.devices import resolve_device
+from models.registry import VisionModelInfo, VisionModelSpec, build_model, describe
+from models.rollout import HeadFusion, attention_rollout
+
+RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+@dataclass
+class VisionModel:
+    """A loaded model plus what we read about it."""
+
+    spec: VisionModelSpec
+    info: VisionModelInfo
+    model: nn.Module
+    device: torch.device
+    dtype: torch.dtype
+
+    def check_resolution(self, resolution: int | None) -> int:
+        res = self.info.default_resolution if resolution is None else int(resolution)
+        if res not in self.info.resolutions:
+            raise ValueError(
+                f"model {self.info.id!r} accepts input resolutions {list(self.info.resolutions)}, not {res}"
+            )
+        return res
+
+    def prepare(self, image: Image.Image, resolution: int | None = None) -> tuple[torch.Tensor, Image.Image]:
+        """RGB PIL image -> (input tensor (1, 3, R, R) on device, the R x R RGB image the model sees)."""
+        res = self.check_resolution(resolution)
+        shown = center_crop_resize(image.convert("RGB"), res, self.info.crop_pct, self.info.interpolation)
+        arr = np.asarray(shown, dtype=np.float32) / 255.0  # (R, R, 3)
+        arr = (arr - np.asarray(self.info.mean, np.float32)) / np.asarray(self.info.std, np.float32)
+        x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)  # (1, 3, R, R)
+        return x.to(self.device, self.dtype), shown
+
+
+def center_crop_resize(image: Image.Image, size: int, crop_pct: float, interpolation: str) -> Image.Image:
+    """timm's eval transform: short side to size / crop_pct, then a centred size x size crop."""
+    scale_size = int(round(size / max(crop_pct, 1e-6)))
+    w, h = image.size
+    if w <= h:
+        new_w, new_h = scale_size, max(1, int(round(h * scale_size / w)))
+    else:
+        new_w, new_h = max(1, int(round(w * scale_size / h))), scale_size
+    resized = image.resize((new_w, new_h), RESAMPLE.get(interpolation, Image.Resampling.BICUBIC))
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return resized.crop((left, top, left + size, top + size))
+
+
+def load_vision_model(
+    spec: VisionModelSpec,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache_dir: Path | str = Path(".cache"),
+) -> VisionModel:
+    """Build (or load from cache) the model and move it to device/dtype."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    model = build_model(spec, Path(cache_dir))
+    info = describe(spec, model)
+    model = model.to(device=dev, dtype=dtype)
+    return VisionModel(spec=spec, info=info, model=model, device=dev, dtype=dtype)
+
+
+@dataclass
+class VisionAnalysis:
+    """Everything one forward pass gives the vision page. Arrays live on the CPU."""
+
+    model_id: str
+    resolution: int
+    grid: tuple[int, int]  # (rows, cols)
+    num_prefix_tokens: int
+    attentions: torch.Tensor  # (L, H, N, N) float16 on CPU: patch-to-patch slices are served from it
+    cls_attention: np.ndarray  # (L, H, P) float32
+    rollout: np.ndarray  # (P,) float32
+    predictions: list[tuple[str, float]] | None
+    image: Image.Image  # the R x R image the model saw
+
+    def patch_attention(self, layer: int, head: int | None, query: int) -> np.ndarray:
+        """Where patch ``query`` attends in ``layer`` for one head (or the head mean): (P,) float32."""
+        n_layers, n_heads, n_tokens, _ = self.attentions.shape
+        if not 0 <= layer < n_layers:
+            raise IndexError(f"layer must be in 0..{n_layers - 1}, not {layer}")
+        if head is not None and not 0 <= head < n_heads:
+            raise IndexError(f"head must be in 0..{n_heads - 1}, not {head}")
+        num_patches = n_tokens - self.num_prefix_tokens
+        if not 0 <= query < num_patches:
+            raise IndexError(f"query patch must be in 0..{num_patches - 1}, not {query}")
+        rows = self.attentions[layer, :, self.num_prefix_tokens + query, self.num_prefix_tokens :]  # (H, P)
+        row = rows.float().mean(0) if head is None else rows[head].float()
+        return row.numpy()
+
+
+def cls_to_patch(attentions: torch.Tensor, num_prefix_tokens: int, has_cls: bool) -> torch.Tensor:
+    """(L, H, N, N) -> (L, H, P): the CLS query's attention over patches (mean patch query if no CLS)."""
+    p0 = num_prefix_tokens
+    if has_cls:
+        return attentions[:, :, 0, p0:]
+    return attentions[:, :, p0:, p0:].mean(dim=2)
+
+
+def top_predictions(model: nn.Module, logits: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+    """Top-k (class name, probability); ImageNet names from timm's bundled metadata when known."""
+    probs = logits.float().softmax(-1)[0]
+    values, indices = probs.topk(min(k, probs.numel()))
+    names = _class_names(model, probs.numel())
+    return [(names(int(i)), float(v)) for v, i in zip(values, indices, strict=True)]
+
+
+def _class_names(model: nn.Module, num_classes: int):
+    try:
+        from timm.data import ImageNetInfo, infer_imagenet_subset
+
+        subset = infer_imagenet_subset(model)
+        if subset:
+            info = ImageNetInfo(subset)
+            return lambda i: info.index_to_description(i)
+    except Exception:  # noqa: BLE001 - names are a nicety; fall back to indices
+        pass
+    return lambda i: f"class {i}"
+
+
+def analyze_image(
+    vm: VisionModel,
+    image: Image.Image,
+    resolution: int | None = None,
+    head_fusion: HeadFusion = "mean",
+    discard_ratio: float = 0.0,
+) -> VisionAnalysis:
+    """One forward pass with attention capture; see the module docstring."""
+    x, shown = vm.prepare(image, resolution)
+    info = vm.info
+    with torch.inference_mode():
+        with capture_attention(vm.model) as rec:
+            feats = vm.model.forward_features(x)
+        logits = vm.model.forward_head(feats) if info.num_classes > 0 else None
+        attn = rec.stacked()[:, 0]  # (L, H, N, N) for the single image
+        cls_map = cls_to_patch(attn, info.num_prefix_tokens, info.has_cls_token).float()  # (L, H, P)
+        roll = attention_rollout(attn, head_fusion, discard_ratio, info.num_prefix_tokens)  # (P,)
+        attn_cpu = attn.to("cpu", torch.float16)
+    rows, cols = info.grid(x.shape[-2], x.shape[-1])
+    return VisionAnalysis(
+        model_id=info.id,
+        resolution=int(x.shape[-1]),
+        grid=(rows, cols),
+        num_prefix_tokens=info.num_prefix_tokens,
+        attentions=attn_cpu,
+        cls_attention=cls_map.cpu().numpy(),
+        rollout=roll.float().cpu().numpy(),
+        predictions=top_predictions(vm.model, logits) if logits is not None else None,
+        image=shown,
+    )

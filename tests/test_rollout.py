@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from models.rollout import attention_rollout, discard_smallest, fuse_heads, rollout_matrix
+
+
+def test_two_layer_hand_computed_example() -> None:
+    # 2 layers, 1 head, N = 2 tokens (CLS + 1 patch)... use N = 3 to make it non-trivial.
+    a1 = torch.tensor([[[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.2, 0.2, 0.6]]])
+    a2 = torch.tensor([[[0.0, 1.0, 0.0], [0.5, 0.0, 0.5], [1.0, 0.0, 0.0]]])
+    attn = torch.stack([a1, a2])  # (L=2, H=1, 3, 3)
+    # by hand: Ã = (A + I) / 2 (rows of A sum to 1)
+    t1 = torch.tensor([[0.75, 0.25, 0.0], [0.0, 1.0, 0.0], [0.1, 0.1, 0.8]])
+    t2 = torch.tensor([[0.5, 0.5, 0.0], [0.25, 0.5, 0.25], [0.5, 0.0, 0.5]])
+    want = t2 @ t1
+    # row 0 of t2 @ t1 = 0.5*[.75,.25,0] + 0.5*[0,1,0] = [0.375, 0.625, 0]
+    torch.testing.assert_close(want[0], torch.tensor([0.375, 0.625, 0.0]))
+    torch.testing.assert_close(rollout_matrix(attn), want)
+    torch.testing.assert_close(attention_rollout(attn, num_prefix_tokens=1), torch.tensor([0.625, 0.0]))
+    torch.testing.assert_close(rollout_matrix(attn).sum(-1), torch.ones(3))
+
+
+def test_head_fusion_modes() -> None:
+    attn = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]])  # (H=2, 2, 2)
+    torch.testing.assert_close(fuse_heads(attn, "mean"), torch.full((2, 2), 0.5))
+    torch.testing.assert_close(fuse_heads(attn, "max"), torch.ones(2, 2))
+    torch.testing.assert_close(fuse_heads(attn, "min"), torch.zeros(2, 2))
+    with pytest.raises(ValueError):
+        fuse_heads(attn, "median")
+
+
+def test_discard_never_touches_prefix_rows_or_columns() -> None:
+    a = torch.arange(16, dtype=torch.float32).reshape(4, 4) + 1
+    out = discard_smallest(a, 0.5, num_prefix_tokens=1)
+    torch.testing.assert_close(out[0], a[0])
+    torch.testing.assert_close(out[:, 0], a[:, 0])
+    body = out[1:, 1:]
+    assert int((body == 0).sum()) == 4  # half of the 9 patch entries, rounded down
+    assert body.max() == a[1:, 1:].max()
+
+
+def test_rows_renormalised_after_discard() -> None:
+    torch.manual_seed(0)
+    attn = torch.rand(3, 2, 5, 5).softmax(-1)
+    r = rollout_matrix(attn, discard_ratio=0.6)
+    torch.testing.assert_close(r.sum(-1), torch.ones(5))
