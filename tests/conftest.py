@@ -38,3 +38,37 @@ TINY_SPECS = [
         timm_kwargs=dict(img_size=48, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_classes=10),
     ),
 ]
+
+
+# --- web app fixtures ---------------------------------------------------------------------------
+from collections.abc import Iterator  # noqa: E402
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from app.main import create_app  # noqa: E402
+from app.settings import Settings, VisionModelEntry  # noqa: E402
+
+
+def tiny_settings(tmp_path, **overrides) -> Settings:
+    """Settings for tests: tiny random models, CPU, a temp cache dir."""
+    base = dict(
+        device="cpu",
+        cache_dir=tmp_path / "cache",
+        vision_models=[VisionModelEntry.from_spec(s) for s in TINY_SPECS],
+        default_vision_model=TINY_SPECS[0].id,
+        max_upload_mb=1.0,
+        max_image_pixels=4_000_000,
+    )
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return tiny_settings(tmp_path)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c

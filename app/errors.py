@@ -1,0 +1,55 @@
+"""Every error leaves as JSON ``{"detail": "<human message>"}`` with a 4xx/5xx status."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.compute import QueueFull
+from app.images import ImageError
+from app.state import UnknownModel
+
+
+def _describe(err: dict) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form"))
+    msg = err.get("msg", "invalid value")
+    if err.get("type") == "json_invalid":
+        return "The request body is not valid JSON."
+    return f"{loc}: {msg}" if loc else msg
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        detail = "; ".join(_describe(e) for e in errors) or "Invalid request."
+        clean = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in errors
+        ]
+        return JSONResponse({"detail": detail, "errors": clean}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 413 and detail in ("Content Too Large", "Request Entity Too Large"):
+            limit = request.app.state.settings.max_upload_mb
+            detail = f"The upload is too large: the limit is {limit:g} MB."
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ImageError)
+    async def image_error(_request: Request, exc: ImageError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(UnknownModel)
+    async def unknown_model(_request: Request, exc: UnknownModel) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, exc: QueueFull) -> JSONResponse:
+        retry = str(request.app.state.settings.retry_after_s)
+        return JSONResponse(
+            {"detail": f"{exc}; try again in a few seconds."}, status_code=503, headers={"Retry-After": retry}
+        )

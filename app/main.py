@@ -1,0 +1,55 @@
+"""The FastAPI application: ``create_app()`` with a lifespan that loads the default models.
+
+Run with ``uvicorn app.main:create_app --factory`` (``make run`` does this).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from app.errors import install_error_handlers
+from app.routers import health, pages, vision
+from app.settings import Settings, get_settings
+from app.state import AppState
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("atlas")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = AppState.create(settings)
+        app.state.atlas = state
+        if settings.preload:
+            log.info("loading %s on %s (%s)", settings.default_vision_model, state.device, state.dtype)
+            await run_in_threadpool(state.vision_model, settings.default_vision_model)
+            for hook in app.state.preload_hooks:
+                await run_in_threadpool(hook, state)
+        yield
+        state.queue.shutdown()
+
+    app = FastAPI(
+        title="Attention Atlas",
+        summary="See what attention does inside Transformers.",
+        version="0.1.0",
+        lifespan=lifespan,
+        max_body_size=settings.max_upload_bytes + 64 * 1024,  # multipart overhead on top of the file
+    )
+    app.state.settings = settings
+    app.state.preload_hooks = []  # callables(state) run in the lifespan, e.g. the text default model
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    app.include_router(health.router)
+    app.include_router(vision.router)
+    app.include_router(pages.router)
+    return app

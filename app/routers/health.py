@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.deps import StateDep
+from app.schemas.common import HealthResponse, ModelsResponse, ModelSummary
+
+router = APIRouter(prefix="/api", tags=["meta"])
+
+
+@router.get("/health", response_model=HealthResponse)
+def health(state: StateDep) -> HealthResponse:
+    return HealthResponse(
+        status="ok",
+        device=str(state.device),
+        dtype=str(state.dtype).removeprefix("torch."),
+        loaded_models=state.loaded_vision_models(),
+        queue_pending=state.queue.pending,
+        queue_size=state.queue.max_pending,
+    )
+
+
+@router.get("/models", response_model=ModelsResponse)
+def list_models(state: StateDep) -> ModelsResponse:
+    """Every allowlisted model; users can only pick from this list."""
+    s = state.settings
+    loaded = set(state.loaded_vision_models())
+    out = [
+        ModelSummary(
+            id=spec.id,
+            task="vision",
+            label=spec.label or spec.arch_tag,
+            source=spec.source,
+            loaded=spec.id in loaded,
+            default=spec.id == s.default_vision_model,
+        )
+        for spec in s.vision_specs().values()
+    ]
+    return ModelsResponse(models=out)

