@@ -32,12 +32,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": detail, "errors": clean}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail
-        if exc.status_code == 413 and detail in ("Content Too Large", "Request Entity Too Large"):
-            limit = request.app.state.settings.max_upload_mb
-            detail = f"The upload is too large: the limit is {limit:g} MB."
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(ImageError)
     async def image_error(_request: Request, exc: ImageError) -> JSONResponse:

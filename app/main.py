@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import install_error_handlers
+from app.limits import BodySizeLimit
 from app.routers import health, pages, vision
 from app.settings import Settings, get_settings
 from app.state import AppState
@@ -43,8 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="See what attention does inside Transformers.",
         version="0.1.0",
         lifespan=lifespan,
-        max_body_size=settings.max_upload_bytes + 64 * 1024,  # multipart overhead on top of the file
     )
+    limit_message = f"The upload is too large: the limit is {settings.max_upload_mb:g} MB."
+    # multipart overhead on top of the file itself
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + 64 * 1024, message=limit_message)
     app.state.settings = settings
     app.state.preload_hooks = []  # callables(state) run in the lifespan, e.g. the text default model
     install_error_handlers(app)

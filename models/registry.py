@@ -136,3 +136,16 @@ def describe(spec: VisionModelSpec, model: nn.Module) -> VisionModelInfo:
         interpolation=str(cfg.get("interpolation", "bicubic")),
         crop_pct=float(cfg.get("crop_pct", 1.0)),
     )
+
+
+def builtin_specs() -> dict[str, VisionModelSpec]:
+    """Models that work offline out of the box, by id (what the CLIs accept for ``--model``)."""
+    return {DINOV2_VITS14.id: DINOV2_VITS14}
+
+
+def get_builtin_spec(model_id: str) -> VisionModelSpec:
+    """The built-in spec called ``model_id``; KeyError naming the known ids otherwise."""
+    specs = builtin_specs()
+    if model_id not in specs:
+        raise KeyError(f"unknown model {model_id!r}; known: {', '.join(sorted(specs))}")
+    return specs[model_id]

