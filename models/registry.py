@@ -111,12 +111,11 @@ def describe(spec: VisionModelSpec, model: nn.Module) -> VisionModelInfo:
     img_size = model.patch_embed.img_size
     native = int(img_size[0] if isinstance(img_size, (tuple, list)) else img_size)
     cfg_size = int(cfg.get("input_size", (3, native, native))[-1])
-    dynamic = bool(
-        getattr(model.patch_embed, "dynamic_img_size", False) or getattr(model, "dynamic_img_size", False)
+    # Models with a dynamic image size accept every resolution the spec lists; others only their own.
+    dynamic = bool(getattr(model, "dynamic_img_size", False))
+    resolutions = (
+        spec.resolutions if (dynamic and spec.resolutions) else ((cfg_size,) if dynamic else (native,))
     )
-    resolutions = spec.resolutions or ((cfg_size,) if not dynamic else (cfg_size,))
-    if not dynamic:
-        resolutions = (native,)
     return VisionModelInfo(
         id=spec.id,
         arch_tag=spec.arch_tag,
