@@ -49,6 +49,22 @@ from app.main import create_app  # noqa: E402
 from app.settings import Settings, VisionModelEntry  # noqa: E402
 
 
+def tiny_text_settings() -> dict:
+    """Text explorer settings for tests: tiny random BERT (encoder), paper Transformer on the date task
+    (seq2seq, the default), GPT-2 (causal) and Marian (seq2seq); all built in process, nothing downloads."""
+    from app.settings import TextModelEntry
+
+    entries = [
+        TextModelEntry(id="tiny-bert", kind="encoder", source="random", name="bert", label="Tiny BERT", max_tokens=512),
+        TextModelEntry(id="tiny-dates", kind="seq2seq", source="random", name="dates", label="Tiny dates", max_tokens=128),
+        TextModelEntry(id="tiny-gpt2", kind="causal", source="random", name="gpt2", label="Tiny GPT-2", max_tokens=256),
+        TextModelEntry(id="tiny-marian", kind="seq2seq", source="random", name="marian", label="Tiny Marian", max_tokens=128),
+    ]
+    return dict(
+        text_models=entries, default_text_model="tiny-bert", default_seq2seq_model="tiny-dates", max_text_chars=2000
+    )
+
+
 def tiny_settings(tmp_path, **overrides) -> Settings:
     """Settings for tests: tiny random models, CPU, a temp cache dir."""
     base = dict(
@@ -58,6 +74,7 @@ def tiny_settings(tmp_path, **overrides) -> Settings:
         default_vision_model=TINY_SPECS[0].id,
         max_upload_mb=1.0,
         max_image_pixels=4_000_000,
+        **tiny_text_settings(),
     )
     base.update(overrides)
     return Settings(**base)
@@ -72,3 +89,80 @@ def settings(tmp_path) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
         yield c
+
+
+# --- browser fixtures: live server + headless Debian Chromium via Playwright (shared by the page tests) ----
+# `live_server(settings) -> base_url` serves create_app(settings) with uvicorn in a background thread on a free
+# localhost port; `browser` is one Chromium per session (never downloaded: /usr/bin/chromium, and a missing
+# browser FAILS the test); `page` is a fresh 1280x800 context per test. Screenshots go to ARTIFACTS.
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[Settings], str]]:
+    """Factory: ``base_url = live_server(settings)``; every server started is stopped after the test."""
+    import uvicorn
+
+    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(settings: Settings) -> str:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the live server did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium (``/usr/bin/chromium``) driven by Playwright; fails if it is missing."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install Debian's chromium package"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh 1280x800 page; ``page.js_errors`` collects uncaught page errors and console errors."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    pg = context.new_page()
+    pg.js_errors = []
+    pg.on("pageerror", lambda e: pg.js_errors.append(f"pageerror: {e}"))
+    pg.on("console", lambda m: m.type == "error" and pg.js_errors.append(f"console: {m.text}"))
+    yield pg
+    context.close()
