@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.registry import DINOV2_VITS14, VisionModelSpec
+from models.text import DATES, HUB_EXAMPLES, MINILM, TextModelSpec
 
 
 class VisionModelEntry(BaseModel):
@@ -47,6 +48,34 @@ class VisionModelEntry(BaseModel):
         )
 
 
+class TextModelEntry(BaseModel):
+    """One allowlisted text model (see models/text.py). ``name``: package, Hub id, checkpoint path or
+    random architecture; ``config``: extra from_pretrained kwargs, or the random model's config overrides."""
+
+    id: str
+    kind: Literal["encoder", "seq2seq", "causal"]
+    source: Literal["package", "hub", "dates_checkpoint", "random"] = "hub"
+    name: str = ""
+    label: str = ""
+    max_tokens: int = Field(512, ge=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    def to_spec(self) -> TextModelSpec:
+        return TextModelSpec(
+            id=self.id,
+            kind=self.kind,
+            source=self.source,
+            name=self.name or ("" if self.source == "dates_checkpoint" else self.id),  # "": the committed one
+            label=self.label,
+            max_tokens=self.max_tokens,
+            config=dict(self.config),
+        )
+
+    @classmethod
+    def from_spec(cls, spec: TextModelSpec) -> TextModelEntry:
+        return cls(**{**spec.__dict__, "config": dict(spec.config)})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ATLAS_", env_file=None, extra="ignore")
 
@@ -71,9 +100,26 @@ class Settings(BaseSettings):
     extra_vision_models: list[VisionModelEntry] = Field(default_factory=list)
     default_vision_model: str = DINOV2_VITS14.id
 
+    # --- text explorer
+    text_models: list[TextModelEntry] = Field(
+        default_factory=lambda: [TextModelEntry.from_spec(MINILM), TextModelEntry.from_spec(DATES)]
+    )
+    extra_text_models: list[TextModelEntry] = Field(default_factory=list)  # operator's own allowlist
+    text_hub_models: bool = False  # also allow bert-base-uncased, gpt2, opus-mt-en-de (needs a network)
+    default_text_model: str = MINILM.id
+    default_seq2seq_model: str = DATES.id
+    max_text_chars: int = 4000
+    text_cache_mb: int = 512
+    text_inline_kb: int = 512  # full maps go inline in the first response up to this many float32 bytes
+    text_thumb_size: int = 64  # model-view thumbnails are max-pooled to at most this many cells a side
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    def text_specs(self) -> dict[str, TextModelSpec]:
+        hub = [TextModelEntry.from_spec(s) for s in HUB_EXAMPLES] if self.text_hub_models else []
+        return {e.id: e.to_spec() for e in [*self.text_models, *hub, *self.extra_text_models]}
 
     def vision_specs(self) -> dict[str, VisionModelSpec]:
         return {e.id: e.to_spec() for e in [*self.vision_models, *self.extra_vision_models]}

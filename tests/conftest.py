@@ -54,14 +54,22 @@ def tiny_text_settings() -> dict:
     (seq2seq, the default), GPT-2 (causal) and Marian (seq2seq); all built in process, nothing downloads."""
     from app.settings import TextModelEntry
 
+    def entry(id: str, kind: str, arch: str, label: str, max_tokens: int) -> TextModelEntry:
+        return TextModelEntry(
+            id=id, kind=kind, source="random", name=arch, label=label, max_tokens=max_tokens
+        )
+
     entries = [
-        TextModelEntry(id="tiny-bert", kind="encoder", source="random", name="bert", label="Tiny BERT", max_tokens=512),
-        TextModelEntry(id="tiny-dates", kind="seq2seq", source="random", name="dates", label="Tiny dates", max_tokens=128),
-        TextModelEntry(id="tiny-gpt2", kind="causal", source="random", name="gpt2", label="Tiny GPT-2", max_tokens=256),
-        TextModelEntry(id="tiny-marian", kind="seq2seq", source="random", name="marian", label="Tiny Marian", max_tokens=128),
+        entry("tiny-bert", "encoder", "bert", "Tiny BERT", 512),
+        entry("tiny-dates", "seq2seq", "dates", "Tiny dates", 128),
+        entry("tiny-gpt2", "causal", "gpt2", "Tiny GPT-2", 256),
+        entry("tiny-marian", "seq2seq", "marian", "Tiny Marian", 128),
     ]
     return dict(
-        text_models=entries, default_text_model="tiny-bert", default_seq2seq_model="tiny-dates", max_text_chars=2000
+        text_models=entries,
+        default_text_model="tiny-bert",
+        default_seq2seq_model="tiny-dates",
+        max_text_chars=2000,
     )
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.deps import StateDep
+from app.routers.text import loaded_text_models
 from app.schemas.common import HealthResponse, ModelsResponse, ModelSummary
 
 router = APIRouter(prefix="/api", tags=["meta"])
@@ -35,5 +36,18 @@ def list_models(state: StateDep) -> ModelsResponse:
             default=spec.id == s.default_vision_model,
         )
         for spec in s.vision_specs().values()
+    ]
+    loaded_text = set(loaded_text_models(state))
+    task = {"encoder": "text", "seq2seq": "seq2seq", "causal": "causal-lm"}
+    out += [
+        ModelSummary(
+            id=spec.id,
+            task=task[spec.kind],
+            label=spec.label or spec.name,
+            source=spec.source,
+            loaded=spec.id in loaded_text,
+            default=spec.id in (s.default_text_model, s.default_seq2seq_model),
+        )
+        for spec in s.text_specs().values()
     ]
     return ModelsResponse(models=out)

@@ -61,3 +61,18 @@ def vision_page(request: Request, state: StateDep) -> HTMLResponse:
         "max_upload_mb": state.settings.max_upload_mb,
     }
     return render(request, "vision.html", "/vision", "Vision attention explorer", data)
+
+
+@router.get("/text", response_class=HTMLResponse)
+def text_page(request: Request, state: StateDep) -> HTMLResponse:
+    s = state.settings
+    data = {
+        "models": [
+            {"id": m.id, "label": m.label or m.name, "kind": m.kind, "max_tokens": m.max_tokens}
+            for m in s.text_specs().values()
+        ],
+        "default_model": s.default_text_model,
+        "default_seq2seq_model": s.default_seq2seq_model,
+        "max_text_chars": s.max_text_chars,
+    }
+    return render(request, "text.html", "/text", "Text attention explorer", data)

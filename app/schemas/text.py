@@ -1,0 +1,105 @@
+"""Schemas of the text API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.common import TypedArray
+
+BlockKind = Literal["encoder_self", "decoder_self", "cross"]
+
+
+class ViewOptions(BaseModel):
+    hide_special: bool = Field(False, description="drop [CLS], [SEP], </s>, <s>, padding; renormalise rows")
+    merge_words: bool = Field(False, description="word pieces -> words: sum over keys, mean over queries")
+
+
+class TextAnalyzeRequest(ViewOptions):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="the input (source) text")
+    model: str | None = Field(None, description="an id from /api/models; default: the default text model")
+    target: str | None = Field(
+        None, description="encoder-decoder models only: the decoder's text; omit for the greedy output"
+    )
+    kind: BlockKind | None = Field(None, description="which attention the first view shows")
+    layer: int = Field(0, ge=0, description="which layer the first view shows (0-based)")
+
+
+class TextModelInfoSchema(BaseModel):
+    id: str
+    kind: Literal["encoder", "seq2seq", "causal"]
+    source: str
+    label: str
+    max_tokens: int
+    num_layers: int
+    num_heads: int
+    num_decoder_layers: int
+
+
+class TokenSide(BaseModel):
+    tokens: list[str] = Field(description="the tokenizer's tokens, special tokens included")
+    special: list[bool]
+    word_ids: list[int | None]
+
+
+class ViewAxisSchema(BaseModel):
+    labels: list[str] = Field(description="axis labels after hiding / merging")
+    special: list[bool]
+    spans: list[tuple[int, int]] = Field(description="[start, end) token indices behind each label")
+
+
+class BlockSchema(BaseModel):
+    kind: BlockKind
+    query_side: Literal["source", "target"]
+    key_side: Literal["source", "target"]
+    causal: bool = Field(description="masked (future keys are exactly 0)")
+    layers: int
+    heads: int
+    n_query: int = Field(description="rows of each map in this view")
+    n_key: int
+    thumbs: TypedArray = Field(
+        description="(layers, heads + 1, tq, tk) uint8, max-pooled; the last head is the mean over heads; "
+        "each thumbnail scaled to its own maximum (value = byte / 255 * thumb_scale)"
+    )
+    thumb_scale: TypedArray = Field(description="(layers, heads + 1) float32")
+    stats: TypedArray = Field(
+        description="(layers, heads + 1, len(stat_names)) float32; NaN = not applicable"
+    )
+    data: TypedArray | None = Field(
+        None,
+        description="(layers, heads, n_query, n_key) float32, inline when small; else fetch per layer/head",
+    )
+
+
+class LayerSchema(BaseModel):
+    kind: BlockKind
+    layer: int
+    data: TypedArray = Field(description="(heads, n_query, n_key): uint8 (probability x 255) or float32")
+
+
+class TextAnalysisResponse(BaseModel):
+    analysis_id: str
+    model: TextModelInfoSchema
+    source: TokenSide
+    target: TokenSide | None
+    generated_text: str | None = Field(description="the greedy output (encoder-decoder, no target given)")
+    predicted: list[str] | None = Field(description="per decoder row: the token the model predicts there")
+    options: ViewOptions
+    axes: dict[str, ViewAxisSchema] = Field(description='"source" and "target" under the view options')
+    blocks: list[BlockSchema]
+    stat_names: list[str]
+    stat_labels: list[str]
+    first: LayerSchema | None = Field(description="the first view's layer when blocks are not inline")
+    inline: bool
+    forward_ms: float
+    cached: bool
+
+
+class HeadSchema(BaseModel):
+    kind: BlockKind
+    layer: int
+    head: int | None = Field(description="null = mean over heads")
+    data: TypedArray = Field(description="(n_query, n_key) float32")

@@ -1,0 +1,205 @@
+"""View transforms and per-head statistics for token-level attention maps (numpy only, no torch).
+
+An attention map ``A`` has shape ``(..., Tq, Tk)``; every row is a probability distribution over keys
+("Attention Is All You Need", Section 3.2.1: softmax over the keys). The views the text explorer offers:
+
+- hide special tokens ([CLS], [SEP], </s>, <s>, padding) on both axes and renormalise each row to sum 1;
+- merge word pieces into words: **sum over keys, mean over queries** (rows still sum to 1), as in
+  Clark et al. 2019, "What does BERT look at?", Section 2;
+- the mean over heads (a virtual extra head).
+
+Groups of tokens are contiguous runs, so merging is ``np.add.reduceat`` (O(Tq Tk), no dense matmul).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+STAT_NAMES = ("entropy", "special", "self", "previous", "next", "offset")
+STAT_LABELS = {
+    "entropy": "mean row entropy (nats)",
+    "special": "share of attention to special tokens",
+    "self": "share to the token itself",
+    "previous": "share to the previous token",
+    "next": "share to the next token",
+    "offset": "mean attended offset (key − query position)",
+}
+CONTINUATION = "##"  # WordPiece continuation marker (BERT)
+WORD_START = ("Ġ", "▁")  # byte-level BPE (GPT-2) and SentencePiece (Marian) word-start markers
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One side of a map after the view transform: labels, which are special, and the token spans."""
+
+    labels: list[str]
+    special: list[bool]
+    spans: list[tuple[int, int]]  # [start, end) of original token indices behind each label
+
+
+def word_ids_from_pieces(tokens: list[str], special: list[bool]) -> list[int | None]:
+    """Word index of each token from the piece markers alone ("##", "Ġ", "▁"); None for special tokens.
+
+    Used when the tokenizer cannot say (slow tokenizers, generated ids). Without any marker style in
+    the sequence, every token is its own word.
+    """
+    marker_style = any(t.startswith(WORD_START) for t in tokens)  # else WordPiece (or no markers)
+    out: list[int | None] = []
+    word, prev_special = -1, True
+    for tok, sp in zip(tokens, special, strict=True):
+        if sp:
+            out.append(None)
+            prev_special = True
+            continue
+        starts_word = tok.startswith(WORD_START) if marker_style else not tok.startswith(CONTINUATION)
+        if prev_special or starts_word:
+            word += 1
+        out.append(word)
+        prev_special = False
+    return out
+
+
+def char_word_ids(chars: list[str], special: list[bool], space: str = "␣") -> list[int | None]:
+    """Word index for character tokens: a word is a run of non-space characters; each space is its own."""
+    out: list[int | None] = []
+    word, in_word = -1, False
+    for ch, sp in zip(chars, special, strict=True):
+        if sp:
+            out.append(None)
+            in_word = False
+        elif ch in (space, " "):
+            word += 1
+            out.append(word)
+            in_word = False
+        else:
+            if not in_word:
+                word += 1
+                in_word = True
+            out.append(word)
+    return out
+
+
+def _piece_text(tok: str, first: bool) -> str:
+    if tok.startswith(CONTINUATION) and not first:
+        return tok[len(CONTINUATION) :]
+    if tok.startswith(WORD_START) and len(tok) > 1:
+        return tok[1:]
+    return tok
+
+
+def build_axis(
+    tokens: list[str], special: list[bool], word_ids: list[int | None], hide_special: bool, merge_words: bool
+) -> Axis:
+    """Labels and spans of one axis under the view options (spans are contiguous runs of kept tokens)."""
+    spans: list[tuple[int, int]] = []
+    for i, sp in enumerate(special):
+        if hide_special and sp:
+            continue
+        joinable = merge_words and not sp and spans and word_ids[i] is not None
+        if joinable and spans[-1][1] == i and word_ids[spans[-1][0]] == word_ids[i]:
+            spans[-1] = (spans[-1][0], i + 1)
+        else:
+            spans.append((i, i + 1))
+    if merge_words:
+        labels = ["".join(_piece_text(tokens[k], k == a) for k in range(a, b)) for a, b in spans]
+    else:
+        labels = [tokens[a] for a, _ in spans]
+    return Axis(labels=labels, special=[special[a] for a, _ in spans], spans=spans)
+
+
+def renormalise_rows(a: np.ndarray) -> np.ndarray:
+    """Rows divided by their sum; rows that sum to 0 stay 0 (never NaN)."""
+    s = a.sum(axis=-1, keepdims=True)  # (..., Tq, 1)
+    return np.divide(a, s, out=np.zeros_like(a), where=s > 0)
+
+
+def apply_view(a: np.ndarray, q_axis: Axis, k_axis: Axis, renormalise: bool) -> np.ndarray:
+    """(..., Tq, Tk) token map -> (..., Wq, Wk) view map: keep the spans, sum keys, mean queries.
+
+    With ``renormalise`` (used when special tokens are hidden) each kept key set is first renormalised
+    over the kept keys, so rows sum to 1 again before merging.
+    """
+    kq = np.concatenate([np.arange(s, e) for s, e in q_axis.spans]) if q_axis.spans else np.zeros(0, int)
+    kk = np.concatenate([np.arange(s, e) for s, e in k_axis.spans]) if k_axis.spans else np.zeros(0, int)
+    out = a[..., kq, :][..., kk]  # (..., Tq', Tk') kept tokens only
+    if renormalise:
+        out = renormalise_rows(out)
+    k_len = np.array([e - s for s, e in k_axis.spans])
+    q_len = np.array([e - s for s, e in q_axis.spans])
+    if (k_len > 1).any():
+        out = np.add.reduceat(out, np.concatenate([[0], np.cumsum(k_len)[:-1]]), axis=-1)  # (..., Tq', Wk)
+    if (q_len > 1).any():
+        starts = np.concatenate([[0], np.cumsum(q_len)[:-1]])
+        out = np.add.reduceat(out, starts, axis=-2) / q_len[:, None]  # (..., Wq, Wk)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def with_head_mean(a: np.ndarray) -> np.ndarray:
+    """(L, H, Tq, Tk) -> (L, H + 1, Tq, Tk): the last "head" is the mean over heads."""
+    return np.concatenate([a, a.mean(axis=1, keepdims=True)], axis=1)
+
+
+def head_stats(
+    view: np.ndarray,
+    unhidden: np.ndarray,
+    special_keys: np.ndarray,
+    special_queries: np.ndarray,
+    same_axis: bool,
+) -> np.ndarray:
+    """Per-head statistics -> (..., len(STAT_NAMES)) float32; NaN where a statistic does not apply.
+
+    view      (..., Wq, Wk): the map as shown (after hiding / merging);
+    unhidden  (..., Uq, Uk): the same map with special tokens kept (merged the same way), for "special";
+    special_keys (Uk,), special_queries (Uq,): boolean masks of ``unhidden``'s axes.
+    Self / previous / next / offset need queries and keys on the same sequence (``same_axis``).
+    """
+    eps = 1e-12
+    lead = view.shape[:-2]
+    out = np.full((*lead, len(STAT_NAMES)), np.nan, dtype=np.float64)
+    v = view.astype(np.float64)
+    wq, wk = v.shape[-2:]
+    if wq:
+        out[..., 0] = (-(v * np.log(v + eps)).sum(-1)).mean(-1)
+    u = unhidden.astype(np.float64)
+    rows = ~special_queries if (~special_queries).any() else np.ones_like(special_queries)
+    if special_keys.any():
+        out[..., 1] = u[..., rows, :][..., special_keys].sum(-1).mean(-1)
+    else:
+        out[..., 1] = 0.0
+    if same_axis and wq == wk and wq:
+        idx = np.arange(wq)
+        out[..., 2] = v[..., idx, idx].mean(-1)
+        if wq > 1:
+            out[..., 3] = v[..., idx[1:], idx[:-1]].mean(-1)
+            out[..., 4] = v[..., idx[:-1], idx[1:]].mean(-1)
+        offset = idx[None, :] - idx[:, None]  # (Wq, Wk) key position minus query position
+        out[..., 5] = (v * offset).sum(-1).mean(-1)
+    return out.astype(np.float32)
+
+
+def pool_max(a: np.ndarray, size: int) -> np.ndarray:
+    """(..., Tq, Tk) -> (..., min(Tq, size), min(Tk, size)) by max over near-equal blocks.
+
+    Max (not mean) keeps thin structures such as a one-token diagonal visible in small thumbnails.
+    """
+    for axis, n in ((-2, a.shape[-2]), (-1, a.shape[-1])):
+        if n > size:
+            starts = (np.arange(size) * n) // size
+            a = np.maximum.reduceat(a, starts, axis=axis)
+    return a
+
+
+def quantise_u8(a: np.ndarray, per_map: bool) -> tuple[np.ndarray, np.ndarray]:
+    """float maps (..., R, C) -> (uint8 maps, scale (...,)) with value ~= byte / 255 * scale.
+
+    ``per_map`` scales every map to its own maximum (thumbnails); otherwise the scale is 1 (probabilities).
+    """
+    if per_map:
+        scale = a.max(axis=(-2, -1)) if a.size else np.ones(a.shape[:-2])
+        scale = np.where(scale > 0, scale, 1.0)
+    else:
+        scale = np.ones(a.shape[:-2])
+    q = np.rint(np.clip(a / scale[..., None, None], 0.0, 1.0) * 255.0).astype(np.uint8)
+    return q, scale.astype(np.float32)

@@ -1,0 +1,100 @@
+// The analysis as the page sees it: the overview response plus per-layer / per-head maps, taken from the
+// inline blocks when the server sent them whole, otherwise fetched on demand (and kept in a small LRU).
+import { apiGet, apiPost } from "../lib/api.js";
+import { decodeTyped } from "../lib/typed.js";
+
+const KIND_LABELS = {
+  encoder_self: "Encoder self-attention",
+  decoder_self: "Decoder masked self-attention",
+  cross: "Cross (encoder–decoder) attention",
+};
+const SHORT_LABELS = { encoder_self: "Encoder self", decoder_self: "Decoder masked self", cross: "Cross (enc–dec)" };
+export function kindLabel(kind, modelKind, short = false) {
+  if (modelKind === "causal" && kind === "decoder_self") return short ? "Masked self (decoder-only)" : "Masked self-attention (decoder-only)";
+  return (short ? SHORT_LABELS : KIND_LABELS)[kind] || kind;
+}
+
+function query(params) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined) p.set(k, typeof v === "boolean" ? (v ? "true" : "false") : String(v));
+  return p.toString();
+}
+
+export class Analysis {
+  constructor(resp) {
+    this.resp = resp;
+    this.id = resp.analysis_id;
+    this.options = resp.options;
+    this.blocks = new Map();
+    for (const b of resp.blocks) {
+      const thumbs = decodeTyped(b.thumbs), scale = decodeTyped(b.thumb_scale), stats = decodeTyped(b.stats);
+      this.blocks.set(b.kind, { ...b, thumbsT: thumbs, scaleT: scale, statsT: stats, dataT: b.data ? decodeTyped(b.data) : null });
+    }
+    this.layers = new Map(); // "kind/layer" -> {values: Float32Array|Uint8Array, factor}
+    this.heads = new Map(); // "kind/layer/head" -> Float32Array
+    if (resp.first) this.layers.set(`${resp.first.kind}/${resp.first.layer}`, { values: decodeTyped(resp.first.data).data, factor: 1 / 255 });
+  }
+
+  block(kind) { return this.blocks.get(kind); }
+  kinds() { return [...this.blocks.keys()]; }
+  axis(side) { return this.resp.axes[side]; }
+  queryAxis(kind) { return this.axis(this.block(kind).query_side); }
+  keyAxis(kind) { return this.axis(this.block(kind).key_side); }
+
+  _remember(map, key, value, max) {
+    map.set(key, value);
+    while (map.size > max) map.delete(map.keys().next().value);
+    return value;
+  }
+
+  // Every head of one layer: {values, factor} with weight = values[(h * nq + i) * nk + j] * factor.
+  async layer(kind, layer) {
+    const b = this.block(kind), key = `${kind}/${layer}`;
+    if (b.dataT) {
+      const n = b.heads * b.n_query * b.n_key;
+      return { values: b.dataT.data.subarray(layer * n, (layer + 1) * n), factor: 1 };
+    }
+    if (this.layers.has(key)) return this.layers.get(key);
+    const r = await apiGet(`/api/text/analysis/${this.id}/layer?${query({ kind, layer, ...this.options })}`);
+    return this._remember(this.layers, key, { values: decodeTyped(r.data).data, factor: 1 / 255 }, 6);
+  }
+
+  // One head (or the mean over heads when head === "mean") at full precision: Float32Array (nq * nk).
+  async head(kind, layer, head) {
+    const b = this.block(kind), key = `${kind}/${layer}/${head}`, n = b.n_query * b.n_key;
+    if (this.heads.has(key)) return this.heads.get(key);
+    let out;
+    if (b.dataT) {
+      const base = layer * b.heads * n;
+      if (head === "mean") {
+        out = new Float32Array(n);
+        for (let h = 0; h < b.heads; h++) for (let i = 0; i < n; i++) out[i] += b.dataT.data[base + h * n + i] / b.heads;
+      } else out = b.dataT.data.subarray(base + head * n, base + (head + 1) * n);
+    } else {
+      const params = { kind, layer, ...this.options, ...(head === "mean" ? {} : { head }) };
+      const r = await apiGet(`/api/text/analysis/${this.id}/head?${query(params)}`);
+      out = decodeTyped(r.data).data;
+    }
+    return this._remember(this.heads, key, out, 16);
+  }
+
+  // stats row of (layer, head); head index `heads` is the mean.
+  stats(kind, layer, head) {
+    const b = this.block(kind), s = this.resp.stat_names.length;
+    const off = (layer * (b.heads + 1) + head) * s;
+    return Array.from(b.statsT.data.subarray(off, off + s));
+  }
+
+  // Masked (future) cell of a causal block, in view coordinates: the key starts after the query ends.
+  isFuture(kind, i, j) {
+    const b = this.block(kind);
+    if (!b.causal) return false;
+    return this.keyAxis(kind).spans[j][0] > this.queryAxis(kind).spans[i][1] - 1;
+  }
+}
+
+export async function analyze(body) { return new Analysis(await apiPost("/api/text/analyze", body)); }
+
+export async function review(id, options, kind, layer) {
+  return new Analysis(await apiGet(`/api/text/analysis/${id}?${query({ ...options, kind, layer })}`));
+}

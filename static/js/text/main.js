@@ -1,0 +1,201 @@
+// Text attention explorer: controls, URL state (the permalink) and the three views + head table.
+import { pageData, showError } from "../lib/api.js";
+import { el } from "../lib/dom.js";
+import { readState, writeState } from "../lib/urlstate.js";
+import { analyze, kindLabel, review } from "./data.js";
+import { renderHeadView } from "./headview.js";
+import { renderMatrix } from "./matrix.js";
+import { renderModelView } from "./modelview.js";
+import { renderTable } from "./table.js";
+
+const EXAMPLES = {
+  encoder: "The animal didn't cross the street because it was too tired.",
+  causal: "The animal didn't cross the street because it was too tired.",
+  seq2seq: "Friday, March 18th, 2022",
+};
+const URL_TEXT_MAX = 300; // longer texts are not put in the URL
+const $ = (id) => document.getElementById(id);
+const pd = pageData();
+const models = new Map(pd.models.map((m) => [m.id, m]));
+const ui = {
+  form: $("tx-form"), text: $("tx-text"), model: $("tx-model"), target: $("tx-target"), targetWrap: $("tx-target-wrap"),
+  kind: $("tx-kind"), layer: $("tx-layer"), head: $("tx-head"), hide: $("tx-hide"), merge: $("tx-merge"),
+  status: $("tx-status"), error: $("tx-error"), summary: $("tx-summary"), exportSlot: $("tx-export"),
+  tableExport: $("tx-table-export"), table: $("tx-table"), limits: $("tx-limits"),
+  panes: { head: $("tx-pane-head"), model: $("tx-pane-model"), matrix: $("tx-pane-matrix") },
+};
+
+const st = readState({ text: "", model: pd.default_model, target: "", kind: "", layer: 0, head: "0", view: "head", hide: false, merge: false });
+if (!models.has(st.model)) st.model = pd.default_model;
+if (!["head", "model", "matrix"].includes(st.view)) st.view = "head";
+let A = null; // the current Analysis
+let selected = new Set(); // heads shown in the head view
+let renderSeq = 0;
+
+function modelKind() { return (models.get(ui.model.value) || {}).kind || "encoder"; }
+
+function setBusy(busy, text = "") {
+  ui.status.replaceChildren(...(busy ? [el("span", { class: "spinner" }), text] : [text]));
+  ui.form.querySelector("#tx-run").disabled = busy;
+}
+
+function saveURL() {
+  const text = ui.text.value;
+  writeState({
+    text: text.length <= URL_TEXT_MAX ? text : "", model: ui.model.value,
+    target: modelKind() === "seq2seq" && ui.target.value.length <= URL_TEXT_MAX ? ui.target.value : "",
+    kind: st.kind, layer: st.layer, head: st.head, view: st.view, hide: st.hide, merge: st.merge,
+  });
+}
+
+function fillSelect(select, options, value) {
+  select.replaceChildren(...options.map(([v, label]) => el("option", { value: v }, label)));
+  select.value = String(value);
+}
+
+function syncControls() {
+  const b = A.block(st.kind);
+  ui.kind.replaceChildren(...A.kinds().map((k) => el("button", {
+    type: "button", "aria-pressed": String(k === st.kind), dataset: { kind: k },
+    title: kindLabel(k, A.resp.model.kind), onclick: () => { st.kind = k; clampSelection(); syncControls(); render(); },
+  }, kindLabel(k, A.resp.model.kind, true))));
+  fillSelect(ui.layer, Array.from({ length: b.layers }, (_, l) => [l, `layer ${l}`]), st.layer);
+  fillSelect(ui.head, [["mean", "mean of heads"], ...Array.from({ length: b.heads }, (_, h) => [h, `head ${h}`])], st.head);
+  ui.hide.checked = st.hide; ui.merge.checked = st.merge;
+}
+
+function clampSelection() {
+  if (!A.kinds().includes(st.kind)) st.kind = A.kinds()[0];
+  const b = A.block(st.kind);
+  st.layer = Math.min(Math.max(0, Number(st.layer) || 0), b.layers - 1);
+  if (st.head !== "mean") st.head = String(Math.min(Math.max(0, Number(st.head) || 0), b.heads - 1));
+  selected = new Set([...selected].filter((h) => h < b.heads));
+  if (!selected.size) for (let h = 0; h < b.heads; h++) selected.add(h);
+}
+
+function summary() {
+  const r = A.resp, m = r.model, parts = [
+    el("b", {}, m.label), ` · ${m.num_layers} layers × ${m.num_heads} heads · `,
+    `${r.source.tokens.length} source tokens`,
+  ];
+  if (r.target) parts.push(` · ${r.target.tokens.length} decoder tokens`);
+  if (r.generated_text !== null && r.generated_text !== undefined) parts.push(" · greedy output: ", el("code", { class: "tx-generated" }, r.generated_text || "(empty)"));
+  else if (r.target) parts.push(" · decoder fed the given target");
+  parts.push(el("span", { class: "muted" }, ` · forward ${r.forward_ms.toFixed(1)} ms${r.cached ? " (cached)" : ""}` +
+    (r.inline ? "" : " · large input: maps are fetched per layer / head")));
+  ui.summary.replaceChildren(...parts);
+}
+
+function openHead(layer, head) {
+  st.layer = layer; st.head = String(head); st.view = "matrix";
+  syncControls(); render();
+}
+
+async function render() {
+  if (!A) return;
+  const seq = ++renderSeq;
+  saveURL();
+  for (const btn of document.querySelectorAll(".tx-tabs [data-view]")) {
+    const on = btn.dataset.view === st.view;
+    btn.setAttribute("aria-selected", String(on)); btn.classList.toggle("on", on);
+  }
+  for (const [name, pane] of Object.entries(ui.panes)) pane.classList.toggle("hidden", name !== st.view);
+  const kind = st.kind, layer = st.layer, head = st.head === "mean" ? "mean" : Number(st.head);
+  const current = { layer, head };
+  renderTable(ui.table, { analysis: A, kind, current, onOpen: openHead, exportSlot: ui.tableExport });
+  const title = `${kindLabel(kind, A.resp.model.kind)} · layer ${layer}`;
+  try {
+    if (st.view === "model") {
+      for (const p of [ui.panes.head, ui.panes.matrix]) p.replaceChildren();
+      renderModelView(ui.panes.model, { analysis: A, kind, current, onOpen: openHead, exportSlot: ui.exportSlot, title: kindLabel(kind, A.resp.model.kind) });
+    } else if (st.view === "head") {
+      const data = await A.layer(kind, layer);
+      if (seq !== renderSeq) return;
+      for (const p of [ui.panes.model, ui.panes.matrix]) p.replaceChildren();
+      renderHeadView(ui.panes.head, {
+        analysis: A, kind, layer, data, selected, title, exportSlot: ui.exportSlot,
+        onSelect: () => render(),
+      });
+    } else {
+      const values = await A.head(kind, layer, head);
+      if (seq !== renderSeq) return;
+      for (const p of [ui.panes.model, ui.panes.head]) p.replaceChildren();
+      renderMatrix(ui.panes.matrix, {
+        analysis: A, kind, layer, head, values, exportSlot: ui.exportSlot,
+        title: `${title} · ${head === "mean" ? "mean of heads" : `head ${head}`}`,
+      });
+    }
+  } catch (err) { showError(ui.error, err); }
+}
+
+async function run() {
+  showError(ui.error, null);
+  const kind = modelKind(), body = {
+    text: ui.text.value, model: ui.model.value, hide_special: st.hide, merge_words: st.merge, layer: Number(st.layer) || 0,
+  };
+  if (kind === "seq2seq" && ui.target.value) body.target = ui.target.value;
+  if (st.kind) body.kind = st.kind;
+  setBusy(true, "Analysing…");
+  try {
+    let next;
+    try { next = await analyze(body); } catch (err) {
+      if (err.status !== 400 || (!body.kind && body.layer === 0)) throw err;
+      delete body.kind; body.layer = 0; next = await analyze(body); // the URL's kind/layer does not fit this model
+    }
+    const heads = A ? A.block(st.kind)?.heads : null;
+    A = next;
+    if (heads !== A.block(A.kinds()[0]).heads) selected = new Set();
+    clampSelection(); syncControls(); summary(); setBusy(false);
+    await render();
+  } catch (err) {
+    setBusy(false); showError(ui.error, err);
+  }
+}
+
+async function reoption() {
+  st.hide = ui.hide.checked; st.merge = ui.merge.checked;
+  if (!A) return;
+  setBusy(true, "Updating…");
+  try {
+    A = await review(A.id, { hide_special: st.hide, merge_words: st.merge }, st.kind, st.layer);
+    clampSelection(); syncControls(); setBusy(false); await render();
+  } catch (err) {
+    setBusy(false);
+    if (err.status === 404) run(); else showError(ui.error, err);
+  }
+}
+
+// --- wiring -------------------------------------------------------------------------------------
+fillSelect(ui.model, pd.models.map((m) => [m.id, m.label]), st.model);
+ui.text.maxLength = pd.max_text_chars;
+ui.text.value = st.text || EXAMPLES[modelKind()];
+ui.target.value = st.target;
+ui.targetWrap.classList.toggle("hidden", modelKind() !== "seq2seq");
+ui.limits.textContent = `At most ${pd.max_text_chars.toLocaleString()} characters; BERT-like models take up to 512 tokens.`;
+
+ui.form.addEventListener("submit", (e) => { e.preventDefault(); run(); });
+ui.text.addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); run(); } });
+ui.model.addEventListener("change", () => {
+  const kind = modelKind();
+  ui.targetWrap.classList.toggle("hidden", kind !== "seq2seq");
+  if (!ui.text.value.trim() || Object.values(EXAMPLES).includes(ui.text.value)) ui.text.value = EXAMPLES[kind];
+  st.kind = ""; st.layer = 0;
+  run();
+});
+ui.layer.addEventListener("change", () => { st.layer = Number(ui.layer.value); render(); });
+ui.head.addEventListener("change", () => {
+  st.head = ui.head.value;
+  if (st.head !== "mean") selected = new Set([Number(st.head)]);
+  else selected = new Set(Array.from({ length: A.block(st.kind).heads }, (_, h) => h));
+  render();
+});
+ui.hide.addEventListener("change", reoption);
+ui.merge.addEventListener("change", reoption);
+for (const btn of document.querySelectorAll(".tx-tabs [data-view]")) {
+  btn.addEventListener("click", () => { st.view = btn.dataset.view; render(); });
+}
+let resizeTimer = null;
+window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (st.view === "model") render(); }, 200); });
+
+st.kind = st.kind || "";
+run();
