@@ -66,14 +66,15 @@ def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = N
     a fully-masked row gets all-zero probabilities (and a zero output) instead of NaN.
     """
     d_k = query.size(-1)
-    scores = query @ key.transpose(-2, -1) / math.sqrt(d_k)  # (..., Tq, Tk)
+    scores = (query / math.sqrt(d_k)) @ key.transpose(-2, -1)  # (..., Tq, Tk); scaling q is cheaper
     if mask is not None:
         if mask.dtype != torch.bool:
             raise TypeError(f"mask must be boolean (True = may attend), got {mask.dtype}")
-        scores = scores.masked_fill(~mask, float("-inf"))
+        if not bool(mask.all()):
+            scores.masked_fill_(~mask, float("-inf"))  # exp(-inf) = 0: masked probabilities are exactly 0
     probs = scores.softmax(dim=-1)
-    if mask is not None:
-        probs = probs.masked_fill(~mask, 0.0)  # exact zeros; also turns fully-masked NaN rows into 0
+    if mask is not None and not bool(mask.any(dim=-1).all()):
+        probs = probs.nan_to_num(nan=0.0)  # a fully-masked row is all -inf: zeros instead of NaN
     return probs @ value, probs
 
 
@@ -98,7 +99,10 @@ class MultiHeadAttention(nn.Module):
     def forward(
         self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None, need_weights: bool = True
     ) -> tuple[Tensor, Tensor | None]:
-        """query (B, Tq, d_model), key/value (B, Tk, d_model) -> (out (B, Tq, d_model), probs (B, H, Tq, Tk))."""
+        """query (B, Tq, d_model), key/value (B, Tk, d_model).
+
+        Returns (out (B, Tq, d_model), probs (B, H, Tq, Tk)), or (out, None) when ``need_weights`` is False.
+        """
         B, Tq, d_model = query.shape
         Tk = key.size(1)
         q = self.w_q(query).view(B, Tq, self.n_heads, self.d_k).transpose(1, 2)  # (B, H, Tq, d_k)
@@ -138,7 +142,10 @@ class Embeddings(nn.Module):
 
 
 def sinusoidal_encoding(max_len: int, d_model: int) -> Tensor:
-    """Section 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same). (max_len, d_model)."""
+    """Section 3.5, a (max_len, d_model) table.
+
+    PE(pos, 2i) = sin(pos / 10000^(2i/d_model)) and PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)).
+    """
     position = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)  # (max_len, 1)
     inv_freq = torch.pow(10000.0, -torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (d_model/2,)
     angles = position * inv_freq  # (max_len, d_model/2)
@@ -158,7 +165,7 @@ class PositionalEncoding(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         T = x.size(1)
-        if T > self.pe.size(0):
+        if self.pe.size(0) < T:
             raise ValueError(f"sequence length {T} exceeds max_len {self.pe.size(0)}")
         return self.dropout(x + self.pe[:T].to(x.dtype))  # (B, T, d_model)
 
@@ -174,7 +181,9 @@ class EncoderLayer(nn.Module):
         self.norm_2 = nn.LayerNorm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor, src_mask: Tensor | None, need_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
         a, probs = self.self_attn(x, x, x, src_mask, need_weights)
         x = self.norm_1(x + self.dropout(a))
         x = self.norm_2(x + self.dropout(self.feed_forward(x)))
@@ -216,7 +225,9 @@ class Encoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_enc_layers))
 
-    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor, src_mask: Tensor | None, need_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
         probs = []
         for layer in self.layers:
             x, p = layer(x, src_mask, need_weights)
@@ -309,15 +320,16 @@ class Transformer(nn.Module):
 
 @torch.no_grad()
 def greedy_decode(
-    model: Transformer, src_ids: Tensor, bos_id: int, eos_id: int, max_len: int
-) -> tuple[Tensor, Seq2SeqAttention]:
+    model: Transformer, src_ids: Tensor, bos_id: int, eos_id: int, max_len: int, return_attention: bool = True
+) -> tuple[Tensor, Seq2SeqAttention | None]:
     """Greedy decoding, then one teacher-forced pass over the result to collect every attention map.
 
     src_ids (B, Ts) or (Ts,), padded with ``model.cfg.pad_id``. Returns ``generated_ids`` (B, 1 + T), starting
     with ``bos_id``; rows that stop early are padded after ``eos_id``. The attention covers the decoder inputs
     ``generated_ids[:, :-1]``: decoder row t is the step that produced ``generated_ids[:, t + 1]``, so
     ``dec_self`` is (L, B, H, T, T) and ``cross`` is (L, B, H, T, Ts). Runs in eval mode (no dropout) and
-    restores the model's previous train/eval mode afterwards.
+    restores the model's previous train/eval mode afterwards. ``return_attention=False`` skips the final
+    pass and returns ``None`` for the attention (for fast evaluation).
     """
     if src_ids.dim() == 1:
         src_ids = src_ids.unsqueeze(0)  # (1, Ts)
@@ -336,7 +348,9 @@ def greedy_decode(
             finished |= next_id.eq(eos_id)
             if bool(finished.all()):
                 break
-        _, attn = model(src_ids, ys[:, :-1], src_pad_mask, need_weights=True)
+        attn = None
+        if return_attention:
+            _, attn = model(src_ids, ys[:, :-1], src_pad_mask, need_weights=True)
     finally:
         model.train(was_training)
     return ys, attn
