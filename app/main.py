@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
-from app.routers import health, pages, vision
+from app.routers import distance, health, pages, paper1, text, vision, vit_embeddings
 from app.settings import Settings, get_settings
 from app.state import AppState
 
@@ -49,10 +49,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # multipart overhead on top of the file itself
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + 64 * 1024, message=limit_message)
     app.state.settings = settings
-    app.state.preload_hooks = []  # callables(state) run in the lifespan, e.g. the text default model
+    app.state.preload_hooks = [text.preload]  # callables(state) run in the lifespan
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.include_router(health.router)
     app.include_router(vision.router)
+    app.include_router(text.router)
+    app.include_router(paper1.router)
+    app.include_router(vit_embeddings.router)
+    app.include_router(distance.router)
     app.include_router(pages.router)
     return app

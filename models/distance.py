@@ -84,6 +84,19 @@ def patch_distances(
     return d.to(device=device, dtype=torch.float32)
 
 
+def convert_unit(values: np.ndarray, grid: tuple[int, int], patch_size: int, unit: Unit) -> np.ndarray:
+    """Distances in pixels -> ``unit``. Exact: MAD is linear in d, and the units differ by a constant
+    (pixels = patch_size * patches; diagonal = patches / sqrt(R^2 + C^2)), as in :func:`patch_distances`."""
+    values = np.asarray(values, dtype=np.float64)
+    if unit == "pixels":
+        return values
+    if unit == "patches":
+        return values / float(patch_size)
+    if unit == "diagonal":
+        return values / (float(patch_size) * float(np.hypot(grid[0], grid[1])))
+    raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
+
+
 def _mad(
     attn: torch.Tensor, distances: torch.Tensor, num_prefix_tokens: int, renormalize: bool
 ) -> torch.Tensor:
@@ -95,10 +108,20 @@ def _mad(
             f"attention must be (..., H, {n}, {n}) for {num_prefix_tokens} prefix tokens + {num_patches} "
             f"patches, got {tuple(attn.shape)}"
         )
+    if not renormalize:
+        # Distances zero-padded over the prefix rows and columns: the sum of A * d over the whole N x N
+        # map is then the patch-to-patch sum, one matrix-vector product over the contiguous map, with no
+        # (P, P) slice copy and no elementwise temporary (bench/distance.py measures the difference).
+        p = num_prefix_tokens
+        d_full = torch.nn.functional.pad(distances, (p, 0, p, 0))  # (N, N)
+        flat = attn.reshape(*attn.shape[:-2], n * n)  # (..., H, N*N), a view of a contiguous map
+        if flat.dtype != torch.float32:
+            flat = flat.float()
+        return (flat @ d_full.reshape(n * n)) / num_patches  # (..., H)
     a = attn[..., num_prefix_tokens:, num_prefix_tokens:].float()  # (..., H, P, P)
-    if renormalize:
-        a = a / a.sum(dim=-1, keepdim=True).clamp_min(1e-12)  # (..., H, P, P) rows sum to 1
-    return (a * distances).sum(dim=-1).mean(dim=-1)  # (..., H)
+    weighted = (a * distances).sum(dim=-1)  # (..., H, P) sum_j A[i, j] d(i, j)
+    mass = a.sum(dim=-1).clamp_min(1e-12)  # (..., H, P) each row's patch mass
+    return (weighted / mass).mean(dim=-1)  # (..., H) rows renormalised to sum 1 over patches
 
 
 def mean_attention_distance(
@@ -227,6 +250,7 @@ def dataset_mean_attention_distance(
     unit: Unit = "pixels",
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    execute: Callable[[Callable[[], None]], object] | None = None,
 ) -> DistanceResult:
     """Mean attention distance of ``vm`` over PIL ``images``, in batches, reduced on the model's device.
 
@@ -235,6 +259,11 @@ def dataset_mean_attention_distance(
     ``torch.inference_mode()``. ``progress(done, total)`` is called at the start and after each batch
     (``total`` is None when ``images`` has no ``len``). ``cancel`` is checked before each image and
     each batch; when set, :class:`Cancelled` is raised.
+
+    ``execute(fn)`` runs each batch's forward pass (default: call it here). A server passes its compute
+    queue, so single-image requests interleave with a long dataset run batch by batch. The attention
+    hooks are installed inside ``fn`` and removed when it returns, so whatever runs on the model between
+    two batches sees it unhooked and fused; preprocessing stays on the calling thread.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
@@ -248,26 +277,33 @@ def dataset_mean_attention_distance(
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"cancelled after {acc.n_images} images")
 
+    def forward(x: torch.Tensor) -> None:
+        # inference mode is thread-local: entered here, on whichever thread ``execute`` runs this
+        with torch.inference_mode(), capture_attention(vm.model, reduce=acc.update):
+            vm.model.forward_features(x)
+
+    batch: list[torch.Tensor] = []
+
+    def run_batch() -> None:
+        check_cancel()
+        x = torch.cat(batch, dim=0)  # (B, 3, R, R)
+        batch.clear()
+        if execute is None:
+            forward(x)
+        else:
+            execute(lambda: forward(x))
+        if progress is not None:
+            progress(acc.n_images, total)
+
     if progress is not None:
         progress(0, total)
-    with torch.inference_mode(), capture_attention(vm.model, reduce=acc.update):
-        batch: list[torch.Tensor] = []
-
-        def run_batch() -> None:
-            check_cancel()
-            x = torch.cat(batch, dim=0)  # (B, 3, R, R)
-            batch.clear()
-            vm.model.forward_features(x)
-            if progress is not None:
-                progress(acc.n_images, total)
-
-        for image in images:
-            check_cancel()
-            batch.append(vm.prepare(image, res)[0])  # (1, 3, R, R)
-            if len(batch) == batch_size:
-                run_batch()
-        if batch:
+    for image in images:
+        check_cancel()
+        batch.append(vm.prepare(image, res)[0])  # (1, 3, R, R)
+        if len(batch) == batch_size:
             run_batch()
+    if batch:
+        run_batch()
     if acc.n_images == 0:
         raise ValueError("no images were given")
     mad = acc.result()  # (L, H)

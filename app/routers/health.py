@@ -15,7 +15,7 @@ def health(state: StateDep) -> HealthResponse:
         status="ok",
         device=str(state.device),
         dtype=str(state.dtype).removeprefix("torch."),
-        loaded_models=state.loaded_vision_models(),
+        loaded_models=[*state.loaded_vision_models(), *loaded_text_models(state)],
         queue_pending=state.queue.pending,
         queue_size=state.queue.max_pending,
     )

@@ -1,0 +1,179 @@
+"""A small in-process registry of background jobs (dataset runs): start, progress, cancel, result.
+
+Each job runs on its own daemon thread; at most ``max_running`` run at once, the rest wait their turn
+(status ``queued``). At most ``max_active`` jobs may be queued or running: past that :class:`JobsBusy`
+is raised at once (the API answers 503). Finished jobs (done, failed, cancelled) are kept for their
+results, the oldest finished ones dropped beyond ``max_kept``. A job's function gets the :class:`Job`
+and reports progress with ``job.report(done, total)``; it should poll ``job.cancel_event`` and raise
+:class:`models.distance.Cancelled` (or any exception whose class is named in ``cancelled_types``).
+
+Heavy work inside a job should go through the app's compute queue one step at a time (a batch), so a
+long job never holds the model for minutes while single-image requests wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+log = logging.getLogger("atlas.jobs")
+
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
+
+
+class JobsBusy(RuntimeError):
+    """Too many jobs are queued or running."""
+
+
+class UserError(ValueError):
+    """An error whose message is meant for the user (shown as the failed job's ``error``)."""
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    params: dict[str, Any]
+    key: str | None = None  # jobs with equal keys compute the same thing (results may be reused)
+    status: JobStatus = "queued"
+    done: int = 0
+    total: int | None = None
+    error: str | None = None
+    result: Any = None
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+    def report(self, done: int, total: int | None) -> None:
+        """Progress callback: ``done`` of ``total`` items (total None when unknown)."""
+        self.done, self.total = int(done), total
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.status == "done"
+
+    @property
+    def elapsed_s(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.time()) - self.started
+
+
+class JobRegistry:
+    def __init__(
+        self,
+        max_active: int = 4,
+        max_kept: int = 32,
+        max_running: int = 1,
+        cancelled_types: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self.max_active = max_active
+        self.max_kept = max_kept
+        self._cancelled_types = cancelled_types
+        self._slots = threading.Semaphore(max_running)
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _active(self) -> int:
+        return sum(j.status not in FINISHED for j in self._jobs.values())
+
+    def submit(
+        self,
+        fn: Callable[[Job], Any],
+        kind: str,
+        params: dict[str, Any],
+        key: str | None = None,
+        total: int | None = None,
+    ) -> Job:
+        """Queue ``fn(job)``; its return value becomes ``job.result``. Raises JobsBusy when full."""
+        with self._lock:
+            if self._closed:
+                raise JobsBusy("the server is shutting down")
+            if self._active() >= self.max_active:
+                raise JobsBusy(f"{self.max_active} dataset jobs are already queued or running")
+            job = Job(id=secrets.token_hex(8), kind=kind, params=params, key=key, total=total)
+            self._jobs[job.id] = job
+            self._evict()
+        threading.Thread(target=self._run, args=(job, fn), name=f"atlas-job-{job.id}", daemon=True).start()
+        return job
+
+    def _run(self, job: Job, fn: Callable[[Job], Any]) -> None:
+        # wait for a running slot, but leave at once when cancelled while queued
+        while not self._slots.acquire(timeout=0.1):
+            if job.cancel_event.is_set() or self._closed:
+                self._finish(job, "cancelled")
+                return
+        try:
+            if job.cancel_event.is_set():
+                self._finish(job, "cancelled")
+                return
+            job.status, job.started = "running", time.time()
+            try:
+                result = fn(job)
+            except self._cancelled_types:
+                self._finish(job, "cancelled")
+            except UserError as e:
+                self._finish(job, "failed", error=str(e))
+            except Exception as e:  # noqa: BLE001 - a job's failure is reported, never raised into a thread
+                log.exception("job %s (%s) failed", job.id, job.kind)
+                self._finish(job, "failed", error=f"{type(e).__name__}: {e}")
+            else:
+                job.result = result
+                self._finish(job, "done")
+        finally:
+            self._slots.release()
+
+    def _finish(self, job: Job, status: JobStatus, error: str | None = None) -> None:
+        with self._lock:
+            job.status, job.error, job.finished = status, error, time.time()
+            if job.started is None:
+                job.started = job.finished
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop the oldest finished jobs beyond max_kept (called with the lock held)."""
+        finished = [j.id for j in self._jobs.values() if j.status in FINISHED]
+        for job_id in finished[: max(0, len(finished) - self.max_kept)]:
+            del self._jobs[job_id]
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Ask the job to stop; it turns ``cancelled`` at its next check. Finished jobs are unchanged."""
+        job = self.get(job_id)
+        if job is not None and job.status not in FINISHED:
+            job.cancel_event.set()
+        return job
+
+    def find_done(self, key: str) -> Job | None:
+        """The newest successfully finished job with this key, if still kept (never for key None)."""
+        if key is None:
+            return None
+        with self._lock:
+            for job in reversed(self._jobs.values()):
+                if job.key == key and job.status == "done":
+                    return job
+        return None
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def shutdown(self) -> None:
+        """Cancel everything; threads are daemons and stop at their next cancel check."""
+        with self._lock:
+            self._closed = True
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.cancel_event.set()
