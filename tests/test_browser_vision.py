@@ -143,6 +143,7 @@ def test_sample_grid_query_permalink_and_exports(base_url, page) -> None:
     pinned = overlay(page)
     assert pinned["checksum"] != cls_state["checksum"] and pixels(page) != cls_pixels
     aid = page.get_attribute("#vision-app", "data-analysis")
+    assert page.get_attribute("#vz-distance-link", "href") == f"/distance?analysis={aid}"
     api = httpx.get(
         f"{base_url}/api/vision/analysis/{aid}/attention", params={"layer": 11, "head": 0, "query": 21}
     )

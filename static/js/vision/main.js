@@ -112,6 +112,7 @@ function adopt(r, image, source, restore) {
   for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) for (let p = 0; p < P; p++) means[l * P + p] += cls[(l * H + h) * P + p] / H;
   const prev = S.A;
   $("vision-app").dataset.analysis = r.analysis_id;
+  $("vz-distance-link").href = `/distance?analysis=${encodeURIComponent(r.analysis_id)}`;
   S.A = { id: r.analysis_id, hash: r.image_hash, model: r.model, grid: r.grid, clsQuery: r.cls_query, L, H, P,
     cls, means, predictions: r.predictions, image };
   rolloutCache.set(rolloutKey(r.rollout_options.head_fusion, r.rollout_options.discard_ratio), decodeTyped(r.rollout).data);
