@@ -3,7 +3,9 @@ user text is never interpreted as HTML (no dialog, no injected element, the text
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 from conftest import ARTIFACTS, tiny_settings
@@ -57,11 +59,27 @@ def test_text_page_end_to_end(page, base_url):
     analyse(page, "The quick brown fox jumps over the lazy dog.")
     page.wait_for_selector(".tx-col-q .tx-tok >> text=fox")
     assert page.locator(".tx-chip").count() == 4
+    # layers and heads are numbered from 1 on screen (as on the vision page): chips, dropdowns, head table
+    assert page.eval_on_selector_all(".tx-chip", "ns => ns.map(n => n.textContent)") == ["1", "2", "3", "4"]
+    layer_labels = page.eval_on_selector_all("#tx-layer option", "ns => ns.map(n => n.textContent)")
+    assert layer_labels == ["layer 1", "layer 2", "layer 3", "layer 4"]
+    head_labels = page.eval_on_selector_all("#tx-head option", "ns => ns.map(n => n.textContent)")
+    assert head_labels == ["mean of heads", "head 1", "head 2", "head 3", "head 4"]
+    table_labels = page.eval_on_selector_all(
+        "#tx-table tbody td:first-child", "ns => ns.map(n => n.textContent)"
+    )
+    assert (
+        table_labels[:2] == ["L1 · H1", "L1 · H2"]
+        and table_labels[4] == "L1 · mean"
+        and len(table_labels) == 4 * 5
+    )
+    assert "layer=1" in page.url and "head=1" in page.url
 
-    # open layer 3
+    # open layer 3 (1-based: the third of the 4 layers; the API gets index 2)
     page.select_option("#tx-layer", "3")
     page.wait_for_selector(".tx-hv-legend >> text=layer 3")
     assert "layer=3" in page.url and "fox" in page.url
+    assert page.eval_on_selector("#tx-layer", "s => s.selectedOptions[0].textContent") == "layer 3"
 
     # hover a token: its own row is highlighted, the keys it attends to get shaded
     page.hover(".tx-col-q .tx-tok >> text=fox")
@@ -74,9 +92,12 @@ def test_text_page_end_to_end(page, base_url):
     canvas = page.wait_for_selector(".tx-mv-canvas")
     assert page.locator("#tx-pane-model canvas").count() == 1
     box = canvas.bounding_box()
-    canvas.click(position={"x": 56 + 10, "y": 22 + 10})  # layer 0, head 0
+    canvas.click(position={"x": 56 + 10, "y": 22 + 10})  # the first cell: layer 1, head 1
     page.wait_for_selector("#tx-matrix-plot .main-svg")
-    assert re.search(r"view=matrix", page.url) and "layer=0" in page.url and box["width"] > 300
+    assert re.search(r"view=matrix", page.url) and box["width"] > 300
+    assert "layer=1" in page.url and "head=1" in page.url
+    title = page.evaluate("document.getElementById('tx-matrix-plot').layout.title.text")
+    assert title == "Encoder self-attention · layer 1 · head 1"
 
     # switch to the encoder-decoder model and to cross attention
     page.click(".tx-tabs [data-view=head]")
@@ -133,3 +154,45 @@ def test_text_page_shows_server_errors_as_text(page, base_url):
         page.press("#tx-text", "Enter")
     page.wait_for_function("document.getElementById('tx-error').textContent.includes('512')")
     assert "at most 512 tokens" in page.text_content("#tx-error")
+
+
+def test_text_page_url_counts_layers_and_heads_from_one(page, base_url):
+    """?layer=3&head=2 is the third layer and second head on screen and index 2 / 1 in the API; old links
+    with layer=0 / head=0 open layer 1 / head 1."""
+    bodies: list[dict] = []
+    page.on(
+        "request", lambda r: bodies.append(r.post_data_json) if r.url.endswith("/api/text/analyze") else None
+    )
+    page.goto(f"{base_url}/text?text=one%20two%20three&layer=3&head=2&view=matrix")
+    page.wait_for_selector("#tx-matrix-plot .main-svg")
+    assert bodies[-1]["layer"] == 2
+    title = page.evaluate("document.getElementById('tx-matrix-plot').layout.title.text")
+    assert title == "Encoder self-attention · layer 3 · head 2"
+    assert page.input_value("#tx-layer") == "3" and page.input_value("#tx-head") == "2"
+    assert page.eval_on_selector("#tx-table tr.selected td", "n => n.textContent") == "L3 · H2"
+    selected = page.eval_on_selector("#tx-table tr.selected", "n => n.dataset.layer + '/' + n.dataset.head")
+    assert selected == "2/1"  # data attributes keep the API's indices
+    # exports name and label layers / heads as the screen does
+    with page.expect_download() as dl:
+        page.click("#tx-export [data-export=json]")
+    assert dl.value.suggested_filename == "attention_encoder_self_layer3_head2.json"
+    meta = json.loads(Path(dl.value.path()).read_text())["meta"]
+    assert (meta["layer"], meta["head"]) == (3, 2) and "1-based" in meta["numbering"]
+    with page.expect_download() as dl:
+        page.click("#tx-table-export [data-export=csv]")
+    csv = Path(dl.value.path()).read_text().splitlines()
+    assert csv[0].startswith("kind,layer,head,") and csv[1].startswith("encoder_self,1,1,")
+    assert csv[5].startswith("encoder_self,1,mean,") and csv[-1].startswith("encoder_self,4,mean,")
+
+    page.goto(f"{base_url}/text?text=one%20two%20three&layer=0&head=0&view=matrix")
+    page.wait_for_selector("#tx-matrix-plot .main-svg")
+    assert bodies[-1]["layer"] == 0
+    assert page.input_value("#tx-layer") == "1" and page.input_value("#tx-head") == "1"
+    assert "layer=1" in page.url and "head=1" in page.url
+    page.select_option("#tx-head", "mean")
+    page.wait_for_function(
+        "document.getElementById('tx-matrix-plot')?.layout?.title.text === "
+        "'Encoder self-attention · layer 1 · mean of heads'"
+    )
+    assert "head=mean" in page.url
+    assert js_errors(page) == []

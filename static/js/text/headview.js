@@ -3,6 +3,7 @@
 // hundred tokens stay fast; tokens are DOM text nodes (never parsed as HTML).
 import { el } from "../lib/dom.js";
 import { downloadCSV, downloadJSON, exportButtons, canvasToPNG, downloadText } from "../lib/export.js";
+import { fromApi, NUMBERING } from "./data.js";
 
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
   "#bcbd22", "#17becf", "#3949ab", "#00897b"];
@@ -69,11 +70,11 @@ export function renderHeadView(pane, { analysis, kind, layer, data, selected, on
   for (let h = 0; h < b.heads; h++) {
     const on = selected.has(h);
     chips.append(el("button", {
-      type: "button", class: "tx-chip", "aria-pressed": String(on), title: `Head ${h} (double-click: only this head)`,
+      type: "button", class: "tx-chip", "aria-pressed": String(on), title: `Head ${fromApi(h)} (double-click: only this head)`,
       style: `--chip: ${headColor(h)}`, dataset: { head: h },
       onclick: () => { if (selected.has(h)) selected.delete(h); else selected.add(h); onSelect(); },
       ondblclick: () => { selected.clear(); selected.add(h); onSelect(); },
-    }, String(h)));
+    }, String(fromApi(h))));
   }
   chips.append(
     el("button", { type: "button", class: "tx-chip-all", onclick: () => { for (let h = 0; h < b.heads; h++) selected.add(h); onSelect(); } }, "all"),
@@ -118,13 +119,13 @@ export function renderHeadView(pane, { analysis, kind, layer, data, selected, on
   pane.append(chips, legend, body);
 
   // Export: a picture with the token labels, and the numbers of the heads shown.
-  const name = `attention_${kind}_layer${layer}_heads`;
+  const name = `attention_${kind}_layer${fromApi(layer)}_heads`;
   function picture() {
     const lw = 170, out = document.createElement("canvas");
     out.width = (lw * 2 + width) * 2; out.height = (rows * ROW + 30) * 2;
     const c = out.getContext("2d");
     c.scale(2, 2); c.fillStyle = "#fff"; c.fillRect(0, 0, lw * 2 + width, rows * ROW + 30);
-    c.fillStyle = "#1d2430"; c.font = "12px system-ui, sans-serif"; c.fillText(`${title} · heads ${heads().join(", ")}`, 6, 16);
+    c.fillStyle = "#1d2430"; c.font = "12px system-ui, sans-serif"; c.fillText(`${title} · heads ${heads().map(fromApi).join(", ")}`, 6, 16);
     c.translate(0, 26); c.textBaseline = "middle";
     c.textAlign = "right"; qAxis.labels.forEach((l, i) => c.fillText(l, lw - 6, i * ROW + ROW / 2));
     c.textAlign = "left"; kAxis.labels.forEach((l, j) => c.fillText(l, lw + width + 6, j * ROW + ROW / 2));
@@ -141,13 +142,13 @@ export function renderHeadView(pane, { analysis, kind, layer, data, selected, on
     csv: () => {
       const rowsOut = [];
       for (const h of heads()) for (let i = 0; i < dims.nq; i++) for (let j = 0; j < dims.nk; j++) {
-        rowsOut.push([kind, layer, h, i, qAxis.labels[i], j, kAxis.labels[j], data.values[(h * dims.nq + i) * dims.nk + j] * data.factor]);
+        rowsOut.push([kind, fromApi(layer), fromApi(h), i, qAxis.labels[i], j, kAxis.labels[j], data.values[(h * dims.nq + i) * dims.nk + j] * data.factor]);
       }
       downloadCSV(`${name}.csv`, ["kind", "layer", "head", "query_index", "query", "key_index", "key", "weight"], rowsOut);
     },
     json: () => downloadJSON(`${name}.json`, {
-      meta: { model: analysis.resp.model.id, kind, layer, options: analysis.options, quantised: !analysis.resp.inline },
-      queries: qAxis.labels, keys: kAxis.labels, heads: heads(), weights: heads().map(matrixOf),
+      meta: { model: analysis.resp.model.id, kind, layer: fromApi(layer), numbering: NUMBERING, options: analysis.options, quantised: !analysis.resp.inline },
+      queries: qAxis.labels, keys: kAxis.labels, heads: heads().map(fromApi), weights: heads().map(matrixOf),
     }),
   }, "Export head view"));
 }

@@ -2,7 +2,7 @@
 import { pageData, showError } from "../lib/api.js";
 import { el } from "../lib/dom.js";
 import { readState, writeState } from "../lib/urlstate.js";
-import { analyze, kindLabel, review } from "./data.js";
+import { analyze, fromApi, kindLabel, review, toApi } from "./data.js";
 import { renderHeadView } from "./headview.js";
 import { renderMatrix } from "./matrix.js";
 import { renderModelView } from "./modelview.js";
@@ -25,7 +25,10 @@ const ui = {
   panes: { head: $("tx-pane-head"), model: $("tx-pane-model"), matrix: $("tx-pane-matrix") },
 };
 
-const st = readState({ text: "", model: pd.default_model, target: "", kind: "", layer: 0, head: "0", view: "head", hide: false, merge: false });
+// The URL counts layers and heads from 1 (as the vision page and the controls do); `st` holds API indices
+// (0-based) with head = "mean" for the mean of heads. saveURL() converts back.
+const url = readState({ text: "", model: pd.default_model, target: "", kind: "", layer: 1, head: "1", view: "head", hide: false, merge: false });
+const st = { ...url, layer: toApi(url.layer), head: toApi(url.head) };
 if (!models.has(st.model)) st.model = pd.default_model;
 if (!["head", "model", "matrix"].includes(st.view)) st.view = "head";
 let A = null; // the current Analysis
@@ -44,7 +47,7 @@ function saveURL() {
   writeState({
     text: text.length <= URL_TEXT_MAX ? text : "", model: ui.model.value,
     target: modelKind() === "seq2seq" && ui.target.value.length <= URL_TEXT_MAX ? ui.target.value : "",
-    kind: st.kind, layer: st.layer, head: st.head, view: st.view, hide: st.hide, merge: st.merge,
+    kind: st.kind, layer: fromApi(st.layer), head: fromApi(st.head), view: st.view, hide: st.hide, merge: st.merge,
   });
 }
 
@@ -59,8 +62,9 @@ function syncControls() {
     type: "button", "aria-pressed": String(k === st.kind), dataset: { kind: k },
     title: kindLabel(k, A.resp.model.kind), onclick: () => { st.kind = k; clampSelection(); syncControls(); render(); },
   }, kindLabel(k, A.resp.model.kind, true))));
-  fillSelect(ui.layer, Array.from({ length: b.layers }, (_, l) => [l, `layer ${l}`]), st.layer);
-  fillSelect(ui.head, [["mean", "mean of heads"], ...Array.from({ length: b.heads }, (_, h) => [h, `head ${h}`])], st.head);
+  const n = (count) => Array.from({ length: count }, (_, i) => fromApi(i)); // option values are 1-based, as in the URL
+  fillSelect(ui.layer, n(b.layers).map((l) => [l, `layer ${l}`]), fromApi(st.layer));
+  fillSelect(ui.head, [["mean", "mean of heads"], ...n(b.heads).map((h) => [h, `head ${h}`])], fromApi(st.head));
   ui.hide.checked = st.hide; ui.merge.checked = st.merge;
 }
 
@@ -68,7 +72,7 @@ function clampSelection() {
   if (!A.kinds().includes(st.kind)) st.kind = A.kinds()[0];
   const b = A.block(st.kind);
   st.layer = Math.min(Math.max(0, Number(st.layer) || 0), b.layers - 1);
-  if (st.head !== "mean") st.head = String(Math.min(Math.max(0, Number(st.head) || 0), b.heads - 1));
+  if (st.head !== "mean") st.head = Math.min(Math.max(0, Number(st.head) || 0), b.heads - 1);
   selected = new Set([...selected].filter((h) => h < b.heads));
   if (!selected.size) for (let h = 0; h < b.heads; h++) selected.add(h);
 }
@@ -87,7 +91,7 @@ function summary() {
 }
 
 function openHead(layer, head) {
-  st.layer = layer; st.head = String(head); st.view = "matrix";
+  st.layer = layer; st.head = head; st.view = "matrix";
   syncControls(); render();
 }
 
@@ -100,10 +104,10 @@ async function render() {
     btn.setAttribute("aria-selected", String(on)); btn.classList.toggle("on", on);
   }
   for (const [name, pane] of Object.entries(ui.panes)) pane.classList.toggle("hidden", name !== st.view);
-  const kind = st.kind, layer = st.layer, head = st.head === "mean" ? "mean" : Number(st.head);
+  const kind = st.kind, layer = st.layer, head = st.head;
   const current = { layer, head };
   renderTable(ui.table, { analysis: A, kind, current, onOpen: openHead, exportSlot: ui.tableExport });
-  const title = `${kindLabel(kind, A.resp.model.kind)} · layer ${layer}`;
+  const title = `${kindLabel(kind, A.resp.model.kind)} · layer ${fromApi(layer)}`;
   try {
     if (st.view === "model") {
       for (const p of [ui.panes.head, ui.panes.matrix]) p.replaceChildren();
@@ -122,7 +126,7 @@ async function render() {
       for (const p of [ui.panes.model, ui.panes.head]) p.replaceChildren();
       renderMatrix(ui.panes.matrix, {
         analysis: A, kind, layer, head, values, exportSlot: ui.exportSlot,
-        title: `${title} · ${head === "mean" ? "mean of heads" : `head ${head}`}`,
+        title: `${title} · ${head === "mean" ? "mean of heads" : `head ${fromApi(head)}`}`,
       });
     }
   } catch (err) { showError(ui.error, err); }
@@ -182,10 +186,10 @@ ui.model.addEventListener("change", () => {
   st.kind = ""; st.layer = 0;
   run();
 });
-ui.layer.addEventListener("change", () => { st.layer = Number(ui.layer.value); render(); });
+ui.layer.addEventListener("change", () => { st.layer = toApi(ui.layer.value); render(); });
 ui.head.addEventListener("change", () => {
-  st.head = ui.head.value;
-  if (st.head !== "mean") selected = new Set([Number(st.head)]);
+  st.head = toApi(ui.head.value);
+  if (st.head !== "mean") selected = new Set([st.head]);
   else selected = new Set(Array.from({ length: A.block(st.kind).heads }, (_, h) => h));
   render();
 });

@@ -2,6 +2,7 @@
 // hover string is HTML-escaped first: plotly interprets tags such as <b>, <a>, <br> in ticks and hovers.
 import { el, escapeHTML } from "../lib/dom.js";
 import { exportButtons, plotlyExports } from "../lib/export.js";
+import { fromApi, NUMBERING } from "./data.js";
 
 const MAX_HOVER_CELLS = 70000, TICK_PX = 13; // at most one tick label per 13 px (readable, never overlapping)
 
@@ -53,13 +54,13 @@ export function renderMatrix(pane, { analysis, kind, layer, head, values, export
   const div = el("div", { class: "tx-matrix", id: "tx-matrix-plot" });
   pane.replaceChildren(div);
   Plotly.react(div, [trace], layout, { displaylogo: false, responsive: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
-  const name = `attention_${kind}_layer${layer}_${head === "mean" ? "mean" : `head${head}`}`;
+  const name = `attention_${kind}_layer${fromApi(layer)}_${head === "mean" ? "mean" : `head${fromApi(head)}`}`;
   const data = () => {
     const rows = [];
     for (let i = 0; i < nq; i++) for (let j = 0; j < nk; j++) rows.push([i, qAxis.labels[i], j, kAxis.labels[j], values[i * nk + j]]);
     return {
       header: ["query_index", "query", "key_index", "key", "weight"], rows,
-      meta: { model: analysis.resp.model.id, kind, layer, head, options: analysis.options },
+      meta: { model: analysis.resp.model.id, kind, layer: fromApi(layer), head: fromApi(head), numbering: NUMBERING, options: analysis.options },
     };
   };
   exportSlot.replaceChildren(exportButtons(plotlyExports(div, name, data), "Export matrix view"));

@@ -3,6 +3,7 @@
 import { el } from "../lib/dom.js";
 import { colormapLUT, drawColorbar } from "../lib/colormap.js";
 import { downloadCanvas, downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
+import { fromApi, NUMBERING } from "./data.js";
 
 const MASKED = [236, 239, 243]; // masked (future) cells of causal blocks: visibly empty
 
@@ -49,9 +50,9 @@ export function renderModelView(pane, { analysis, kind, current, onOpen, exportS
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, width, height);
     ctx.fillStyle = "#5d6675"; ctx.font = "11px system-ui, sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
-    for (let h = 0; h < cols; h++) ctx.fillText(h === b.heads ? "mean" : `H${h}`, xy(0, h)[0] + cell / 2, top / 2);
+    for (let h = 0; h < cols; h++) ctx.fillText(h === b.heads ? "mean" : `H${fromApi(h)}`, xy(0, h)[0] + cell / 2, top / 2);
     ctx.textAlign = "right";
-    for (let l = 0; l < b.layers; l++) ctx.fillText(`layer ${l}`, labelW - 8, xy(l, 0)[1] + cell / 2);
+    for (let l = 0; l < b.layers; l++) ctx.fillText(`layer ${fromApi(l)}`, labelW - 8, xy(l, 0)[1] + cell / 2);
     ctx.imageSmoothingEnabled = false;
     for (let l = 0; l < b.layers; l++) for (let h = 0; h < cols; h++) {
       const [x, y] = xy(l, h);
@@ -80,7 +81,7 @@ export function renderModelView(pane, { analysis, kind, current, onOpen, exportS
   canvas.addEventListener("mousemove", (e) => {
     const t = hit(e);
     canvas.style.cursor = t ? "pointer" : "default";
-    canvas.title = t ? `layer ${t.layer}, ${t.head === "mean" ? "mean over heads" : `head ${t.head}`}: click to open` : "";
+    canvas.title = t ? `layer ${fromApi(t.layer)}, ${t.head === "mean" ? "mean over heads" : `head ${fromApi(t.head)}`}: click to open` : "";
   });
   canvas.addEventListener("click", (e) => { const t = hit(e); if (t) onOpen(t.layer, t.head); });
 
@@ -97,12 +98,15 @@ export function renderModelView(pane, { analysis, kind, current, onOpen, exportS
       const [, , tq, tk] = b.thumbsT.shape, rows = [];
       for (let l = 0; l < b.layers; l++) for (let h = 0; h < cols; h++) {
         const s = b.scaleT.data[l * cols + h], off = (l * cols + h) * tq * tk;
-        for (let r = 0; r < tq; r++) for (let c = 0; c < tk; c++) rows.push([l, h === b.heads ? "mean" : h, r, c, (b.thumbsT.data[off + r * tk + c] / 255) * s]);
+        for (let r = 0; r < tq; r++) for (let c = 0; c < tk; c++) rows.push([fromApi(l), h === b.heads ? "mean" : fromApi(h), r, c, (b.thumbsT.data[off + r * tk + c] / 255) * s]);
       }
       downloadCSV(`${name}.csv`, ["layer", "head", "row_block", "col_block", "max_weight"], rows);
     },
     json: () => downloadJSON(`${name}.json`, {
-      meta: { model: analysis.resp.model.id, kind, options: analysis.options, pooling: "max", shape: b.thumbsT.shape },
+      meta: {
+        model: analysis.resp.model.id, kind, options: analysis.options, pooling: "max", shape: b.thumbsT.shape, numbering: NUMBERING,
+        layout: "thumbs_u8 and thumb_scale run over [layer][head, then the mean]: layer n, head m on screen is entry (n - 1, m - 1)",
+      },
       thumb_scale: Array.from(b.scaleT.data), thumbs_u8: Array.from(b.thumbsT.data),
     }),
   }, "Export model view"));

@@ -2,6 +2,7 @@
 // sortable by any column; clicking a row opens that head in the matrix view.
 import { el } from "../lib/dom.js";
 import { downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
+import { fromApi, NUMBERING } from "./data.js";
 
 const SHORT = { entropy: "entropy", special: "→special", self: "→self", previous: "→prev", next: "→next", offset: "offset" };
 let sortKey = null, sortDir = 1;
@@ -33,7 +34,7 @@ export function renderTable(box, { analysis, kind, current, onOpen, exportSlot }
     dataset: { layer: r.layer, head: r.head }, tabindex: "0",
     onclick: () => onOpen(r.layer, r.head),
     onkeydown: (e) => { if (e.key === "Enter") onOpen(r.layer, r.head); },
-  }, el("td", {}, `L${r.layer} · ${r.head === "mean" ? "mean" : `H${r.head}`}`), r.values.map((v) => el("td", {}, fmt(v)))));
+  }, el("td", {}, `L${fromApi(r.layer)} · ${r.head === "mean" ? "mean" : `H${fromApi(r.head)}`}`), r.values.map((v) => el("td", {}, fmt(v)))));
   const table = el("table", { class: "data tx-table" }, el("thead", {}, head), el("tbody", {}, body));
   box.replaceChildren(table);
   const sel = table.querySelector("tr.selected");
@@ -42,12 +43,12 @@ export function renderTable(box, { analysis, kind, current, onOpen, exportSlot }
     if (top < box.scrollTop || top + sel.offsetHeight > box.scrollTop + box.clientHeight) box.scrollTop = top - box.clientHeight / 3;
   }
 
-  const csvRows = rows.map((r) => [kind, r.layer, r.head, ...r.values.map((v) => (Number.isFinite(v) ? v : ""))]);
+  const csvRows = rows.map((r) => [kind, fromApi(r.layer), fromApi(r.head), ...r.values.map((v) => (Number.isFinite(v) ? v : ""))]);
   exportSlot.replaceChildren(exportButtons({
     csv: () => downloadCSV(`head_stats_${kind}.csv`, ["kind", "layer", "head", ...names], csvRows),
     json: () => downloadJSON(`head_stats_${kind}.json`, {
-      meta: { model: analysis.resp.model.id, kind, options: analysis.options, descriptions: Object.fromEntries(names.map((n, k) => [n, labels[k]])) },
-      header: ["layer", "head", ...names], rows: rows.map((r) => [r.layer, r.head, ...r.values.map((v) => (Number.isFinite(v) ? v : null))]),
+      meta: { model: analysis.resp.model.id, kind, numbering: NUMBERING, options: analysis.options, descriptions: Object.fromEntries(names.map((n, k) => [n, labels[k]])) },
+      header: ["layer", "head", ...names], rows: rows.map((r) => [fromApi(r.layer), fromApi(r.head), ...r.values.map((v) => (Number.isFinite(v) ? v : null))]),
     }),
   }, "Export head statistics"));
 }
