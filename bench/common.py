@@ -14,7 +14,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 2) -> dict:
+def interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 2
+) -> dict:
     """Run each function `repeats` times, alternating between them, and return median seconds per name."""
     for _ in range(warmup):
         for fn in fns.values():

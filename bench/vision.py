@@ -87,8 +87,10 @@ def main(argv: list[str] | None = None) -> None:
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {device} ({name}), dtype: {vm.dtype}, threads: {torch.get_num_threads()}")
-    print(f"model: {vm.info.id} ({vm.info.arch_tag}), input {args.resolution}x{args.resolution}, "
-          f"{args.repeats} interleaved repeats, medians")
+    print(
+        f"model: {vm.info.id} ({vm.info.arch_tag}), input {args.resolution}x{args.resolution}, "
+        f"{args.repeats} interleaved repeats, medians"
+    )
     print(f"plain forward (fused attention):   {t['plain'] * 1e3:8.2f} ms")
     print(f"forward with attention capture:    {t['capture'] * 1e3:8.2f} ms")
     print(f"POST /api/vision/analyze:          {t['server'] * 1e3:8.2f} ms")

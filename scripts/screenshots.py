@@ -12,15 +12,29 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 PAGES = [
     ("home", "/", None),
     ("vision", "/vision?sample=astronaut&layer=12&head=1", "canvas"),
     ("vision-rollout", "/vision?sample=chelsea&view=rollout", "canvas"),
-    ("text", "/text?text=The%20animal%20didn%27t%20cross%20the%20street%20because%20it%20was%20too%20tired.", None),
-    ("text-cross", "/text?model=dates-seq2seq&text=Friday%2C%20March%2018th%2C%202022&kind=cross&view=matrix", None),
+    (
+        "text",
+        "/text?text=The%20animal%20didn%27t%20cross%20the%20street%20because%20it%20was%20too%20tired.",
+        None,
+    ),
+    (
+        "text-cross",
+        "/text?model=dates-seq2seq&text=Friday%2C%20March%2018th%2C%202022&kind=cross&view=matrix",
+        None,
+    ),
     ("positional", "/positional", ".js-plotly-plot"),
     ("scaling", "/scaling", ".js-plotly-plot"),
     ("vit-embeddings", "/vit-embeddings", ".js-plotly-plot"),

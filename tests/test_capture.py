@@ -70,7 +70,10 @@ def test_pattern_that_matches_nothing_raises() -> None:
 def test_reduce_callback_streams_without_keeping_maps() -> None:
     model = make_tiny_vit()
     sums: dict[int, float] = {}
-    with torch.inference_mode(), capture_attention(model, reduce=lambda i, p: sums.setdefault(i, float(p.sum()))):
+    with (
+        torch.inference_mode(),
+        capture_attention(model, reduce=lambda i, p: sums.setdefault(i, float(p.sum()))),
+    ):
         model.forward_features(torch.randn(1, 3, 32, 32))
     assert sorted(sums) == [0, 1, 2]
     assert all(abs(v - 4 * 17) < 1e-3 for v in sums.values())  # each row sums to 1
