@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.compute import QueueFull
 from app.images import ImageError
-from app.state import UnknownModel
+from app.state import InvalidOption, UnknownModel
 
 
 def _describe(err: dict) -> str:
@@ -40,7 +40,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(UnknownModel)
-    async def unknown_model(_request: Request, exc: UnknownModel) -> JSONResponse:
+    @app.exception_handler(InvalidOption)
+    async def bad_option(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     @app.exception_handler(QueueFull)

@@ -19,6 +19,10 @@ class UnknownModel(LookupError):
     """A request named a model that is not on the operator's allowlist."""
 
 
+class InvalidOption(ValueError):
+    """A request option the chosen model cannot take (answered with 400)."""
+
+
 def analysis_nbytes(a: VisionAnalysis) -> int:
     return int(
         a.attentions.numel() * a.attentions.element_size() + a.cls_attention.nbytes + 3 * a.resolution**2
@@ -64,6 +68,14 @@ class AppState:
                     specs[model_id], self.device, self.dtype, self.settings.cache_dir
                 )
             return self._vision[model_id]
+
+    def vision_model_at(self, model_id: str | None, resolution: int | None) -> tuple[VisionModel, int]:
+        """The allowlisted model and a resolution it accepts (its default when None)."""
+        vm = self.vision_model(model_id)
+        try:
+            return vm, vm.check_resolution(resolution)
+        except ValueError as e:
+            raise InvalidOption(str(e)) from e
 
     def loaded_vision_models(self) -> list[str]:
         return list(self._vision)

@@ -308,11 +308,7 @@ def start_job(
     unit: Annotated[DistanceUnit, Form(description="unit of the result when it is ready at once")] = "pixels",
 ) -> DistanceJobResponse:
     """Start a dataset run (202). Poll ``job_url`` for progress and the result; POST ``cancel_url`` to stop."""
-    vm = state.vision_model(model)
-    try:
-        res = vm.check_resolution(resolution)
-    except ValueError as e:
-        raise HTTPException(400, str(e)) from e
+    vm, res = state.vision_model_at(model, resolution)
     if source == "samples":
         if files:
             raise HTTPException(

@@ -126,11 +126,7 @@ def analyze(
     discard_ratio: Annotated[float, Form(ge=0.0, lt=1.0)] = 0.0,
 ) -> VisionAnalysisResponse:
     """Run the model once with attention capture; the full maps stay in a server-side cache."""
-    vm = state.vision_model(model)
-    try:
-        res = vm.check_resolution(resolution)
-    except ValueError as e:
-        raise HTTPException(400, str(e)) from e
+    vm, res = state.vision_model_at(model, resolution)
     decoded = _resolve_image(state, image, sample, image_hash)
     aid = _analysis_id(decoded.content_hash, vm.info.id, res)
     options = RolloutOptions(head_fusion=head_fusion, discard_ratio=discard_ratio)
