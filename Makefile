@@ -38,11 +38,16 @@ format: $(VENV)/.installed-dev
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-## Benchmarks print ratios measured side by side in one run.
+## Benchmarks print ratios measured side by side in one run (bertviz: benchmark-only, for bench/text.py).
 bench: $(VENV)/.installed-dev
+	$(PY) -m pip install -q ipython==9.18.1 && $(PY) -m pip install -q --no-deps bertviz==1.4.1
 	$(PY) bench/vision.py
 	$(PY) bench/text.py
 	$(PY) bench/distance.py
 
 clean:
 	rm -rf .cache tests/artifacts .pytest_cache .ruff_cache
+
+## Retrain the committed date-normalisation Transformer (CPU, ~12-20 min); writes checkpoint + model card.
+train-dates: $(VENV)/.installed
+	$(PY) -m models.train_dates --out models/checkpoints/dates_seq2seq.safetensors
