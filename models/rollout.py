@@ -9,11 +9,13 @@ has no CLS token).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 
 HeadFusion = Literal["mean", "max", "min"]
+Attentions = torch.Tensor | Sequence[torch.Tensor]  # (L, H, N, N), or L tensors of (H, N, N)
 
 
 def fuse_heads(attn: torch.Tensor, head_fusion: HeadFusion = "mean") -> torch.Tensor:
@@ -45,35 +47,52 @@ def discard_smallest(fused: torch.Tensor, ratio: float, num_prefix_tokens: int) 
     return out
 
 
+def _residual_layers(
+    attentions: Attentions, head_fusion: HeadFusion, discard_ratio: float, num_prefix_tokens: int
+):
+    """Yield Ã_l = rownorm(fuse(A_l) (with discards) + I) for l = 1..L, float32."""
+    if any(layer.dim() != 3 for layer in attentions):
+        raise ValueError("expected (L, H, N, N) attentions: a tensor or a sequence of (H, N, N) tensors")
+    n = attentions[0].shape[-1]
+    eye = torch.eye(n, dtype=torch.float32, device=attentions[0].device)
+    for layer in attentions:
+        a = fuse_heads(layer.float(), head_fusion)  # (N, N)
+        a = discard_smallest(a, discard_ratio, num_prefix_tokens)
+        a = a + eye
+        yield a / a.sum(dim=-1, keepdim=True)
+
+
 def rollout_matrix(
-    attentions: torch.Tensor,
+    attentions: Attentions,
     head_fusion: HeadFusion = "mean",
     discard_ratio: float = 0.0,
     num_prefix_tokens: int = 1,
 ) -> torch.Tensor:
     """Full rollout R = Ã_L ... Ã_1 from attentions of shape (L, H, N, N); returns (N, N) float32."""
-    if attentions.dim() != 4:
-        raise ValueError(f"expected (L, H, N, N) attentions, got shape {tuple(attentions.shape)}")
-    n = attentions.shape[-1]
-    eye = torch.eye(n, dtype=torch.float32, device=attentions.device)
-    result = eye.clone()
-    for layer in attentions.float():
-        a = fuse_heads(layer, head_fusion)  # (N, N)
-        a = discard_smallest(a, discard_ratio, num_prefix_tokens)
-        a = a + eye
-        a = a / a.sum(dim=-1, keepdim=True)
+    n = attentions[0].shape[-1]
+    result = torch.eye(n, dtype=torch.float32, device=attentions[0].device)
+    for a in _residual_layers(attentions, head_fusion, discard_ratio, num_prefix_tokens):
         result = a @ result
     return result
 
 
 def attention_rollout(
-    attentions: torch.Tensor,
+    attentions: Attentions,
     head_fusion: HeadFusion = "mean",
     discard_ratio: float = 0.0,
     num_prefix_tokens: int = 1,
 ) -> torch.Tensor:
-    """Rollout map over patches, shape (P,): R[CLS, patches], or mean over patch rows with no CLS."""
-    r = rollout_matrix(attentions, head_fusion, discard_ratio, num_prefix_tokens)
+    """Rollout map over patches, shape (P,): R[CLS, patches], or mean over patch rows with no CLS.
+
+    Only one row of R is needed, so it is computed as a row vector times the layers from the top down,
+    v^T Ã_L ... Ã_1: O(L N^2) instead of the O(L N^3) of the full matrix (same numbers).
+    """
+    n = attentions[0].shape[-1]
+    v = torch.zeros(n, dtype=torch.float32, device=attentions[0].device)  # (N,): the query row(s) of R
     if num_prefix_tokens > 0:
-        return r[0, num_prefix_tokens:]
-    return r.mean(dim=0)
+        v[0] = 1.0
+    else:
+        v[:] = 1.0 / n
+    for a in reversed(list(_residual_layers(attentions, head_fusion, discard_ratio, num_prefix_tokens))):
+        v = v @ a
+    return v[num_prefix_tokens:]

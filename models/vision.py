@@ -109,11 +109,11 @@ class VisionAnalysis:
 
 
 def cls_to_patch(attentions: torch.Tensor, num_prefix_tokens: int, has_cls: bool) -> torch.Tensor:
-    """(L, H, N, N) -> (L, H, P): the CLS query's attention over patches (mean patch query if no CLS)."""
+    """(..., N, N) -> (..., P) float32: the CLS query's attention over patches (mean patch query if no CLS)."""
     p0 = num_prefix_tokens
     if has_cls:
-        return attentions[:, :, 0, p0:]
-    return attentions[:, :, p0:, p0:].mean(dim=2)
+        return attentions[..., 0, p0:].float()
+    return attentions[..., p0:, p0:].float().mean(dim=-2)
 
 
 def top_predictions(model: nn.Module, logits: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
@@ -151,10 +151,14 @@ def analyze_image(
         with capture_attention(vm.model) as rec:
             feats = vm.model.forward_features(x)
         logits = vm.model.forward_head(feats) if info.num_classes > 0 else None
-        attn = rec.stacked()[:, 0]  # (L, H, N, N) for the single image
-        cls_map = cls_to_patch(attn, info.num_prefix_tokens, info.has_cls_token).float()  # (L, H, P)
-        roll = attention_rollout(attn, head_fusion, discard_ratio, info.num_prefix_tokens)  # (P,)
-        attn_cpu = attn.to("cpu", torch.float16)
+        maps = [m[0] for m in rec.maps]  # L x (H, N, N) for the single image; never stacked in float32
+        cls_map = torch.stack(
+            [cls_to_patch(m, info.num_prefix_tokens, info.has_cls_token) for m in maps]
+        )  # (L, H, P)
+        roll = attention_rollout(maps, head_fusion, discard_ratio, info.num_prefix_tokens)  # (P,)
+        attn_cpu = torch.empty((len(maps), *maps[0].shape), dtype=torch.float16)  # (L, H, N, N)
+        for layer, m in zip(attn_cpu, maps, strict=True):
+            layer.copy_(m)
     rows, cols = info.grid(x.shape[-2], x.shape[-1])
     return VisionAnalysis(
         model_id=info.id,
@@ -162,7 +166,7 @@ def analyze_image(
         grid=(rows, cols),
         num_prefix_tokens=info.num_prefix_tokens,
         attentions=attn_cpu,
-        cls_attention=cls_map.cpu().numpy(),
+        cls_attention=cls_map.float().cpu().numpy(),
         rollout=roll.float().cpu().numpy(),
         predictions=top_predictions(vm.model, logits) if logits is not None else None,
         image=shown,

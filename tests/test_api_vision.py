@@ -230,3 +230,13 @@ def test_queue_full_answers_503_with_retry_after(client) -> None:
         state.queue.run = original
     assert r.status_code == 503 and r.headers["Retry-After"] == "2"
     assert "busy" in r.json()["detail"]
+
+
+def test_big_jpeg_decoded_at_reduced_scale() -> None:
+    from app.images import DRAFT_SIDE, decode_image
+
+    big = Image.fromarray((np.indices((2400, 3200)).sum(0) % 256).astype(np.uint8)).convert("RGB")
+    decoded = decode_image(png_bytes(big, "JPEG", quality=85), 50_000_000, 8)
+    assert decoded.original_size == (3200, 2400)
+    assert decoded.image.size == (1600, 1200)  # DCT scale 1/2: both sides stay >= DRAFT_SIDE
+    assert min(decoded.image.size) >= DRAFT_SIDE

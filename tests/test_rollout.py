@@ -44,3 +44,12 @@ def test_rows_renormalised_after_discard() -> None:
     attn = torch.rand(3, 2, 5, 5).softmax(-1)
     r = rollout_matrix(attn, discard_ratio=0.6)
     torch.testing.assert_close(r.sum(-1), torch.ones(5))
+
+
+@pytest.mark.parametrize("prefix", [0, 1, 2])
+def test_rollout_map_is_the_matrix_row(prefix: int) -> None:
+    torch.manual_seed(1)
+    attn = torch.rand(4, 3, 7, 7).softmax(-1)
+    r = rollout_matrix(attn, "max", 0.3, prefix)
+    want = r[0, prefix:] if prefix else r.mean(0)
+    torch.testing.assert_close(attention_rollout(attn, "max", 0.3, prefix), want)

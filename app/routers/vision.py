@@ -173,7 +173,7 @@ def analyze(
 def _rollout(analysis: VisionAnalysis, options: RolloutOptions) -> np.ndarray:
     with torch.inference_mode():
         r = attention_rollout(
-            analysis.attentions.float(),
+            analysis.attentions,  # float16 cache; each layer is promoted to float32 inside
             options.head_fusion,
             options.discard_ratio,
             analysis.num_prefix_tokens,
