@@ -20,8 +20,8 @@ if torch.cuda.is_available():
 print("timm", timm.__version__, "transformers", transformers.__version__)
 PYEOF
 
-# capture must equal a manual recomputation on the GPU too, and the app must answer on cuda
-ATLAS_DEVICE=cuda $PY -m pytest -q tests/test_capture.py tests/test_rollout.py tests/test_distance.py 2>&1 | tee "$out/tests.txt"
+# correctness on the GPU: capture vs CPU (fp32, bf16, fp16), dataset MAD vs CPU, the app on cuda
+$PY bench/gpu_smoke.py --device cuda 2>&1 | tee "$out/smoke.txt"
 for dtype in float32 bfloat16; do
   $PY bench/vision.py --device cuda --dtype "$dtype" --repeats 30 2>&1 | tee "$out/vision_$dtype.txt"
 done

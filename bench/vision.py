@@ -86,7 +86,11 @@ def main(argv: list[str] | None = None) -> None:
         # The bare forwards run on the server's compute thread too: torch's intra-op thread pool belongs to
         # the calling thread, and two pools taking turns on the same cores would slow whichever ran second.
         t = interleaved(
-            {"plain": lambda: state.queue.run(plain), "capture": lambda: state.queue.run(captured), "server": server},
+            {
+                "plain": lambda: state.queue.run(plain),
+                "capture": lambda: state.queue.run(captured),
+                "server": server,
+            },
             args.repeats,
             device,
         )
