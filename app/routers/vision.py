@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 
 from app.deps import StateDep
-from app.images import DecodedImage, decode_image
+from app.images import DecodedImage, content_hash, decode_image
 from app.schemas.common import ErrorResponse
 from app.schemas.vision import (
     Grid,
@@ -82,21 +82,24 @@ def _resolve_image(
             400, "Send exactly one of: an image file, a sample name, or the image_hash of an earlier upload."
         )
     s = state.settings
-    if image is not None:
+    if image_hash is not None:
+        data, key = None, image_hash
+    elif image is not None:
         data = image.file.read(s.max_upload_bytes + 1)
         if len(data) > s.max_upload_bytes:
             raise HTTPException(413, f"The upload is too large: the limit is {s.max_upload_mb:g} MB.")
-        decoded = decode_image(data, s.max_image_pixels, s.min_image_side)
-    elif sample is not None:
+        key = content_hash(data)
+    else:
         data = _samples().get(sample)
         if data is None:
             raise HTTPException(400, f"No sample image named {sample!r}. Available: {', '.join(_samples())}.")
-        decoded = decode_image(data, s.max_image_pixels, s.min_image_side)
-    else:
-        cached = state.images.get(image_hash)
-        if cached is None:
-            raise HTTPException(404, "That image is no longer cached on the server; please upload it again.")
-        return DecodedImage(cached, image_hash, "cached", "RGB", cached.size)
+        key = content_hash(data)
+    cached = state.images.get(key)  # the same bytes were decoded before: reuse, don't decode again
+    if cached is not None:
+        return DecodedImage(cached, key, "cached", "RGB", cached.size)
+    if data is None:
+        raise HTTPException(404, "That image is no longer cached on the server; please upload it again.")
+    decoded = decode_image(data, s.max_image_pixels, s.min_image_side)
     state.images.put(decoded.content_hash, decoded.image)
     return decoded
 
