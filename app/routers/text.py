@@ -233,18 +233,18 @@ def analyze(state: StateDep, req: TextAnalyzeRequest) -> TextAnalysisResponse:
                 "a target text only applies to encoder-decoder models.",
             )
         _check_text(state, target, "target text")
-    try:
-        model.tokenize(req.text)
-        if target is not None:
-            model.tokenize_target(target)
-    except TextInputError as e:
-        raise HTTPException(422, str(e)) from e
     key = f"{model.info.id}\x00{req.text}\x00{target if target is not None else ''}\x00{target is None}"
     aid = hashlib.sha256(key.encode()).hexdigest()[:24]
     cache = _cache(state)
     a = cache.get(aid)
     cached = a is not None
     if a is None:
+        try:  # token limits are checked here, before the request takes a place in the model queue
+            model.tokenize(req.text)
+            if target is not None:
+                model.tokenize_target(target)
+        except TextInputError as e:
+            raise HTTPException(422, str(e)) from e
         a = state.queue.run(model.analyze, req.text, target)
         cache.put(aid, a)
     options = ViewOptions(hide_special=req.hide_special, merge_words=req.merge_words)
