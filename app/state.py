@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from fastapi import HTTPException
 
 from app.cache import BoundedCache
 from app.compute import ComputeQueue
@@ -76,6 +77,15 @@ class AppState:
             return vm, vm.check_resolution(resolution)
         except ValueError as e:
             raise InvalidOption(str(e)) from e
+
+    def vision_analysis(self, analysis_id: str) -> VisionAnalysis:
+        """A cached vision analysis; HTTPException 404 once it has expired."""
+        analysis = self.analyses.get(analysis_id)
+        if analysis is None:
+            raise HTTPException(
+                404, "This analysis has expired from the server cache; analyse the image again."
+            )
+        return analysis
 
     def loaded_vision_models(self) -> list[str]:
         return list(self._vision)

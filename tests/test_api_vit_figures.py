@@ -262,7 +262,7 @@ def test_job_cancel_while_waiting_for_the_model(client) -> None:
     started.wait(5)
     try:
         job = client.post("/api/distance/jobs", data={"model": "tiny_vit", "batch_size": 1}).json()
-        time.sleep(0.2)
+        wait_until(lambda: client.get(job["job_url"]).json()["status"] == "running")
         status = client.get(job["job_url"]).json()
         assert status["status"] == "running" and status["done"] == 0 and status["result"] is None
         c = client.post(job["cancel_url"])
@@ -277,6 +277,14 @@ def test_job_cancel_while_waiting_for_the_model(client) -> None:
     assert client.post(job["cancel_url"]).json()["status"] == "cancelled"
     blocks = state.vision_model("tiny_vit").model.blocks
     assert all(not b.attn.attn_drop._forward_hooks for b in blocks)  # hooks gone after every batch
+
+
+def wait_until(condition, timeout: float = 20.0) -> None:
+    """Poll instead of sleeping a fixed time: a loaded CI machine may be slow to get there."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the queue"
+        time.sleep(0.01)
 
 
 def test_single_image_requests_interleave_with_a_job(client) -> None:
@@ -295,12 +303,12 @@ def test_single_image_requests_interleave_with_a_job(client) -> None:
     state.queue.run = logged  # the instance attribute shadows the method for this test's app only
     try:
         job = client.post("/api/distance/jobs", data={"model": "tiny_vit", "batch_size": 1}).json()
-        time.sleep(0.2)  # the job's first batch now waits behind the blocker
+        wait_until(lambda: len(order) >= 1)  # the job's first batch now waits behind the blocker
         analysis = threading.Thread(
             target=client.post, args=("/api/vision/analyze",), kwargs={"data": {"sample": "cat"}}
         )
         analysis.start()
-        time.sleep(0.2)
+        wait_until(lambda: len(order) >= 2)  # the analysis is queued behind that batch
     finally:
         release.set()
         blocker.join(5)

@@ -148,9 +148,7 @@ def analysis_distance(
     unit: Annotated[DistanceUnit, Query()] = "pixels",
 ) -> DistanceResultSchema:
     """Mean attention distance of the image of a cached vision analysis (no forward pass)."""
-    analysis = state.analyses.get(analysis_id)
-    if analysis is None:
-        raise HTTPException(404, "This analysis has expired from the server cache; analyse the image again.")
+    analysis = state.vision_analysis(analysis_id)
     vm = state.vision_model(analysis.model_id)
     with torch.inference_mode():
         mad = mean_attention_distance(

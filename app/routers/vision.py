@@ -108,13 +108,6 @@ def _analysis_id(image_hash: str, model_id: str, resolution: int) -> str:
     return hashlib.sha256(f"{image_hash}|{model_id}|{resolution}".encode()).hexdigest()[:24]
 
 
-def _get_analysis(state: AppState, analysis_id: str) -> VisionAnalysis:
-    analysis = state.analyses.get(analysis_id)
-    if analysis is None:
-        raise HTTPException(404, "This analysis has expired from the server cache; analyse the image again.")
-    return analysis
-
-
 @router.post("/analyze", response_model=VisionAnalysisResponse, responses=ERRORS)
 def analyze(
     state: StateDep,
@@ -193,7 +186,7 @@ def patch_attention(
     head: Annotated[int | None, Query(ge=0, description="0-based head; omit for the mean over heads")] = None,
 ) -> PatchAttentionResponse:
     """Where one patch attends in one layer/head, from the cache (no recomputation)."""
-    analysis = _get_analysis(state, analysis_id)
+    analysis = state.vision_analysis(analysis_id)
     try:
         values = analysis.patch_attention(layer, head, query)
     except IndexError as e:
@@ -215,7 +208,7 @@ def rollout(
     discard_ratio: Annotated[float, Query(ge=0.0, lt=1.0)] = 0.0,
 ) -> RolloutResponse:
     """Rollout with other options, recomputed from the cached maps (cheap: L small matrix products)."""
-    analysis = _get_analysis(state, analysis_id)
+    analysis = state.vision_analysis(analysis_id)
     options = RolloutOptions(head_fusion=head_fusion, discard_ratio=discard_ratio)
     return RolloutResponse(
         analysis_id=analysis_id, rollout_options=options, rollout=typed_array(_rollout(analysis, options))
@@ -225,7 +218,7 @@ def rollout(
 @router.get("/analysis/{analysis_id}/image.png", response_class=Response, responses=ERRORS)
 def analysis_image(state: StateDep, analysis_id: str) -> Response:
     """The resolution x resolution image the model saw (after resize and crop), upright."""
-    analysis = _get_analysis(state, analysis_id)
+    analysis = state.vision_analysis(analysis_id)
     buf = io.BytesIO()
     analysis.image.save(buf, format="PNG")
     return Response(
