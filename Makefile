@@ -50,4 +50,4 @@ clean:
 
 ## Retrain the committed date-normalisation Transformer (CPU, ~12-20 min); writes checkpoint + model card.
 train-dates: $(VENV)/.installed
-	$(PY) -m models.train_dates --out models/checkpoints/dates_seq2seq.safetensors
+	$(PY) -m models.text.train_dates --out models/checkpoints/dates_seq2seq.safetensors

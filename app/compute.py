@@ -1,47 +1,153 @@
-"""One bounded queue for model work: forward passes run on a single worker thread, in order.
+"""Bounded executors: every heavy piece of work runs under one of two named budgets.
 
-Sync routes call :meth:`ComputeQueue.run` from Starlette's thread pool, so the event loop never blocks.
-When ``max_pending`` jobs are already waiting or running, :class:`QueueFull` is raised at once and the
-API answers 503 with Retry-After instead of piling work up.
+- :class:`ComputeQueue` (model work: forward passes, dataset batches) has one worker thread, so forwards
+  run one at a time, in order.
+- :class:`CpuPool` (CPU-heavy views: rollout, distance, text views, figures, image decoding, zip parsing)
+  has ``workers`` threads, one per core by default.
+
+Admission happens at submission and never blocks: when the executor already holds ``max_pending`` jobs
+(waiting or running), or when the job's declared ``cost`` in bytes would take the waiting work past
+``max_cost``, :class:`Busy` is raised at once and the API answers 503 with ``Retry-After``. A request that
+cannot be served soon is refused cheaply, before it allocates anything big.
+
+Identical in-flight work is merged: jobs submitted with the same ``key`` while one is waiting or running
+share its future and take no extra slot (two students clicking the same sample get one forward pass).
+
+Async routes ``await executor.run(...)``: no request thread is held while the job waits, so the event
+loop (and ``/api/health``) stays free. Worker threads (dataset jobs) call :meth:`BoundedExecutor.run_sync`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-class QueueFull(RuntimeError):
-    pass
+class Busy(RuntimeError):
+    """The executor is full; the API answers 503 + Retry-After (``retry_after_s``)."""
+
+    def __init__(self, message: str, retry_after_s: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
-class ComputeQueue:
-    def __init__(self, max_pending: int, workers: int = 1) -> None:
+class QueueFull(Busy):
+    """The model queue is full."""
+
+
+class PoolFull(Busy):
+    """The CPU pool is full."""
+
+
+class BoundedExecutor:
+    """A thread pool that admits at most ``max_pending`` jobs and ``max_cost`` bytes of declared cost."""
+
+    full_error: type[Busy] = Busy
+    what = "the server"
+
+    def __init__(
+        self,
+        max_pending: int,
+        workers: int = 1,
+        max_cost: int | None = None,
+        retry_after_s: int = 2,
+        name: str = "atlas",
+    ) -> None:
+        if max_pending < 1 or workers < 1:
+            raise ValueError("max_pending and workers must be >= 1")
         self.max_pending = max_pending
-        self._slots = threading.BoundedSemaphore(max_pending)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="atlas-compute")
-        self._pending = 0
+        self.workers = workers
+        self.max_cost = max_cost
+        self.retry_after_s = retry_after_s
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._lock = threading.Lock()
+        self._pending = 0
+        self._cost = 0
+        self._inflight: dict[str, Future] = {}
+        self.merged = 0  # submissions answered by an identical in-flight job (for health and tests)
+        self.rejected = 0
 
     @property
     def pending(self) -> int:
+        """Jobs waiting or running."""
         return self._pending
 
-    def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
-        if not self._slots.acquire(blocking=False):
-            raise QueueFull(f"the model is busy ({self.max_pending} requests queued)")
+    @property
+    def pending_cost(self) -> int:
+        """Declared bytes of the jobs waiting or running."""
+        return self._cost
+
+    def submit(
+        self, fn: Callable[..., T], *args: Any, key: str | None = None, cost: int = 0, **kwargs: Any
+    ) -> Future:
+        """Admit ``fn(*args, **kwargs)`` or raise :class:`Busy` at once; identical ``key``s share a future."""
         with self._lock:
+            if key is not None and key in self._inflight:
+                self.merged += 1
+                return self._inflight[key]
+            over_cost = self.max_cost is not None and self._pending > 0 and self._cost + cost > self.max_cost
+            if self._pending >= self.max_pending or over_cost:
+                self.rejected += 1
+                raise self.full_error(self._busy_message(), self.retry_after_s)
             self._pending += 1
-        try:
-            return self._executor.submit(fn, *args, **kwargs).result()
-        finally:
+            self._cost += cost
+            future = self._executor.submit(fn, *args, **kwargs)
+            if key is not None:
+                self._inflight[key] = future
+
+        def release(_f: Future) -> None:
             with self._lock:
                 self._pending -= 1
-            self._slots.release()
+                self._cost -= cost
+                if key is not None and self._inflight.get(key) is future:
+                    del self._inflight[key]
+
+        future.add_done_callback(release)
+        return future
+
+    def _busy_message(self) -> str:
+        return f"{self.what} is busy ({self._pending} requests waiting or running)"
+
+    def run_sync(
+        self, fn: Callable[..., T], *args: Any, key: str | None = None, cost: int = 0, **kwargs: Any
+    ) -> T:
+        """Submit and wait (for worker threads, never for the event loop)."""
+        return self.submit(fn, *args, key=key, cost=cost, **kwargs).result()
+
+    async def run(
+        self, fn: Callable[..., T], *args: Any, key: str | None = None, cost: int = 0, **kwargs: Any
+    ) -> T:
+        """Submit and await without holding a thread. A client that goes away does not cancel the job
+        (others may share it, and its result fills the cache)."""
+        future = self.submit(fn, *args, key=key, cost=cost, **kwargs)
+        return await asyncio.shield(asyncio.wrap_future(future))
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class ComputeQueue(BoundedExecutor):
+    """Model work, one forward at a time. Bounded by count and by the bytes the waiting requests hold."""
+
+    full_error = QueueFull
+    what = "the model"
+
+    def __init__(
+        self, max_pending: int, workers: int = 1, max_cost: int | None = None, retry_after_s: int = 2
+    ) -> None:
+        super().__init__(max_pending, workers, max_cost, retry_after_s, name="atlas-compute")
+
+
+class CpuPool(BoundedExecutor):
+    """CPU-heavy views, decoding and parsing: ``workers`` at a time, at most ``max_pending`` admitted."""
+
+    full_error = PoolFull
+    what = "the server's CPU pool"
+
+    def __init__(self, max_pending: int, workers: int = 2, retry_after_s: int = 2) -> None:
+        super().__init__(max_pending, workers, None, retry_after_s, name="atlas-cpu")

@@ -1,15 +1,28 @@
-"""Every error leaves as JSON ``{"detail": "<human message>"}`` with a 4xx/5xx status."""
+"""Every error leaves as JSON ``{"detail": "<human message>"}`` with a 4xx/5xx status.
+
+An unexpected exception becomes a JSON 500 with a generic message and the request id (also in the
+``X-Request-ID`` header); the traceback goes to the log under that id and never into the response.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.compute import QueueFull
+from app.compute import Busy
 from app.images import ImageError
 from app.state import InvalidOption, UnknownModel
+
+log = logging.getLogger("atlas.errors")
+
+
+def request_id_of(request: Request) -> str:
+    """The id that :class:`app.middleware.RequestContext` gave this request."""
+    return request.scope.get("state", {}).get("request_id") or "-"
 
 
 def _describe(err: dict) -> str:
@@ -44,9 +57,29 @@ def install_error_handlers(app: FastAPI) -> None:
     async def bad_option(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    @app.exception_handler(QueueFull)
-    async def queue_full(request: Request, exc: QueueFull) -> JSONResponse:
-        retry = str(request.app.state.settings.retry_after_s)
+    @app.exception_handler(Busy)
+    async def busy(_request: Request, exc: Busy) -> JSONResponse:
         return JSONResponse(
-            {"detail": f"{exc}; try again in a few seconds."}, status_code=503, headers={"Retry-After": retry}
+            {"detail": f"{exc}; try again in a few seconds.", "retry_after_s": exc.retry_after_s},
+            status_code=503,
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = request_id_of(request)
+        log.error(
+            "unhandled error in %s %s [request %s]",
+            request.method,
+            request.url.path,
+            request_id,
+            exc_info=exc,
+        )
+        return JSONResponse(
+            {
+                "detail": f"Internal server error (request {request_id}); it has been logged.",
+                "request_id": request_id,
+            },
+            status_code=500,
+            headers={"X-Request-ID": request_id},
         )

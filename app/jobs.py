@@ -5,7 +5,7 @@ Each job runs on its own daemon thread; at most ``max_running`` run at once, the
 is raised at once (the API answers 503). Finished jobs (done, failed, cancelled) are kept for their
 results, the oldest finished ones dropped beyond ``max_kept``. A job's function gets the :class:`Job`
 and reports progress with ``job.report(done, total)``; it should poll ``job.cancel_event`` and raise
-:class:`models.distance.Cancelled` (or any exception whose class is named in ``cancelled_types``).
+:class:`models.vision.distance.Cancelled` (or any exception whose class is named in ``cancelled_types``).
 
 Heavy work inside a job should go through the app's compute queue one step at a time (a batch), so a
 long job never holds the model for minutes while single-image requests wait.
@@ -42,6 +42,7 @@ class Job:
     kind: str
     params: dict[str, Any]
     key: str | None = None  # jobs with equal keys compute the same thing (results may be reused)
+    owner: str | None = None  # the client that started it (per-client quota)
     status: JobStatus = "queued"
     done: int = 0
     total: int | None = None
@@ -57,10 +58,6 @@ class Job:
         self.done, self.total = int(done), total
 
     @property
-    def finished_ok(self) -> bool:
-        return self.status == "done"
-
-    @property
     def elapsed_s(self) -> float:
         if self.started is None:
             return 0.0
@@ -74,8 +71,10 @@ class JobRegistry:
         max_kept: int = 32,
         max_running: int = 1,
         cancelled_types: tuple[type[BaseException], ...] = (),
+        per_owner: int | None = None,
     ) -> None:
         self.max_active = max_active
+        self.per_owner = per_owner
         self.max_kept = max_kept
         self._cancelled_types = cancelled_types
         self._slots = threading.Semaphore(max_running)
@@ -93,14 +92,29 @@ class JobRegistry:
         params: dict[str, Any],
         key: str | None = None,
         total: int | None = None,
+        owner: str | None = None,
     ) -> Job:
-        """Queue ``fn(job)``; its return value becomes ``job.result``. Raises JobsBusy when full."""
+        """Queue ``fn(job)``; its return value becomes ``job.result``. Raises JobsBusy when full.
+
+        A job with the same ``key`` already queued or running is returned instead of starting another
+        (check ``job.owner``/``job.id`` to tell); the quota counts only jobs this call would start."""
         with self._lock:
             if self._closed:
                 raise JobsBusy("the server is shutting down")
+            if key is not None:
+                for active in self._jobs.values():
+                    if active.key == key and active.status not in FINISHED:
+                        return active
             if self._active() >= self.max_active:
                 raise JobsBusy(f"{self.max_active} dataset jobs are already queued or running")
-            job = Job(id=secrets.token_hex(8), kind=kind, params=params, key=key, total=total)
+            if self.per_owner is not None and owner is not None:
+                mine = sum(j.owner == owner and j.status not in FINISHED for j in self._jobs.values())
+                if mine >= self.per_owner:
+                    raise JobsBusy(
+                        f"you already have {mine} dataset job{'s' if mine != 1 else ''} queued or running "
+                        f"(at most {self.per_owner} per client)"
+                    )
+            job = Job(id=secrets.token_hex(8), kind=kind, params=params, key=key, total=total, owner=owner)
             self._jobs[job.id] = job
             self._evict()
         threading.Thread(target=self._run, args=(job, fn), name=f"atlas-job-{job.id}", daemon=True).start()

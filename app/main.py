@@ -13,9 +13,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app.errors import install_error_handlers
-from app.limits import BodySizeLimit
+from app.middleware import BodySizeLimit, RequestContext
 from app.routers import distance, health, pages, paper1, text, vision, vit_embeddings
 from app.settings import Settings, get_settings
 from app.state import AppState
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for hook in app.state.preload_hooks:
                 await run_in_threadpool(hook, state)
         yield
-        state.queue.shutdown()
+        state.shutdown()
 
     app = FastAPI(
         title="Attention Atlas",
@@ -46,8 +47,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     limit_message = f"The upload is too large: the limit is {settings.max_upload_mb:g} MB."
-    # multipart overhead on top of the file itself
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + 64 * 1024, message=limit_message)
+    # Added last = outermost: request id and security headers wrap everything, then the host check.
+    app.add_middleware(
+        BodySizeLimit,
+        max_upload_bytes=settings.max_upload_bytes + 64 * 1024,  # multipart overhead on top of the file
+        max_json_bytes=settings.max_json_kb * 1024,
+        upload_message=limit_message,
+    )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(RequestContext)
     app.state.settings = settings
     app.state.preload_hooks = [text.preload]  # callables(state) run in the lifespan
     install_error_handlers(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -9,8 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.registry import DINOV2_VITS14, VisionModelSpec
-from models.text import DATES, HUB_EXAMPLES, MINILM, TextModelSpec
+from models.text.analysis import DATES, HUB_EXAMPLES, MINILM, TextModelSpec
+from models.vision.registry import DINOV2_VITS14, VisionModelSpec
 
 
 class VisionModelEntry(BaseModel):
@@ -49,7 +50,7 @@ class VisionModelEntry(BaseModel):
 
 
 class TextModelEntry(BaseModel):
-    """One allowlisted text model (see models/text.py). ``name``: package, Hub id, checkpoint path or
+    """One allowlisted text model (see models/text/analysis.py). ``name``: package, Hub id, checkpoint path or
     random architecture; ``config``: extra from_pretrained kwargs, or the random model's config overrides."""
 
     id: str
@@ -88,8 +89,23 @@ class Settings(BaseSettings):
     max_image_pixels: int = 50_000_000  # larger images are refused as decompression bombs
     min_image_side: int = 8
 
-    queue_size: int = 4  # forward passes waiting or running; beyond that: 503 + Retry-After
+    # --- resource budget (README "Resource model"): every heavy job runs in one of two bounded executors
+    queue_size: int = Field(32, ge=1)  # model requests waiting or running; beyond that: 503 + Retry-After
+    queue_mb: int = Field(
+        256, ge=1
+    )  # ... and at most this many MB of decoded inputs held by waiting requests
+    cpu_workers: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 2)), ge=1)
+    cpu_pool_size: int = Field(16, ge=1)  # CPU-heavy views/decodes waiting or running; beyond that: 503
+    decode_concurrency: int = Field(2, ge=1)  # image decodes at once (each is capped in pixels and bytes)
     retry_after_s: int = 2
+    jobs_per_client: int = Field(2, ge=1)  # dataset jobs one client address may have queued or running
+    max_active_jobs: int = Field(8, ge=1)  # dataset jobs queued or running, all clients together
+    view_cache_mb: int = 128  # derived views (rollout, distance, text views, figures) per (id, options)
+
+    # --- hardening
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"])
+    secret_key: str | None = None  # keys analysis ids (HMAC of the content); random per process if unset
+    max_json_kb: int = 64  # request bodies that are not multipart uploads
     analysis_cache_mb: int = 1024
     analysis_ttl_s: int = 3600
     image_cache_mb: int = 256

@@ -1,19 +1,40 @@
-"""Process-wide state created in the lifespan: loaded models, the compute queue, the caches."""
+"""Process-wide state created in the lifespan: loaded models, the two executors, the caches, the jobs.
+
+Every field is typed and every mutable registry has its own lock, so areas never share a catch-all dict.
+The resource budget (README "Resource model") is set here from the settings:
+
+- ``queue``: model work (forwards, dataset batches), one at a time, bounded by count and by the bytes the
+  waiting requests hold;
+- ``cpu``: CPU-heavy views, figures, image decoding and zip parsing, ``cpu_workers`` at a time;
+- ``decode_slots``: at most ``decode_concurrency`` image decodes at once, inside the CPU pool;
+- caches bounded in bytes: ``analyses`` (vision maps), ``text_analyses``, ``images`` (decoded uploads),
+  ``views`` (derived views per (analysis id, options): small and deterministic).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from fastapi import HTTPException
 
 from app.cache import BoundedCache
-from app.compute import ComputeQueue
+from app.compute import ComputeQueue, CpuPool
+from app.jobs import JobRegistry
 from app.settings import Settings
 from models.devices import resolve_device, resolve_dtype
-from models.vision import VisionAnalysis, VisionModel, load_vision_model
+from models.vision.analysis import VisionAnalysis, VisionModel, load_vision_model
+from models.vision.distance import Cancelled
+
+if TYPE_CHECKING:
+    from models.text.analysis import TextAnalysis, TextModel
+
+MB = 1024 * 1024
 
 
 class UnknownModel(LookupError):
@@ -30,32 +51,76 @@ def analysis_nbytes(a: VisionAnalysis) -> int:
     )
 
 
+def value_nbytes(value: Any) -> int:
+    """Approximate bytes of a cached derived view (numpy arrays, pydantic models, bytes, containers)."""
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    if isinstance(value, bytes | str):
+        return len(value)
+    if hasattr(value, "model_dump_json"):
+        return len(value.model_dump_json())
+    if isinstance(value, tuple | list):
+        return sum(value_nbytes(v) for v in value) + 64
+    if isinstance(value, dict):
+        return sum(value_nbytes(v) for v in value.values()) + 64
+    return 1024
+
+
 @dataclass
 class AppState:
     settings: Settings
     device: torch.device
     dtype: torch.dtype
     queue: ComputeQueue
-    analyses: BoundedCache
-    images: BoundedCache
-    _vision: dict[str, VisionModel] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    extras: dict[str, Any] = field(default_factory=dict)  # other areas keep their state here
+    cpu: CpuPool
+    decode_slots: threading.BoundedSemaphore
+    analyses: BoundedCache[VisionAnalysis]
+    images: BoundedCache[Any]
+    views: BoundedCache[Any]
+    text_analyses: BoundedCache[TextAnalysis]
+    distance_jobs: JobRegistry
+    secret: bytes
+    vision_models: dict[str, VisionModel] = field(default_factory=dict)
+    vision_lock: threading.Lock = field(default_factory=threading.Lock)
+    text_models: dict[str, TextModel] = field(default_factory=dict)
+    text_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls, settings: Settings) -> AppState:
         device = resolve_device(settings.device)
-        mb = 1024 * 1024
+        secret = settings.secret_key.encode() if settings.secret_key else secrets.token_bytes(32)
         return cls(
             settings=settings,
             device=device,
             dtype=resolve_dtype(settings.dtype, device),
-            queue=ComputeQueue(settings.queue_size),
-            analyses=BoundedCache(settings.analysis_cache_mb * mb, settings.analysis_ttl_s, analysis_nbytes),
-            images=BoundedCache(
-                settings.image_cache_mb * mb, settings.analysis_ttl_s, lambda im: 3 * im.width * im.height
+            queue=ComputeQueue(
+                settings.queue_size, max_cost=settings.queue_mb * MB, retry_after_s=settings.retry_after_s
             ),
+            cpu=CpuPool(settings.cpu_pool_size, settings.cpu_workers, retry_after_s=settings.retry_after_s),
+            decode_slots=threading.BoundedSemaphore(settings.decode_concurrency),
+            analyses=BoundedCache(settings.analysis_cache_mb * MB, settings.analysis_ttl_s, analysis_nbytes),
+            images=BoundedCache(
+                settings.image_cache_mb * MB, settings.analysis_ttl_s, lambda im: 3 * im.width * im.height
+            ),
+            views=BoundedCache(settings.view_cache_mb * MB, settings.analysis_ttl_s, value_nbytes),
+            text_analyses=BoundedCache(
+                settings.text_cache_mb * MB, settings.analysis_ttl_s, lambda a: a.nbytes
+            ),
+            distance_jobs=JobRegistry(
+                max_active=settings.max_active_jobs,
+                max_kept=32,
+                max_running=1,
+                cancelled_types=(Cancelled,),
+                per_owner=settings.jobs_per_client,
+            ),
+            secret=secret,
         )
+
+    def keyed_id(self, *parts: str) -> str:
+        """An id for content: HMAC-SHA256 under the server secret, so nobody can derive it offline."""
+        message = "\x00".join(parts).encode("utf-8", "surrogatepass")
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()[:24]
 
     def vision_model(self, model_id: str | None) -> VisionModel:
         """The allowlisted model, loaded once per process (lazily for non-default ones)."""
@@ -63,12 +128,12 @@ class AppState:
         specs = self.settings.vision_specs()
         if model_id not in specs:
             raise UnknownModel(f"Unknown vision model {model_id!r}. Available: {', '.join(specs)}.")
-        with self._lock:
-            if model_id not in self._vision:
-                self._vision[model_id] = load_vision_model(
+        with self.vision_lock:
+            if model_id not in self.vision_models:
+                self.vision_models[model_id] = load_vision_model(
                     specs[model_id], self.device, self.dtype, self.settings.cache_dir
                 )
-            return self._vision[model_id]
+            return self.vision_models[model_id]
 
     def vision_model_at(self, model_id: str | None, resolution: int | None) -> tuple[VisionModel, int]:
         """The allowlisted model and a resolution it accepts (its default when None)."""
@@ -88,4 +153,14 @@ class AppState:
         return analysis
 
     def loaded_vision_models(self) -> list[str]:
-        return list(self._vision)
+        with self.vision_lock:
+            return list(self.vision_models)
+
+    def loaded_text_models(self) -> list[str]:
+        with self.text_lock:
+            return list(self.text_models)
+
+    def shutdown(self) -> None:
+        self.distance_jobs.shutdown()
+        self.queue.shutdown()
+        self.cpu.shutdown()

@@ -7,7 +7,7 @@ What is timed, on the same model, batch size and images (the bundled sample phot
 - ``prep + fused``: the same plus the model's preprocessing of every image (what any pipeline pays).
 - ``manual, no reduce``: the manual attention path that materialises the probabilities, hooked but the
   hook does nothing: the cost of making the maps exist at all.
-- ``dataset MAD``: :func:`models.distance.dataset_mean_attention_distance`, end to end (preprocessing,
+- ``dataset MAD``: :func:`models.vision.distance.dataset_mean_attention_distance`, end to end (preprocessing,
   manual attention, reduction on the device).
 
 Ratios: MAD / fused forward (strict: MAD also pays preprocessing) and MAD / (prep + fused) (like for
@@ -34,12 +34,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.capture import capture_attention  # noqa: E402
 from models.devices import resolve_device, resolve_dtype  # noqa: E402
-from models.distance import dataset_mean_attention_distance  # noqa: E402
-from models.registry import get_builtin_spec  # noqa: E402
-from models.samples import sample_images  # noqa: E402
-from models.vision import load_vision_model  # noqa: E402
+from models.vision.analysis import load_vision_model  # noqa: E402
+from models.vision.capture import capture_attention  # noqa: E402
+from models.vision.distance import dataset_mean_attention_distance  # noqa: E402
+from models.vision.registry import get_builtin_spec  # noqa: E402
+from models.vision.samples import sample_images  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -19,11 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.capture import capture_attention  # noqa: E402
-from models.distance import dataset_mean_attention_distance  # noqa: E402
-from models.registry import DINOV2_VITS14  # noqa: E402
-from models.samples import sample_images  # noqa: E402
-from models.vision import load_vision_model  # noqa: E402
+from models.vision.analysis import load_vision_model  # noqa: E402
+from models.vision.capture import capture_attention  # noqa: E402
+from models.vision.distance import dataset_mean_attention_distance  # noqa: E402
+from models.vision.registry import DINOV2_VITS14  # noqa: E402
+from models.vision.samples import sample_images  # noqa: E402
 
 
 def captured(vm, x) -> list[torch.Tensor]:
@@ -65,7 +65,9 @@ def main() -> int:
     from app.main import create_app
     from app.settings import Settings
 
-    with TestClient(create_app(Settings(device=args.device, cache_dir=Path(args.cache_dir)))) as client:
+    with TestClient(
+        create_app(Settings(device=args.device, cache_dir=Path(args.cache_dir))), base_url="http://localhost"
+    ) as client:
         health = client.get("/api/health").json()
         v = client.post("/api/vision/analyze", data={"sample": "chelsea"})
         t = client.post("/api/text/analyze", json={"text": "The quick brown fox jumps over the lazy dog."})

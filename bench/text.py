@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import interleaved  # noqa: E402
-from models.dates import DEFAULT_CHECKPOINT  # noqa: E402
-from models.text import DATES, MINILM, TextModelSpec, TokenSeq, load_text_model  # noqa: E402
+from models.text.analysis import DATES, MINILM, TextModelSpec, TokenSeq, load_text_model  # noqa: E402
+from models.text.dates import DEFAULT_CHECKPOINT  # noqa: E402
 
 PARAGRAPH = (
     "The dominant sequence transduction models are based on complex recurrent or convolutional neural networks "
@@ -84,7 +84,7 @@ def ratio_minilm(device: torch.device, lengths: list[int], repeats: int) -> list
 def ratio_dates(device: torch.device, lengths: list[int], repeats: int) -> list[tuple]:
     if DEFAULT_CHECKPOINT.exists():
         spec, name = TextModelSpec(**{**DATES.__dict__, "max_tokens": max(lengths)}), "dates (checkpoint)"
-    else:  # same shape as models/train_dates.py's TrainConfig, random weights: timing does not depend on them
+    else:  # same shape as models/text/train_dates.py's TrainConfig, random weights: timing does not depend on them
         cfg = dict(d_model=128, n_heads=8, d_ff=512, n_enc_layers=3, n_dec_layers=3, max_len=64, dropout=0.0)
         spec = TextModelSpec(
             "dates-random", "seq2seq", "random", "dates", max_tokens=max(lengths), config=cfg
@@ -131,7 +131,7 @@ def bytes_vs_bertviz(n: int) -> dict:
         device="cpu", preload=False, vision_models=[], text_models=[TextModelEntry.from_spec(MINILM)],
         default_text_model=MINILM.id, default_seq2seq_model=MINILM.id,
     )  # fmt: skip
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://localhost") as c:
         r = c.post("/api/text/analyze", json={"text": text})
         r.raise_for_status()
         first = len(r.content)

@@ -22,9 +22,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import interleaved  # noqa: E402
-from models.capture import capture_attention  # noqa: E402
-from models.registry import DINOV2_VITS14  # noqa: E402
-from models.samples import sample_images  # noqa: E402
+from models.vision.capture import capture_attention  # noqa: E402
+from models.vision.registry import DINOV2_VITS14  # noqa: E402
+from models.vision.samples import sample_images  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = Settings(device=args.device, dtype=args.dtype, cache_dir=Path(args.cache_dir))
     app = create_app(settings)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         state = app.state.atlas
         vm = state.vision_model(DINOV2_VITS14.id)
         device = vm.device
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         # the calling thread, and two pools taking turns on the same cores would slow whichever ran second.
         t = interleaved(
             {
-                "plain": lambda: state.queue.run(plain),
-                "capture": lambda: state.queue.run(captured),
+                "plain": lambda: state.queue.run_sync(plain),
+                "capture": lambda: state.queue.run_sync(captured),
                 "server": server,
             },
             args.repeats,

@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from models.registry import VisionModelSpec
+from models.vision.registry import VisionModelSpec
 
 TINY_VIT_KWARGS = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=10)
 
@@ -82,6 +82,7 @@ def tiny_settings(tmp_path, **overrides) -> Settings:
         default_vision_model=TINY_SPECS[0].id,
         max_upload_mb=1.0,
         max_image_pixels=4_000_000,
+        allowed_hosts=["testserver", "127.0.0.1", "localhost"],  # TestClient's Host is "testserver"
         **tiny_text_settings(),
     )
     base.update(overrides)
@@ -167,7 +168,11 @@ def browser():
 def page(browser):
     """A fresh 1280x800 page; ``page.js_errors`` collects uncaught page errors and console errors."""
     ARTIFACTS.mkdir(exist_ok=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    # bypass_csp lets Playwright's own wait_for_function(string) helpers run; the app's pages are checked
+    # under the real Content-Security-Policy by tests/test_browser_csp.py.
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, accept_downloads=True, bypass_csp=True
+    )
     pg = context.new_page()
     pg.js_errors = []
     pg.on("pageerror", lambda e: pg.js_errors.append(f"pageerror: {e}"))

@@ -13,7 +13,9 @@ from app.settings import Settings
 
 @pytest.fixture(scope="module")
 def default_client(tmp_path_factory):
-    settings = Settings(device="cpu", cache_dir=tmp_path_factory.mktemp("cache"))
+    settings = Settings(
+        device="cpu", cache_dir=tmp_path_factory.mktemp("cache"), allowed_hosts=["testserver"]
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 

@@ -11,9 +11,9 @@ from safetensors.numpy import save_file
 
 from app.main import create_app
 from app.serialization import decode_typed_array as decode
-from models.positional import dot_similarity_theory, relative_rotation, sinusoidal_encoding
-from models.scaling import single_row_example
-from models.text_positions import learned_position_embeddings, mean_similarity_by_offset, minilm_weights_path
+from models.figures.positional import dot_similarity_theory, relative_rotation, sinusoidal_encoding
+from models.figures.scaling import single_row_example
+from models.text.positions import learned_position_embeddings, mean_similarity_by_offset, minilm_weights_path
 from tests.conftest import tiny_settings
 
 

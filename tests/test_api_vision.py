@@ -222,12 +222,12 @@ def test_queue_full_answers_503_with_retry_after(client) -> None:
     def full(*_a, **_k):
         raise QueueFull("the model is busy (4 requests queued)")
 
-    original = state.queue.run
-    state.queue.run = full
+    original = state.queue.run_sync
+    state.queue.run_sync = full
     try:
         r = client.post("/api/vision/analyze", data={"sample": "cat"})
     finally:
-        state.queue.run = original
+        state.queue.run_sync = original
     assert r.status_code == 503 and r.headers["Retry-After"] == "2"
     assert "busy" in r.json()["detail"]
 

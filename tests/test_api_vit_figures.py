@@ -19,11 +19,11 @@ from app.main import create_app
 from app.routers.distance import MAX_FILES
 from app.serialization import decode_typed_array
 from app.settings import Settings, VisionModelEntry
-from models.distance import Cancelled, dataset_mean_attention_distance
-from models.registry import build_model
-from models.samples import sample_images
-from models.vision import load_vision_model
-from models.vit_embeddings import patch_embedding_pca, patch_pos_embed, position_similarity_tiles
+from models.vision.analysis import load_vision_model
+from models.vision.distance import Cancelled, dataset_mean_attention_distance
+from models.vision.registry import build_model
+from models.vision.samples import sample_images
+from models.vision.vit_embeddings import patch_embedding_pca, patch_pos_embed, position_similarity_tiles
 from tests.conftest import TINY_SPECS, tiny_settings
 
 WIDE = VisionModelEntry(  # a non-square 4 x 6 position grid
@@ -155,7 +155,9 @@ def test_embedding_bad_input(client, path, params, status, fragment) -> None:
 
 def test_dinov2_position_grid_is_37x37(tmp_path_factory) -> None:
     """The real offline default: a 37 x 37 learned grid whose neighbours are more alike than far positions."""
-    settings = Settings(device="cpu", cache_dir=tmp_path_factory.mktemp("dinov2"), preload=False)
+    settings = Settings(
+        device="cpu", cache_dir=tmp_path_factory.mktemp("dinov2"), preload=False, allowed_hosts=["testserver"]
+    )
     with TestClient(create_app(settings)) as app_client:
         body = app_client.get("/api/vit-embeddings/position-similarity").json()
         assert body["model"] == "dinov2_vits14" and (body["rows"], body["cols"]) == (37, 37)
@@ -257,7 +259,7 @@ def test_job_cancel_while_waiting_for_the_model(client) -> None:
         started.set()
         release.wait(10)
 
-    blocker = threading.Thread(target=state.queue.run, args=(hold,))
+    blocker = threading.Thread(target=state.queue.run_sync, args=(hold,))
     blocker.start()
     started.wait(5)
     try:
@@ -290,7 +292,7 @@ def wait_until(condition, timeout: float = 20.0) -> None:
 def test_single_image_requests_interleave_with_a_job(client) -> None:
     """Each batch of a job goes through the compute queue, so an analysis is served between two batches."""
     state = client.app.state.atlas
-    run, order = state.queue.run, []
+    run, order = state.queue.run_sync, []
 
     def logged(fn, *args, **kwargs):
         order.append(getattr(fn, "__name__", "?"))  # submission order = execution order (one worker)
@@ -300,7 +302,7 @@ def test_single_image_requests_interleave_with_a_job(client) -> None:
     blocker = threading.Thread(target=run, args=(lambda: (started.set(), release.wait(10)),))
     blocker.start()
     started.wait(5)
-    state.queue.run = logged  # the instance attribute shadows the method for this test's app only
+    state.queue.run_sync = logged  # the instance attribute shadows the method for this test's app only
     try:
         job = client.post("/api/distance/jobs", data={"model": "tiny_vit", "batch_size": 1}).json()
         wait_until(lambda: len(order) >= 1)  # the job's first batch now waits behind the blocker

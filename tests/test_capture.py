@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.capture import CaptureError, capture_attention, find_attention_modules
+from models.vision.capture import CaptureError, capture_attention, find_attention_modules
 from tests.conftest import make_tiny_vit
 
 

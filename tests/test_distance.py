@@ -13,25 +13,25 @@ import timm
 import torch
 from PIL import Image
 
-from models import distance
-from models.capture import capture_attention
-from models.distance import (
+from models.vision import distance
+from models.vision.analysis import load_vision_model
+from models.vision.capture import capture_attention
+from models.vision.distance import (
     Cancelled,
     DistanceAccumulator,
     dataset_mean_attention_distance,
     mean_attention_distance,
     patch_distances,
 )
-from models.receptive_field import (
+from models.vision.receptive_field import (
     layers_from_resnet,
     on_vit_depth_axis,
     receptive_fields,
     resnet50_layers,
     resnet50_receptive_fields,
 )
-from models.registry import get_builtin_spec
-from models.samples import ImageFiles, sample_images
-from models.vision import load_vision_model
+from models.vision.registry import get_builtin_spec
+from models.vision.samples import ImageFiles, sample_images
 from tests.conftest import TINY_SPECS
 
 
@@ -322,7 +322,7 @@ def test_sample_images_are_bundled_rgb():
 
 
 def test_receptive_field_recurrence():
-    from models.receptive_field import ConvLayer
+    from models.vision.receptive_field import ConvLayer
 
     # two 3x3 convs = 5; with stride 2 first, then 3x3: 3 + 2*2 = 7; dilation 2 on a 3x3: 1 + 2*2 = 5
     assert receptive_fields([ConvLayer("a", 3), ConvLayer("b", 3)]) == [(3, 1), (5, 1)]

@@ -1,11 +1,11 @@
-"""Tests for models/positional.py (paper 1, Section 3.5)."""
+"""Tests for models/figures/positional.py (paper 1, Section 3.5)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from models.positional import (
+from models.figures.positional import (
     cosine_similarity_matrix,
     dot_similarity_by_offset,
     dot_similarity_theory,

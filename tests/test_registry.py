@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from models.registry import VisionModelSpec
-from models.vision import analyze_image, load_vision_model
+from models.vision.analysis import analyze_image, load_vision_model
+from models.vision.registry import VisionModelSpec
 
 FAMILY = [
     # (arch, kwargs, expected prefix tokens, expected grid)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.rollout import attention_rollout, discard_smallest, fuse_heads, rollout_matrix
+from models.vision.rollout import attention_rollout, discard_smallest, fuse_heads, rollout_matrix
 
 
 def test_two_layer_hand_computed_example() -> None:

@@ -1,11 +1,11 @@
-"""Tests for models/scaling.py (paper 1, Section 3.2.1, footnote 4)."""
+"""Tests for models/figures/scaling.py (paper 1, Section 3.2.1, footnote 4)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from models.scaling import (
+from models.figures.scaling import (
     dot_product_variance,
     draw_query_keys,
     log_spaced_d_k,

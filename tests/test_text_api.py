@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.serialization import decode_typed_array
 from app.settings import Settings, TextModelEntry
-from models.text import DATES, MINILM
+from models.text.analysis import DATES, MINILM
 
 URL = "/api/text/analyze"
 SENTENCE = "The animal didn't cross the street because it was too tired."
@@ -78,7 +78,7 @@ def test_causal_model(client):
 def test_minilm_through_the_api_equals_transformers_exactly(tmp_path):
     from transformers import AutoModel, AutoTokenizer
 
-    from models.text_random import package_model_dir
+    from models.text.random_models import package_model_dir
 
     settings = tiny_settings(
         tmp_path, text_models=[TextModelEntry.from_spec(MINILM)], default_text_model=MINILM.id

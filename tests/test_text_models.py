@@ -1,4 +1,4 @@
-"""Text models (models/text.py): capture on real MiniLM weights equals transformers' own output, every
+"""Text models (models/text/analysis.py): capture on real MiniLM weights equals transformers' own output, every
 model kind yields the right blocks, masks and tokens; the date Transformer path equals greedy_decode."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.dates import DEFAULT_CHECKPOINT, TARGET_LEN
-from models.text import DATES, MINILM, TextInputError, TextModelSpec, load_text_model
-from models.text_random import package_model_dir
+from models.text.analysis import DATES, MINILM, TextInputError, TextModelSpec, load_text_model
+from models.text.dates import DEFAULT_CHECKPOINT, TARGET_LEN
+from models.text.random_models import package_model_dir
 from models.transformer import greedy_decode
 
 SENTENCE = "The animal didn't cross the street because it was too tired."

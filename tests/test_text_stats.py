@@ -1,11 +1,11 @@
-"""View transforms and per-head statistics (models/text_stats.py) on hand-made maps."""
+"""View transforms and per-head statistics (models/text/stats.py) on hand-made maps."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.text_stats import (
+from models.text.stats import (
     STAT_NAMES,
     apply_view,
     build_axis,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.registry import build_model
-from models.vit_embeddings import (
+from models.vision.registry import build_model
+from models.vision.vit_embeddings import (
     patch_embed_weight,
     patch_embedding_pca,
     patch_pos_embed,

@@ -20,21 +20,17 @@ import zipfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from PIL import Image
 
 from app.compute import QueueFull
 from app.deps import StateDep
 from app.images import ImageError, decode_image
 from app.jobs import Job, JobRegistry, JobsBusy, UserError
-from app.routers.pages import render
-from app.routers.vit_embeddings import model_choices
 from app.schemas.common import ErrorResponse
 from app.schemas.vit_figures import (
     DistanceGeometry,
@@ -44,12 +40,19 @@ from app.schemas.vit_figures import (
     ReceptiveFieldResponse,
 )
 from app.serialization import typed_array
+from app.services.distance import MAX_FILES, MAX_IMAGES
+from app.services.distance import sample_list as _sample_list
 from app.settings import Settings
 from app.state import AppState
-from models.distance import Cancelled, convert_unit, dataset_mean_attention_distance, mean_attention_distance
-from models.receptive_field import on_vit_depth_axis, resnet50_receptive_fields
-from models.samples import IMAGE_SUFFIXES, sample_images
-from models.vision import VisionModel
+from models.vision.analysis import VisionModel
+from models.vision.distance import (
+    Cancelled,
+    convert_unit,
+    dataset_mean_attention_distance,
+    mean_attention_distance,
+)
+from models.vision.receptive_field import on_vit_depth_axis, resnet50_receptive_fields
+from models.vision.samples import IMAGE_SUFFIXES
 
 router = APIRouter(tags=["distance"])
 ERRORS = {
@@ -59,8 +62,6 @@ ERRORS = {
     415: {"model": ErrorResponse},
     503: {"model": ErrorResponse},
 }
-MAX_FILES = 64  # multipart file parts per job
-MAX_IMAGES = 256  # images per job, zips expanded
 MAX_UNCOMPRESSED_FACTOR = 4  # a zip's image members may total at most this times the upload limit
 ZIP_SUFFIXES = (*IMAGE_SUFFIXES, ".gif", ".tif", ".tiff")
 REGISTRY_KEY = "distance.jobs"
@@ -112,28 +113,7 @@ def _geometry(vm: VisionModel, resolution: int) -> DistanceGeometry:
 
 def registry(state: AppState) -> JobRegistry:
     """The process's distance job registry, created on first use."""
-    reg = state.extras.get(REGISTRY_KEY)
-    if reg is None:  # dict.setdefault is atomic: two first requests still share one registry
-        fresh = JobRegistry(max_active=4, max_kept=32, max_running=1, cancelled_types=(Cancelled,))
-        reg = state.extras.setdefault(REGISTRY_KEY, fresh)
-    return reg
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Page
-
-
-@router.get("/distance", response_class=HTMLResponse, include_in_schema=False)
-def distance_page(request: Request, state: StateDep) -> HTMLResponse:
-    data = {
-        **model_choices(state),
-        "max_upload_mb": state.settings.max_upload_mb,
-        "max_files": MAX_FILES,
-        "max_images": MAX_IMAGES,
-        "n_samples": len(_sample_list()),
-        "device": str(state.device),
-    }
-    return render(request, "distance.html", "/distance", "Mean attention distance", data)
+    return state.distance_jobs
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -169,11 +149,6 @@ def analysis_distance(
 
 # ----------------------------------------------------------------------------------------------------------
 # Image sets
-
-
-@lru_cache(maxsize=1)
-def _sample_list() -> tuple[Image.Image, ...]:
-    return tuple(sample_images().values())
 
 
 class UploadedImages(Sequence[Image.Image]):
@@ -265,7 +240,7 @@ def _queued(state: AppState, cancel: threading.Event) -> Callable[[Callable[[], 
             if cancel.is_set():
                 raise Cancelled("cancelled while waiting for the model")
             try:
-                return state.queue.run(fn)
+                return state.queue.run_sync(fn)
             except QueueFull:
                 time.sleep(0.2)
 

@@ -3,26 +3,25 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.deps import StateDep
-from app.routers.text import loaded_text_models
 from app.schemas.common import HealthResponse, ModelsResponse, ModelSummary
 
 router = APIRouter(prefix="/api", tags=["meta"])
 
 
 @router.get("/health", response_model=HealthResponse)
-def health(state: StateDep) -> HealthResponse:
+async def health(state: StateDep) -> HealthResponse:
     return HealthResponse(
         status="ok",
         device=str(state.device),
         dtype=str(state.dtype).removeprefix("torch."),
-        loaded_models=[*state.loaded_vision_models(), *loaded_text_models(state)],
+        loaded_models=[*state.loaded_vision_models(), *state.loaded_text_models()],
         queue_pending=state.queue.pending,
         queue_size=state.queue.max_pending,
     )
 
 
 @router.get("/models", response_model=ModelsResponse)
-def list_models(state: StateDep) -> ModelsResponse:
+async def list_models(state: StateDep) -> ModelsResponse:
     """Every allowlisted model; users can only pick from this list."""
     s = state.settings
     loaded = set(state.loaded_vision_models())
@@ -37,7 +36,7 @@ def list_models(state: StateDep) -> ModelsResponse:
         )
         for spec in s.vision_specs().values()
     ]
-    loaded_text = set(loaded_text_models(state))
+    loaded_text = set(state.loaded_text_models())
     task = {"encoder": "text", "seq2seq": "seq2seq", "causal": "causal-lm"}
     out += [
         ModelSummary(

@@ -10,6 +10,9 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from app.deps import StateDep
+from app.services.catalog import vision_model_choices
+from app.services.distance import MAX_FILES, MAX_IMAGES, sample_list
+from app.services.figures import BOUNDS, FAR_POSITIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 templates = Jinja2Templates(directory=ROOT / "templates")
@@ -76,3 +79,43 @@ def text_page(request: Request, state: StateDep) -> HTMLResponse:
         "max_text_chars": s.max_text_chars,
     }
     return render(request, "text.html", "/text", "Text attention explorer", data)
+
+
+@router.get("/positional", response_class=HTMLResponse)
+def positional_page(request: Request) -> HTMLResponse:
+    data = {"bounds": BOUNDS, "far_positions": list(FAR_POSITIONS)}
+    return render(request, "positional.html", "/positional", "Positional encoding", data)
+
+
+@router.get("/scaling", response_class=HTMLResponse)
+def scaling_page(request: Request) -> HTMLResponse:
+    return render(request, "scaling.html", "/scaling", "Why scale by 1/√d_k", {"bounds": BOUNDS})
+
+
+@router.get("/tour", response_class=HTMLResponse)
+def tour_page(request: Request) -> HTMLResponse:
+    return render(request, "tour.html", "/tour", "Paper tour", {"bounds": BOUNDS})
+
+
+@router.get("/vit-embeddings", response_class=HTMLResponse)
+def vit_embeddings_page(request: Request, state: StateDep) -> HTMLResponse:
+    return render(
+        request,
+        "vit_embeddings.html",
+        "/vit-embeddings",
+        "ViT embeddings",
+        vision_model_choices(state.settings),
+    )
+
+
+@router.get("/distance", response_class=HTMLResponse)
+def distance_page(request: Request, state: StateDep) -> HTMLResponse:
+    data = {
+        **vision_model_choices(state.settings),
+        "max_upload_mb": state.settings.max_upload_mb,
+        "max_files": MAX_FILES,
+        "max_images": MAX_IMAGES,
+        "n_samples": len(sample_list()),
+        "device": str(state.device),
+    }
+    return render(request, "distance.html", "/distance", "Mean attention distance", data)

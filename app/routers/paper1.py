@@ -1,7 +1,7 @@
 """Paper 1 figures: sinusoidal positional encoding (Section 3.5), 1/sqrt(d_k) (Section 3.2.1), the tour.
 
-API routes return typed arrays; every number comes from `models.positional`, `models.scaling` and
-`models.text_positions`. The helpers here only walk long position ranges in chunks so that memory stays
+API routes return typed arrays; every number comes from `models.figures.positional`, `models.figures.scaling` and
+`models.text.positions`. The helpers here only walk long position ranges in chunks so that memory stays
 at a few MB whatever the (bounded) length and d_model, and cache the slow, pure parts.
 """
 
@@ -12,10 +12,8 @@ from functools import lru_cache
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, HTTPException, Query
 
-from app.routers.pages import render
 from app.schemas.common import ErrorResponse
 from app.schemas.paper1 import (
     FarCheck,
@@ -32,7 +30,21 @@ from app.schemas.paper1 import (
     SoftmaxPoint,
 )
 from app.serialization import typed_array
-from models.positional import (
+from app.services.figures import (
+    CHUNK,
+    D_K_GRID,
+    FAR_POSITIONS,
+    HEAT_PAIRS,
+    HEAT_ROWS,
+    M_K_CORNER,
+    MAX_D_K,
+    MAX_D_MODEL,
+    MAX_DIMS,
+    MAX_FAR,
+    MAX_LENGTH,
+    MAX_ROWS_X_KEYS,
+)
+from models.figures.positional import (
     DEFAULT_BASE,
     cosine_similarity_matrix,
     dot_similarity_theory,
@@ -42,46 +54,17 @@ from models.positional import (
     relative_rotation,
     sinusoidal_encoding,
 )
-from models.scaling import (
+from models.figures.scaling import (
     SoftmaxStats,
     dot_product_variance,
-    log_spaced_d_k,
     row_statistics,
     single_row_example,
     softmax_saturation,
 )
-from models.text_positions import learned_position_embeddings, mean_similarity_by_offset
+from models.text.positions import learned_position_embeddings, mean_similarity_by_offset
 
 router = APIRouter(tags=["paper 1"])
 ERRORS = {422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
-
-MAX_LENGTH = 10_000
-MAX_D_MODEL = 2048
-MAX_DIMS = 8
-MAX_FAR = 1_000_000_000
-HEAT_ROWS = 512  # the heatmap shows at most this many positions ...
-HEAT_PAIRS = 256  # ... and this many (sin, cos) column pairs; the strides are reported
-M_K_CORNER = 12
-FAR_POSITIONS = (10_000, 1_000_000)
-CHUNK = 1 << 20  # float64 elements per chunk of the position table (8 MB)
-
-MAX_D_K = 1024
-MAX_ROWS_X_KEYS = 1 << 18
-D_K_GRID = log_spaced_d_k(30, MAX_D_K)  # (27,) log-spaced 1 .. 1024
-
-BOUNDS = {
-    "length": [2, MAX_LENGTH],
-    "d_model": [2, MAX_D_MODEL],
-    "k": [-MAX_LENGTH, MAX_LENGTH],
-    "far": [1, MAX_FAR],
-    "max_dims": MAX_DIMS,
-    "d_k": [1, MAX_D_K],
-    "n_keys": [2, 1024],
-    "n_samples": [16, 4096],
-    "var_samples": [100, 10_000],
-    "row_keys": [2, 64],
-    "rows_x_keys": MAX_ROWS_X_KEYS,
-}
 
 
 def _bad(message: str) -> HTTPException:
@@ -344,22 +327,3 @@ def scaling(
             scaled=_row_stats(row.logits_scaled),
         ),
     )
-
-
-# --- pages -------------------------------------------------------------------------------------------
-
-
-@router.get("/positional", response_class=HTMLResponse, include_in_schema=False)
-def positional_page(request: Request) -> HTMLResponse:
-    data = {"bounds": BOUNDS, "far_positions": list(FAR_POSITIONS)}
-    return render(request, "positional.html", "/positional", "Positional encoding", data)
-
-
-@router.get("/scaling", response_class=HTMLResponse, include_in_schema=False)
-def scaling_page(request: Request) -> HTMLResponse:
-    return render(request, "scaling.html", "/scaling", "Why scale by 1/√d_k", {"bounds": BOUNDS})
-
-
-@router.get("/tour", response_class=HTMLResponse, include_in_schema=False)
-def tour_page(request: Request) -> HTMLResponse:
-    return render(request, "tour.html", "/tour", "Paper tour", {"bounds": BOUNDS})

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from typing import Annotated, Literal
 
 import numpy as np
@@ -29,8 +28,15 @@ from app.schemas.text import (
 )
 from app.serialization import typed_array
 from app.state import AppState, UnknownModel
-from models.text import BLOCK_ORDER, TextAnalysis, TextInputError, TextModel, TokenSeq, load_text_model
-from models.text_stats import (
+from models.text.analysis import (
+    BLOCK_ORDER,
+    TextAnalysis,
+    TextInputError,
+    TextModel,
+    TokenSeq,
+    load_text_model,
+)
+from models.text.stats import (
     STAT_LABELS,
     STAT_NAMES,
     Axis,
@@ -44,7 +50,6 @@ from models.text_stats import (
 
 router = APIRouter(prefix="/api/text", tags=["text"])
 ERRORS = {c: {"model": ErrorResponse} for c in (400, 404, 413, 422, 503)}
-_LOCK = threading.Lock()
 log = logging.getLogger("atlas.text")
 
 
@@ -57,18 +62,14 @@ def text_model(state: AppState, model_id: str | None) -> TextModel:
     specs = state.settings.text_specs()
     if model_id not in specs:
         raise UnknownModel(f"Unknown text model {model_id!r}. Available: {', '.join(specs)}.")
-    loaded: dict[str, TextModel] = state.extras.setdefault("text_models", {})
-    with _LOCK:
+    loaded = state.text_models
+    with state.text_lock:
         if model_id not in loaded:
             try:
                 loaded[model_id] = load_text_model(specs[model_id], state.device)
             except (OSError, ValueError, RuntimeError, ImportError) as e:
                 raise HTTPException(503, f"The text model {model_id!r} could not be loaded: {e}") from e
         return loaded[model_id]
-
-
-def loaded_text_models(state: AppState) -> list[str]:
-    return list(state.extras.get("text_models", {}))
 
 
 def preload(state: AppState) -> None:
@@ -82,13 +83,7 @@ def preload(state: AppState) -> None:
 
 
 def _cache(state: AppState) -> BoundedCache:
-    with _LOCK:
-        if "text_analyses" not in state.extras:
-            s = state.settings
-            state.extras["text_analyses"] = BoundedCache(
-                s.text_cache_mb * 1024 * 1024, s.analysis_ttl_s, lambda a: a.nbytes
-            )
-        return state.extras["text_analyses"]
+    return state.text_analyses
 
 
 def _analysis(state: AppState, analysis_id: str) -> TextAnalysis:
@@ -245,7 +240,7 @@ def analyze(state: StateDep, req: TextAnalyzeRequest) -> TextAnalysisResponse:
                 model.tokenize_target(target)
         except TextInputError as e:
             raise HTTPException(422, str(e)) from e
-        a = state.queue.run(model.analyze, req.text, target)
+        a = state.queue.run_sync(model.analyze, req.text, target)
         cache.put(aid, a)
     options = ViewOptions(hide_special=req.hide_special, merge_words=req.merge_words)
     return _overview(state, aid, a, options, req.kind, req.layer, cached)

@@ -29,8 +29,8 @@ from app.schemas.vision import (
 )
 from app.serialization import typed_array
 from app.state import AppState
-from models.rollout import attention_rollout
-from models.vision import VisionAnalysis, analyze_image
+from models.vision.analysis import VisionAnalysis, analyze_image
+from models.vision.rollout import attention_rollout
 
 router = APIRouter(prefix="/api/vision", tags=["vision"])
 ERRORS = {
@@ -45,7 +45,7 @@ ERRORS = {
 @lru_cache(maxsize=1)
 def _samples() -> dict[str, bytes]:
     """scikit-image's bundled photos as JPEG bytes (the same bytes every time, so hashes are stable)."""
-    from models.samples import sample_images
+    from models.vision.samples import sample_images
 
     out = {}
     for name, img in sample_images().items():
@@ -130,7 +130,7 @@ def analyze(
     cached, forward_ms = analysis is not None, 0.0
     if analysis is None:
         t0 = time.perf_counter()
-        analysis = state.queue.run(analyze_image, vm, decoded.image, res)
+        analysis = state.queue.run_sync(analyze_image, vm, decoded.image, res)
         forward_ms = (time.perf_counter() - t0) * 1000
         state.analyses.put(aid, analysis)
     rollout = analysis.rollout if options == RolloutOptions() else _rollout(analysis, options)

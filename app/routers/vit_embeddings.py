@@ -1,26 +1,22 @@
 """ViT embeddings page and API: position-embedding similarity and patch-embedding PCA (ViT paper Fig. 7).
 
-Numbers come from :mod:`models.vit_embeddings`; this module only picks the model, caches the (P, P)
+Numbers come from :mod:`models.vision.vit_embeddings`; this module only picks the model, caches the (P, P)
 similarity per model (it depends on the weights alone) and encodes arrays for the browser.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, HTTPException, Query
 
 from app.deps import StateDep
-from app.routers.pages import render
 from app.schemas.common import ErrorResponse
 from app.schemas.vit_figures import PatchFiltersResponse, PositionSimilarityResponse
 from app.serialization import typed_array
 from app.state import AppState
-from models.vit_embeddings import (
+from models.vision.vit_embeddings import (
     patch_embed_weight,
     patch_embedding_pca,
     patch_pos_embed,
@@ -31,42 +27,22 @@ router = APIRouter(tags=["vit-embeddings"])
 ERRORS = {400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 MAX_COMPONENTS = 64
 SIM_CACHE_KEY = "vit_embeddings.similarity"
-SIM_CACHE_SIZE = 4  # models; DINOv2's (1369, 1369) float32 similarity is 7.5 MB
-
-
-def model_choices(state: AppState) -> dict:
-    specs = state.settings.vision_specs()
-    return {
-        "models": [{"id": s.id, "label": s.label or s.arch_tag} for s in specs.values()],
-        "default_model": state.settings.default_vision_model,
-    }
-
-
-@router.get("/vit-embeddings", response_class=HTMLResponse, include_in_schema=False)
-def vit_embeddings_page(request: Request, state: StateDep) -> HTMLResponse:
-    return render(request, "vit_embeddings.html", "/vit-embeddings", "ViT embeddings", model_choices(state))
 
 
 def _similarity(state: AppState, model_id: str | None) -> tuple[str, np.ndarray, tuple[int, int], int, int]:
     """(model id, (R, C, R, C) cosine tiles, grid, embed dim, prefix tokens), cached per model."""
     vm = state.vision_model(model_id)
-    lock = state.extras.setdefault(SIM_CACHE_KEY + ".lock", threading.Lock())
-    cache: OrderedDict = state.extras.setdefault(SIM_CACHE_KEY, OrderedDict())
-    with lock:
-        hit = cache.get(vm.info.id)
-        if hit is not None:
-            cache.move_to_end(vm.info.id)
-            return hit
+    key = f"{SIM_CACHE_KEY}|{vm.info.id}"
+    hit = state.views.get(key)
+    if hit is not None:
+        return hit
     try:
         emb, grid = patch_pos_embed(vm.model)  # (R*C, D), prefix rows already dropped
     except ValueError as e:
         raise HTTPException(400, f"Model {vm.info.id!r}: {e}.") from e
-    tiles = state.queue.run(position_similarity_tiles, emb, grid, 0)  # (R, C, R, C)
+    tiles = state.queue.run_sync(position_similarity_tiles, emb, grid, 0)  # (R, C, R, C)
     value = (vm.info.id, tiles, grid, int(emb.shape[1]), vm.info.num_prefix_tokens)
-    with lock:
-        cache[vm.info.id] = value
-        while len(cache) > SIM_CACHE_SIZE:
-            cache.popitem(last=False)
+    state.views.put(key, value)
     return value
 
 
@@ -121,7 +97,7 @@ def patch_filters(
     vm = state.vision_model(model)
     try:
         weight = patch_embed_weight(vm.model)  # (D, 3, p, p)
-        pca = state.queue.run(patch_embedding_pca, weight, n_components)
+        pca = state.queue.run_sync(patch_embedding_pca, weight, n_components)
     except ValueError as e:
         raise HTTPException(400, f"Model {vm.info.id!r}: {e}.") from e
     return PatchFiltersResponse(

@@ -1,4 +1,4 @@
-// Head table: per-head statistics of the current view (computed on the server, models/text_stats.py),
+// Head table: per-head statistics of the current view (computed on the server, models/text/stats.py),
 // sortable by any column; clicking a row opens that head in the matrix view.
 import { el } from "../lib/dom.js";
 import { downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";

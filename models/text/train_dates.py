@@ -1,10 +1,10 @@
 """Train the small date-normalisation Transformer on CPU and write its checkpoint + model card.
 
-    python -m models.train_dates --out models/checkpoints/dates_seq2seq.safetensors
+    python -m models.text.train_dates --out models/checkpoints/dates_seq2seq.safetensors
 
 Adam with the paper's warmup schedule (Section 5.3) and label smoothing (Section 5.4); fresh generated
 training examples every step (no epochs, no repeats); greedy-decoding exact-match evaluation on held-out
-calendar days that training never sees (see models/dates.py for the conventions).
+calendar days that training never sees (see models/text/dates.py for the conventions).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models.dates import (
+from models.text.dates import (
     CharTokenizer,
     DateExample,
     build_date_tokenizer,
@@ -210,14 +210,14 @@ def write_model_card(path: Path, cfg: TransformerConfig, info: dict, size_bytes:
 
 Weights: `{Path(tc["out"]).name}` (float16 safetensors, {size_bytes / 1e6:.2f} MB; config, tokenizer
 vocabulary and training info are JSON strings in the safetensors header). Load with
-`models.dates.load_date_model()` (float32, eval mode).
+`models.text.dates.load_date_model()` (float32, eval mode).
 
 ## Model
 Post-norm encoder-decoder Transformer (`models/transformer.py`), {n_params:,} parameters:
 `{json.dumps(cfg.__dict__)}`. Character-level tokenizer with {cfg.src_vocab} symbols shared by source and
 target (`<pad> <s> </s> <unk>` + characters).
 
-## Data (generated, `models/dates.py`)
+## Data (generated, `models/text/dates.py`)
 Dates 1950-01-01..2049-12-31 written in 11 format families (English, US numeric m/d/y, dotted d.m.y,
 d-m-y, year-first ISO-like, French, German, Spanish; optional correct weekday, ordinals, 2-digit years,
 lower/upper casing) -> ISO 8601 `YYYY-MM-DD`. Two-digit years: 50..99 -> 19xx, 00..49 -> 20xx. Numeric
@@ -235,7 +235,7 @@ factor {tc["lr_factor"]}); label smoothing {tc["label_smoothing"]}; dropout {tc[
 probe they score {info["probe_acc_averaged"]:.3f} vs {info["probe_acc_last_weights"]:.3f} for the last weights.
 The probe only monitors training; nothing is selected on it.
 
-Reproduce: `python -m models.train_dates --out {tc["out"]} --threads {tc["threads"]}` (same seed, same data
+Reproduce: `python -m models.text.train_dates --out {tc["out"]} --threads {tc["threads"]}` (same seed, same data
 stream; the step count, not the clock, ends training unless `--max-minutes` is hit first). With other
 processes busy on the 2-core machine, 1 thread trained faster than 2 (idle OpenMP threads spin).
 

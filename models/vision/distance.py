@@ -22,12 +22,12 @@ Units: ``pixels`` (default, the paper's), ``patches`` (grid units, pixels / patc
 patch sizes; Walmer's [0, 1]-square coordinates equal ``diagonal`` * sqrt(2) for square grids).
 
 Dataset statistics never keep the maps: :class:`DistanceAccumulator` is passed to
-:func:`models.capture.capture_attention` as ``reduce=acc.update`` and reduces each block's (B, H, N, N)
+:func:`models.vision.capture.capture_attention` as ``reduce=acc.update`` and reduces each block's (B, H, N, N)
 probabilities to per-(layer, head) sums on the device as they are produced.
 
 CLI::
 
-    python -m models.distance --model dinov2_vits14 --images DIR_OR_ZIP --out distance.csv
+    python -m models.vision.distance --model dinov2_vits14 --images DIR_OR_ZIP --out distance.csv
 
 Layers are numbered from 0 (block index), as everywhere else in the app.
 """
@@ -46,11 +46,11 @@ from typing import Literal
 import numpy as np
 import torch
 
-from models.capture import capture_attention
 from models.devices import DTYPES, resolve_device, resolve_dtype
-from models.registry import VisionModelSpec, builtin_specs
-from models.samples import ImageFiles, sample_images
-from models.vision import VisionModel, load_vision_model
+from models.vision.analysis import VisionModel, load_vision_model
+from models.vision.capture import capture_attention
+from models.vision.registry import VisionModelSpec, builtin_specs
+from models.vision.samples import ImageFiles, sample_images
 
 Unit = Literal["pixels", "patches", "diagonal"]
 UNITS: tuple[str, ...] = ("pixels", "patches", "diagonal")
@@ -341,7 +341,7 @@ def text_progress(stream=None, width: int = 30) -> ProgressFn:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m models.distance",
+        prog="python -m models.vision.distance",
         description="Mean attention distance per layer and head over a set of images (ViT paper Fig. 7 right).",
     )
     p.add_argument("--model", default="dinov2_vits14", help="model id (built-in: %(default)s)")

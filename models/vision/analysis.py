@@ -2,7 +2,7 @@
 
 Pipeline: preprocess as the model's pretrained config says (resize the short side to R / crop_pct,
 centre-crop R x R, ImageNet-style mean/std) -> forward under ``torch.inference_mode()`` with
-:func:`models.capture.capture_attention` -> per-block probabilities (L, H, N, N) -> CLS-to-patch maps,
+:func:`models.vision.capture.capture_attention` -> per-block probabilities (L, H, N, N) -> CLS-to-patch maps,
 rollout, top-5 predictions when the model has a classifier head.
 """
 
@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from models.capture import capture_attention
 from models.devices import resolve_device
-from models.registry import VisionModelInfo, VisionModelSpec, build_model, describe
-from models.rollout import HeadFusion, attention_rollout
+from models.vision.capture import capture_attention
+from models.vision.registry import VisionModelInfo, VisionModelSpec, build_model, describe
+from models.vision.rollout import HeadFusion, attention_rollout
 
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 

@@ -1,0 +1,13 @@
+"""What the pages offer: the allowlisted models, as the page data and /api/models list them."""
+
+from __future__ import annotations
+
+from app.settings import Settings
+
+
+def vision_model_choices(settings: Settings) -> dict:
+    specs = settings.vision_specs()
+    return {
+        "models": [{"id": s.id, "label": s.label or s.arch_tag} for s in specs.values()],
+        "default_model": settings.default_vision_model,
+    }

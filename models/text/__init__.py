@@ -1,0 +1,1 @@
+"""Text models: MiniLM and our paper Transformer on dates; capture, statistics, position analyses."""

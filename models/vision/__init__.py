@@ -1,0 +1,1 @@
+"""Vision Transformers: attention capture, rollout, attention distance, embeddings, the model registry."""
