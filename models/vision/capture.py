@@ -84,10 +84,6 @@ class AttentionRecord:
         """All blocks stacked: (L, B, H, N, N)."""
         return torch.stack(self.maps, dim=0)
 
-    def clear(self) -> None:
-        for calls in self._calls:
-            calls.clear()
-
 
 @contextmanager
 def capture_attention(
