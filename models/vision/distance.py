@@ -40,6 +40,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -67,21 +68,29 @@ def patch_distances(
     unit: Unit = "pixels",
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Distances between all pairs of patches of an R x C grid, row-major: (P, P) float32."""
-    rows, cols = int(grid[0]), int(grid[1])
+    """Distances between all pairs of patches of an R x C grid, row-major: (P, P) float32.
+
+    Computed once per (grid, patch size, unit) in float64 (``cdist`` in float32 loses digits to
+    cancellation) and kept; the returned tensor is shared, so callers must not modify it in place."""
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
+    d = _patch_distances_cpu(int(grid[0]), int(grid[1]), int(patch_size), unit)  # (P, P)
+    return d if device is None or torch.device(device) == d.device else d.to(device)
+
+
+@lru_cache(maxsize=8)
+def _patch_distances_cpu(rows: int, cols: int, patch_size: int, unit: str) -> torch.Tensor:
     if rows < 1 or cols < 1:
-        raise ValueError(f"grid must be positive, got {grid}")
+        raise ValueError(f"grid must be positive, got {(rows, cols)}")
     r = torch.arange(rows, dtype=torch.float64).repeat_interleave(cols)  # (P,) row of each patch
     c = torch.arange(cols, dtype=torch.float64).repeat(rows)  # (P,) column of each patch
     pos = torch.stack([r, c], dim=1)  # (P, 2)
     d = torch.cdist(pos, pos)  # (P, P) in grid units
     if unit == "pixels":
-        d = d * float(patch_size)
+        d *= float(patch_size)
     elif unit == "diagonal":
-        d = d / float(np.hypot(rows, cols))
-    elif unit != "patches":
-        raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
-    return d.to(device=device, dtype=torch.float32)
+        d /= float(np.hypot(rows, cols))
+    return d.to(torch.float32)
 
 
 def convert_unit(values: np.ndarray, grid: tuple[int, int], patch_size: int, unit: Unit) -> np.ndarray:
@@ -134,10 +143,18 @@ def mean_attention_distance(
 ) -> torch.Tensor:
     """Mean attention distance (module docstring) of (..., H, N, N) probabilities -> (..., H) float32.
 
-    Computed on ``attn``'s device; N must equal ``num_prefix_tokens + R * C``.
+    Computed on ``attn``'s device; N must equal ``num_prefix_tokens + R * C``. Maps with leading axes
+    (e.g. a cached (L, H, N, N) float16 analysis) are reduced one (H, N, N) slice at a time in float32, so
+    the peak extra memory is that of one slice, never an (L, H, N, N) float32 copy:
+    about H * N^2 * 4 bytes (float32 copy of a half-precision slice) + H * P^2 * 4 (the A * d product,
+    ``renormalize`` only) + N^2 * 4 (the padded distances).
     """
     distances = patch_distances(grid, patch_size, unit, device=attn.device)
-    return _mad(attn, distances, num_prefix_tokens, renormalize)
+    if attn.ndim <= 3:
+        return _mad(attn, distances, num_prefix_tokens, renormalize)
+    slices = attn.reshape(-1, *attn.shape[-3:])  # (..., H, N, N) -> (S, H, N, N), a view when contiguous
+    out = torch.stack([_mad(s, distances, num_prefix_tokens, renormalize) for s in slices])  # (S, H)
+    return out.reshape(*attn.shape[:-2])  # (..., H)
 
 
 class DistanceAccumulator:

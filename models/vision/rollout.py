@@ -85,7 +85,9 @@ def attention_rollout(
     """Rollout map over patches, shape (P,): R[CLS, patches], or mean over patch rows with no CLS.
 
     Only one row of R is needed, so it is computed as a row vector times the layers from the top down,
-    v^T Ã_L ... Ã_1: O(L N^2) instead of the O(L N^3) of the full matrix (same numbers).
+    v^T Ã_L ... Ã_1: O(L N^2) instead of the O(L N^3) of the full matrix (same numbers). Layers are taken
+    one at a time (top first) in float32, so the extra memory is one layer's (H, N, N) float32 copy plus
+    two (N, N) maps, whatever L and the cache's dtype.
     """
     n = attentions[0].shape[-1]
     v = torch.zeros(n, dtype=torch.float32, device=attentions[0].device)  # (N,): the query row(s) of R
@@ -93,6 +95,7 @@ def attention_rollout(
         v[0] = 1.0
     else:
         v[:] = 1.0 / n
-    for a in reversed(list(_residual_layers(attentions, head_fusion, discard_ratio, num_prefix_tokens))):
+    top_down = [attentions[i] for i in reversed(range(len(attentions)))]  # views, no copies
+    for a in _residual_layers(top_down, head_fusion, discard_ratio, num_prefix_tokens):
         v = v @ a
     return v[num_prefix_tokens:]
