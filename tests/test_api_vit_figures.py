@@ -16,8 +16,8 @@ from PIL import Image
 
 from app.jobs import JobRegistry, JobsBusy, UserError
 from app.main import create_app
-from app.services.distance import MAX_FILES
 from app.serialization import decode_typed_array
+from app.services.distance import MAX_FILES
 from app.settings import Settings, VisionModelEntry
 from models.vision.analysis import load_vision_model
 from models.vision.distance import Cancelled, dataset_mean_attention_distance
