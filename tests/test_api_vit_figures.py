@@ -300,9 +300,7 @@ def test_single_image_requests_interleave_with_a_job(client) -> None:
         return submit(fn, *args, **kwargs)
 
     release, started = threading.Event(), threading.Event()
-    blocker = threading.Thread(
-        target=state.queue.run_sync, args=(lambda: (started.set(), release.wait(10)),)
-    )
+    blocker = threading.Thread(target=state.queue.run_sync, args=(lambda: (started.set(), release.wait(10)),))
     blocker.start()
     started.wait(5)
     state.queue.submit = logged  # the instance attribute shadows the method for this test's app only
