@@ -2,9 +2,8 @@
 many clients ask for the heaviest derived view (mean attention distance of a 448 px DINOv2-size analysis).
 
 Memory is measured as the process's peak resident set (VmHWM, reset through /proc/self/clear_refs), never
-by timing. Bound per distance view (models/vision/distance.py): one layer at a time in float32,
-H * N^2 * 4 (float32 copy of a float16 layer) + H * P^2 * 4 (the A * d product, renormalize only)
-+ N^2 * 4 (padded distances); the CPU pool runs at most cpu_workers of them at once.
+by timing. Bound per distance view (models/vision/distance.py): the maps are reduced a 16 MB chunk at a
+time, 2 * max(CHUNK_BYTES, 4 N^2) + 8 N^2 bytes; the CPU pool runs at most cpu_workers views at once.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from app.services import distance as distance_service
 from app.services import vision as vision_service
 from app.settings import VisionModelEntry
 from models.vision.analysis import VisionAnalysis
-from models.vision.distance import mean_attention_distance
+from models.vision.distance import CHUNK_BYTES, mean_attention_distance
 from tests.conftest import tiny_settings
 
 MB = 1024 * 1024
@@ -42,10 +41,10 @@ P = GRID[0] * GRID[1]
 N = P + 1
 
 
-def per_view_bytes(heads: int, n: int, renormalize: bool) -> int:
-    """The per-view peak of mean_attention_distance over a float16 (L, H, N, N) cache (module docstring)."""
-    p = n - 1
-    return heads * n * n * 4 + (heads * p * p * 4 if renormalize else 0) + n * n * 4
+def per_view_bytes(n: int, renormalize: bool) -> int:
+    """The per-view peak of mean_attention_distance over a float16 (L, H, N, N) cache (its docstring)."""
+    chunk = max(CHUNK_BYTES, 4 * n * n)
+    return chunk * (2 if renormalize else 1) + 8 * n * n
 
 
 def status_kb(field: str) -> int:
@@ -87,13 +86,13 @@ def cache() -> torch.Tensor:
 
 @pytest.mark.parametrize("renormalize", [False, True])
 def test_mad_of_a_cached_analysis_is_computed_layer_by_layer(cache, renormalize) -> None:
-    """One view's peak stays near one layer's float32 copy, far below an (L, H, N, N) float32 copy."""
+    """One view's peak stays near one chunk's float32 copy, far below an (L, H, N, N) float32 copy."""
     mean_attention_distance(cache[:1], GRID, 1, 14, renormalize)  # warm up (distances, allocator)
     base = reset_peak()
     mad = mean_attention_distance(cache, GRID, 1, 14, renormalize)  # (L, H)
     extra = peak_bytes() - base
     assert mad.shape == (L, H) and mad.dtype == torch.float32
-    bound = per_view_bytes(H, N, renormalize)
+    bound = per_view_bytes(N, renormalize)
     full_copy = cache.numel() * 4  # what materialising the whole cache in float32 would take (302 MB)
     assert extra < 1.5 * bound + 16 * MB < full_copy / 2, (extra / MB, bound / MB)
     direct = mean_attention_distance(cache[3].float(), GRID, 1, 14, renormalize)  # (H,)
@@ -160,7 +159,7 @@ def test_forty_concurrent_distance_gets_stay_under_the_memory_bound(client, cach
     extra = peak_bytes() - base
     assert {s for s, _ in results.values()} == {200}, [b for s, b in results.values() if s != 200][:2]
     assert sorted(computed) == [False, True]  # two distinct views, each computed once (merged, then cached)
-    bound = state.cpu.workers * per_view_bytes(H, N, renormalize=True)
+    bound = state.cpu.workers * per_view_bytes(N, renormalize=True)
     assert extra < bound + 64 * MB, (extra / MB, bound / MB)
     px = decode_typed_array(results[0][1]["mad"])  # renormalize false, pixels
     patches = decode_typed_array(results[4][1]["mad"])  # renormalize false, patches
