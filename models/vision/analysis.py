@@ -115,7 +115,7 @@ def cls_to_patch(attentions: torch.Tensor, num_prefix_tokens: int, has_cls: bool
     """(..., N, N) -> (..., P) float32: the CLS query's attention over patches (mean patch query if no CLS)."""
     p0 = num_prefix_tokens
     if has_cls:
-        return attentions[..., 0, p0:].float()
+        return attentions[..., 0, p0:].to(torch.float32, copy=True)  # a copy: a view would keep the map
     return attentions[..., p0:, p0:].float().mean(dim=-2)
 
 
