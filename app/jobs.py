@@ -1,8 +1,9 @@
 """A small in-process registry of background jobs (dataset runs): start, progress, cancel, result.
 
 Each job runs on its own daemon thread; at most ``max_running`` run at once, the rest wait their turn
-(status ``queued``). At most ``max_active`` jobs may be queued or running: past that :class:`JobsBusy`
-is raised at once (the API answers 503). Finished jobs (done, failed, cancelled) are kept for their
+(status ``queued``). At most ``max_active`` jobs may be queued or running, and at most ``per_owner`` of
+them per client: past that :class:`JobsBusy` is raised at once (the API answers 503 + Retry-After). Call
+:meth:`JobRegistry.check_room` before any expensive preparation, so a full registry refuses cheaply. Finished jobs (done, failed, cancelled) are kept for their
 results, the oldest finished ones dropped beyond ``max_kept``. A job's function gets the :class:`Job`
 and reports progress with ``job.report(done, total)``; it should poll ``job.cancel_event`` and raise
 :class:`models.vision.distance.Cancelled` (or any exception whose class is named in ``cancelled_types``).
@@ -22,14 +23,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.compute import Busy
+
 log = logging.getLogger("atlas.jobs")
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
 
 
-class JobsBusy(RuntimeError):
-    """Too many jobs are queued or running."""
+class JobsBusy(Busy):
+    """Too many jobs are queued or running (all clients, or this client's quota)."""
+
+    def __init__(self, message: str, retry_after_s: int = 5) -> None:
+        super().__init__(f"{message}; wait for one to finish or cancel it", retry_after_s)
 
 
 class UserError(ValueError):
@@ -105,20 +111,31 @@ class JobRegistry:
                 for active in self._jobs.values():
                     if active.key == key and active.status not in FINISHED:
                         return active
-            if self._active() >= self.max_active:
-                raise JobsBusy(f"{self.max_active} dataset jobs are already queued or running")
-            if self.per_owner is not None and owner is not None:
-                mine = sum(j.owner == owner and j.status not in FINISHED for j in self._jobs.values())
-                if mine >= self.per_owner:
-                    raise JobsBusy(
-                        f"you already have {mine} dataset job{'s' if mine != 1 else ''} queued or running "
-                        f"(at most {self.per_owner} per client)"
-                    )
+            self._check_room(owner)
             job = Job(id=secrets.token_hex(8), kind=kind, params=params, key=key, total=total, owner=owner)
             self._jobs[job.id] = job
             self._evict()
         threading.Thread(target=self._run, args=(job, fn), name=f"atlas-job-{job.id}", daemon=True).start()
         return job
+
+    def check_room(self, owner: str | None = None) -> None:
+        """Raise :class:`JobsBusy` now if a new job (for ``owner``) would be refused."""
+        with self._lock:
+            if self._closed:
+                raise JobsBusy("the server is shutting down")
+            self._check_room(owner)
+
+    def _check_room(self, owner: str | None) -> None:
+        """(called with the lock held)"""
+        if self._active() >= self.max_active:
+            raise JobsBusy(f"{self.max_active} dataset jobs are already queued or running")
+        if self.per_owner is not None and owner is not None:
+            mine = sum(j.owner == owner and j.status not in FINISHED for j in self._jobs.values())
+            if mine >= self.per_owner:
+                raise JobsBusy(
+                    f"you already have {mine} dataset job{'s' if mine != 1 else ''} queued or running "
+                    f"(at most {self.per_owner} per client)"
+                )
 
     def _run(self, job: Job, fn: Callable[[Job], Any]) -> None:
         # wait for a running slot, but leave at once when cancelled while queued
@@ -170,7 +187,7 @@ class JobRegistry:
             job.cancel_event.set()
         return job
 
-    def find_done(self, key: str) -> Job | None:
+    def find_done(self, key: str | None) -> Job | None:
         """The newest successfully finished job with this key, if still kept (never for key None)."""
         if key is None:
             return None

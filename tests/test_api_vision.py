@@ -222,12 +222,11 @@ def test_queue_full_answers_503_with_retry_after(client) -> None:
     def full(*_a, **_k):
         raise QueueFull("the model is busy (4 requests queued)")
 
-    original = state.queue.run_sync
-    state.queue.run_sync = full
+    state.queue.submit = full  # every path into the queue (run, run_sync) admits through submit
     try:
         r = client.post("/api/vision/analyze", data={"sample": "cat"})
     finally:
-        state.queue.run_sync = original
+        del state.queue.submit  # the instance attribute shadowed the method
     assert r.status_code == 503 and r.headers["Retry-After"] == "2"
     assert "busy" in r.json()["detail"]
 

@@ -16,8 +16,8 @@ from PIL import Image
 
 from app.jobs import JobRegistry, JobsBusy, UserError
 from app.main import create_app
-from app.routers.distance import MAX_FILES
 from app.serialization import decode_typed_array
+from app.services.distance import MAX_FILES
 from app.settings import Settings, VisionModelEntry
 from models.vision.analysis import load_vision_model
 from models.vision.distance import Cancelled, dataset_mean_attention_distance
@@ -292,17 +292,18 @@ def wait_until(condition, timeout: float = 20.0) -> None:
 def test_single_image_requests_interleave_with_a_job(client) -> None:
     """Each batch of a job goes through the compute queue, so an analysis is served between two batches."""
     state = client.app.state.atlas
-    run, order = state.queue.run_sync, []
+    submit, order = state.queue.submit, []
 
     def logged(fn, *args, **kwargs):
-        order.append(getattr(fn, "__name__", "?"))  # submission order = execution order (one worker)
-        return run(fn, *args, **kwargs)
+        # submission order = execution order (one worker); the analysis is _forward_and_cache
+        order.append(getattr(fn, "__name__", "?"))
+        return submit(fn, *args, **kwargs)
 
     release, started = threading.Event(), threading.Event()
-    blocker = threading.Thread(target=run, args=(lambda: (started.set(), release.wait(10)),))
+    blocker = threading.Thread(target=state.queue.run_sync, args=(lambda: (started.set(), release.wait(10)),))
     blocker.start()
     started.wait(5)
-    state.queue.run_sync = logged  # the instance attribute shadows the method for this test's app only
+    state.queue.submit = logged  # the instance attribute shadows the method for this test's app only
     try:
         job = client.post("/api/distance/jobs", data={"model": "tiny_vit", "batch_size": 1}).json()
         wait_until(lambda: len(order) >= 1)  # the job's first batch now waits behind the blocker
@@ -317,7 +318,8 @@ def test_single_image_requests_interleave_with_a_job(client) -> None:
     final = wait(client, job)
     analysis.join(5)
     assert final["status"] == "done" and final["result"]["n_images"] == 8
-    assert order.count("<lambda>") == 8 and order.index("analyze_image") == 1, order
+    del state.queue.submit
+    assert order.count("<lambda>") == 8 and order.index("_forward_and_cache") == 1, order
 
 
 def test_unknown_job_is_404(client) -> None:

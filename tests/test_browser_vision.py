@@ -5,6 +5,7 @@ permalink, and inline errors. Screenshots go to tests/artifacts/."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import re
@@ -57,8 +58,18 @@ def base_url(tmp_path, live_server) -> str:
         vision_models=[TINY_VIT12, TINY_NOHEAD, *s.vision_models],
         default_vision_model=TINY_VIT12.id,
         preload=False,  # models load on first use; the page must not depend on other areas' preloads
+        secret_key=SECRET,  # known here, so the test can compute the keyed image ids the page shows
     )
     return live_server(s)
+
+
+SECRET = "browser-test-secret"
+
+
+def image_id(data: bytes) -> str:
+    """The server's ``image_hash`` of these bytes: AppState.keyed_id("image", sha256) under SECRET."""
+    message = "\x00".join(("image", hashlib.sha256(data).hexdigest())).encode()
+    return hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()[:24]
 
 
 def fnv1a(values: np.ndarray) -> str:
@@ -243,7 +254,7 @@ def test_file_upload_drop_paste_and_inline_errors(base_url, page, tmp_path) -> N
     data = png_file(tmp_path / "photo.png")
     page.set_input_files("#vz-file", str(tmp_path / "photo.png"))
     wait_ready(page)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = image_id(data)
     assert f"img={digest}" in page.url and "sample=" not in page.url
     first = page.get_attribute("#vision-app", "data-analysis")
     page.reload()
@@ -265,12 +276,12 @@ def test_file_upload_drop_paste_and_inline_errors(base_url, page, tmp_path) -> N
     page.wait_for_function("document.getElementById('vz-error').textContent.includes('the limit is 1 MB')")
 
     # drag-and-drop and Ctrl+V paste of an image file
-    coffee = hashlib.sha256(httpx.get(f"{base_url}/api/vision/samples/coffee.jpg").content).hexdigest()
+    coffee = image_id(httpx.get(f"{base_url}/api/vision/samples/coffee.jpg").content)
     page.evaluate(DROP_JS, ["drop", "/api/vision/samples/coffee.jpg"])
     page.wait_for_url(re.compile(f"img={coffee}"))
     wait_ready(page)
     assert page.locator("#vz-error").inner_text() == ""
-    rocket = hashlib.sha256(httpx.get(f"{base_url}/api/vision/samples/rocket.jpg").content).hexdigest()
+    rocket = image_id(httpx.get(f"{base_url}/api/vision/samples/rocket.jpg").content)
     page.evaluate(DROP_JS, ["paste", "/api/vision/samples/rocket.jpg"])
     page.wait_for_url(re.compile(f"img={rocket}"))
     wait_ready(page)

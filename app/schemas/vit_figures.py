@@ -65,11 +65,6 @@ class DistanceResultSchema(BaseModel):
     per_layer_mean: TypedArray = Field(description="(layers,) float64 mean over heads")
 
 
-class SkippedFile(BaseModel):
-    name: str
-    reason: str
-
-
 class DistanceJobResponse(BaseModel):
     job_id: str
     status: Literal["queued", "running", "done", "failed", "cancelled"]

@@ -2,8 +2,11 @@
 
 Pipeline: preprocess as the model's pretrained config says (resize the short side to R / crop_pct,
 centre-crop R x R, ImageNet-style mean/std) -> forward under ``torch.inference_mode()`` with
-:func:`models.vision.capture.capture_attention` -> per-block probabilities (L, H, N, N) -> CLS-to-patch maps,
-rollout, top-5 predictions when the model has a classifier head.
+:func:`models.vision.capture.capture_attention`, each block's (H, N, N) probabilities reduced as the block
+runs (a float16 CPU copy for the views, the CLS-to-patch row, the block's rollout factor Ã), so the float32
+maps of all layers never exist at once -> (L, H, N, N) float16 cache, CLS maps, rollout, top-5 predictions
+when the model has a classifier head. Peak extra memory of one forward: L * H * N^2 * 2 (the cache) +
+L * N^2 * 4 (the rollout factors) + the model's own activations.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from PIL import Image
 from torch import nn
 
 from models.devices import resolve_device
-from models.vision.capture import capture_attention
+from models.vision.capture import CaptureError, capture_attention, find_attention_modules
 from models.vision.registry import VisionModelInfo, VisionModelSpec, build_model, describe
-from models.vision.rollout import HeadFusion, attention_rollout
+from models.vision.rollout import HeadFusion, residual_layer, rollout_from_residuals
 
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
@@ -112,7 +115,7 @@ def cls_to_patch(attentions: torch.Tensor, num_prefix_tokens: int, has_cls: bool
     """(..., N, N) -> (..., P) float32: the CLS query's attention over patches (mean patch query if no CLS)."""
     p0 = num_prefix_tokens
     if has_cls:
-        return attentions[..., 0, p0:].float()
+        return attentions[..., 0, p0:].to(torch.float32, copy=True)  # a copy: a view would keep the map
     return attentions[..., p0:, p0:].float().mean(dim=-2)
 
 
@@ -147,18 +150,30 @@ def analyze_image(
     """One forward pass with attention capture; see the module docstring."""
     x, shown = vm.prepare(image, resolution)
     info = vm.info
+    num_layers = len(find_attention_modules(vm.model))
+    kept: dict[str, torch.Tensor] = {}
+    cls_maps: list[torch.Tensor | None] = [None] * num_layers  # L x (H, P)
+    residuals: list[torch.Tensor | None] = [None] * num_layers  # L x (N, N), Ã_l of the rollout
+
+    def keep(block: int, probs: torch.Tensor) -> None:
+        """Reduce each block's (1, H, N, N) probabilities as it runs: the float16 CPU copy the views are
+        served from, its CLS row, and its rollout factor; the float32 maps are never all held at once."""
+        m = probs[0]  # (H, N, N) float32 (or the model's dtype) on the model's device
+        if "attn" not in kept:
+            kept["attn"] = torch.empty((num_layers, *m.shape), dtype=torch.float16)  # (L, H, N, N)
+        kept["attn"][block].copy_(m)
+        cls_maps[block] = cls_to_patch(m, info.num_prefix_tokens, info.has_cls_token)  # (H, P)
+        residuals[block] = residual_layer(m, head_fusion, discard_ratio, info.num_prefix_tokens)  # (N, N)
+
     with torch.inference_mode():
-        with capture_attention(vm.model) as rec:
+        with capture_attention(vm.model, reduce=keep):
             feats = vm.model.forward_features(x)
         logits = vm.model.forward_head(feats) if info.num_classes > 0 else None
-        maps = [m[0] for m in rec.maps]  # L x (H, N, N) for the single image; never stacked in float32
-        cls_map = torch.stack(
-            [cls_to_patch(m, info.num_prefix_tokens, info.has_cls_token) for m in maps]
-        )  # (L, H, P)
-        roll = attention_rollout(maps, head_fusion, discard_ratio, info.num_prefix_tokens)  # (P,)
-        attn_cpu = torch.empty((len(maps), *maps[0].shape), dtype=torch.float16)  # (L, H, N, N)
-        for layer, m in zip(attn_cpu, maps, strict=True):
-            layer.copy_(m)
+        if "attn" not in kept or any(r is None for r in residuals):
+            raise CaptureError("the forward pass recorded no attention probabilities for some blocks")
+        cls_map = torch.stack(cls_maps)  # (L, H, P)
+        roll = rollout_from_residuals(residuals, info.num_prefix_tokens)  # (P,)
+        attn_cpu = kept["attn"]
     rows, cols = info.grid(x.shape[-2], x.shape[-1])
     return VisionAnalysis(
         model_id=info.id,

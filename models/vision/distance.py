@@ -40,6 +40,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -67,21 +68,29 @@ def patch_distances(
     unit: Unit = "pixels",
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Distances between all pairs of patches of an R x C grid, row-major: (P, P) float32."""
-    rows, cols = int(grid[0]), int(grid[1])
+    """Distances between all pairs of patches of an R x C grid, row-major: (P, P) float32.
+
+    Computed once per (grid, patch size, unit) in float64 (``cdist`` in float32 loses digits to
+    cancellation) and kept; the returned tensor is shared, so callers must not modify it in place."""
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
+    d = _patch_distances_cpu(int(grid[0]), int(grid[1]), int(patch_size), unit)  # (P, P)
+    return d if device is None or torch.device(device) == d.device else d.to(device)
+
+
+@lru_cache(maxsize=8)
+def _patch_distances_cpu(rows: int, cols: int, patch_size: int, unit: str) -> torch.Tensor:
     if rows < 1 or cols < 1:
-        raise ValueError(f"grid must be positive, got {grid}")
+        raise ValueError(f"grid must be positive, got {(rows, cols)}")
     r = torch.arange(rows, dtype=torch.float64).repeat_interleave(cols)  # (P,) row of each patch
     c = torch.arange(cols, dtype=torch.float64).repeat(rows)  # (P,) column of each patch
     pos = torch.stack([r, c], dim=1)  # (P, 2)
     d = torch.cdist(pos, pos)  # (P, P) in grid units
     if unit == "pixels":
-        d = d * float(patch_size)
+        d *= float(patch_size)
     elif unit == "diagonal":
-        d = d / float(np.hypot(rows, cols))
-    elif unit != "patches":
-        raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
-    return d.to(device=device, dtype=torch.float32)
+        d /= float(np.hypot(rows, cols))
+    return d.to(torch.float32)
 
 
 def convert_unit(values: np.ndarray, grid: tuple[int, int], patch_size: int, unit: Unit) -> np.ndarray:
@@ -124,6 +133,9 @@ def _mad(
     return (weighted / mass).mean(dim=-1)  # (..., H) rows renormalised to sum 1 over patches
 
 
+CHUNK_BYTES = 16 * 1024 * 1024  # float32 bytes of the maps reduced at once by mean_attention_distance
+
+
 def mean_attention_distance(
     attn: torch.Tensor,
     grid: tuple[int, int],
@@ -134,10 +146,31 @@ def mean_attention_distance(
 ) -> torch.Tensor:
     """Mean attention distance (module docstring) of (..., H, N, N) probabilities -> (..., H) float32.
 
-    Computed on ``attn``'s device; N must equal ``num_prefix_tokens + R * C``.
+    Computed on ``attn``'s device; N must equal ``num_prefix_tokens + R * C``. The (N, N) maps are reduced
+    a chunk at a time (:data:`CHUNK_BYTES` of float32, at least one map), so a cached (L, H, N, N) float16
+    analysis is never copied whole to float32. Peak extra memory: 2 * max(CHUNK_BYTES, 4 N^2) (the chunk's
+    float32 copy, and its A * d product when ``renormalize``) + 8 N^2 (distances, padded), about 45 MB
+    for a 448 px DINOv2 ViT-S/14 (N = 1025), whatever L and H.
     """
     distances = patch_distances(grid, patch_size, unit, device=attn.device)
-    return _mad(attn, distances, num_prefix_tokens, renormalize)
+    num_patches = distances.shape[0]
+    n = num_prefix_tokens + num_patches
+    if attn.ndim < 3 or attn.shape[-1] != n or attn.shape[-2] != n:
+        raise ValueError(
+            f"attention must be (..., H, {n}, {n}) for {num_prefix_tokens} prefix tokens + {num_patches} "
+            f"patches, got {tuple(attn.shape)}"
+        )
+    maps = attn.reshape(-1, n, n)  # (M, N, N), a view of a contiguous cache
+    step = max(1, CHUNK_BYTES // (4 * n * n))
+    if step >= maps.shape[0]:
+        return _mad(attn, distances, num_prefix_tokens, renormalize)
+    out = torch.cat(
+        [
+            _mad(maps[i : i + step], distances, num_prefix_tokens, renormalize)
+            for i in range(0, len(maps), step)
+        ]
+    )  # (M,)
+    return out.reshape(attn.shape[:-2])  # (..., H)
 
 
 class DistanceAccumulator:

@@ -47,19 +47,40 @@ def discard_smallest(fused: torch.Tensor, ratio: float, num_prefix_tokens: int) 
     return out
 
 
+def residual_layer(
+    layer: torch.Tensor, head_fusion: HeadFusion, discard_ratio: float, num_prefix_tokens: int
+) -> torch.Tensor:
+    """One layer's Ã = rownorm(fuse(A) (with discards) + I): (H, N, N) -> (N, N) float32."""
+    if layer.dim() != 3:
+        raise ValueError("expected (L, H, N, N) attentions: a tensor or a sequence of (H, N, N) tensors")
+    a = fuse_heads(layer.float(), head_fusion)  # (N, N)
+    a = discard_smallest(a, discard_ratio, num_prefix_tokens)
+    a = a + torch.eye(a.shape[-1], dtype=torch.float32, device=a.device)  # (N, N) the residual path
+    return a / a.sum(dim=-1, keepdim=True)
+
+
 def _residual_layers(
     attentions: Attentions, head_fusion: HeadFusion, discard_ratio: float, num_prefix_tokens: int
 ):
-    """Yield Ã_l = rownorm(fuse(A_l) (with discards) + I) for l = 1..L, float32."""
+    """Yield Ã_l for l = 1..L (in the order given), float32, one layer at a time."""
     if any(layer.dim() != 3 for layer in attentions):
         raise ValueError("expected (L, H, N, N) attentions: a tensor or a sequence of (H, N, N) tensors")
-    n = attentions[0].shape[-1]
-    eye = torch.eye(n, dtype=torch.float32, device=attentions[0].device)
     for layer in attentions:
-        a = fuse_heads(layer.float(), head_fusion)  # (N, N)
-        a = discard_smallest(a, discard_ratio, num_prefix_tokens)
-        a = a + eye
-        yield a / a.sum(dim=-1, keepdim=True)
+        yield residual_layer(layer, head_fusion, discard_ratio, num_prefix_tokens)
+
+
+def rollout_from_residuals(residuals: Sequence[torch.Tensor], num_prefix_tokens: int = 1) -> torch.Tensor:
+    """The map R[CLS, patches] (P,) from the layers' Ã_1 .. Ã_L (each (N, N), bottom first), as
+    v^T Ã_L ... Ã_1 from the top down (see :func:`attention_rollout`)."""
+    n = residuals[0].shape[-1]
+    v = torch.zeros(n, dtype=torch.float32, device=residuals[0].device)  # (N,): the query row(s) of R
+    if num_prefix_tokens > 0:
+        v[0] = 1.0
+    else:
+        v[:] = 1.0 / n
+    for a in reversed(residuals):
+        v = v @ a
+    return v[num_prefix_tokens:]
 
 
 def rollout_matrix(
@@ -85,7 +106,9 @@ def attention_rollout(
     """Rollout map over patches, shape (P,): R[CLS, patches], or mean over patch rows with no CLS.
 
     Only one row of R is needed, so it is computed as a row vector times the layers from the top down,
-    v^T Ã_L ... Ã_1: O(L N^2) instead of the O(L N^3) of the full matrix (same numbers).
+    v^T Ã_L ... Ã_1: O(L N^2) instead of the O(L N^3) of the full matrix (same numbers). Layers are taken
+    one at a time (top first) in float32, so the extra memory is one layer's (H, N, N) float32 copy plus
+    two (N, N) maps, whatever L and the cache's dtype.
     """
     n = attentions[0].shape[-1]
     v = torch.zeros(n, dtype=torch.float32, device=attentions[0].device)  # (N,): the query row(s) of R
@@ -93,6 +116,7 @@ def attention_rollout(
         v[0] = 1.0
     else:
         v[:] = 1.0 / n
-    for a in reversed(list(_residual_layers(attentions, head_fusion, discard_ratio, num_prefix_tokens))):
+    top_down = [attentions[i] for i in reversed(range(len(attentions)))]  # views, no copies
+    for a in _residual_layers(top_down, head_fusion, discard_ratio, num_prefix_tokens):
         v = v @ a
     return v[num_prefix_tokens:]
