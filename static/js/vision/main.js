@@ -2,7 +2,7 @@
 // State lives in `S` and in the URL (layer/head 1-based there and on screen; 0-based in the API).
 import { apiGet, apiPost, pageData, showError } from "../lib/api.js";
 import { COLORMAPS, drawColorbar, fmtValue } from "../lib/colormap.js";
-import { el } from "../lib/dom.js";
+import { $, el } from "../lib/dom.js";
 import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
 import { renderExports } from "./exports.js";
@@ -11,7 +11,6 @@ import { CLIP_QUANTILE, renderOverlay } from "./overlay.js";
 import { renderPredictions } from "./predictions.js";
 import { renderSamples, renderUpload } from "./upload.js";
 
-const $ = (id) => document.getElementById(id);
 const PD = pageData();
 const MODELS = PD.models || [];
 const HOVER_MS = 70, ROLLOUT_MS = 150, CACHE_MAX = 3000;
