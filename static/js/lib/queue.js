@@ -23,13 +23,14 @@ export function installQueueStatus(host = document.getElementById("api-queue")) 
     const tries = Math.max(...[...pending.values()].map((p) => p.attempt));
     const s = Math.max(0, Math.ceil((soonest - Date.now()) / 1000));
     host.dataset.state = "retrying";
+    host.dataset.until = String(Math.round(soonest)); // when the next try goes out (ms since the epoch)
     host.classList.remove("hidden");
     host.replaceChildren(
       el("span", { class: "spinner", "aria-hidden": "true" }),
       el("span", { class: "queue-text" },
         el("b", {}, "Queued: "),
-        `the server is busy with other requests. ${pending.size > 1 ? `${pending.size} requests wait; ` : ""}`,
-        "retrying in ", el("span", { class: "queue-seconds mono" }, String(s)), ` s (attempt ${tries + 1}).`),
+        `the server is busy with other requests. ${pending.size > 1 ? `${pending.size} requests are waiting. ` : ""}`,
+        "Retrying in ", el("span", { class: "queue-seconds mono" }, String(s)), ` s (attempt ${tries + 1}).`),
       el("button", { type: "button", class: "queue-cancel", onclick: cancelAll }, "Cancel"));
   }
 
