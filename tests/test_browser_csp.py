@@ -114,7 +114,16 @@ def interact_positional(page, base: str) -> None:
     page.press("#pe-k", "Enter")  # Enter in a live-controls form must not submit (no navigation)
     page.wait_for_selector('#pe-app[data-k="5"]', timeout=TIMEOUT)
     page.wait_for_selector("#pe-app[data-learned]", timeout=TIMEOUT)
-    for div in ("pe-heat", "pe-curves", "pe-sim", "pe-mk", "pe-farplot", "pe-learned", "pe-sinus", "pe-offset"):
+    for div in (
+        "pe-heat",
+        "pe-curves",
+        "pe-sim",
+        "pe-mk",
+        "pe-farplot",
+        "pe-learned",
+        "pe-sinus",
+        "pe-offset",
+    ):
         assert plotted(page, div) >= 1, div
     assert "k=5" in page.url
 
@@ -145,7 +154,9 @@ def interact_distance(page, base: str) -> None:
     # the sample run is added on load; then the CNN receptive field is switched on
     poll(page, "() => Number(document.getElementById('dist-chart').dataset.traces) >= 2", "the sample run")
     page.check("#dist-rf")
-    poll(page, "() => Number(document.getElementById('dist-chart').dataset.traces) >= 4", "the receptive field")
+    poll(
+        page, "() => Number(document.getElementById('dist-chart').dataset.traces) >= 4", "the receptive field"
+    )
     assert plotted(page, "dist-chart") >= 4
 
 

@@ -17,7 +17,10 @@ from tests.conftest import ARTIFACTS, tiny_settings
 pytestmark = pytest.mark.browser
 
 OVERLAY = ".vz-overlay-canvas"
-BUSY = {"detail": "The compute queue is full (4 jobs waiting); try again in a few seconds.", "retry_after_s": 1}
+BUSY = {
+    "detail": "The compute queue is full (4 jobs waiting); try again in a few seconds.",
+    "retry_after_s": 1,
+}
 
 
 @pytest.fixture
@@ -147,3 +150,31 @@ def test_a_json_500_shows_its_request_id(page, base_url) -> None:
     message = page.inner_text("#sc-error")
     assert "Internal server error" in message and "5ca1ab1e0001" in message
     assert queue_state(page) == "idle"
+
+
+def test_a_newer_choice_replaces_a_queued_request_without_a_cancelled_note(page, base_url) -> None:
+    """Clicking another photo while the first one waits in the queue drops the first request (no more
+    retries for it) and shows the second; the banner goes away instead of saying "cancelled"."""
+    first: list[str] = []
+
+    def handle(route) -> None:
+        if "astronaut" in (route.request.post_data or ""):
+            first.append(route.request.url)
+            route.fulfill(  # long enough that the second click always comes first
+                status=503,
+                headers={"Retry-After": "5", "Content-Type": "application/json"},
+                body=json.dumps(BUSY),
+            )
+        else:
+            route.continue_()
+
+    page.route("**/api/vision/analyze", handle)
+    page.goto(f"{base_url}/vision")
+    page.click('[data-sample="astronaut"]')
+    page.wait_for_selector('#api-queue[data-state="retrying"]', timeout=10_000)
+    page.click('[data-sample="chelsea"]')
+    page.wait_for_selector(f'{OVERLAY}[data-state="ready"]', timeout=30_000)
+    assert queue_state(page) == "idle"
+    assert page.get_attribute('[data-sample="chelsea"]', "aria-pressed") == "true"
+    assert "sample=chelsea" in page.url and len(first) == 1
+    assert page_errors(page) == []

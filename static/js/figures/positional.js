@@ -171,7 +171,7 @@ function initPage(app) {
   const inputs = { length: $("pe-length"), d_model: $("pe-dmodel"), k: $("pe-k"), dims: $("pe-dims"), far: $("pe-far") };
   const kRange = $("pe-k-range"), status = $("pe-status"), err = $("pe-error");
   const divs = { heat: $("pe-heat"), curves: $("pe-curves"), sim: $("pe-sim"), mk: $("pe-mk"), far: $("pe-farplot") };
-  let seq = 0, timer = null, renders = 0;
+  let seq = 0, timer = null, renders = 0, inflight = null; // inflight: the AbortController of the newest load
 
   function syncInputs() {
     for (const [key, node] of Object.entries(inputs)) node.value = state[key];
@@ -181,12 +181,14 @@ function initPage(app) {
 
   async function load() {
     const my = ++seq;
+    if (inflight) inflight.abort(); // only the newest parameters matter
+    const ctl = inflight = new AbortController();
     const q = new URLSearchParams({ length: state.length, d_model: state.d_model, k: state.k, far: state.far });
     if (state.dims) q.set("dims", state.dims);
     status.replaceChildren(el("span", { class: "spinner" }), "computing…");
     app.dataset.loading = "1";
     try {
-      const body = await apiGet(`/api/figures/positional?${q}`);
+      const body = await apiGet(`/api/figures/positional?${q}`, { signal: ctl.signal });
       if (my !== seq) return;
       showError(err, null);
       state.dims = body.dims.join(",");

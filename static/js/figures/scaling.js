@@ -160,7 +160,7 @@ function initPage(app) {
   const range = $("sc-dk-range"), inputs = { d_k: $("sc-dk"), n_keys: $("sc-nkeys"), n_samples: $("sc-nsamples"), seed: $("sc-seed"), dist: $("sc-dist") };
   const status = $("sc-status"), err = $("sc-error");
   const divs = { row: $("sc-row"), var: $("sc-var"), mp: $("sc-mp"), ent: $("sc-ent"), jac: $("sc-jac") };
-  let seq = 0, timer = null, renders = 0;
+  let seq = 0, timer = null, renders = 0, inflight = null; // inflight: the AbortController of the newest load
 
   function syncInputs() {
     for (const [key, node] of Object.entries(inputs)) node.value = state[key];
@@ -169,11 +169,13 @@ function initPage(app) {
 
   async function load() {
     const my = ++seq;
+    if (inflight) inflight.abort(); // only the newest parameters matter
+    const ctl = inflight = new AbortController();
     const q = new URLSearchParams({ d_k: state.d_k, n_keys: state.n_keys, n_samples: state.n_samples, seed: state.seed, distribution: state.dist });
     status.replaceChildren(el("span", { class: "spinner" }), "computing…");
     app.dataset.loading = "1";
     try {
-      const body = await apiGet(`/api/figures/scaling?${q}`);
+      const body = await apiGet(`/api/figures/scaling?${q}`, { signal: ctl.signal });
       if (my !== seq) return;
       showError(err, null);
       writeState(state);

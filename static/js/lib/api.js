@@ -25,7 +25,8 @@ export class Cancelled extends Error {
 export const isCancelled = (err) => err instanceof Cancelled || (err && err.name === "AbortError");
 
 // Events: "retry" {id, url, attempt, seconds, until, detail, cancel}, "settled" {id, outcome: "ok" | "error" |
-// "cancelled"}. Only calls that waited at least once emit them.
+// "cancelled" (by the user, through cancel()) | "aborted" (by the caller's signal, e.g. a newer request
+// replaced it)}. Only calls that waited at least once emit them.
 export const apiEvents = new EventTarget();
 let nextId = 0;
 
@@ -70,7 +71,8 @@ async function request(url, init, { signal } = {}) {
   const follow = () => ctl.abort();
   if (signal) { if (signal.aborted) ctl.abort(); else signal.addEventListener("abort", follow, { once: true }); }
   const id = ++nextId, started = Date.now();
-  let waited = false, outcome = "error";
+  let waited = false, outcome = "error", byUser = false;
+  const cancel = () => { byUser = true; ctl.abort(); };
   try {
     for (let attempt = 1; ; attempt++) {
       let res;
@@ -95,11 +97,14 @@ async function request(url, init, { signal } = {}) {
       const seconds = after * (1 + RETRY.jitter * Math.random());
       waited = true;
       emit("retry", { id, url, attempt, seconds, until: Date.now() + seconds * 1000,
-        detail: body && typeof body.detail === "string" ? body.detail : "", cancel: () => ctl.abort() });
+        detail: body && typeof body.detail === "string" ? body.detail : "", cancel });
       await sleep(seconds * 1000, ctl.signal);
     }
   } catch (e) {
-    if (isCancelled(e) || ctl.signal.aborted) { outcome = "cancelled"; throw e instanceof Cancelled ? e : new Cancelled(); }
+    if (isCancelled(e) || ctl.signal.aborted) {
+      outcome = byUser ? "cancelled" : "aborted";
+      throw e instanceof Cancelled ? e : new Cancelled();
+    }
     throw e;
   } finally {
     if (signal) signal.removeEventListener("abort", follow);

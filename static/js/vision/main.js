@@ -66,9 +66,11 @@ function setBusy(text) {
 function setStatus(text) { $("vz-status").replaceChildren(el("span", {}, text)); }
 
 // ---- analysis -------------------------------------------------------------------------------------------
-let analyzeToken = 0, lastStatus = "";
+let analyzeToken = 0, lastStatus = "", analyzing = null;
 async function analyze(source, { restore = false } = {}) {
   const my = ++analyzeToken;
+  if (analyzing) analyzing.abort(); // a newer choice replaces a request still queued or running
+  const ctl = analyzing = new AbortController();
   const fd = new FormData();
   let name;
   if (source.file) { fd.append("image", source.file, source.file.name || "pasted-image.png"); name = source.file.name || "the pasted image"; }
@@ -80,7 +82,7 @@ async function analyze(source, { restore = false } = {}) {
   setBusy(`Running ${label} on ${name}${S.res ? ` at ${S.res} px` : ""}\u2026`);
   showError(errBox, null); delete errBox.dataset.from;
   try {
-    const r = await apiPost("/api/vision/analyze", fd);
+    const r = await apiPost("/api/vision/analyze", fd, { signal: ctl.signal });
     const image = await loadImage(r.image_url);
     if (my !== analyzeToken) return;
     adopt(r, image, source, restore);
@@ -93,7 +95,7 @@ async function analyze(source, { restore = false } = {}) {
     setActiveSample(S.A ? S.sample || null : null);
     showError(errBox, e);
   } finally {
-    if (my === analyzeToken) setBusy(null);
+    if (my === analyzeToken) { setBusy(null); analyzing = null; }
   }
 }
 
