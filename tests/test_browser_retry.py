@@ -178,3 +178,21 @@ def test_a_newer_choice_replaces_a_queued_request_without_a_cancelled_note(page,
     assert page.get_attribute('[data-sample="chelsea"]', "aria-pressed") == "true"
     assert "sample=chelsea" in page.url and len(first) == 1
     assert page_errors(page) == []
+
+
+def test_giving_up_after_the_cap_says_so_in_words(page, base_url) -> None:
+    """Past the cap on tries (or on the total wait) the call fails with a sentence, not a bare 503."""
+    calls: list[str] = []
+    page.route("**/api/figures/scaling?*", busy_first(10_000, calls))
+    page.goto(f"{base_url}/scaling")
+    page.wait_for_selector('#api-queue[data-state="retrying"]', timeout=10_000)
+    page.evaluate("async () => { (await import('/static/js/lib/api.js')).RETRY.maxAttempts = 2; }")
+    page.fill("#sc-dk", "128")
+    page.press("#sc-dk", "Enter")  # a new load replaces the queued one, and gives up after its 2nd try
+    page.wait_for_function(
+        "document.getElementById('sc-error').textContent.includes('still busy')", timeout=20_000
+    )
+    message = page.inner_text("#sc-error")
+    assert "2 tries" in message and "compute queue is full" in message and "try again in a minute" in message
+    assert queue_state(page) == "idle"
+    assert page_errors(page) == []
