@@ -165,21 +165,21 @@ function renderGrid() {
 // ---- the big map ----------------------------------------------------------------------------------------
 const rolloutKey = (f, d) => `${S.A.id}|${f}|${Number(d).toFixed(2)}`;
 
-async function fetchRollout() {
+async function fetchRollout(signal) {
   const key = rolloutKey(S.fusion, S.discard);
   if (!rolloutCache.has(key)) {
-    const r = await apiGet(`/api/vision/analysis/${S.A.id}/rollout?head_fusion=${S.fusion}&discard_ratio=${S.discard}`);
+    const r = await apiGet(`/api/vision/analysis/${S.A.id}/rollout?head_fusion=${S.fusion}&discard_ratio=${S.discard}`, { signal });
     rolloutCache.set(key, decodeTyped(r.rollout).data);
   }
   return rolloutCache.get(key);
 }
 
-async function fetchAttention(layer, head, query) {
+async function fetchAttention(layer, head, query, signal) {
   const key = `${S.A.id}|${layer}|${head ?? "mean"}|${query}`;
   if (attnCache.has(key)) return attnCache.get(key);
   const q = new URLSearchParams({ layer, query });
   if (head !== null) q.set("head", head);
-  const r = await apiGet(`/api/vision/analysis/${S.A.id}/attention?${q}`);
+  const r = await apiGet(`/api/vision/analysis/${S.A.id}/attention?${q}`, { signal });
   const values = decodeTyped(r.values).data;
   attnCache.set(key, values);
   if (attnCache.size > CACHE_MAX) attnCache.delete(attnCache.keys().next().value);
@@ -192,13 +192,13 @@ function patchName(idx) {
 }
 
 // What the big view should show for the current state: {values, title, caption, meta}.
-async function currentMap() {
+async function currentMap(signal) {
   const A = S.A, P = A.P, l = S.layer, head = S.view === "mean" ? null : S.head;
   const q = S.view === "rollout" ? null : (S.query ?? S.hover);
   const where = `Layer ${l + 1} \u00b7 ${head === null ? `mean of ${A.H} heads` : `head ${head + 1}`}`;
   const meta = { view: S.view, layer: l, head: head ?? "mean", query: q };
   if (S.view === "rollout") {
-    const values = await fetchRollout();
+    const values = await fetchRollout(signal);
     return { values, meta, title: `Attention rollout \u00b7 layers 1\u2013${A.L}`,
       caption: `Rollout (Abnar & Zuidema 2020; ViT Fig. 6): heads fused by ${S.fusion}, ${Math.round(S.discard * 100)}% of the `
         + `weakest entries discarded, identity added for the residual connection, rows renormalised, layers multiplied from 1 up to ${A.L}. `
@@ -207,7 +207,7 @@ async function currentMap() {
         + " Patch queries are per layer: switch to Head or Mean of heads to probe a patch." };
   }
   if (q !== null) {
-    const values = await fetchAttention(l, head, q);
+    const values = await fetchAttention(l, head, q, signal);
     return { values, meta, heading: where, title: `${where} \u00b7 query ${patchName(q)}`,
       caption: `Where the outlined patch (${patchName(q)}) attends in layer ${l + 1}, ${head === null ? "averaged over heads" : `head ${head + 1}`}: `
         + `its row of the attention matrix, over the image patches${A.grid.num_prefix_tokens ? " (the share it gives the [CLS] and other prefix tokens is not drawn)" : ""}. `
@@ -220,15 +220,17 @@ async function currentMap() {
   return { values, meta, title: where, caption: `${where}: ${what}. Hover over the photo to see where any single patch looks.` };
 }
 
-let mapToken = 0;
+let mapToken = 0, mapping = null;
 async function refreshMap() {
   if (!S.A) return;
   const my = ++mapToken;
+  if (mapping) mapping.abort(); // hovering on: the map of the patch left behind is no longer wanted
+  const ctl = mapping = new AbortController();
   syncURL();
   updateControls();
   let m;
   try {
-    m = await currentMap();
+    m = await currentMap(ctl.signal);
   } catch (e) {
     if (my !== mapToken) return;
     // The server evicted the analysis (TTL or memory): run the model again once, then report.
