@@ -196,3 +196,39 @@ def test_text_page_url_counts_layers_and_heads_from_one(page, base_url):
     )
     assert "head=mean" in page.url
     assert js_errors(page) == []
+
+
+def test_csv_exports_neutralise_formulas_and_count_tokens_from_one(page, base_url):
+    """A token such as "=1+1" is exported as the text '=1+1 (a spreadsheet shows it, never runs it); the
+    weights stay plain numbers, and token indexes count from 1 as on screen (OWASP CSV injection)."""
+    import csv
+    import io
+
+    page.goto(f"{base_url}/text")
+    page.wait_for_selector("#tx-summary b")
+    analyse(page, "=1+1 @SUM(A1) -2 +x")
+    page.wait_for_selector(".tx-col-q .tx-tok")
+    labels = page.eval_on_selector_all(".tx-col-q .tx-tok", "ns => ns.map(n => n.textContent)")
+    risky = [t for t in labels if t[:1] in "=+-@"]
+    assert risky, labels  # the tokenizer kept some tokens that start like a formula
+    with page.expect_download() as dl:
+        page.click("#tx-export [data-export=csv]")
+    rows = list(csv.reader(io.StringIO(Path(dl.value.path()).read_text())))
+    header, body = rows[0], rows[1:]
+    assert header == ["kind", "layer", "head", "query_index", "query", "key_index", "key", "weight"]
+    queries = {int(r[3]): r[4] for r in body}
+    assert sorted(queries) == list(range(1, len(labels) + 1))  # 1-based, as on screen
+    for i, token in enumerate(labels, start=1):
+        expected = "'" + token if token[:1] in "=+-@" else token
+        assert queries[i] == expected, (i, token, queries[i])
+    assert all(0.0 <= float(r[7]) <= 1.0 for r in body)  # numbers are numbers, never quoted
+
+    # the rule itself: string cells only; a negative number is a number
+    out = page.evaluate(
+        """async () => {
+        const { toCSV } = await import('/static/js/lib/export.js');
+        return toCSV(['label', 'value'], [['=1+1', -0.5], ['-0.5', 2], ['\\tx', '@a'], ['a,b', '+1'], ['plain', null]]);
+    }"""
+    )
+    assert out.splitlines() == ["label,value", "'=1+1,-0.5", "'-0.5,2", "'\tx,'@a", '"a,b",\'+1', "plain,"]
+    assert js_errors(page) == []

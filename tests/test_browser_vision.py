@@ -190,13 +190,14 @@ def test_sample_grid_query_permalink_and_exports(base_url, page) -> None:
         page.click("#vz-overlay-export [data-export=csv]")
     lines = Path(dl.value.path()).read_text().splitlines()
     assert lines[0] == "patch,row,col,value" and len(lines) == 1 + 64
+    assert lines[1].startswith("1,1,1,") and lines[-1].startswith("64,8,8,")  # 1-based, as on screen
     with page.expect_download() as dl:
         page.click("#vz-overlay-export [data-export=json]")
     exported = json.loads(Path(dl.value.path()).read_text())
     assert {k: exported["meta"][k] for k in ("layer", "head", "query", "model")} == {
-        "layer": 11,
-        "head": 0,
-        "query": 21,
+        "layer": 12,  # exports count from 1, as on screen (the URL's query=21 is the API's patch index)
+        "head": 1,
+        "query": 22,
         "model": "tiny_vit12",
     }
     assert fnv1a(np.array(exported["values"])) == pinned["checksum"]

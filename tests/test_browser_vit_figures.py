@@ -62,7 +62,8 @@ def test_embeddings_page(page, base_url) -> None:
     with page.expect_download() as dl:
         page.click("#emb-mosaic-export [data-export=csv]")
     lines = dl.value.path().read_text().splitlines()
-    assert lines[0].startswith("query_row,query_col,r0c0,r0c1") and len(lines) == 1 + 16
+    assert lines[0].startswith("query_row,query_col,r1c1,r1c2") and len(lines) == 1 + 16
+    assert lines[1].startswith("1,1,")  # rows and columns count from 1, as on screen
     with page.expect_download() as dl:
         page.click("#emb-tile-export [data-export=json]")
     assert dl.value.suggested_filename == "position-similarity-tiny_vit-r1-c2.json"
@@ -127,6 +128,7 @@ def test_distance_page(page, base_url) -> None:
     lines = dl.value.path().read_text().splitlines()
     assert lines[0] == "model,images,n_images,renormalize,unit,layer,head,mean_distance"
     assert sum(",mean," in line for line in lines) == 6  # per-layer means of both runs
+    assert lines[1].split(",")[5:7] == ["1", "1"]  # layer 1, head 1: as on the chart
 
     page.click(".vf-chip:nth-child(2) button")  # remove the upload run
     page.wait_for_function("Number(document.getElementById('dist-chart').dataset.traces) === 4")

@@ -3,19 +3,17 @@
 // current image comes from its cached maps (/api/distance/analysis/{id}). Units are converted by the server.
 // URL: runs (model~source~renorm, comma-separated), analysis (a vision analysis id), unit, rf.
 import { ApiError, apiGet, apiPost, pageData, showError } from "../lib/api.js";
-import { el, escapeHTML } from "../lib/dom.js";
+import { $, el, escapeHTML } from "../lib/dom.js";
 import { exportButtons, plotlyExports } from "../lib/export.js";
+import { CONFIG, layout } from "../lib/plot.js";
 import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
 
-const $ = (id) => document.getElementById(id);
 const PD = pageData();
 const MODELS = PD.models || [];
 const MAX_RUNS = 3, POLL_MS = 300;
 const COLOURS = ["#2456c7", "#d1495b", "#2f8f46"], SYMBOLS = ["circle", "diamond", "square"];
 const UNITS = { pixels: ["px", "pixels"], patches: ["patches", "patches"], diagonal: ["× diag.", "fraction of the image diagonal"] };
-const FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#1d2430" };
-const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
 const url = readState({ runs: "", analysis: "", unit: "pixels", rf: false });
 const S = {
@@ -144,13 +142,13 @@ function chartTable() {
   for (const s of S.series.filter((x) => x.result)) {
     const r = s.result, { data, shape: [L, H] } = decodeTyped(r.mad), mean = decodeTyped(r.per_layer_mean).data;
     for (let l = 0; l < L; l++) {
-      for (let h = 0; h < H; h++) rows.push([r.model, r.source_label, r.n_images, r.renormalize, r.unit, l, h, data[l * H + h]]);
-      rows.push([r.model, r.source_label, r.n_images, r.renormalize, r.unit, l, "mean", mean[l]]);
+      for (let h = 0; h < H; h++) rows.push([r.model, r.source_label, r.n_images, r.renormalize, r.unit, l + 1, h + 1, data[l * H + h]]);
+      rows.push([r.model, r.source_label, r.n_images, r.renormalize, r.unit, l + 1, "mean", mean[l]]);
     }
   }
-  if (S.rfData) S.rfData.xs.forEach((x, i) => rows.push(["ResNet-50 theoretical RF", S.rfData.names[i], "", "", S.unit, x - 1, "", S.rfData.ys[i]]));
+  if (S.rfData) S.rfData.xs.forEach((x, i) => rows.push(["ResNet-50 theoretical RF", S.rfData.names[i], "", "", S.unit, x, "", S.rfData.ys[i]]));
   return { header, rows, meta: { definition: "mean over query patches of sum_j A[i,j] d(i,j), then mean over images; prefix tokens removed",
-    counting: "layers and heads from 0; layer may be fractional for the CNN reference (relative depth)" } };
+    counting: "layers and heads from 1, as on the chart (the API counts from 0); for the CNN reference, layer is its relative depth on the same axis" } };
 }
 
 async function draw() {
@@ -181,13 +179,13 @@ async function draw() {
     traces.push({ type: "scatter", mode: "lines", x: [0.5, maxL + 0.5], y: [diag, diag], name: "image diagonal",
       line: { color: "#999", width: 1, dash: "dot" }, hovertemplate: `image diagonal ${diag.toFixed(3)} ${short}<extra></extra>` });
   }
-  Plotly.react(div, traces, {
-    margin: { l: 62, r: 14, t: 10, b: 46 }, font: FONT, paper_bgcolor: "#fff", plot_bgcolor: "#fff",
+  Plotly.react(div, traces, layout({
+    margin: { l: 62, r: 14, t: 10, b: 46 },
     xaxis: { title: { text: "Network depth (layer; 1 = nearest the pixels)" }, dtick: maxL > 16 ? 2 : 1, range: [0.5, maxL + 0.5], zeroline: false },
     yaxis: { title: { text: `Mean attention distance (${long})` }, rangemode: "tozero" },
     legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom", font: { size: 11 } },
     hovermode: "closest",
-  }, CONFIG);
+  }), CONFIG);
   $("dist-export").replaceChildren(exportButtons(plotlyExports(div, `mean-attention-distance-${S.unit}`, chartTable)));
   const done = S.series.filter((s) => s.result);
   $("dist-caption").replaceChildren(...(done.length ? done.flatMap((s) => {

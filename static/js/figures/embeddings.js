@@ -3,17 +3,16 @@
 // URL: model, stride, row/col (the selected position, 1-based as on screen), range, cmap, k.
 import { apiGet, pageData, showError } from "../lib/api.js";
 import { COLORMAPS, colorAt, colormapLUT, drawColorbar, fmtValue } from "../lib/colormap.js";
-import { el } from "../lib/dom.js";
+import { $, el, fillSelect } from "../lib/dom.js";
 import { downloadCanvas, downloadCSV, downloadJSON, exportButtons, plotlyExports } from "../lib/export.js";
+import { CONFIG, layout, ordinal } from "../lib/plot.js";
 import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
 
-const $ = (id) => document.getElementById(id);
 const PD = pageData();
 const MODELS = PD.models || [];
 const GAP = 1; // blank pixels between tiles, as in the paper
-const FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#1d2430" };
-const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+const COUNTING = "rows and columns count from 1 (1 = top left), as on screen; the API counts from 0";
 
 const url = readState({ model: PD.default_model, stride: 1, row: 0, col: 0, range: "paper", cmap: "viridis", k: 28, zoom: "fit" });
 const S = {
@@ -161,16 +160,16 @@ function drawTile() {
       marker: { symbol: "square-open", size: Math.max(8, Math.min(22, 320 / Math.max(R, C))), color: "#e0245e", line: { width: 2 } } },
   ];
   $("emb-tile-title").textContent = `Position (${S.row + 1}, ${S.col + 1}) of ${R}×${C}`;
-  Plotly.react($("emb-tile"), traces, {
-    margin: { l: 44, r: 10, t: 8, b: 40 }, font: FONT, paper_bgcolor: "#fff", plot_bgcolor: "#fff",
+  Plotly.react($("emb-tile"), traces, layout({
+    margin: { l: 44, r: 10, t: 8, b: 40 },
     xaxis: { title: { text: "column" }, constrain: "domain", range: [0.5, C + 0.5], ...(C <= 12 ? { dtick: 1 } : {}) },
     yaxis: { title: { text: "row" }, autorange: "reversed", scaleanchor: "x", constrain: "domain", ...(R <= 12 ? { dtick: 1 } : {}) },
-  }, CONFIG);
+  }), CONFIG);
   $("emb-tile-export").replaceChildren(exportButtons(plotlyExports($("emb-tile"),
     `position-similarity-${model}-r${S.row + 1}-c${S.col + 1}`, () => ({
       header: ["row", "col", "cosine"],
-      rows: z.flatMap((r, i) => r.map((v, j) => [i, j, v])),
-      meta: { model, query_row: S.row, query_col: S.col, grid: [R, C], counting: "0-based", note: "quantised to 1/127.5" },
+      rows: z.flatMap((r, i) => r.map((v, j) => [i + 1, j + 1, v])),
+      meta: { model, query_row: S.row + 1, query_col: S.col + 1, grid: [R, C], counting: COUNTING, note: "quantised to 1/127.5" },
     }))));
 }
 
@@ -179,14 +178,14 @@ async function mosaicData() {
   const body = await apiGet(`/api/vit-embeddings/position-similarity?${new URLSearchParams({ model: S.model, stride: S.stride, dtype: "f4" })}`);
   const { data } = decodeTyped(body.tiles), P = body.rows * body.cols;
   const header = ["query_row", "query_col"];
-  for (let i = 0; i < body.rows; i++) for (let j = 0; j < body.cols; j++) header.push(`r${i}c${j}`);
+  for (let i = 1; i <= body.rows; i++) for (let j = 1; j <= body.cols; j++) header.push(`r${i}c${j}`);
   const rows = [];
   body.tile_rows.forEach((r, a) => body.tile_cols.forEach((c, b) => {
     const off = (a * body.tile_cols.length + b) * P;
-    rows.push([r, c, ...Array.from(data.subarray(off, off + P), (v) => Number(v.toFixed(6)))]);
+    rows.push([r + 1, c + 1, ...Array.from(data.subarray(off, off + P), (v) => Number(v.toFixed(6)))]);
   }));
   const meta = { model: body.model, grid: [body.rows, body.cols], stride: body.stride, prefix_tokens_left_out: body.prefix_tokens_left_out,
-    counting: "0-based; one row per shown query position, one column per key position (row-major)" };
+    counting: `${COUNTING}; one row per shown query position, one column per key position (row-major)` };
   return { header, rows, meta };
 }
 
@@ -277,14 +276,14 @@ function drawPCA() {
       hovertemplate: "PC%{x}: %{y:.2f}%<extra></extra>" },
     { type: "scatter", mode: "lines+markers", x: xs, y: cumulative, name: "cumulative", yaxis: "y2",
       line: { color: "#c77700", width: 2 }, marker: { size: 4 }, hovertemplate: "PC1–%{x}: %{y:.1f}%<extra></extra>" },
-  ], {
-    margin: { l: 48, r: 48, t: 8, b: 40 }, font: FONT, paper_bgcolor: "#fff", plot_bgcolor: "#fff",
+  ], layout({
+    margin: { l: 48, r: 48, t: 8, b: 40 },
     xaxis: { title: { text: "principal component" } },
     yaxis: { title: { text: "% of variance" }, rangemode: "tozero" },
     yaxis2: { title: { text: "cumulative %" }, overlaying: "y", side: "right", range: [0, 100], showgrid: false,
       tickmode: "linear", tick0: 0, dtick: 20 },
     legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom", font: { size: 11 } }, bargap: 0.15,
-  }, CONFIG);
+  }), CONFIG);
   $("emb-pca-note").textContent = `${body.model}: ${body.embed_dim} filters of 3×${p}×${p}; the top ${k} components ` +
     `explain ${cumulative[k - 1].toFixed(1)}% of their variance.`;
   const name = `patch-embedding-pca-${body.model}-k${k}`;
@@ -320,13 +319,6 @@ async function loadPCA() {
 }
 
 // ---- wiring ---------------------------------------------------------------------------------------------------
-const ordinal = (k) => `${k}${k % 100 >= 11 && k % 100 <= 13 ? "th" : ["th", "st", "nd", "rd"][k % 10] || "th"}`;
-
-function fillSelect(sel, options, value) {
-  sel.replaceChildren(...options.map(([v, label]) => el("option", { value: v }, label)));
-  sel.value = String(value);
-}
-
 function init() {
   fillSelect($("emb-model"), MODELS.map((m) => [m.id, m.label]), S.model);
   const strides = [1, 2, 3, 4, 6, 8];

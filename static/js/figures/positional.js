@@ -1,37 +1,13 @@
 // /positional: the sinusoidal encoding of paper 1, Section 3.5. Every number comes from /api/figures/positional*.
-// The draw* functions are exported for the paper tour, which embeds a small live table.
+// drawTable is exported for the paper tour, which embeds a small live table. Positions and dimensions are
+// the formula's own values (pos 0 is the first position, dim 2i is sin), on screen and in the exports.
 import { apiGet, showError } from "../lib/api.js";
-import { el } from "../lib/dom.js";
-import { exportButtons, plotlyExports } from "../lib/export.js";
-import { decodeTyped, toRows } from "../lib/typed.js";
+import { $, el } from "../lib/dom.js";
+import { CONFIG, DIVERGING, fmt, layout, mountExports as mount, ordinal } from "../lib/plot.js";
+import { decodeTyped, toArray as arr, toRows } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
 
-export const FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#1d2430" };
-export const DIVERGING = [[0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1, "#b2182b"]];
-export const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
-
-export function layout(extra = {}) {
-  return { margin: { l: 58, r: 14, t: 10, b: 44 }, font: FONT, paper_bgcolor: "#fff", plot_bgcolor: "#fff", ...extra };
-}
-
-// 1.2345e-14 -> "1.23e−14"; 0.5 -> "0.5"; 1234567 -> "1,234,567".
-export function fmt(v, digits = 3) {
-  if (v === null || v === undefined || Number.isNaN(v)) return "–";
-  if (v === 0) return "0";
-  const a = Math.abs(v);
-  if (Number.isInteger(v) && a < 1e12) return v.toLocaleString("en-US");
-  if (a >= 1e-3 && a < 1e5) return String(Number(v.toPrecision(digits)));
-  return v.toExponential(digits - 1).replace("e-", "e\u2212").replace("e+", "e");
-}
-
-const ordinal = (n) => `${n}${[11, 12, 13].includes(n % 100) ? "th" : ["th", "st", "nd", "rd"][n % 10] || "th"}`;
-const arr = (spec) => Array.from(decodeTyped(spec).data);
 const positive = (ys) => ys.map((y) => (y > 0 ? y : null)); // log axes: exact zeros are not drawn
-
-function mount(id, div, name, dataFn) {
-  const box = document.getElementById(id);
-  if (box) box.replaceChildren(exportButtons(plotlyExports(div, name, dataFn)));
-}
 
 // --- the charts ------------------------------------------------------------------------------------------
 
@@ -145,13 +121,13 @@ function drawFar(div, body) {
 // --- the page ----------------------------------------------------------------------------------------------
 
 function evidence(id, ...parts) {
-  const node = document.getElementById(id);
+  const node = $(id);
   node.replaceChildren(...parts.map((p) => (Array.isArray(p) ? el("span", { class: "num" }, p[0]) : p)));
 }
 
 function renderText(body) {
   const h = body.heatmap, lin = body.linearity, sim = body.similarity;
-  document.getElementById("pe-heat-caption").replaceChildren(
+  $("pe-heat-caption").replaceChildren(
     `Rows: positions 0 … ${fmt(body.length - 1)}; columns: dimensions (sin at even, cos at odd index). `,
     "Left columns oscillate fast (w₀ = 1 rad per position), right ones barely move. ",
     h.position_stride > 1 || h.pair_stride > 1
@@ -159,7 +135,7 @@ function renderText(body) {
         h.pair_stride > 1 ? `every ${ordinal(h.pair_stride)} sin–cos pair` : "every dimension"].join(" and ")} `
         + `(${h.values.shape.replace(",", " ×")} cells): fast columns alias when positions are skipped; the curves on the right are complete.`)
       : "Every cell is shown.");
-  document.getElementById("pe-curves-caption").replaceChildren(
+  $("pe-curves-caption").replaceChildren(
     "Dimension 2i is sin(pos·wᵢ) and 2i+1 is cos(pos·wᵢ) with wᵢ = 10000^(−2i/d_model): the wavelength λ = 2π/wᵢ grows ",
     "geometrically from 2π to 10000·2π across the dimensions. Every position is drawn; drag to zoom, double-click to reset.");
   const k = body.k;
@@ -169,7 +145,7 @@ function renderText(body) {
     [fmt(sim.max_deviation)], " (float64 rounding). ",
     ...(k >= 0 && k < th.length ? ["At k = ", String(k), ": Σᵢ cos(k·wᵢ) = ", [fmt(th[k], 4)], " (k = 0 gives d_model/2 = ", [fmt(th[0])], ")."] : []));
   const n = lin.m_k_size, phi = decodeTyped(lin.phi).data;
-  document.getElementById("pe-mk-caption").replaceChildren(
+  $("pe-mk-caption").replaceChildren(
     `Top-left ${n}×${n} corner of the ${body.d_model}×${body.d_model} matrix M`, el("sub", {}, String(k)),
     ". Block i (rows and columns 2i, 2i+1) is [[cos φᵢ, sin φᵢ], [−sin φᵢ, cos φᵢ]] with φᵢ = k·wᵢ ",
     `(here φ₀ = ${fmt(phi[0], 4)} rad, φ₁ = ${fmt(phi[1] ?? 0, 4)} rad, …); everything outside the 2×2 diagonal blocks is exactly 0. `,
@@ -179,7 +155,7 @@ function renderText(body) {
     "max over pos = 0 … ", fmt(body.length - 1), " of max_d |M_k PE(pos) − PE(pos+k)| = ", [fmt(lin.max_residual)],
     ` (largest at pos ${fmt(lin.argmax_pos)}, where ε·(pos+k) = `, [fmt(argScale)], "); max |M_kᵀM_k − I| = ",
     [fmt(lin.orthogonality_error)], ". ", lin.max_residual < 1e-9 ? "Rounding level: the identity holds exactly." : "");
-  const table = document.getElementById("pe-far-table");
+  const table = $("pe-far-table");
   table.replaceChildren(
     el("tr", {}, el("th", {}, "pos"), el("th", {}, "residual"), el("th", {}, "ε·(pos+k)"), el("th", {}, "ratio")),
     ...lin.far.map((f) => el("tr", {}, el("td", {}, fmt(f.pos)), el("td", {}, fmt(f.residual)), el("td", {}, fmt(f.rounding_scale)), el("td", {}, fmt(f.ratio, 2)))));
@@ -190,13 +166,12 @@ function renderText(body) {
 }
 
 function initPage(app) {
-  const B = JSON.parse(document.getElementById("page-data").textContent).bounds;
+  const B = JSON.parse($("page-data").textContent).bounds;
   const state = readState({ length: 128, d_model: 128, k: 8, dims: "", far: 1000000 });
-  const $ = (id) => document.getElementById(id);
   const inputs = { length: $("pe-length"), d_model: $("pe-dmodel"), k: $("pe-k"), dims: $("pe-dims"), far: $("pe-far") };
   const kRange = $("pe-k-range"), status = $("pe-status"), err = $("pe-error");
   const divs = { heat: $("pe-heat"), curves: $("pe-curves"), sim: $("pe-sim"), mk: $("pe-mk"), far: $("pe-farplot") };
-  let seq = 0, timer = null, renders = 0;
+  let seq = 0, timer = null, renders = 0, inflight = null; // inflight: the AbortController of the newest load
 
   function syncInputs() {
     for (const [key, node] of Object.entries(inputs)) node.value = state[key];
@@ -206,12 +181,14 @@ function initPage(app) {
 
   async function load() {
     const my = ++seq;
+    if (inflight) inflight.abort(); // only the newest parameters matter
+    const ctl = inflight = new AbortController();
     const q = new URLSearchParams({ length: state.length, d_model: state.d_model, k: state.k, far: state.far });
     if (state.dims) q.set("dims", state.dims);
     status.replaceChildren(el("span", { class: "spinner" }), "computing…");
     app.dataset.loading = "1";
     try {
-      const body = await apiGet(`/api/figures/positional?${q}`);
+      const body = await apiGet(`/api/figures/positional?${q}`, { signal: ctl.signal });
       if (my !== seq) return;
       showError(err, null);
       state.dims = body.dims.join(",");
@@ -259,7 +236,7 @@ function initPage(app) {
 }
 
 async function loadLearned() {
-  const err = document.getElementById("pe-learned-error");
+  const err = $("pe-learned-error");
   try {
     const body = await apiGet("/api/figures/positional/learned");
     const n = body.n, idx = Array.from({ length: n }, (_, i) => i);
@@ -271,10 +248,10 @@ async function loadLearned() {
       layout({ xaxis: { title: { text: "position" }, constrain: "domain", showgrid: false, zeroline: false }, yaxis: { title: { text: "position" }, autorange: "reversed", scaleanchor: "x", showgrid: false, zeroline: false }, margin: { l: 50, r: 8, t: 8, b: 42 } }), CONFIG);
       mount(`${div.id}-export`, div, name, () => ({ header: ["position", ...idx.map((j) => `pos_${j}`)], rows: z.map((r, i) => [i, ...r]), meta: { source: body.source, n } }));
     };
-    heat(document.getElementById("pe-learned"), body.learned, "minilm_learned_position_cosine", true);
-    heat(document.getElementById("pe-sinus"), body.sinusoidal, `sinusoidal_d${body.hidden}_position_cosine`, true);
+    heat($("pe-learned"), body.learned, "minilm_learned_position_cosine", true);
+    heat($("pe-sinus"), body.sinusoidal, `sinusoidal_d${body.hidden}_position_cosine`, true);
     const ol = arr(body.offset_learned), os = arr(body.offset_sinusoidal);
-    const div = document.getElementById("pe-offset");
+    const div = $("pe-offset");
     Plotly.react(div, [
       { type: "scatter", mode: "lines", x: idx, y: ol, name: "learned (MiniLM)", line: { color: "#b42318", width: 1.5 } },
       { type: "scatter", mode: "lines", x: idx, y: os, name: `sinusoidal (d = ${body.hidden})`, line: { color: "#2456c7", width: 1.5 } },
@@ -287,11 +264,11 @@ async function loadLearned() {
       "; at offset 100: ", [fmt(ol[at(100)], 2)], " vs ", [fmt(os[at(100)], 2)], "; at 400: ", [fmt(ol[at(400)], 2)], " vs ", [fmt(os[at(400)], 2)],
       ". Both are most similar to their neighbours, but the learned table decorrelates faster and is noisier. Position 0 (always [CLS] in BERT) is an outlier: ‖p₀‖ = ",
       [fmt(norms[0], 3)], " against a median ", [fmt(med, 3)], `. Positions ≥ ${body.max_positions} have no learned vector at all.`);
-    document.getElementById("pe-app").dataset.learned = String(n);
+    $("pe-app").dataset.learned = String(n);
   } catch (e) {
     showError(err, e);
   }
 }
 
-const app = document.getElementById("pe-app");
+const app = $("pe-app");
 if (app) initPage(app);

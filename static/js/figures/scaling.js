@@ -1,14 +1,13 @@
 // /scaling: why scaled dot-product attention divides by sqrt(d_k) (paper 1, Section 3.2.1 and footnote 4).
 // Every number comes from /api/figures/scaling. The draw* functions are exported for the paper tour.
 import { apiGet, showError } from "../lib/api.js";
-import { el } from "../lib/dom.js";
+import { $, el } from "../lib/dom.js";
 import { exportButtons, plotlyExports } from "../lib/export.js";
-import { decodeTyped } from "../lib/typed.js";
+import { CONFIG, fmt, layout } from "../lib/plot.js";
+import { toArray as arr } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
-import { CONFIG, fmt, layout } from "./positional.js";
 
 export const RED = "#b42318", BLUE = "#2456c7", GREY = "#8a94a3";
-const arr = (spec) => Array.from(decodeTyped(spec).data);
 
 // log slider: position s in [0, 1000] <-> d_k = round(2^(s / 100)) in [1, 1024]
 const toDk = (s) => Math.max(1, Math.min(1024, Math.round(2 ** (Number(s) / 100))));
@@ -16,7 +15,7 @@ const toSlider = (dk) => Math.round(100 * Math.log2(dk));
 
 // PNG/SVG of a compact chart are drawn with their legend (the page shows one shared HTML legend instead).
 function mount(id, div, name, dataFn, { legend = false } = {}) {
-  const box = document.getElementById(id);
+  const box = $(id);
   if (!box) return;
   const handlers = plotlyExports(div, name, dataFn);
   if (legend) {
@@ -114,7 +113,7 @@ function bignum(label, unscaled, scaled, sub, { saturated = false } = {}) {
 function renderNumbers(body) {
   const a = body.at, u = a.unscaled, s = a.scaled, n = body.n_keys;
   const saturated = u.max_prob > 0.5;
-  document.getElementById("sc-bignums").replaceChildren(
+  $("sc-bignums").replaceChildren(
     el("div", { class: "p1-bignum" }, el("div", { class: "label" }, `Var(q·k) at d_k = ${a.d_k}, ${fmt(body.var_samples)} pairs`),
       el("div", { class: "vals" }, el("span", { class: "v" }, `${fmt(a.variance, 4)}`, el("small", {}, `± ${fmt(a.variance_stderr, 2)}`)),
         el("span", { class: "v" }, `${fmt(a.variance_theory)}`, el("small", {}, "theory"))),
@@ -128,7 +127,7 @@ function renderNumbers(body) {
       { saturated: u.jacobian_fro_median < 0.5 * s.jacobian_fro_median }),
   );
   const ratio = s.jacobian_fro_median / u.jacobian_fro_median;
-  document.getElementById("sc-evidence").replaceChildren(
+  $("sc-evidence").replaceChildren(
     `At d_k = ${a.d_k} (${n} keys, ${fmt(body.n_samples)} random rows): unscaled max-prob `, el("span", { class: "num" }, fmt(u.max_prob, 2)),
     ", scaled ", el("span", { class: "num" }, fmt(s.max_prob, 2)), "; median ‖J‖_F unscaled ", el("span", { class: "num" }, fmt(u.jacobian_fro_median, 2)),
     " vs scaled ", el("span", { class: "num" }, fmt(s.jacobian_fro_median, 2)),
@@ -138,8 +137,8 @@ function renderNumbers(body) {
       : ratio < 0.67 ? "; mildly peaked rows even have a larger Jacobian than flat ones. Move d_k up."
         : saturated ? "; the median gradient is still comparable, and collapses at larger d_k (try 1024)." : ".");
   const r = body.row;
-  document.getElementById("sc-row-dk").textContent = String(body.d_k);
-  document.getElementById("sc-row-caption").replaceChildren(
+  $("sc-row-dk").textContent = String(body.d_k);
+  $("sc-row-caption").replaceChildren(
     `One query against ${r.n_keys} keys, seed ${body.seed}. The same random components are reused as d_k grows (component c is the same for every d_k > c), `,
     "so the slider adds terms to the same dot products. This row: unscaled max-prob ", el("b", {}, fmt(r.unscaled.max_prob, 3)),
     `, entropy ${fmt(r.unscaled.entropy, 3)}, ‖J‖_F ${fmt(r.unscaled.jacobian_fro, 3)}; scaled max-prob `, el("b", {}, fmt(r.scaled.max_prob, 3)),
@@ -149,20 +148,19 @@ function renderNumbers(body) {
   const slope = lx.reduce((acc, x, i) => acc + (x - mx) * (ly[i] - my), 0) / lx.reduce((acc, x) => acc + (x - mx) ** 2, 0);
   const se = arr(body.variance_stderr);
   const worst = Math.max(...v.map((x, i) => Math.abs(x / th[i] - 1))), worstZ = Math.max(...v.map((x, i) => Math.abs(x - th[i]) / se[i]));
-  document.getElementById("sc-var-caption").replaceChildren(
+  $("sc-var-caption").replaceChildren(
     `${fmt(body.var_samples)} pairs (q, k) per d_k, ${body.distribution} components with variance 1. Log–log slope of the sampled variance: `,
     el("b", {}, slope.toFixed(3)), " (theory 1); largest relative error ", el("b", {}, `${fmt(100 * worst, 2)}%`), "; every point within ", el("b", {}, worstZ.toFixed(1)), " standard errors of d_k",
     `. Scaling by 1/√d_k flattens it to ≈ 1 (blue).`);
 }
 
 function initPage(app) {
-  const B = JSON.parse(document.getElementById("page-data").textContent).bounds;
+  const B = JSON.parse($("page-data").textContent).bounds;
   const state = readState({ d_k: 64, n_keys: 64, n_samples: 512, seed: 0, dist: "normal" });
-  const $ = (id) => document.getElementById(id);
   const range = $("sc-dk-range"), inputs = { d_k: $("sc-dk"), n_keys: $("sc-nkeys"), n_samples: $("sc-nsamples"), seed: $("sc-seed"), dist: $("sc-dist") };
   const status = $("sc-status"), err = $("sc-error");
   const divs = { row: $("sc-row"), var: $("sc-var"), mp: $("sc-mp"), ent: $("sc-ent"), jac: $("sc-jac") };
-  let seq = 0, timer = null, renders = 0;
+  let seq = 0, timer = null, renders = 0, inflight = null; // inflight: the AbortController of the newest load
 
   function syncInputs() {
     for (const [key, node] of Object.entries(inputs)) node.value = state[key];
@@ -171,11 +169,13 @@ function initPage(app) {
 
   async function load() {
     const my = ++seq;
+    if (inflight) inflight.abort(); // only the newest parameters matter
+    const ctl = inflight = new AbortController();
     const q = new URLSearchParams({ d_k: state.d_k, n_keys: state.n_keys, n_samples: state.n_samples, seed: state.seed, distribution: state.dist });
     status.replaceChildren(el("span", { class: "spinner" }), "computing…");
     app.dataset.loading = "1";
     try {
-      const body = await apiGet(`/api/figures/scaling?${q}`);
+      const body = await apiGet(`/api/figures/scaling?${q}`, { signal: ctl.signal });
       if (my !== seq) return;
       showError(err, null);
       writeState(state);
@@ -214,5 +214,5 @@ function initPage(app) {
   load();
 }
 
-const app = document.getElementById("sc-app");
+const app = $("sc-app");
 if (app) initPage(app);

@@ -1,13 +1,13 @@
 // /tour: small live charts beside the answers, from the same APIs as /scaling and /positional.
 import { apiGet, showError } from "../lib/api.js";
-import { el } from "../lib/dom.js";
+import { $, el } from "../lib/dom.js";
+import { CONFIG, fmt, layout } from "../lib/plot.js";
 import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
-import { CONFIG, drawTable, fmt, layout } from "./positional.js";
+import { drawTable } from "./positional.js";
 import { BLUE, drawRow, drawStat } from "./scaling.js";
 
-const app = document.getElementById("tour-app");
-const $ = (id) => document.getElementById(id);
+const app = $("tour-app");
 const err = $("tour-error");
 const num = (s) => el("span", { class: "num" }, s);
 const state = readState({ dk: 64 });

@@ -19,3 +19,12 @@ export function el(tag, attrs = {}, ...children) {
 export function escapeHTML(s) {
   return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
+
+// The element with this id (every page module uses it; no other lookup helper).
+export const $ = (id) => document.getElementById(id);
+
+// Replace a <select>'s options with [value, label] pairs and select `value`.
+export function fillSelect(select, options, value) {
+  select.replaceChildren(...options.map(([v, label]) => el("option", { value: v }, label)));
+  select.value = String(value);
+}

@@ -1,4 +1,11 @@
 // Export every chart: PNG and SVG of the picture, CSV and JSON of the numbers behind it.
+//
+// Numbering, the one convention of every export (CSV, JSON, file names): layers, heads, tokens, patches,
+// grid rows and columns, principal components and ranks count from 1, exactly as on screen. The API alone
+// counts from 0 (layer 12 on screen and in a download is layer=11 in a request); page code converts at
+// that boundary and nowhere else. Quantities that are values rather than indices keep their value:
+// positions and dimensions of the sinusoidal encoding (pos 0, dim 0 = sin at i = 0; paper 1, Section 3.5),
+// offsets k and d_k.
 import { el } from "./dom.js";
 
 function download(name, blob) {
@@ -10,9 +17,17 @@ function download(name, blob) {
 export function downloadText(name, text, type) { download(name, new Blob([text], { type })); }
 export function downloadJSON(name, obj) { downloadText(name, JSON.stringify(obj, null, 1), "application/json"); }
 
+// A string cell that a spreadsheet would run as a formula (leading = + - @, or a tab / CR that some
+// spreadsheets skip before one) gets a leading single quote (OWASP, CSV injection). Only strings: tokens,
+// labels and file names; numbers such as -0.5 stay numbers.
+export function csvCell(v) {
+  if (typeof v !== "string") return v === null || v === undefined ? "" : v;
+  const s = /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
 export function toCSV(header, rows) {
-  const q = (v) => (typeof v === "string" && /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
-  return [header.map(q).join(","), ...rows.map((r) => r.map(q).join(","))].join("\n") + "\n";
+  return [header.map(csvCell).join(","), ...rows.map((r) => r.map(csvCell).join(","))].join("\n") + "\n";
 }
 export function downloadCSV(name, header, rows) { downloadText(name, toCSV(header, rows), "text/csv"); }
 

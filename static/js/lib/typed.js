@@ -17,3 +17,6 @@ export function toRows(data, rows, cols, offset = 0) {
   for (let r = 0; r < rows; r++) out[r] = Array.from(data.subarray(offset + r * cols, offset + (r + 1) * cols));
   return out;
 }
+
+// A typed-array spec as a plain Array (for plotly x/y and for arithmetic with map/reduce).
+export const toArray = (spec) => Array.from(decodeTyped(spec).data);

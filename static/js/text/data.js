@@ -8,7 +8,7 @@ import { decodeTyped } from "../lib/typed.js";
 export const fromApi = (index) => (index === "mean" ? "mean" : Number(index) + 1);
 // 1-based (URL, <select> value) -> 0-based; anything below 1 or not a number (old links: layer=0) becomes 0.
 export const toApi = (n) => (n === "mean" ? "mean" : Math.max(1, Math.round(Number(n)) || 1) - 1);
-export const NUMBERING = "layer and head are 1-based, as on screen (the API counts from 0)";
+export const NUMBERING = "layers, heads and token indexes are 1-based, as on screen (the API counts from 0)";
 
 const KIND_LABELS = {
   encoder_self: "Encoder self-attention",

@@ -7,7 +7,7 @@ import { fromApi, NUMBERING } from "./data.js";
 
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
   "#bcbd22", "#17becf", "#3949ab", "#00897b"];
-export function headColor(h) { return h < PALETTE.length ? PALETTE[h] : `hsl(${(h * 137.5) % 360}, 60%, 45%)`; }
+function headColor(h) { return h < PALETTE.length ? PALETTE[h] : `hsl(${(h * 137.5) % 360}, 60%, 45%)`; }
 
 const ROW = 22, LEVELS = 12, MIN_WEIGHT = 0.01; // lines under 1 % are invisible anyway and are skipped
 const LONG = 64 * 64, TOP_K = 6; // long inputs: each query's TOP_K strongest lines per head (hover shows all)
@@ -142,7 +142,7 @@ export function renderHeadView(pane, { analysis, kind, layer, data, selected, on
     csv: () => {
       const rowsOut = [];
       for (const h of heads()) for (let i = 0; i < dims.nq; i++) for (let j = 0; j < dims.nk; j++) {
-        rowsOut.push([kind, fromApi(layer), fromApi(h), i, qAxis.labels[i], j, kAxis.labels[j], data.values[(h * dims.nq + i) * dims.nk + j] * data.factor]);
+        rowsOut.push([kind, fromApi(layer), fromApi(h), i + 1, qAxis.labels[i], j + 1, kAxis.labels[j], data.values[(h * dims.nq + i) * dims.nk + j] * data.factor]);
       }
       downloadCSV(`${name}.csv`, ["kind", "layer", "head", "query_index", "query", "key_index", "key", "weight"], rowsOut);
     },

@@ -1,6 +1,6 @@
 // Text attention explorer: controls, URL state (the permalink) and the three views + head table.
 import { pageData, showError } from "../lib/api.js";
-import { el } from "../lib/dom.js";
+import { $, el, fillSelect } from "../lib/dom.js";
 import { readState, writeState } from "../lib/urlstate.js";
 import { analyze, fromApi, kindLabel, review, toApi } from "./data.js";
 import { renderHeadView } from "./headview.js";
@@ -14,7 +14,6 @@ const EXAMPLES = {
   seq2seq: "Friday, March 18th, 2022",
 };
 const URL_TEXT_MAX = 300; // longer texts are not put in the URL
-const $ = (id) => document.getElementById(id);
 const pd = pageData();
 const models = new Map(pd.models.map((m) => [m.id, m]));
 const ui = {
@@ -49,11 +48,6 @@ function saveURL() {
     target: modelKind() === "seq2seq" && ui.target.value.length <= URL_TEXT_MAX ? ui.target.value : "",
     kind: st.kind, layer: fromApi(st.layer), head: fromApi(st.head), view: st.view, hide: st.hide, merge: st.merge,
   });
-}
-
-function fillSelect(select, options, value) {
-  select.replaceChildren(...options.map(([v, label]) => el("option", { value: v }, label)));
-  select.value = String(value);
 }
 
 function syncControls() {

@@ -10,7 +10,7 @@ function ticks(labels, pixels) {
   const step = Math.max(1, Math.ceil(labels.length / Math.max(2, Math.floor(pixels / TICK_PX))));
   const vals = [];
   for (let i = 0; i < labels.length; i += step) vals.push(i);
-  return { tickvals: vals, ticktext: vals.map((i) => escapeHTML(labels[i])) };
+  return { tickvals: vals.map((i) => i + 1), ticktext: vals.map((i) => escapeHTML(labels[i])) }; // axes count from 1
 }
 
 export function renderMatrix(pane, { analysis, kind, layer, head, values, exportSlot, title }) {
@@ -28,12 +28,12 @@ export function renderMatrix(pane, { analysis, kind, layer, head, values, export
     z[i] = row;
   }
   const trace = {
-    type: "heatmap", z, colorscale: "Viridis", zmin: 0, zmax: zmax || 1, xgap: nk <= 64 ? 1 : 0, ygap: nq <= 64 ? 1 : 0,
+    type: "heatmap", z, x: kAxis.labels.map((_, j) => j + 1), y: qAxis.labels.map((_, i) => i + 1), colorscale: "Viridis", zmin: 0, zmax: zmax || 1, xgap: nk <= 64 ? 1 : 0, ygap: nq <= 64 ? 1 : 0,
     colorbar: { title: { text: "weight", side: "right" }, thickness: 12 },
   };
   if (nq * nk <= MAX_HOVER_CELLS) {
     const q = qAxis.labels.map(escapeHTML), k = kAxis.labels.map(escapeHTML);
-    trace.text = q.map((ql, i) => k.map((kl, j) => `${ql} [${i}] → ${kl} [${j}]`));
+    trace.text = q.map((ql, i) => k.map((kl, j) => `${ql} [${i + 1}] → ${kl} [${j + 1}]`));
     trace.hovertemplate = "%{text}<br>weight %{z:.4f}<extra></extra>";
   } else {
     trace.hovertemplate = "query %{y} → key %{x}<br>weight %{z:.4f}<extra></extra>";
@@ -57,7 +57,7 @@ export function renderMatrix(pane, { analysis, kind, layer, head, values, export
   const name = `attention_${kind}_layer${fromApi(layer)}_${head === "mean" ? "mean" : `head${fromApi(head)}`}`;
   const data = () => {
     const rows = [];
-    for (let i = 0; i < nq; i++) for (let j = 0; j < nk; j++) rows.push([i, qAxis.labels[i], j, kAxis.labels[j], values[i * nk + j]]);
+    for (let i = 0; i < nq; i++) for (let j = 0; j < nk; j++) rows.push([i + 1, qAxis.labels[i], j + 1, kAxis.labels[j], values[i * nk + j]]);
     return {
       header: ["query_index", "query", "key_index", "key", "weight"], rows,
       meta: { model: analysis.resp.model.id, kind, layer: fromApi(layer), head: fromApi(head), numbering: NUMBERING, options: analysis.options },

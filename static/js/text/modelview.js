@@ -98,7 +98,7 @@ export function renderModelView(pane, { analysis, kind, current, onOpen, exportS
       const [, , tq, tk] = b.thumbsT.shape, rows = [];
       for (let l = 0; l < b.layers; l++) for (let h = 0; h < cols; h++) {
         const s = b.scaleT.data[l * cols + h], off = (l * cols + h) * tq * tk;
-        for (let r = 0; r < tq; r++) for (let c = 0; c < tk; c++) rows.push([fromApi(l), h === b.heads ? "mean" : fromApi(h), r, c, (b.thumbsT.data[off + r * tk + c] / 255) * s]);
+        for (let r = 0; r < tq; r++) for (let c = 0; c < tk; c++) rows.push([fromApi(l), h === b.heads ? "mean" : fromApi(h), r + 1, c + 1, (b.thumbsT.data[off + r * tk + c] / 255) * s]);
       }
       downloadCSV(`${name}.csv`, ["layer", "head", "row_block", "col_block", "max_weight"], rows);
     },

@@ -1,8 +1,12 @@
 // Downloads for the vision page: each chart as PNG and SVG (a figure with title and colour bar), and the
-// numbers behind it as CSV and JSON. Indices in the data files are 0-based, as in the API.
+// numbers behind it as CSV and JSON. Layers, heads, patches, rows and columns count from 1 in every file, as on
+// screen (lib/export.js states the convention); only the API counts from 0.
 import { fmtValue } from "../lib/colormap.js";
+import { $ } from "../lib/dom.js";
 import { downloadCanvas, downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
 import { figureCanvas } from "./overlay.js";
+
+const INDEXING = "layer, head, query and patch count from 1, as on screen (the API counts from 0); patches row-major";
 
 function baseName(S) {
   const img = S.sample || (S.A ? S.A.hash.slice(0, 10) : "image");
@@ -12,7 +16,7 @@ function baseName(S) {
 function mapName(S) {
   if (S.view === "rollout") return `${baseName(S)}-rollout-${S.fusion}-d${S.discard}`;
   const h = S.view === "mean" ? "mean" : `H${S.head + 1}`;
-  const q = (S.query ?? S.hover) !== null ? `-q${S.query ?? S.hover}` : "-cls";
+  const q = (S.query ?? S.hover) !== null ? `-q${(S.query ?? S.hover) + 1}` : "-cls";
   return `${baseName(S)}-L${S.layer + 1}${h}${q}`;
 }
 
@@ -21,7 +25,8 @@ function mapMeta(S, m) {
   return {
     model: A.model.id, image: S.sample ? { sample: S.sample } : { image_hash: A.hash }, resolution: A.grid.resolution,
     grid: [A.grid.rows, A.grid.cols], patch_size: A.grid.patch_size, cls_query: A.clsQuery,
-    indexing: "0-based (as in the API)", view: m.meta.view, layer: m.meta.layer, head: m.meta.head, query: m.meta.query,
+    indexing: INDEXING, view: m.meta.view, layer: m.meta.layer + 1,
+    head: m.meta.head === "mean" ? "mean" : m.meta.head + 1, query: m.meta.query === null ? null : m.meta.query + 1,
     ...(S.view === "rollout" ? { head_fusion: S.fusion, discard_ratio: S.discard } : {}), title: m.title,
   };
 }
@@ -32,7 +37,7 @@ function gridRows(A) {
     for (let h = 0; h <= A.H; h++) {
       for (let p = 0; p < A.P; p++) {
         const v = h < A.H ? A.cls[(l * A.H + h) * A.P + p] : A.means[l * A.P + p];
-        rows.push([l, h < A.H ? h : "mean", p, Math.floor(p / A.grid.cols), p % A.grid.cols, v]);
+        rows.push([l + 1, h < A.H ? h + 1 : "mean", p + 1, Math.floor(p / A.grid.cols) + 1, (p % A.grid.cols) + 1, v]);
       }
     }
   }
@@ -42,7 +47,6 @@ function gridRows(A) {
 // state() is the page state S (S.A = the current analysis); shown() is what the big view draws now:
 // {values, range, canvas, title, meta}. Handlers read them at click time.
 export function renderExports(state, shown) {
-  const $ = (id) => document.getElementById(id);
   const overlayFigure = () => {
     const S = state(), m = shown();
     return figureCanvas({ title: m.title, source: m.canvas, colormap: S.colormap,
@@ -55,7 +59,7 @@ export function renderExports(state, shown) {
     csv: () => {
       const S = state(), c = S.A.grid.cols;
       downloadCSV(`${mapName(S)}.csv`, ["patch", "row", "col", "value"],
-        Array.from(shown().values, (v, i) => [i, Math.floor(i / c), i % c, v]));
+        Array.from(shown().values, (v, i) => [i + 1, Math.floor(i / c) + 1, (i % c) + 1, v]));
     },
     json: () => {
       const S = state(), m = shown();
@@ -83,7 +87,7 @@ export function renderExports(state, shown) {
       }
       downloadJSON(`${baseName(S)}-model-view.json`, {
         meta: { model: A.model.id, resolution: A.grid.resolution, grid: [A.grid.rows, A.grid.cols], cls_query: A.clsQuery,
-          shape: [A.L, A.H, A.P], indexing: "0-based (as in the API)" },
+          shape: [A.L, A.H, A.P], indexing: INDEXING },
         cls_attention: nested,
       });
     },

@@ -2,7 +2,7 @@
 // State lives in `S` and in the URL (layer/head 1-based there and on screen; 0-based in the API).
 import { apiGet, apiPost, pageData, showError } from "../lib/api.js";
 import { COLORMAPS, drawColorbar, fmtValue } from "../lib/colormap.js";
-import { el } from "../lib/dom.js";
+import { $, el } from "../lib/dom.js";
 import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
 import { renderExports } from "./exports.js";
@@ -11,7 +11,6 @@ import { CLIP_QUANTILE, renderOverlay } from "./overlay.js";
 import { renderPredictions } from "./predictions.js";
 import { renderSamples, renderUpload } from "./upload.js";
 
-const $ = (id) => document.getElementById(id);
 const PD = pageData();
 const MODELS = PD.models || [];
 const HOVER_MS = 70, ROLLOUT_MS = 150, CACHE_MAX = 3000;
@@ -67,9 +66,11 @@ function setBusy(text) {
 function setStatus(text) { $("vz-status").replaceChildren(el("span", {}, text)); }
 
 // ---- analysis -------------------------------------------------------------------------------------------
-let analyzeToken = 0, lastStatus = "";
+let analyzeToken = 0, lastStatus = "", analyzing = null;
 async function analyze(source, { restore = false } = {}) {
   const my = ++analyzeToken;
+  if (analyzing) analyzing.abort(); // a newer choice replaces a request still queued or running
+  const ctl = analyzing = new AbortController();
   const fd = new FormData();
   let name;
   if (source.file) { fd.append("image", source.file, source.file.name || "pasted-image.png"); name = source.file.name || "the pasted image"; }
@@ -81,7 +82,7 @@ async function analyze(source, { restore = false } = {}) {
   setBusy(`Running ${label} on ${name}${S.res ? ` at ${S.res} px` : ""}\u2026`);
   showError(errBox, null); delete errBox.dataset.from;
   try {
-    const r = await apiPost("/api/vision/analyze", fd);
+    const r = await apiPost("/api/vision/analyze", fd, { signal: ctl.signal });
     const image = await loadImage(r.image_url);
     if (my !== analyzeToken) return;
     adopt(r, image, source, restore);
@@ -94,7 +95,7 @@ async function analyze(source, { restore = false } = {}) {
     setActiveSample(S.A ? S.sample || null : null);
     showError(errBox, e);
   } finally {
-    if (my === analyzeToken) setBusy(null);
+    if (my === analyzeToken) { setBusy(null); analyzing = null; }
   }
 }
 
@@ -164,21 +165,21 @@ function renderGrid() {
 // ---- the big map ----------------------------------------------------------------------------------------
 const rolloutKey = (f, d) => `${S.A.id}|${f}|${Number(d).toFixed(2)}`;
 
-async function fetchRollout() {
+async function fetchRollout(signal) {
   const key = rolloutKey(S.fusion, S.discard);
   if (!rolloutCache.has(key)) {
-    const r = await apiGet(`/api/vision/analysis/${S.A.id}/rollout?head_fusion=${S.fusion}&discard_ratio=${S.discard}`);
+    const r = await apiGet(`/api/vision/analysis/${S.A.id}/rollout?head_fusion=${S.fusion}&discard_ratio=${S.discard}`, { signal });
     rolloutCache.set(key, decodeTyped(r.rollout).data);
   }
   return rolloutCache.get(key);
 }
 
-async function fetchAttention(layer, head, query) {
+async function fetchAttention(layer, head, query, signal) {
   const key = `${S.A.id}|${layer}|${head ?? "mean"}|${query}`;
   if (attnCache.has(key)) return attnCache.get(key);
   const q = new URLSearchParams({ layer, query });
   if (head !== null) q.set("head", head);
-  const r = await apiGet(`/api/vision/analysis/${S.A.id}/attention?${q}`);
+  const r = await apiGet(`/api/vision/analysis/${S.A.id}/attention?${q}`, { signal });
   const values = decodeTyped(r.values).data;
   attnCache.set(key, values);
   if (attnCache.size > CACHE_MAX) attnCache.delete(attnCache.keys().next().value);
@@ -191,13 +192,13 @@ function patchName(idx) {
 }
 
 // What the big view should show for the current state: {values, title, caption, meta}.
-async function currentMap() {
+async function currentMap(signal) {
   const A = S.A, P = A.P, l = S.layer, head = S.view === "mean" ? null : S.head;
   const q = S.view === "rollout" ? null : (S.query ?? S.hover);
   const where = `Layer ${l + 1} \u00b7 ${head === null ? `mean of ${A.H} heads` : `head ${head + 1}`}`;
   const meta = { view: S.view, layer: l, head: head ?? "mean", query: q };
   if (S.view === "rollout") {
-    const values = await fetchRollout();
+    const values = await fetchRollout(signal);
     return { values, meta, title: `Attention rollout \u00b7 layers 1\u2013${A.L}`,
       caption: `Rollout (Abnar & Zuidema 2020; ViT Fig. 6): heads fused by ${S.fusion}, ${Math.round(S.discard * 100)}% of the `
         + `weakest entries discarded, identity added for the residual connection, rows renormalised, layers multiplied from 1 up to ${A.L}. `
@@ -206,7 +207,7 @@ async function currentMap() {
         + " Patch queries are per layer: switch to Head or Mean of heads to probe a patch." };
   }
   if (q !== null) {
-    const values = await fetchAttention(l, head, q);
+    const values = await fetchAttention(l, head, q, signal);
     return { values, meta, heading: where, title: `${where} \u00b7 query ${patchName(q)}`,
       caption: `Where the outlined patch (${patchName(q)}) attends in layer ${l + 1}, ${head === null ? "averaged over heads" : `head ${head + 1}`}: `
         + `its row of the attention matrix, over the image patches${A.grid.num_prefix_tokens ? " (the share it gives the [CLS] and other prefix tokens is not drawn)" : ""}. `
@@ -219,15 +220,17 @@ async function currentMap() {
   return { values, meta, title: where, caption: `${where}: ${what}. Hover over the photo to see where any single patch looks.` };
 }
 
-let mapToken = 0;
+let mapToken = 0, mapping = null;
 async function refreshMap() {
   if (!S.A) return;
   const my = ++mapToken;
+  if (mapping) mapping.abort(); // hovering on: the map of the patch left behind is no longer wanted
+  const ctl = mapping = new AbortController();
   syncURL();
   updateControls();
   let m;
   try {
-    m = await currentMap();
+    m = await currentMap(ctl.signal);
   } catch (e) {
     if (my !== mapToken) return;
     // The server evicted the analysis (TTL or memory): run the model again once, then report.
