@@ -10,9 +10,12 @@ post-processes FastAPI's generated schema once (``install_openapi(app)`` replace
 - ``POST /api/distance/jobs`` and ``GET /api/distance/jobs/{job_id}`` -> ``job_id`` to the status and cancel
   routes.
 
-It also describes multipart form bodies the way they travel: a form field cannot carry JSON ``null`` (an
-omitted field is FastAPI's ``None``), so the ``anyOf [X, null]`` that ``X | None`` produces becomes ``X``, and a
-file part gets ``format: binary`` so clients send it as a file, not as a text field.
+It also describes query parameters and multipart form bodies the way they travel: neither can carry JSON
+``null`` (an omitted field is FastAPI's ``None``), so the ``anyOf [X, null]`` that ``X | None`` produces
+becomes ``X``, and a file part gets ``format: binary`` so clients send it as a file, not as a text field.
+
+And it writes the operator's allowlists (model ids, sample names, the text length limit) into the fields that
+validation checks against them (:func:`add_allowlists`).
 
 Links are found by path and method, not by operation id, so they survive renamed handlers, and a link whose
 source or target route does not exist (an older or newer router) is skipped rather than written broken.
@@ -24,6 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+
+from app.settings import Settings
+from models.vision.samples import SAMPLE_NAMES
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,7 @@ def add_links(schema: dict[str, Any], links: tuple[Link, ...] = LINKS) -> dict[s
 
 
 def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
-    """``anyOf [X, {type: null}]`` -> ``X`` (keeping title, description, default); files get ``format: binary``."""
+    """``anyOf [X, {type: null}]`` -> ``X`` (keeping title and description); files get ``format: binary``."""
     branches = prop.get("anyOf")
     if isinstance(branches, list):
         kept = [b for b in branches if b.get("type") != "null"]
@@ -129,11 +135,15 @@ def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
     return prop
 
 
-def tighten_multipart(schema: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite the properties of every multipart/form-data body schema with :func:`_without_null` (in place)."""
+def without_json_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite query and path parameters and the properties of every multipart/form-data body with
+    :func:`_without_null` (in place): neither can carry JSON ``null``."""
     components = schema.get("components", {}).get("schemas", {})
     for methods in schema.get("paths", {}).values():
         for op in methods.values():
+            for param in op.get("parameters", []):
+                if param.get("in") in ("query", "path") and "schema" in param:
+                    param["schema"] = _without_null(param["schema"])
             content = op.get("requestBody", {}).get("content", {}).get("multipart/form-data")
             if not content:
                 continue
@@ -147,14 +157,77 @@ def tighten_multipart(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _properties(schema: dict[str, Any], op: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The properties of an operation's request body (JSON or multipart), following one ``$ref``."""
+    for content in op.get("requestBody", {}).get("content", {}).values():
+        body = content.get("schema", {})
+        ref = body.get("$ref", "")
+        if ref.startswith("#/components/schemas/"):
+            body = schema.get("components", {}).get("schemas", {}).get(ref.rsplit("/", 1)[1], {})
+        return body.get("properties", {})
+    return {}
+
+
+def _restrict(prop: dict[str, Any], **keywords: Any) -> None:
+    """Add JSON-schema ``keywords`` to a string or integer property (to that branch of ``X | None``)."""
+    kinds = ("string", "integer")
+    branches = [b for b in prop.get("anyOf", []) if b.get("type") in kinds]
+    for target in branches or ([prop] if prop.get("type") in kinds else []):
+        target.update(keywords)
+
+
+def add_allowlists(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Write the operator's allowlists into the schema, so it says what validation accepts (in place).
+
+    Only this module sees them at run time: the model ids (settings), their input resolutions (when every
+    allowlisted model declares them), the sample photo names, and the text length limit. A client or fuzzer
+    then sends a valid model instead of guessing strings that get a 400.
+    """
+    vision = settings.vision_specs()
+    vision_ids = sorted(vision)
+    text_ids = sorted(settings.text_specs())
+    image_fields: dict[str, dict[str, Any]] = {"model": {"enum": vision_ids}}
+    if all(spec.resolutions for spec in vision.values()):  # else some are known only once loaded
+        image_fields["resolution"] = {
+            "enum": sorted({r for spec in vision.values() for r in spec.resolutions})
+        }
+    where = {
+        ("post", "/api/vision/analyze"): {**image_fields, "sample": {"enum": list(SAMPLE_NAMES)}},
+        ("post", "/api/distance/jobs"): image_fields,
+        ("get", "/api/vit-embeddings/position-similarity"): {"model": {"enum": vision_ids}},
+        ("get", "/api/vit-embeddings/patch-filters"): {"model": {"enum": vision_ids}},
+        ("get", "/api/vision/samples/{name}.jpg"): {"name": {"enum": list(SAMPLE_NAMES)}},
+        ("post", "/api/text/analyze"): {
+            "model": {"enum": text_ids},
+            "text": {"maxLength": settings.max_text_chars, "pattern": r"\S"},
+            "target": {"maxLength": settings.max_text_chars},
+        },
+    }
+    for (method, path), fields in where.items():
+        op = _operation(schema, method, path)
+        if op is None:
+            continue
+        props = _properties(schema, op)
+        params = {p.get("name"): p.get("schema", {}) for p in op.get("parameters", [])}
+        for name, keywords in fields.items():
+            prop = props.get(name, params.get(name))
+            if prop is not None:
+                _restrict(prop, **keywords)
+    return schema
+
+
 def install_openapi(app: FastAPI) -> None:
-    """Replace ``app.openapi`` with FastAPI's generator, then :func:`tighten_multipart` and :func:`add_links`
-    (computed once)."""
+    """Replace ``app.openapi`` with FastAPI's generator, then :func:`without_json_null`,
+    :func:`add_allowlists` (from ``app.state.settings``) and :func:`add_links` (computed once)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_links(tighten_multipart(generate()))
+            schema = without_json_null(generate())
+            settings = getattr(app.state, "settings", None)
+            if settings is not None:
+                add_allowlists(schema, settings)
+            app.openapi_schema = add_links(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

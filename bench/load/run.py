@@ -138,9 +138,10 @@ def summarise(report: dict, rss_kb: int, hwm_kb: int | None, health: HealthProbe
     ]
     for name in sorted(tally):
         t, ms = tally[name], served.get(name, [])
+        n = sum(v for k, v in t.items() if not k.startswith("status_"))
+        errors = t.get("5xx_other", 0) + t.get("conn_error", 0)
         lines.append(
-            f"{name:52} {sum(v for k, v in t.items() if not k.startswith('status_')):6d} {t.get('2xx', 0):6d} "
-            f"{t.get('4xx', 0):5d} {t.get('503', 0):6d} {t.get('5xx_other', 0) + t.get('conn_error', 0):4d} "
+            f"{name:52} {n:6d} {t.get('2xx', 0):6d} {t.get('4xx', 0):5d} {t.get('503', 0):6d} {errors:4d} "
             f"{percentile(ms, 50):8.0f} {percentile(ms, 95):8.0f}"
         )
     h = sorted(health.latencies_ms)
@@ -149,7 +150,8 @@ def summarise(report: dict, rss_kb: int, hwm_kb: int | None, health: HealthProbe
         "",
         f"503 (busy, retried after Retry-After): {n503}",
         f"other 5xx and failed connections: {n5xx}",
-        f"server peak RSS: {peak_mb:.0f} MB (VmHWM {(hwm_kb or 0) / 1024:.0f} MB, sampled max {rss_kb / 1024:.0f} MB)",
+        f"server peak RSS: {peak_mb:.0f} MB "
+        f"(VmHWM {(hwm_kb or 0) / 1024:.0f} MB, sampled max {rss_kb / 1024:.0f} MB)",
         f"/api/health: p50 {percentile(h, 50):.1f} ms, p99 {percentile(h, 99):.1f} ms, max "
         f"{(h[-1] if h else float('nan')):.1f} ms over {len(h)} probes ({health.failures} failed)",
     ]
