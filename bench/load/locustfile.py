@@ -31,6 +31,7 @@ from urllib.parse import urlencode
 
 import gevent
 import numpy as np
+from geventhttpclient.response import HTTPConnectionClosed
 from locust import FastHttpUser, between, events, task
 from PIL import Image
 
@@ -125,9 +126,18 @@ def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes, str]]) 
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+def _stale_connection(resp) -> bool:
+    """A connection that was closed or reset before any response byte (not a timeout, not a bad answer)."""
+    error = getattr(resp, "error", None)
+    if error is None or isinstance(error, TimeoutError | gevent.Timeout):
+        return False
+    return isinstance(error, ConnectionError | HTTPConnectionClosed) or "closed" in str(error).lower()
+
+
 # --- tallies --------------------------------------------------------------------------------------------
 TALLY: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 SERVED_MS: dict[str, list[float]] = defaultdict(list)
+STALE_RETRIES: dict[str, int] = defaultdict(int)  # resent after a closed keep-alive connection
 STARTED = time.monotonic()
 
 
@@ -145,6 +155,8 @@ def status_class(status: int) -> str:
 def _tally(request_type, name, response_time, response_length, response=None, exception=None, **_kw) -> None:
     status = getattr(response, "status_code", 0) or 0
     cls = status_class(status)
+    if status == 0 and exception is None:
+        cls = "stale_connection"  # marked success by Student.call: resent at once on a new connection
     TALLY[name][cls] += 1
     TALLY[name][f"status_{status}"] += 1
     if cls in ("2xx", "3xx", "4xx"):
@@ -163,7 +175,13 @@ def _write_report(**_kw) -> None:
         return
     served = {name: sorted(ms) for name, ms in SERVED_MS.items()}
     with open(REPORT, "w") as f:
-        json.dump({"duration_s": time.monotonic() - STARTED, "tally": TALLY, "served_ms": served}, f)
+        report = {
+            "duration_s": time.monotonic() - STARTED,
+            "tally": TALLY,
+            "served_ms": served,
+            "stale_connection_retries": STALE_RETRIES,
+        }
+        json.dump(report, f)
 
 
 # --- the user -------------------------------------------------------------------------------------------
@@ -172,6 +190,7 @@ class Student(FastHttpUser):
 
     wait_time = between(1.0, 4.0)
     connection_timeout = 30.0
+    concurrency = 1  # one connection per user, like one browser tab doing one thing at a time
     network_timeout = 300.0
 
     def on_start(self) -> None:
@@ -200,20 +219,33 @@ class Student(FastHttpUser):
             kwargs = {"data": body, "headers": {"Content-Type": content_type}}
         elif json is not None:
             kwargs = {"json": json}
-        for attempt in range(RETRIES + 1):
+        stale_left = 3
+        attempt = 0
+        while attempt <= RETRIES:
+            attempt += 1
             with self.client.request(method, path, name=name, catch_response=True, **kwargs) as resp:
                 status = resp.status_code or 0
                 if status == 503:
                     resp.success()  # admission control: counted separately, never a failure
-                    if attempt == RETRIES:
+                    if attempt > RETRIES:
                         return None
                     try:
                         headers = resp.headers or {}
                         wait = float(headers.get("Retry-After") or headers.get("retry-after") or 2)
                     except ValueError:
                         wait = 2.0
+                elif status == 0 and stale_left > 0 and _stale_connection(resp):
+                    # The server closed the kept-alive connection (idle timeout, or after an early answer) as
+                    # this request went out, before any answer: browsers resend such a request on a new
+                    # connection, and so do we (a few times).
+                    resp.success()
+                    stale_left -= 1
+                    STALE_RETRIES[name] += 1
+                    attempt -= 1  # not a 503 retry
+                    continue
                 elif status >= 500 or status == 0:
-                    resp.failure(f"{status}: {(resp.text or '')[:200]}")
+                    error = getattr(resp, "error", None)
+                    resp.failure(f"{status}: {(resp.text or '')[:200] if status else repr(error)}")
                     return None
                 else:
                     resp.success()

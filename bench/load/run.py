@@ -127,9 +127,11 @@ def summarise(report: dict, rss_kb: int, hwm_kb: int | None, health: HealthProbe
     tally: dict[str, dict[str, int]] = report["tally"]
     served: dict[str, list[float]] = report["served_ms"]
     duration = max(report["duration_s"], 1e-9)
-    total = sum(sum(v for k, v in t.items() if not k.startswith("status_")) for t in tally.values())
+    answered = ("2xx", "3xx", "4xx", "503", "5xx_other", "conn_error")
+    total = sum(sum(t.get(k, 0) for k in answered) for t in tally.values())
     n503 = sum(t.get("503", 0) for t in tally.values())
     n5xx = sum(t.get("5xx_other", 0) + t.get("conn_error", 0) for t in tally.values())
+    n_stale = sum(report.get("stale_connection_retries", {}).values())
     lines = [
         f"duration {duration:.0f} s, {total} requests, {total / duration:.1f} requests/s "
         f"({sum(len(v) for v in served.values()) / duration:.1f}/s served, 503s excluded)",
@@ -138,7 +140,7 @@ def summarise(report: dict, rss_kb: int, hwm_kb: int | None, health: HealthProbe
     ]
     for name in sorted(tally):
         t, ms = tally[name], served.get(name, [])
-        n = sum(v for k, v in t.items() if not k.startswith("status_"))
+        n = sum(t.get(k, 0) for k in answered)
         errors = t.get("5xx_other", 0) + t.get("conn_error", 0)
         lines.append(
             f"{name:52} {n:6d} {t.get('2xx', 0):6d} {t.get('4xx', 0):5d} {t.get('503', 0):6d} {errors:4d} "
@@ -150,6 +152,7 @@ def summarise(report: dict, rss_kb: int, hwm_kb: int | None, health: HealthProbe
         "",
         f"503 (busy, retried after Retry-After): {n503}",
         f"other 5xx and failed connections: {n5xx}",
+        f"stale keep-alive connections (request resent, as browsers do): {n_stale}",
         f"server peak RSS: {peak_mb:.0f} MB "
         f"(VmHWM {(hwm_kb or 0) / 1024:.0f} MB, sampled max {rss_kb / 1024:.0f} MB)",
         f"/api/health: p50 {percentile(h, 50):.1f} ms, p99 {percentile(h, 99):.1f} ms, max "
