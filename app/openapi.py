@@ -14,8 +14,9 @@ It also describes query parameters and multipart form bodies the way they travel
 ``null`` (an omitted field is FastAPI's ``None``), so the ``anyOf [X, null]`` that ``X | None`` produces
 becomes ``X``, and a file part gets ``format: binary`` so clients send it as a file, not as a text field.
 
-And it writes the operator's allowlists (model ids, sample names, the text length limit) into the fields that
-validation checks against them (:func:`add_allowlists`).
+It states which combinations of form fields a multipart body accepts (:data:`FORM_CHOICES`: exactly one
+image source; files only with ``source=upload``), and it writes the operator's allowlists (model ids, sample
+names, the text length limit) into the fields that validation checks against them (:func:`add_allowlists`).
 
 Links are found by path and method, not by operation id, so they survive renamed handlers, and a link whose
 source or target route does not exist (an older or newer router) is skipped rather than written broken.
@@ -216,14 +217,50 @@ def add_allowlists(schema: dict[str, Any], settings: Settings) -> dict[str, Any]
     return schema
 
 
+# Which combinations of form fields a multipart body accepts (JSON Schema ``oneOf``), as the routes check them.
+FORM_CHOICES: dict[tuple[str, str], list[dict[str, Any]]] = {
+    # exactly one image source
+    ("post", "/api/vision/analyze"): [
+        {"required": ["image"]},
+        {"required": ["sample"]},
+        {"required": ["image_hash"]},
+    ],
+    # the bundled photos take no files; an upload needs at least one
+    ("post", "/api/distance/jobs"): [
+        {"properties": {"source": {"const": "samples"}}, "not": {"required": ["files"]}},
+        {
+            "properties": {"source": {"const": "upload"}, "files": {"minItems": 1}},
+            "required": ["source", "files"],
+        },
+    ],
+}
+
+
+def add_form_choices(schema: dict[str, Any], choices: dict = FORM_CHOICES) -> dict[str, Any]:
+    """Write :data:`FORM_CHOICES` into the multipart body schemas as ``oneOf`` (in place; idempotent)."""
+    components = schema.get("components", {}).get("schemas", {})
+    for (method, path), one_of in choices.items():
+        op = _operation(schema, method, path)
+        content = (op or {}).get("requestBody", {}).get("content", {}).get("multipart/form-data")
+        if not content:
+            continue
+        body = content.get("schema", {})
+        ref = body.get("$ref", "")
+        if ref.startswith("#/components/schemas/"):
+            body = components.get(ref.rsplit("/", 1)[1], body)
+        body["oneOf"] = one_of
+    return schema
+
+
 def install_openapi(app: FastAPI) -> None:
     """Replace ``app.openapi`` with FastAPI's generator, then :func:`without_json_null`,
-    :func:`add_allowlists` (from ``app.state.settings``) and :func:`add_links` (computed once)."""
+    :func:`add_form_choices`, :func:`add_allowlists` (from ``app.state.settings``) and :func:`add_links`
+    (computed once)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = without_json_null(generate())
+            schema = add_form_choices(without_json_null(generate()))
             settings = getattr(app.state, "settings", None)
             if settings is not None:
                 add_allowlists(schema, settings)
