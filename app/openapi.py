@@ -217,7 +217,7 @@ def add_allowlists(schema: dict[str, Any], settings: Settings) -> dict[str, Any]
     return schema
 
 
-# Which combinations of form fields a multipart body accepts (JSON Schema ``oneOf``), as the routes check them.
+# Which combinations of form fields a multipart body accepts (JSON Schema ``oneOf``), as the routes check.
 FORM_CHOICES: dict[tuple[str, str], list[dict[str, Any]]] = {
     # exactly one image source
     ("post", "/api/vision/analyze"): [
