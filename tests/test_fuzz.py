@@ -157,6 +157,11 @@ def test_schema_covers_every_api_route(api_schema) -> None:
     ]
     raw = json.dumps(doc["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]] if "$ref" in body else body)
     assert '"null"' not in raw and '"format": "binary"' in raw
+    # ... which field combinations they accept, and the operator's allowlists
+    analyze = json.loads(raw)
+    assert {"required": ["sample"]} in analyze["oneOf"]
+    assert analyze["properties"]["model"]["enum"] == ["tiny_deit_distilled", "tiny_vit"]
+    assert "astronaut" in analyze["properties"]["sample"]["enum"]
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
