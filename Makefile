@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint format bench install install-dev train-dates clean
+.PHONY: run test lint format bench load fuzz install install-dev train-dates clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,27 @@ install-dev: $(VENV)/.installed-dev
 run: $(VENV)/.installed
 	$(PY) -m uvicorn app.main:create_app --factory --host $(HOST) --port $(PORT)
 
-## Every test, browser tests included (headless Debian Chromium at /usr/bin/chromium).
+## Every test, browser tests included (headless Debian Chromium at /usr/bin/chromium), and a bounded
+## schemathesis run (tests/test_fuzz.py).
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
+
+## Load benchmark (locust, headless): starts the server on 127.0.0.1 with the CPU defaults, runs
+## LOAD_USERS simulated students for LOAD_TIME, prints requests/s, p50/p95 per route, 503s, other 5xx (must
+## be 0), the server's peak RSS and /api/health p99. Shorter: `make load LOAD_USERS=50 LOAD_TIME=45s`.
+LOAD_USERS      ?= 200
+LOAD_SPAWN_RATE ?= 10
+LOAD_TIME       ?= 3m
+load: $(VENV)/.installed-dev
+	$(PY) bench/load/run.py --users $(LOAD_USERS) --spawn-rate $(LOAD_SPAWN_RATE) --time $(LOAD_TIME)
+
+## Long schemathesis run: more examples per operation and longer stateful runs than `make test`.
+FUZZ_EXAMPLES ?= 200
+FUZZ_STATEFUL ?= 100
+FUZZ_STEPS    ?= 20
+fuzz: $(VENV)/.installed-dev
+	ATLAS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ATLAS_FUZZ_STATEFUL=$(FUZZ_STATEFUL) ATLAS_FUZZ_STEPS=$(FUZZ_STEPS) \
+		ATLAS_FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -s -p no:cacheprovider
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

@@ -17,6 +17,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app.errors import install_error_handlers
 from app.middleware import BodySizeLimit, RequestContext
+from app.openapi import install_openapi
 from app.routers import distance, health, pages, paper1, text, vision, vit_embeddings
 from app.settings import Settings, get_settings
 from app.state import AppState
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.preload_hooks = [text.preload]  # callables(state) run in the lifespan
     install_error_handlers(app)
+    install_openapi(app)  # OpenAPI links from the analyze responses to the routes that take their ids
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.include_router(health.router)
     app.include_router(vision.router)

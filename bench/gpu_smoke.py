@@ -79,6 +79,7 @@ def main() -> int:
             f"-> {s.json().get('generated_text') if s.status_code == 200 else s.text[:200]}"
         )
         ok &= v.status_code == t.status_code == s.status_code == 200
+        ok &= health["device"].split(":")[0] == args.device.split(":")[0]  # no silent fallback to the CPU
     print("GPU SMOKE", "OK" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -1,0 +1,430 @@
+"""A class of students on one Attention Atlas server (locust; run by bench/load/run.py, or ``make load``).
+
+Each simulated user behaves like a person on the pages, with think time between clicks:
+
+- vision: analyses of the bundled samples and uploads of distinct photos (random crops and tints of the
+  scikit-image samples, encoded as JPEG in memory, so no two uploads share a content hash), then patch
+  queries and rollout changes on the returned analysis id;
+- distance: 448 px analyses and their attention-distance view;
+- text: analyses up to ~500 MiniLM tokens (and the date model), then overview, layer and head views;
+- figures: /api/figures/positional and /api/figures/scaling with random parameters, /api/vit-embeddings/*;
+- image-set jobs: POST /api/distance/jobs with the samples or a small zip upload, then polls until done.
+
+A 503 is admission control, not an error: the client waits ``Retry-After`` seconds and retries (at most
+``LOAD_RETRIES`` times), as the page does. Routes with ids are grouped under one name
+(``/api/vision/analysis/[id]/attention``). Every answer is tallied by route and status class; at the end
+the tallies (with latency percentiles of the served answers) go to ``$LOAD_REPORT`` as JSON.
+Any 5xx other than 503, or a failed connection, is marked as a locust failure.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import threading
+import time
+import zipfile
+from collections import defaultdict
+from urllib.parse import urlencode
+
+import gevent
+import numpy as np
+from geventhttpclient.response import HTTPConnectionClosed
+from locust import FastHttpUser, between, events, task
+from PIL import Image
+
+RETRIES = int(os.environ.get("LOAD_RETRIES", "3"))
+MAX_RETRY_WAIT_S = float(os.environ.get("LOAD_MAX_RETRY_WAIT_S", "10"))
+REPORT = os.environ.get("LOAD_REPORT", "")
+MAX_JOB_POLLS = 60
+
+SENTENCES = (
+    "the attention of a transformer moves from local patterns in early layers to global structure later "
+    "students watch each head look at nearby words or at the separator token while meaning forms slowly "
+    "across many layers queries keys and values mix into new representations of every sentence we type "
+    "models read long documents paragraphs questions answers dates names places numbers and small stories"
+)
+WORDS = SENTENCES.split()
+DATES = ("Friday, March 18th, 2022", "3/18/22", "18 March 2022", "the 1st of May 1999", "July 4, 1776")
+
+
+# --- distinct photos, generated in memory ---------------------------------------------------------------
+def _base_photos() -> list[np.ndarray]:
+    from skimage import data
+
+    photos = []
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "cat", "immunohistochemistry", "retina"):
+        try:
+            img = np.asarray(getattr(data, name)())
+        except Exception:  # noqa: BLE001 - a sample that needs a download is simply skipped
+            continue
+        if img.ndim == 2:
+            img = np.stack([img] * 3, axis=-1)  # (H, W) -> (H, W, 3)
+        photos.append(img[..., :3].astype(np.uint8))  # (H, W, 3)
+    return photos
+
+
+BASES = _base_photos()
+_counter = iter(range(1 << 62))
+_counter_lock = threading.Lock()
+
+
+def distinct_jpeg(max_side: int = 480) -> bytes:
+    """A random crop of a sample, tinted and stamped with a counter: a new content hash every call."""
+    rng = np.random.default_rng()
+    base = BASES[int(rng.integers(len(BASES)))]
+    h, w = base.shape[:2]
+    ch, cw = int(rng.integers(min(h, 96), h + 1)), int(rng.integers(min(w, 96), w + 1))
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    crop = base[y : y + ch, x : x + cw].astype(np.float32)  # (ch, cw, 3)
+    crop *= rng.uniform(0.7, 1.3, size=3).astype(np.float32)  # per-channel tint
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    with _counter_lock:
+        n = next(_counter)
+    crop[0, : min(cw, 64)] = (
+        np.unpackbits(np.array([n], dtype=">u8").view(np.uint8))[: min(cw, 64), None] * 255
+    )
+    image = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8))
+    image.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=int(rng.integers(70, 95)))
+    return buf.getvalue()
+
+
+def small_zip(n: int) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for i in range(n):
+            zf.writestr(f"photos/img_{i}.jpg", distinct_jpeg(max_side=224))
+    return buf.getvalue()
+
+
+def text_of_tokens(approx_tokens: int) -> str:
+    """Random English words; ~1.15 MiniLM word pieces per word, so ~approx_tokens tokens."""
+    n_words = max(3, int(approx_tokens / 1.15))
+    return " ".join(random.choice(WORDS) for _ in range(n_words)).capitalize() + "."
+
+
+def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes, str]]) -> tuple[bytes, str]:
+    """A multipart/form-data body: (body, content type). ``files``: (field, filename, bytes, mime type)."""
+    boundary = f"atlas-load-{random.getrandbits(64):016x}"
+    parts: list[bytes] = []
+    for name, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        )
+    for field, filename, content, mime in files:
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: {mime}\r\n\r\n"
+        )
+        parts += [head.encode(), content, b"\r\n"]
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def _stale_connection(resp) -> bool:
+    """A connection that was closed or reset before any response byte (not a timeout, not a bad answer)."""
+    error = getattr(resp, "error", None)
+    if error is None or isinstance(error, TimeoutError | gevent.Timeout):
+        return False
+    return isinstance(error, ConnectionError | HTTPConnectionClosed) or "closed" in str(error).lower()
+
+
+# --- tallies --------------------------------------------------------------------------------------------
+TALLY: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+SERVED_MS: dict[str, list[float]] = defaultdict(list)
+STALE_RETRIES: dict[str, int] = defaultdict(int)  # resent after a closed keep-alive connection
+STARTED = time.monotonic()
+
+
+def status_class(status: int) -> str:
+    if status == 503:
+        return "503"
+    if status == 0:
+        return "conn_error"
+    if status >= 500:
+        return "5xx_other"
+    return f"{status // 100}xx"
+
+
+@events.request.add_listener
+def _tally(request_type, name, response_time, response_length, response=None, exception=None, **_kw) -> None:
+    status = getattr(response, "status_code", 0) or 0
+    cls = status_class(status)
+    if status == 0 and exception is None:
+        cls = "stale_connection"  # marked success by Student.call: resent at once on a new connection
+    TALLY[name][cls] += 1
+    TALLY[name][f"status_{status}"] += 1
+    if cls in ("2xx", "3xx", "4xx"):
+        SERVED_MS[name].append(float(response_time))
+
+
+@events.test_start.add_listener
+def _started(**_kw) -> None:
+    global STARTED
+    STARTED = time.monotonic()
+
+
+@events.quitting.add_listener
+def _write_report(**_kw) -> None:
+    if not REPORT:
+        return
+    served = {name: sorted(ms) for name, ms in SERVED_MS.items()}
+    with open(REPORT, "w") as f:
+        report = {
+            "duration_s": time.monotonic() - STARTED,
+            "tally": TALLY,
+            "served_ms": served,
+            "stale_connection_retries": STALE_RETRIES,
+        }
+        json.dump(report, f)
+
+
+# --- the user -------------------------------------------------------------------------------------------
+class Student(FastHttpUser):
+    """One person clicking around the app; ``wait_time`` is the think time between actions."""
+
+    wait_time = between(1.0, 4.0)
+    connection_timeout = 30.0
+    concurrency = 1  # one connection per user, like one browser tab doing one thing at a time
+    network_timeout = 300.0
+
+    def on_start(self) -> None:
+        samples = self.call("GET", "/api/vision/samples", name="/api/vision/samples")
+        self.samples = [s["name"] for s in samples["samples"]] if samples else ["astronaut", "chelsea"]
+        self.vision: list[dict] = []  # analyses this user made (id + grid)
+        self.texts: list[dict] = []
+
+    # one request, honouring 503 + Retry-After like the page
+    def call(
+        self,
+        method: str,
+        path: str,
+        name: str,
+        expect_json: bool = True,
+        params: dict | None = None,
+        form: dict[str, str] | None = None,
+        files: list[tuple[str, str, bytes, str]] | None = None,
+        json: dict | None = None,
+    ) -> dict | None:
+        kwargs: dict = {}
+        if params:
+            path = f"{path}?{urlencode(params)}"
+        if form is not None or files:
+            body, content_type = multipart(form or {}, files or [])
+            kwargs = {"data": body, "headers": {"Content-Type": content_type}}
+        elif json is not None:
+            kwargs = {"json": json}
+        stale_left = 3
+        attempt = 0
+        while attempt <= RETRIES:
+            attempt += 1
+            with self.client.request(method, path, name=name, catch_response=True, **kwargs) as resp:
+                status = resp.status_code or 0
+                if status == 503:
+                    resp.success()  # admission control: counted separately, never a failure
+                    if attempt > RETRIES:
+                        return None
+                    try:
+                        headers = resp.headers or {}
+                        wait = float(headers.get("Retry-After") or headers.get("retry-after") or 2)
+                    except ValueError:
+                        wait = 2.0
+                elif status == 0 and stale_left > 0 and _stale_connection(resp):
+                    # The server closed the kept-alive connection (idle timeout, or after an early answer) as
+                    # this request went out, before any answer: browsers resend such a request on a new
+                    # connection, and so do we (a few times).
+                    resp.success()
+                    stale_left -= 1
+                    STALE_RETRIES[name] += 1
+                    attempt -= 1  # not a 503 retry
+                    continue
+                elif status >= 500 or status == 0:
+                    error = getattr(resp, "error", None)
+                    resp.failure(f"{status}: {(resp.text or '')[:200] if status else repr(error)}")
+                    return None
+                else:
+                    resp.success()
+                    if status >= 400 or not expect_json:
+                        return None if status >= 400 else {}
+                    try:
+                        return resp.json()
+                    except ValueError:
+                        return None
+            gevent.sleep(min(wait, MAX_RETRY_WAIT_S) * random.uniform(1.0, 1.5))
+        return None
+
+    # --- vision ---------------------------------------------------------------------------------------
+    def _explore(self, analysis: dict, clicks: int) -> None:
+        aid, grid = analysis["analysis_id"], analysis["grid"]
+        layers, heads = analysis["model"]["num_layers"], analysis["model"]["num_heads"]
+        for _ in range(clicks):
+            params = {
+                "layer": random.randrange(layers),
+                "query": random.randrange(grid["rows"] * grid["cols"]),
+            }
+            if random.random() < 0.5:
+                params["head"] = random.randrange(heads)
+            self.call(
+                "GET",
+                f"/api/vision/analysis/{aid}/attention",
+                "/api/vision/analysis/[id]/attention",
+                params=params,
+            )
+            self.wait_a_little()
+        options = {
+            "head_fusion": random.choice(["mean", "max", "min"]),
+            "discard_ratio": random.choice([0.0, 0.5, 0.9]),
+        }
+        self.call(
+            "GET", f"/api/vision/analysis/{aid}/rollout", "/api/vision/analysis/[id]/rollout", params=options
+        )
+        self.call(
+            "GET",
+            f"/api/vision/analysis/{aid}/image.png",
+            "/api/vision/analysis/[id]/image.png",
+            expect_json=False,
+        )
+
+    def wait_a_little(self) -> None:
+        gevent.sleep(random.uniform(0.2, 1.0))
+
+    @task(4)
+    def sample_analysis(self) -> None:
+        form = {"sample": random.choice(self.samples)}
+        a = self.call("POST", "/api/vision/analyze", "/api/vision/analyze [sample]", form=form)
+        if a:
+            self.vision.append(a)
+            self._explore(a, clicks=random.randint(2, 5))
+
+    @task(3)
+    def upload_analysis(self) -> None:
+        files = [("image", "photo.jpg", distinct_jpeg(), "image/jpeg")]
+        a = self.call("POST", "/api/vision/analyze", "/api/vision/analyze [upload]", files=files)
+        if a:
+            self.vision.append(a)
+            self._explore(a, clicks=random.randint(1, 4))
+
+    @task(1)
+    def distance_448(self) -> None:
+        if random.random() < 0.5:
+            kwargs = {"form": {"sample": random.choice(self.samples), "resolution": "448"}}
+        else:
+            kwargs = {
+                "form": {"resolution": "448"},
+                "files": [("image", "p.jpg", distinct_jpeg(640), "image/jpeg")],
+            }
+        a = self.call("POST", "/api/vision/analyze", "/api/vision/analyze [448]", **kwargs)
+        if not a:
+            return
+        for _ in range(random.randint(1, 3)):
+            params = {
+                "renormalize": random.choice(["true", "false"]),
+                "unit": random.choice(["pixels", "patches", "diagonal"]),
+            }
+            aid = a["analysis_id"]
+            self.call("GET", f"/api/distance/analysis/{aid}", "/api/distance/analysis/[id]", params=params)
+            self.wait_a_little()
+
+    # --- text -----------------------------------------------------------------------------------------
+    @task(3)
+    def text_analysis(self) -> None:
+        if random.random() < 0.2:
+            body = {"text": random.choice(DATES), "model": "dates-seq2seq"}
+        else:
+            body = {"text": text_of_tokens(random.choice([12, 40, 120, 250, 400, 490]))}
+        body.update(hide_special=random.random() < 0.3, merge_words=random.random() < 0.3)
+        t = self.call("POST", "/api/text/analyze", "/api/text/analyze", json=body)
+        if not t:
+            return
+        aid = t["analysis_id"]
+        blocks = t.get("blocks") or []
+        for _ in range(random.randint(1, 4)):
+            if not blocks:
+                break
+            b = random.choice(blocks)
+            kind, layer = b["kind"], random.randrange(b["layers"])
+            view = random.random()
+            if view < 0.3:
+                self.call(
+                    "GET",
+                    f"/api/text/analysis/{aid}",
+                    "/api/text/analysis/[id]",
+                    params={"kind": kind, "layer": layer, "hide_special": random.choice(["true", "false"])},
+                )
+            elif view < 0.65:
+                params = {"kind": kind, "layer": layer, "dtype": random.choice(["u1", "f4"])}
+                self.call(
+                    "GET", f"/api/text/analysis/{aid}/layer", "/api/text/analysis/[id]/layer", params=params
+                )
+            else:
+                params = {"kind": kind, "layer": layer}
+                if random.random() < 0.7:
+                    params["head"] = random.randrange(b["heads"])
+                self.call(
+                    "GET", f"/api/text/analysis/{aid}/head", "/api/text/analysis/[id]/head", params=params
+                )
+            self.wait_a_little()
+
+    # --- figures --------------------------------------------------------------------------------------
+    @task(3)
+    def figures(self) -> None:
+        choice = random.random()
+        if choice < 0.35:
+            params = {
+                "length": random.choice([64, 128, 256, 512, 1024, 2048]),
+                "d_model": random.choice([64, 128, 256, 512]),
+                "k": random.randint(1, 64),
+                "far": random.randint(1000, 1_000_000),
+            }
+            self.call("GET", "/api/figures/positional", "/api/figures/positional", params=params)
+        elif choice < 0.7:
+            params = {
+                "d_k": random.randint(1, 1024),
+                "n_keys": random.choice([16, 32, 64, 128]),
+                "n_samples": random.choice([256, 512]),
+                "seed": random.randint(0, 2**31 - 1),
+                "distribution": random.choice(["normal", "rademacher", "uniform"]),
+            }
+            self.call("GET", "/api/figures/scaling", "/api/figures/scaling", params=params)
+        elif choice < 0.85:
+            params = {"stride": random.choice([1, 2, 4]), "dtype": random.choice(["u1", "f4"])}
+            self.call(
+                "GET",
+                "/api/vit-embeddings/position-similarity",
+                "/api/vit-embeddings/position-similarity",
+                params=params,
+            )
+        else:
+            params = {"n_components": random.randint(1, 28)}
+            self.call(
+                "GET", "/api/vit-embeddings/patch-filters", "/api/vit-embeddings/patch-filters", params=params
+            )
+
+    # --- image-set jobs -------------------------------------------------------------------------------
+    @task(1)
+    def image_set_job(self) -> None:
+        if random.random() < 0.5:
+            form = {"source": "samples", "renormalize": random.choice(["true", "false"])}
+            job = self.call("POST", "/api/distance/jobs", "/api/distance/jobs [samples]", form=form)
+        else:
+            files = [("files", "photos.zip", small_zip(random.randint(2, 4)), "application/zip")]
+            form = {"source": "upload", "batch_size": "4"}
+            job = self.call("POST", "/api/distance/jobs", "/api/distance/jobs [zip]", form=form, files=files)
+        if not job:
+            return
+        job_id = job["job_id"]
+        for _ in range(MAX_JOB_POLLS):
+            if job is None or job.get("status") in ("done", "failed", "cancelled"):
+                return
+            gevent.sleep(random.uniform(1.0, 2.0))
+            if random.random() < 0.02:
+                job = self.call(
+                    "POST", f"/api/distance/jobs/{job_id}/cancel", "/api/distance/jobs/[id]/cancel"
+                )
+            else:
+                job = self.call("GET", f"/api/distance/jobs/{job_id}", "/api/distance/jobs/[id]")
