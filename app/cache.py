@@ -36,16 +36,21 @@ class BoundedCache(Generic[V]):
             self._items.move_to_end(key)
             return value
 
-    def put(self, key: str, value: V) -> None:
+    def put(self, key: str, value: V) -> bool:
+        """Store ``value``; False (nothing stored) when it alone is larger than the whole cache, so one big
+        item can never break the byte bound. Older items are evicted, least recently used first."""
         size = int(self._size_of(value))
         with self._lock:
             if key in self._items:
                 self._bytes -= self._items.pop(key)[1]
+            if size > self.max_bytes:
+                return False
             self._items[key] = (self._clock(), size, value)
             self._bytes += size
             while self._bytes > self.max_bytes and len(self._items) > 1:
                 _, (_, old_size, _) = self._items.popitem(last=False)
                 self._bytes -= old_size
+            return True
 
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None

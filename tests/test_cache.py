@@ -99,3 +99,12 @@ def test_concurrent_puts_keep_the_byte_count_exact() -> None:
         th.join()
     assert cache.nbytes <= 10_000
     assert cache.nbytes == sum(len(v) for k in keys if (v := cache.get(k)) is not None)
+
+
+def test_an_item_larger_than_the_whole_cache_is_not_stored() -> None:
+    cache = make(max_bytes=100)
+    assert cache.put("small", b"x" * 40)
+    assert not cache.put("huge", b"x" * 101)
+    assert cache.get("huge") is None and cache.get("small") == b"x" * 40 and cache.nbytes == 40
+    assert not cache.put("small", b"y" * 200)  # replacing with an oversize value drops the old one
+    assert cache.get("small") is None and cache.nbytes == 0
