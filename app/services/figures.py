@@ -97,7 +97,8 @@ class FigureError(ValueError):
 # --- every derived view: CPU pool + view cache ----------------------------------------------------------
 
 
-def _compute_view(state: AppState, key: str, fn: Callable[..., T], args: tuple) -> T:
+def compute_view(state: AppState, key: str, fn: Callable[..., T], args: tuple) -> T:
+    """``fn(*args)`` from ``state.views``, else computed here (in the calling worker) and cached."""
     hit = state.views.get(key)  # a twin that finished while this job waited
     if hit is None:
         hit = fn(*args)
@@ -114,7 +115,7 @@ async def cached_view(state: AppState, key: str, fn: Callable[..., T], *args: An
     hit = state.views.get(key)
     if hit is not None:
         return hit
-    return await state.cpu.run(_compute_view, state, key, fn, args, key=key)
+    return await state.cpu.run(compute_view, state, key, fn, args, key=key)
 
 
 # --- positional encoding (Section 3.5) --------------------------------------------------------------
@@ -269,7 +270,7 @@ def _row_stats(logits: np.ndarray) -> RowStats:
 def _grid_stats(state: AppState, n_keys: int, n_samples: int, var_samples: int, seed: int, distribution: str):
     """The d_k grid's curves (the slow part), shared by every d_k of one parameter set."""
     key = f"fig-scaling-grid|{n_keys}|{n_samples}|{var_samples}|{seed}|{distribution}"
-    return _compute_view(
+    return compute_view(
         state,
         key,
         lambda: (
