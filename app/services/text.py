@@ -135,7 +135,10 @@ def _forward(state: AppState, model: TextModel, aid: str, text: str, target: str
     """Model-queue job: one captured forward, stored before the merged waiters wake up."""
     a = state.text_analyses.get(aid)  # a merged twin may have finished just before this job started
     if a is None:
-        a = model.analyze(text, target)
+        try:
+            a = model.analyze(text, target)
+        except TextInputError as e:  # checked before queueing; kept for models whose limits move
+            raise TextError(422, str(e)) from e
         state.text_analyses.put(aid, a)
     return a
 
@@ -307,12 +310,9 @@ async def overview(
     a = analysis if analysis is not None else get_analysis(state, analysis_id)
     kind = kind or next(b for b in BLOCK_ORDER if b in a.blocks)
     _check_block(a, kind, layer)
-    s = state.settings
-    opt = _options_key(options)
-    blocks: _Blocks = await cached_view(
-        state, f"text-blocks|{analysis_id}|{opt}", build_blocks, a, options, s.text_thumb_size,
-        s.text_inline_kb * 1024,
-    )  # fmt: skip
+    key = f"text-blocks|{analysis_id}|{_options_key(options)}"
+    thumb, inline_bytes = state.settings.text_thumb_size, state.settings.text_inline_kb * 1024
+    blocks: _Blocks = await cached_view(state, key, build_blocks, a, options, thumb, inline_bytes)
     first = None
     if not blocks.inline:
         first = await layer_maps(state, analysis_id, kind, layer, options, "u1", analysis=a)
