@@ -175,13 +175,15 @@ def test_40_concurrent_overviews_stay_bounded(bert_client, monkeypatch) -> None:
     assert peak_running <= state.cpu.workers
     assert len(built) <= len(options)  # one computation per distinct option set: merged, then cached
     if measure:
-        # one layer in float32 with its head mean: V = 13 x 499^2 x 4 B = 13 MB; the pool builds at most 2
-        # views at once (<= 4.5 V each, test above) plus the head-view layers and 40 responses of ~4 MB
-        # (the first layer as base64 JSON). One float64 copy of the block alone would be 143 MB; the code
-        # before issue 7 (whole-block float64 statistics per request, no pool) grew past 20 GB here and was
-        # OOM-killed. Measured now: ~250 MB.
+        # One layer in float32 with its head mean: V = 13 x 499^2 x 4 B = 13 MB; the pool builds at most 2
+        # views at once (<= 4.5 V each, test above). Each distinct overview is one cached JSON bytes object
+        # (~4 MB: the first layer as base64) that the server shares between requests; the test client holds
+        # its own copy of all 40. One float64 copy of the block alone would be 143 MB; the code before
+        # issue 7 (whole-block float64 statistics per request, no pool) grew past 20 GB here and was
+        # OOM-killed. Measured now: ~110 MB.
         v = 13 * n * n * 4
-        bound = 2 * 4.5 * v + 40 * 3 * (12 * n * n * 4 // 3) + 64 * MB
+        response = 4 * (12 * n * n) // 3  # bytes of one overview: base64 of the (12, n, n) uint8 first layer
+        bound = 2 * 4.5 * v + 40 * response + 64 * MB
         assert hwm - rss_before <= bound, f"peak grew {(hwm - rss_before) / MB:.0f} MB > {bound / MB:.0f} MB"
     again = bert_client.get(f"/api/text/analysis/{aid}")
     assert again.status_code == 200 and again.json()["cached"]

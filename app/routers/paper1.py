@@ -1,7 +1,8 @@
 """Paper 1 figures: sinusoidal positional encoding (Section 3.5), 1/sqrt(d_k) (Section 3.2.1), the tour.
 
 Routes parse and validate, then call :mod:`app.services.figures`, which computes each figure in the CPU
-pool (503 + Retry-After when it is full) and caches it per parameter set.
+pool (503 + Retry-After when it is full) and caches its JSON per parameter set; the routes return those
+bytes as they are (``response_model`` documents them).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from app.deps import StateDep
 from app.schemas.common import ErrorResponse
@@ -20,6 +21,10 @@ from app.services.figures import MAX_D_K, MAX_D_MODEL, MAX_FAR, MAX_LENGTH, Figu
 
 router = APIRouter(tags=["paper 1"])
 ERRORS = {422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 @contextmanager
@@ -41,20 +46,20 @@ async def positional(
         Query(pattern=r"^\d{1,4}(,\d{1,4}){0,15}$", description="comma-separated dimensions, e.g. 0,1,32"),
     ] = None,
     far: Annotated[int, Query(ge=1, le=MAX_FAR, description="an extra far position to check")] = 1_000_000,
-) -> PositionalResponse:
+) -> Response:
     """PE table (heatmap), chosen columns, PE(pos) . PE(pos+k), and the linear map M_k (Section 3.5)."""
     with _answers():
-        return await figures.positional(state, length, d_model, k, dims, far)
+        return _json(await figures.positional(state, length, d_model, k, dims, far))
 
 
 @router.get("/api/figures/positional/learned", response_model=LearnedPositionsResponse, responses=ERRORS)
 async def learned_positions(
     state: StateDep,
     n: Annotated[int, Query(ge=2, le=512, description="first n positions")] = 512,
-) -> LearnedPositionsResponse:
+) -> Response:
     """Cosine similarity of BERT's learned position vectors (all-MiniLM-L6-v2) beside the sinusoids."""
     with _answers():
-        return await figures.learned_positions(state, n)
+        return _json(await figures.learned_positions(state, n))
 
 
 @router.get("/api/figures/scaling", response_model=ScalingResponse, responses=ERRORS)
@@ -67,7 +72,9 @@ async def scaling(
     seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     distribution: Literal["normal", "rademacher", "uniform"] = "normal",
     row_keys: Annotated[int, Query(ge=2, le=64, description="keys in the single example row")] = 16,
-) -> ScalingResponse:
+) -> Response:
     """Variance of q . k versus d_k, softmax saturation with and without 1/sqrt(d_k), one example row."""
     with _answers():
-        return await figures.scaling(state, d_k, n_keys, n_samples, var_samples, seed, distribution, row_keys)
+        return _json(
+            await figures.scaling(state, d_k, n_keys, n_samples, var_samples, seed, distribution, row_keys)
+        )

@@ -3,7 +3,8 @@ of the cached maps per layer / head. Small inputs ship whole; large ones ship th
 the first view's layer, and the rest is fetched on demand (bertviz inlines everything as JSON lists).
 
 Routes parse and validate, then call :mod:`app.services.text`: forwards run in the model queue, views in
-the CPU pool, both answered 503 + Retry-After when full.
+the CPU pool, both answered 503 + Retry-After when full. Views come back as cached JSON bytes, returned
+as they are (``response_model`` documents them).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from app.deps import StateDep
 from app.schemas.common import ErrorResponse
@@ -34,6 +35,10 @@ Hide = Annotated[bool, Query()]
 Layer = Annotated[int, Query(ge=0)]
 
 
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
 @contextmanager
 def _answers() -> Iterator[None]:
     try:
@@ -43,11 +48,13 @@ def _answers() -> Iterator[None]:
 
 
 @router.post("/analyze", response_model=TextAnalysisResponse, responses=ERRORS)
-async def analyze(state: StateDep, req: TextAnalyzeRequest) -> TextAnalysisResponse:
+async def analyze(state: StateDep, req: TextAnalyzeRequest) -> Response:
     """Run the model once with attention capture; the maps stay in a bounded server-side cache."""
     options = ViewOptions(hide_special=req.hide_special, merge_words=req.merge_words)
     with _answers():
-        return await service.analyze(state, req.text, req.model, req.target, options, req.kind, req.layer)
+        return _json(
+            await service.analyze(state, req.text, req.model, req.target, options, req.kind, req.layer)
+        )
 
 
 @router.get("/analysis/{analysis_id}", response_model=TextAnalysisResponse, responses=ERRORS)
@@ -58,11 +65,11 @@ async def overview(
     merge_words: Hide = False,
     kind: Annotated[BlockKind | None, Query()] = None,
     layer: Layer = 0,
-) -> TextAnalysisResponse:
+) -> Response:
     """The analysis under other view options (no new forward pass)."""
     options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
     with _answers():
-        return await service.overview(state, analysis_id, options, kind, layer)
+        return _json(await service.overview(state, analysis_id, options, kind, layer))
 
 
 @router.get("/analysis/{analysis_id}/layer", response_model=LayerSchema, responses=ERRORS)
@@ -74,11 +81,11 @@ async def layer_maps(
     hide_special: Hide = False,
     merge_words: Hide = False,
     dtype: Annotated[Literal["u1", "f4"], Query(description="u1: probability x 255, rounded")] = "u1",
-) -> LayerSchema:
+) -> Response:
     """Every head of one layer (the head view)."""
     options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
     with _answers():
-        return await service.layer_maps(state, analysis_id, kind, layer, options, dtype)
+        return _json(await service.layer_maps(state, analysis_id, kind, layer, options, dtype))
 
 
 @router.get("/analysis/{analysis_id}/head", response_model=HeadSchema, responses=ERRORS)
@@ -90,8 +97,8 @@ async def head_map(
     head: Annotated[int | None, Query(ge=0, description="omit for the mean over heads")] = None,
     hide_special: Hide = False,
     merge_words: Hide = False,
-) -> HeadSchema:
+) -> Response:
     """One layer/head (or the head mean) at full float32 precision (the matrix view)."""
     options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
     with _answers():
-        return await service.head_map(state, analysis_id, kind, layer, head, options)
+        return _json(await service.head_map(state, analysis_id, kind, layer, head, options))

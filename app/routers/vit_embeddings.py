@@ -1,13 +1,14 @@
 """ViT embeddings API: position-embedding similarity and patch-embedding PCA (ViT paper Fig. 7).
 
-Routes parse and validate, then call :mod:`app.services.embeddings` (CPU pool, cached per model/options).
+Routes parse and validate, then call :mod:`app.services.embeddings` (CPU pool, JSON cached per
+model/options) and return its bytes as they are (``response_model`` documents them).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from app.deps import StateDep
 from app.schemas.common import ErrorResponse
@@ -27,13 +28,14 @@ async def position_similarity(
     model: Annotated[str | None, Query(description="an id from /api/models")] = None,
     stride: Annotated[int, Query(ge=1, le=64, description="show every stride-th row and column")] = 1,
     dtype: Annotated[Literal["u1", "f4"], Query(description="u1: quantised for display; f4: exact")] = "u1",
-) -> PositionSimilarityResponse:
+) -> Response:
     """ViT Fig. 7 centre: cosine similarity between the learned position embeddings of all patch positions.
 
     One (R, C) tile per shown position; prefix tokens are left out. The grid is the one the embeddings
     are stored at (37 x 37 for DINOv2), not the grid of any particular input.
     """
-    return await embeddings.position_similarity(state, model, stride, dtype)
+    body = await embeddings.position_similarity(state, model, stride, dtype)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/api/vit-embeddings/patch-filters", response_model=PatchFiltersResponse, responses=ERRORS)
@@ -41,6 +43,7 @@ async def patch_filters(
     state: StateDep,
     model: Annotated[str | None, Query(description="an id from /api/models")] = None,
     n_components: Annotated[int, Query(ge=1, le=MAX_COMPONENTS, description="principal components")] = 28,
-) -> PatchFiltersResponse:
+) -> Response:
     """ViT Fig. 7 left: the top principal components of the patch-embedding filters, as RGB tiles."""
-    return await embeddings.patch_filters(state, model, n_components)
+    body = await embeddings.patch_filters(state, model, n_components)
+    return Response(body, media_type="application/json")

@@ -13,7 +13,7 @@ import numpy as np
 
 from app.schemas.vit_figures import PatchFiltersResponse, PositionSimilarityResponse
 from app.serialization import typed_array
-from app.services.figures import cached_view, compute_view
+from app.services.figures import cached_json, compute_view
 from app.state import AppState, InvalidOption
 from models.vision.analysis import VisionModel
 from models.vision.vit_embeddings import (
@@ -74,13 +74,11 @@ def build_position_similarity(
     )
 
 
-async def position_similarity(
-    state: AppState, model_id: str | None, stride: int, dtype: str
-) -> PositionSimilarityResponse:
-    """ViT Fig. 7 centre, from the view cache or the CPU pool."""
+async def position_similarity(state: AppState, model_id: str | None, stride: int, dtype: str) -> bytes:
+    """ViT Fig. 7 centre (PositionSimilarityResponse JSON), from the view cache or the CPU pool."""
     vm = await _vision_model(state, model_id)
     key = f"vit-sim|{vm.info.id}|{stride}|{dtype}"
-    return await cached_view(state, key, build_position_similarity, state, vm, stride, dtype)
+    return await cached_json(state, key, build_position_similarity, state, vm, stride, dtype)
 
 
 def build_patch_filters(vm: VisionModel, n_components: int) -> PatchFiltersResponse:
@@ -101,8 +99,8 @@ def build_patch_filters(vm: VisionModel, n_components: int) -> PatchFiltersRespo
     )
 
 
-async def patch_filters(state: AppState, model_id: str | None, n_components: int) -> PatchFiltersResponse:
-    """ViT Fig. 7 left, from the view cache or the CPU pool."""
+async def patch_filters(state: AppState, model_id: str | None, n_components: int) -> bytes:
+    """ViT Fig. 7 left (PatchFiltersResponse JSON), from the view cache or the CPU pool."""
     vm = await _vision_model(state, model_id)
     key = f"vit-pca|{vm.info.id}|{n_components}"
-    return await cached_view(state, key, build_patch_filters, vm, n_components)
+    return await cached_json(state, key, build_patch_filters, vm, n_components)

@@ -118,6 +118,17 @@ async def cached_view(state: AppState, key: str, fn: Callable[..., T], *args: An
     return await state.cpu.run(compute_view, state, key, fn, args, key=key)
 
 
+def _json(fn: Callable[..., Any], args: tuple) -> bytes:
+    return fn(*args).model_dump_json().encode()
+
+
+async def cached_json(state: AppState, key: str, fn: Callable[..., Any], *args: Any) -> bytes:
+    """Like :func:`cached_view` for a function that returns a response schema: the JSON bytes are made in
+    the pool and cached, so the event loop neither validates nor serialises a large response, and every
+    request for the same view shares one bytes object (routes return them as a plain ``Response``)."""
+    return await cached_view(state, key, _json, fn, args)
+
+
 # --- positional encoding (Section 3.5) --------------------------------------------------------------
 
 
@@ -203,10 +214,8 @@ def build_positional(length: int, d_model: int, k: int, dims: list[int], far: in
     )
 
 
-async def positional(
-    state: AppState, length: int, d_model: int, k: int, dims: str | None, far: int
-) -> PositionalResponse:
-    """The positional-encoding figure, from the view cache or the CPU pool."""
+async def positional(state: AppState, length: int, d_model: int, k: int, dims: str | None, far: int) -> bytes:
+    """The positional-encoding figure (PositionalResponse JSON), from the view cache or the CPU pool."""
     if d_model % 2:
         raise FigureError(
             f"d_model must be even, got {d_model}: with an odd width the last sin column has no cos "
@@ -214,7 +223,7 @@ async def positional(
         )
     chosen = parse_dims(dims, d_model)
     key = f"fig-positional|{length}|{d_model}|{k}|{','.join(map(str, chosen))}|{far}"
-    return await cached_view(state, key, build_positional, length, d_model, k, chosen, far)
+    return await cached_json(state, key, build_positional, length, d_model, k, chosen, far)
 
 
 @lru_cache(maxsize=1)
@@ -245,8 +254,9 @@ def build_learned(n: int) -> LearnedPositionsResponse:
     )
 
 
-async def learned_positions(state: AppState, n: int) -> LearnedPositionsResponse:
-    return await cached_view(state, f"fig-learned|{n}", build_learned, n)
+async def learned_positions(state: AppState, n: int) -> bytes:
+    """LearnedPositionsResponse JSON, from the view cache or the CPU pool."""
+    return await cached_json(state, f"fig-learned|{n}", build_learned, n)
 
 
 # --- 1/sqrt(d_k) (Section 3.2.1) -------------------------------------------------------------------
@@ -345,8 +355,8 @@ async def scaling(
     seed: int,
     distribution: str,
     row_keys: int,
-) -> ScalingResponse:
-    """The 1/sqrt(d_k) figure, from the view cache or the CPU pool."""
+) -> bytes:
+    """The 1/sqrt(d_k) figure (ScalingResponse JSON), from the view cache or the CPU pool."""
     if n_keys * n_samples > MAX_ROWS_X_KEYS:
         raise FigureError(
             f"n_keys x n_samples must be at most {MAX_ROWS_X_KEYS:,} (got {n_keys} x {n_samples} = "
@@ -354,4 +364,4 @@ async def scaling(
         )
     params = (d_k, n_keys, n_samples, var_samples, seed, distribution, row_keys)
     key = "fig-scaling|" + "|".join(map(str, params))
-    return await cached_view(state, key, build_scaling, state, *params)
+    return await cached_json(state, key, build_scaling, state, *params)

@@ -32,7 +32,7 @@ from app.schemas.text import (
     ViewOptions,
 )
 from app.serialization import typed_array
-from app.services.figures import cached_view
+from app.services.figures import cached_json, cached_view
 from app.state import AppState, UnknownModel
 from models.text.analysis import (
     BLOCK_ORDER,
@@ -151,8 +151,8 @@ async def analyze(
     options: ViewOptions,
     kind: BlockKind | None,
     layer: int,
-) -> TextAnalysisResponse:
-    """Run the model once with attention capture (or reuse the cached analysis) and return the overview.
+) -> bytes:
+    """Run the model once with attention capture (or reuse the cached analysis); the overview JSON.
 
     ``target``: None or "" = the model's own greedy output (encoder-decoder models only take a target).
     The analysis id is a keyed hash of (model, text, target) under the server secret.
@@ -296,30 +296,22 @@ def _side(s: TokenSeq | None) -> TokenSide | None:
     return None if s is None else TokenSide(tokens=s.tokens, special=s.special, word_ids=s.word_ids)
 
 
-async def overview(
+def build_overview(
     state: AppState,
     analysis_id: str,
+    a: TextAnalysis,
+    blocks: _Blocks,
     options: ViewOptions,
-    kind: BlockKind | None,
+    kind: str,
     layer: int,
-    cached: bool = True,
-    analysis: TextAnalysis | None = None,
+    cached: bool,
 ) -> TextAnalysisResponse:
-    """The analysis under view options (no new forward pass): blocks and, when they are not inline, the
-    first view's layer, each built in the CPU pool and cached per (analysis id, options)."""
-    a = analysis if analysis is not None else get_analysis(state, analysis_id)
-    kind = kind or next(b for b in BLOCK_ORDER if b in a.blocks)
-    _check_block(a, kind, layer)
-    key = f"text-blocks|{analysis_id}|{_options_key(options)}"
-    thumb, inline_bytes = state.settings.text_thumb_size, state.settings.text_inline_kb * 1024
-    blocks: _Blocks = await cached_view(state, key, build_blocks, a, options, thumb, inline_bytes)
-    first = None
-    if not blocks.inline:
-        first = await layer_maps(state, analysis_id, kind, layer, options, "u1", analysis=a)
-    model = await text_model_async(state, a.model_id)
+    """CPU-pool job: the overview response (with the first view's layer when the blocks are not inline)."""
+    first = None if blocks.inline else build_layer(a, kind, layer, options, "u1")
+    info = text_model(state, a.model_id).info  # loaded: it made the analysis
     return TextAnalysisResponse(
         analysis_id=analysis_id,
-        model=TextModelInfoSchema(**model.info.__dict__),
+        model=TextModelInfoSchema(**info.__dict__),
         source=_side(a.source),
         target=_side(a.target),
         generated_text=a.generated_text,
@@ -336,6 +328,34 @@ async def overview(
     )
 
 
+async def overview(
+    state: AppState,
+    analysis_id: str,
+    options: ViewOptions,
+    kind: BlockKind | None,
+    layer: int,
+    cached: bool = True,
+    analysis: TextAnalysis | None = None,
+) -> bytes:
+    """The analysis under view options (no new forward pass) as TextAnalysisResponse JSON.
+
+    Two CPU-pool jobs, each merged in flight and cached: every block's statistics and thumbnails per
+    (analysis id, options), then the response (with the first view's layer) per (options, kind, layer).
+    """
+    a = analysis if analysis is not None else get_analysis(state, analysis_id)
+    kind = kind or next(b for b in BLOCK_ORDER if b in a.blocks)
+    _check_block(a, kind, layer)
+    opt = _options_key(options)
+    thumb, inline_bytes = state.settings.text_thumb_size, state.settings.text_inline_kb * 1024
+    blocks: _Blocks = await cached_view(
+        state, f"text-blocks|{analysis_id}|{opt}", build_blocks, a, options, thumb, inline_bytes
+    )
+    key = f"text-overview|{analysis_id}|{opt}|{kind}|{layer if not blocks.inline else 0}|{int(cached)}"
+    return await cached_json(
+        state, key, build_overview, state, analysis_id, a, blocks, options, kind, layer, cached
+    )
+
+
 async def layer_maps(
     state: AppState,
     analysis_id: str,
@@ -343,20 +363,20 @@ async def layer_maps(
     layer: int,
     options: ViewOptions,
     dtype: str,
-    analysis: TextAnalysis | None = None,
-) -> LayerSchema:
-    """Every head of one layer (the head view), built in the CPU pool and cached."""
-    a = analysis if analysis is not None else get_analysis(state, analysis_id)
+) -> bytes:
+    """Every head of one layer (the head view) as LayerSchema JSON, built in the CPU pool and cached."""
+    a = get_analysis(state, analysis_id)
     _check_block(a, kind, layer)
     key = f"text-layer|{analysis_id}|{kind}|{layer}|{_options_key(options)}|{dtype}"
-    return await cached_view(state, key, build_layer, a, kind, layer, options, dtype)
+    return await cached_json(state, key, build_layer, a, kind, layer, options, dtype)
 
 
 async def head_map(
     state: AppState, analysis_id: str, kind: BlockKind, layer: int, head: int | None, options: ViewOptions
-) -> HeadSchema:
-    """One layer/head (or the head mean) at float32 (the matrix view), built in the CPU pool and cached."""
+) -> bytes:
+    """One layer/head (or the head mean) at float32 (the matrix view) as HeadSchema JSON, built in the
+    CPU pool and cached."""
     a = get_analysis(state, analysis_id)
     _check_block(a, kind, layer, head)
     key = f"text-head|{analysis_id}|{kind}|{layer}|{head}|{_options_key(options)}"
-    return await cached_view(state, key, build_head, a, kind, layer, head, options)
+    return await cached_json(state, key, build_head, a, kind, layer, head, options)
