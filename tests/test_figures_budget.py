@@ -86,7 +86,8 @@ def test_40_concurrent_figures_all_answer_200_or_503(tmp_path) -> None:
             latencies += health_latencies(api, 1)
         statuses = [f.result().status_code for f in futures]
         assert set(statuses) <= {200, 503} and statuses.count(200) >= 8, statuses
-        assert max(latencies) < 2.0, latencies
+        # the pool's 2 threads compete for the GIL with the event loop; a loose cap for shared CI cores
+        assert statistics.median(latencies) < 0.25 and max(latencies) < 5.0, latencies
         # a figure that was answered is now cached: asking again costs no pool slot
         ok = next(i for i, f in enumerate(futures) if f.result().status_code == 200)
         url, params = figure_request(ok)
