@@ -19,6 +19,7 @@ from app.errors import install_error_handlers
 from app.middleware import BodySizeLimit, RequestContext
 from app.openapi import install_openapi
 from app.routers import distance, health, pages, paper1, text, vision, vit_embeddings
+from app.services.text import preload as preload_text
 from app.settings import Settings, get_settings
 from app.state import AppState
 
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(RequestContext)
     app.state.settings = settings
-    app.state.preload_hooks = [text.preload]  # callables(state) run in the lifespan
+    app.state.preload_hooks = [preload_text]  # callables(state) run in the lifespan
     install_error_handlers(app)
     install_openapi(app)  # OpenAPI links from the analyze responses to the routes that take their ids
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")

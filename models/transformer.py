@@ -20,6 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from models.figures.positional import sinusoidal_encoding
+
 
 @dataclass
 class TransformerConfig:
@@ -141,27 +143,29 @@ class Embeddings(nn.Module):
         return self.lut(ids) * math.sqrt(self.d_model)  # (B, T, d_model)
 
 
-def sinusoidal_encoding(max_len: int, d_model: int) -> Tensor:
-    """Section 3.5, a (max_len, d_model) table.
-
-    PE(pos, 2i) = sin(pos / 10000^(2i/d_model)) and PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)).
-    """
-    position = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)  # (max_len, 1)
-    inv_freq = torch.pow(10000.0, -torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (d_model/2,)
-    angles = position * inv_freq  # (max_len, d_model/2)
-    pe = torch.zeros(max_len, d_model, dtype=torch.float64)
-    pe[:, 0::2] = torch.sin(angles)
-    pe[:, 1::2] = torch.cos(angles)
-    return pe.float()
-
-
 class PositionalEncoding(nn.Module):
-    """Section 3.5 (+ dropout on the sum, Section 5.4): x + PE[:T]. The table is a non-persistent buffer."""
+    """Section 3.5 (+ dropout on the sum, Section 5.4): x + PE[:T]. The table is a non-persistent buffer.
+
+    PE(pos, 2i) = sin(pos / 10000^(2i/d_model)) and PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)), computed
+    in float64 by :func:`models.figures.positional.sinusoidal_encoding` (the one implementation of the
+    formula; the figures check its "relative position is a linear map" property) and stored as float32.
+    """
 
     def __init__(self, d_model: int, max_len: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.register_buffer("pe", sinusoidal_encoding(max_len, d_model), persistent=False)
+        self.d_model = d_model
+        self.register_buffer("pe", self.table(max_len, d_model), persistent=False)
         self.dropout = nn.Dropout(dropout)
+
+    @staticmethod
+    def table(max_len: int, d_model: int) -> Tensor:
+        """The (max_len, d_model) float32 table of Section 3.5."""
+        return torch.from_numpy(sinusoidal_encoding(max_len, d_model)).float()  # (max_len, d_model)
+
+    def extend(self, max_len: int) -> None:
+        """Grow the table to ``max_len`` positions: the sinusoids are a formula, not weights (Section 3.5)."""
+        if self.pe.size(0) < max_len:
+            self.pe = self.table(max_len, self.d_model).to(self.pe.device)
 
     def forward(self, x: Tensor) -> Tensor:
         T = x.size(1)

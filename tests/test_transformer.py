@@ -14,7 +14,6 @@ from models.transformer import (
     TransformerConfig,
     attention,
     greedy_decode,
-    sinusoidal_encoding,
     subsequent_mask,
 )
 
@@ -87,7 +86,7 @@ def test_multi_head_attention_shapes_rows_and_fused_path_agree():
 
 def test_positional_encoding_matches_the_formula_and_is_a_rotation():
     d_model, max_len = 16, 50
-    pe = sinusoidal_encoding(max_len, d_model)
+    pe = PositionalEncoding.table(max_len, d_model)  # (max_len, d_model) float32
     for pos in (0, 1, 7, 49):
         for i in range(d_model // 2):
             angle = pos / 10000 ** (2 * i / d_model)

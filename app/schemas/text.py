@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.schemas.common import TypedArray
+from models.text.analysis import BlockKind
 
-BlockKind = Literal["encoder_self", "decoder_self", "cross"]
+
+def _valid_unicode(value: str | None) -> str | None:
+    """Reject text that cannot be encoded as UTF-8 (a lone surrogate such as JSON "\\ud800")."""
+    if value is None:
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"the text is not valid Unicode: a lone surrogate U+{ord(value[e.start]):04X} at character "
+            f"{e.start} (JSON escapes such as \\ud800 must come in high/low pairs)"
+        ) from None
+    return value
 
 
 class ViewOptions(BaseModel):
@@ -26,6 +39,8 @@ class TextAnalyzeRequest(ViewOptions):
     )
     kind: BlockKind | None = Field(None, description="which attention the first view shows")
     layer: int = Field(0, ge=0, description="which layer the first view shows (0-based)")
+
+    _unicode = field_validator("text", "target")(_valid_unicode)
 
 
 class TextModelInfoSchema(BaseModel):

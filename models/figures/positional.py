@@ -148,7 +148,12 @@ def linearity_check(
     grid = m_k.reshape(half, 2, half, 2)  # (d/2, 2, d/2, 2)
     idx = np.arange(half)
     blocks = grid[idx, :, idx, :]  # (d/2, 2, 2)
-    off_block = np.abs(grid).sum() - np.abs(blocks).sum()  # exactly 0 for a block-diagonal M_k
+    # Largest entry outside the 2x2 blocks: exactly 0 for a block-diagonal M_k. (A difference of two sums
+    # would add the summation's rounding, ~eps * d, and depend on the CPU's summation order.)
+    outside = grid.copy()
+    outside[idx, :, idx, :] = 0.0
+    off_block = float(np.abs(outside).max())
+    del outside
     pe = encode_positions(pos, d_model, base).reshape(-1, half, 2)  # (P, d/2, 2): (sin, cos) pairs
     pe_shifted = encode_positions(pos + float(k), d_model, base)  # (P, d)
     predicted = np.einsum("iab,pib->pia", blocks, pe).reshape(len(pos), d_model)  # (P, d): M_k @ PE(pos)
@@ -218,3 +223,92 @@ def cosine_similarity_matrix(embeddings: ArrayLike) -> np.ndarray:
     norms = np.linalg.norm(e, axis=1, keepdims=True)  # (n, 1)
     unit = np.divide(e, norms, out=np.zeros_like(e), where=norms > 0)  # (n, d)
     return np.clip(unit @ unit.T, -1.0, 1.0)  # (n, n)
+
+
+# --- long position ranges in bounded memory (the figure API walks up to 10,000 x 2,048 tables) -------------
+
+CHUNK_ELEMENTS = 1 << 20  # float64 elements per chunk of the position table (8 MB)
+
+
+def default_dims(d_model: int) -> list[int]:
+    """Fastest sin and cos, then one sin at a quarter and one at half of d_model (slower and slower)."""
+    return sorted({0, 1, 2 * (d_model // 8), 2 * (d_model // 4)} & set(range(d_model)))
+
+
+def heatmap_sample(
+    length: int, d_model: int, max_rows: int, max_pairs: int, base: float = DEFAULT_BASE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Every n-th position and (sin, cos) pair of the table, at most max_rows x 2 max_pairs values.
+
+    Returns (values (R, C) float64, positions (R,), columns (C,), position stride, pair stride); the sin and
+    cos of a frequency stay side by side.
+    """
+    pos_stride = -(-length // max_rows)
+    pair_stride = -(-(d_model // 2) // max_pairs)
+    positions = np.arange(0, length, pos_stride)  # (R,)
+    pairs = np.arange(0, d_model // 2, pair_stride)  # (C/2,)
+    cols = np.stack([2 * pairs, 2 * pairs + 1], axis=1).reshape(-1)  # (C,) 2i, 2i+1, 2j, 2j+1, ...
+    values = encode_positions(positions, d_model, base)[:, cols]  # (R, C)
+    return values, positions, cols, pos_stride, pair_stride
+
+
+def dot_similarity_theory_range(length: int, d_model: int, chunk: int = CHUNK_ELEMENTS) -> np.ndarray:
+    """`dot_similarity_theory` for k = 0 .. length-1, in chunks of ``chunk`` elements: float64 (length,)."""
+    ks = np.arange(length)  # (length,)
+    step = max(1, chunk // max(1, d_model // 2))
+    return np.concatenate([dot_similarity_theory(ks[a : a + step], d_model) for a in range(0, length, step)])
+
+
+@dataclass(frozen=True)
+class TablePass:
+    """One chunked pass over the PE table (positions 0 .. length-1).
+
+    curves: float64 (D, length), the chosen columns; empirical: float64 (length,), PE(0) . PE(p);
+    max_deviation: max over starts s and positions p of |PE(s) . PE(p) - sum_i cos((p - s) w_i)|.
+    """
+
+    curves: np.ndarray
+    empirical: np.ndarray
+    max_deviation: float
+
+
+def table_pass(
+    length: int,
+    d_model: int,
+    dims: list[int],
+    starts: list[int],
+    theory: np.ndarray,
+    chunk: int = CHUNK_ELEMENTS,
+) -> TablePass:
+    """Walk the table once in chunks of ``chunk`` elements; ``starts[0]`` must be 0 and ``theory`` the
+    closed form for k = 0 .. length-1 (`dot_similarity_theory_range`)."""
+    curves = np.empty((len(dims), length), dtype=np.float64)  # (D, L)
+    empirical = np.empty(length, dtype=np.float64)  # (L,)
+    anchors = encode_positions(starts, d_model)  # (S, d)
+    step = max(1, chunk // d_model)
+    max_dev = 0.0
+    for a in range(0, length, step):
+        p = np.arange(a, min(length, a + step))  # (c,)
+        table = encode_positions(p, d_model)  # (c, d)
+        curves[:, p] = table[:, dims].T  # (D, c)
+        dots = table @ anchors.T  # (c, S): PE(p) . PE(s)
+        empirical[p] = dots[:, 0]  # starts[0] == 0
+        expected = theory[np.abs(p[:, None] - np.asarray(starts)[None, :])]  # (c, S) symmetric in k
+        max_dev = max(max_dev, float(np.abs(dots - expected).max()))
+    return TablePass(curves, empirical, max_dev)
+
+
+def linearity_over_range(
+    k: float, d_model: int, length: int, chunk: int = CHUNK_ELEMENTS
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """`linearity_check` at every position 0 .. length-1, in chunks: (residual (length,), rounding_scale
+    (length,), orthogonality_error), all float64."""
+    residual = np.empty(length, dtype=np.float64)  # (L,)
+    scale = np.empty(length, dtype=np.float64)  # (L,)
+    step = max(256, (2 * chunk) // d_model)
+    ortho = 0.0
+    for a in range(0, length, step):
+        res = linearity_check(k, d_model, np.arange(a, min(length, a + step)))
+        residual[a : a + step], scale[a : a + step] = res.residual, res.rounding_scale
+        ortho = max(ortho, res.orthogonality_error)
+    return residual, scale, ortho

