@@ -22,6 +22,11 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# glibc malloc: few arenas, and blocks >= 1 MB mmap'd so a freed map goes back to the OS at once (README
+# "Resource model": peak RSS then tracks the live budget instead of fragmentation across worker threads).
+run load: export MALLOC_ARENA_MAX = 2
+run load: export MALLOC_MMAP_THRESHOLD_ = 1048576
+
 ## Serve the app on http://$(HOST):$(PORT) with the offline default models.
 run: $(VENV)/.installed
 	$(PY) -m uvicorn app.main:create_app --factory --host $(HOST) --port $(PORT)

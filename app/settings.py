@@ -89,26 +89,27 @@ class Settings(BaseSettings):
     max_image_pixels: int = 50_000_000  # larger images are refused as decompression bombs
     min_image_side: int = 8
 
-    # --- resource budget (README "Resource model"): every heavy job runs in one of two bounded executors
+    # --- resource budget (README "Resource model"). Peak RSS <= base + the five MB budgets below
+    # + one forward + cpu_workers x largest view + decode_concurrency x largest decode + job uploads.
     queue_size: int = Field(32, ge=1)  # model requests waiting or running; beyond that: 503 + Retry-After
-    queue_mb: int = Field(
-        256, ge=1
-    )  # ... and at most this many MB of decoded inputs held by waiting requests
+    queue_mb: int = Field(128, ge=1)  # ... and the decoded inputs those waiting requests hold
     cpu_workers: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 2)), ge=1)
     cpu_pool_size: int = Field(16, ge=1)  # CPU-heavy views/decodes waiting or running; beyond that: 503
     decode_concurrency: int = Field(2, ge=1)  # image decodes at once (each is capped in pixels and bytes)
     retry_after_s: int = 2
     jobs_per_client: int = Field(2, ge=1)  # dataset jobs one client address may have queued or running
     max_active_jobs: int = Field(8, ge=1)  # dataset jobs queued or running, all clients together
+    max_job_megapixels: int = Field(800, ge=1)  # pixels one image-set job may decode in all (from headers)
+    analysis_cache_mb: int = 768  # vision maps (L, H, N, N) float16: ~151 MB at 448 px, ~9.5 MB at 224
+    analysis_ttl_s: int = 3600
+    image_cache_mb: int = 128  # decoded uploads (each reduced to <= 4 MP before it is kept)
+    text_cache_mb: int = 256  # text maps, float32
     view_cache_mb: int = 128  # derived views (rollout, distance, text views, figures) per (id, options)
 
     # --- hardening
     allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"])
     secret_key: str | None = None  # keys analysis ids (HMAC of the content); random per process if unset
     max_json_kb: int = 64  # request bodies that are not multipart uploads
-    analysis_cache_mb: int = 1024
-    analysis_ttl_s: int = 3600
-    image_cache_mb: int = 256
 
     vision_models: list[VisionModelEntry] = Field(
         default_factory=lambda: [VisionModelEntry.from_spec(DINOV2_VITS14)]
@@ -125,7 +126,6 @@ class Settings(BaseSettings):
     default_text_model: str = MINILM.id
     default_seq2seq_model: str = DATES.id
     max_text_chars: int = 4000
-    text_cache_mb: int = 512
     text_inline_kb: int = 512  # full maps go inline in the first response up to this many float32 bytes
     text_thumb_size: int = 64  # model-view thumbnails are max-pooled to at most this many cells a side
 

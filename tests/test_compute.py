@@ -17,6 +17,15 @@ from app.compute import BoundedExecutor, Busy, ComputeQueue, CpuPool, PoolFull, 
 TIMEOUT_S = 10.0
 
 
+def run_in_own_loop(scenario):
+    """``asyncio.run(scenario())`` on a thread of its own: Playwright's sync API (a session fixture of the
+    browser tests) keeps an event loop running on the main thread for the rest of the session."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, scenario()).result()
+
+
 def wait_until(predicate: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -195,7 +204,7 @@ def test_async_run_does_not_hold_a_thread(executors) -> None:
         results = await asyncio.gather(blocker, *tasks)
         return before, during, results
 
-    before, during, results = asyncio.run(scenario())
+    before, during, results = run_in_own_loop(scenario)
     # the executor's one worker plus at most one to_thread helper; never one per waiting request
     assert during - before <= 2, (before, during)
     assert results == ["first", *range(n)]
@@ -222,7 +231,7 @@ def test_async_run_survives_a_client_that_goes_away(executors) -> None:
         gate.opened.set()
         assert await asyncio.wrap_future(merged) == "result"
 
-    asyncio.run(scenario())
+    run_in_own_loop(scenario)
     assert done == ["ran"]
     wait_until(lambda: ex.pending == 0)
 

@@ -29,7 +29,8 @@ from app.schemas.vit_figures import (
 )
 from app.serialization import typed_array
 from app.services import distance as svc
-from app.services.vision import cached_view, model_at
+from app.services.views import cached_view
+from app.services.vision import model_at
 from app.state import AppState
 from models.vision.distance import convert_unit
 from models.vision.receptive_field import on_vit_depth_axis, resnet50_receptive_fields

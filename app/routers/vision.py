@@ -6,7 +6,7 @@ under the named budgets (decode and views in the CPU pool, the forward pass in t
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response
@@ -27,6 +27,7 @@ from app.schemas.vision import (
 from app.serialization import typed_array
 from app.services import vision as svc
 from app.services.images import sample_bytes, sample_names
+from models.vision.rollout import HeadFusion
 
 router = APIRouter(prefix="/api/vision", tags=["vision"])
 ERRORS = {
@@ -36,7 +37,6 @@ ERRORS = {
     415: {"model": ErrorResponse},
     503: {"model": ErrorResponse},
 }
-Fusion = Literal["mean", "max", "min"]
 
 
 @router.get("/samples", response_model=SamplesResponse)
@@ -69,7 +69,7 @@ async def analyze(
     resolution: Annotated[
         int | None, Form(description="input side in pixels, one of the model's resolutions")
     ] = None,
-    head_fusion: Annotated[Fusion, Form()] = "mean",
+    head_fusion: Annotated[HeadFusion, Form()] = "mean",
     discard_ratio: Annotated[float, Form(ge=0.0, lt=1.0)] = 0.0,
 ) -> VisionAnalysisResponse:
     """Run the model once with attention capture; the full maps stay in a server-side cache."""
@@ -151,7 +151,7 @@ async def patch_attention(
 async def rollout(
     state: StateDep,
     analysis_id: str,
-    head_fusion: Annotated[Fusion, Query()] = "mean",
+    head_fusion: Annotated[HeadFusion, Query()] = "mean",
     discard_ratio: Annotated[float, Query(ge=0.0, lt=1.0)] = 0.0,
 ) -> RolloutResponse:
     """Rollout with other options, recomputed from the cached maps (L small matrix-vector products)."""

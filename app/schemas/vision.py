@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.schemas.common import TypedArray
+from models.vision.rollout import HeadFusion
 
 
 class VisionModelInfoSchema(BaseModel):
@@ -45,7 +46,7 @@ class Prediction(BaseModel):
 
 
 class RolloutOptions(BaseModel):
-    head_fusion: Literal["mean", "max", "min"] = "mean"
+    head_fusion: HeadFusion = "mean"
     discard_ratio: float = Field(0.0, ge=0.0, lt=1.0)
 
 

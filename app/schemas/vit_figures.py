@@ -7,8 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.schemas.common import TypedArray
-
-DistanceUnit = Literal["pixels", "patches", "diagonal"]
+from models.vision.distance import Unit as DistanceUnit  # noqa: E402 (one declaration, in models)
 
 
 class PositionSimilarityResponse(BaseModel):

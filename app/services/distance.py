@@ -50,14 +50,13 @@ from models.vision.samples import IMAGE_SUFFIXES, SAMPLE_NAMES, sample_images
 MAX_FILES = 64  # multipart file parts per job
 MAX_IMAGES = 256  # images per job, zips expanded
 MAX_UNCOMPRESSED_FACTOR = 4  # a zip's image members may total at most this times the upload limit
-PIXEL_BUDGET_FACTOR = 16  # a job's images may total at most this many times max_image_pixels (header sizes)
 ZIP_SUFFIXES = (*IMAGE_SUFFIXES, ".gif", ".tif", ".tiff")
 BUSY_POLL_S = 0.2  # a job waiting for the queue or the pool retries this often (and checks cancel)
 
 
 def pixel_budget(settings: Settings) -> int:
     """Pixels one image-set job may decode in all, from the images' headers."""
-    return PIXEL_BUDGET_FACTOR * settings.max_image_pixels
+    return settings.max_job_megapixels * 1_000_000
 
 
 @lru_cache(maxsize=1)
@@ -213,8 +212,8 @@ def parse_uploads(files: list[tuple[str, bytes]], settings: Settings) -> ParsedU
         out.pixels += w * h
         if out.pixels > budget:
             raise ImageError(
-                f"The images total more than {budget:,} pixels (at {name}); a job may decode at most "
-                f"{PIXEL_BUDGET_FACTOR} times the single-image limit. Send fewer or smaller images.",
+                f"The images total more than {budget:,} pixels (at {name}); that is the most one job may "
+                "decode. Send fewer or smaller images.",
                 413,
             )
         out.names.append(name)

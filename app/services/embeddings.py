@@ -13,7 +13,7 @@ import numpy as np
 
 from app.schemas.vit_figures import PatchFiltersResponse, PositionSimilarityResponse
 from app.serialization import typed_array
-from app.services.figures import cached_json, compute_view
+from app.services.views import cached_json, compute_view
 from app.state import AppState, InvalidOption
 from models.vision.analysis import VisionModel
 from models.vision.vit_embeddings import (

@@ -9,9 +9,8 @@ class of 40 students moving sliders never stalls the event loop (``/api/health``
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from app.schemas.paper1 import (
     SoftmaxPoint,
 )
 from app.serialization import typed_array
+from app.services.views import cached_json, cached_view, compute_view  # noqa: F401 (re-exported)
 from app.state import AppState
 from models.figures.positional import (
     CHUNK_ELEMENTS,
@@ -92,41 +92,6 @@ class FigureError(ValueError):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
-
-
-# --- every derived view: CPU pool + view cache ----------------------------------------------------------
-
-
-def compute_view(state: AppState, key: str, fn: Callable[..., T], args: tuple) -> T:
-    """``fn(*args)`` from ``state.views``, else computed here (in the calling worker) and cached."""
-    hit = state.views.get(key)  # a twin that finished while this job waited
-    if hit is None:
-        hit = fn(*args)
-        state.views.put(key, hit)
-    return hit
-
-
-async def cached_view(state: AppState, key: str, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` from ``state.views``, else computed once in the CPU pool and cached under ``key``.
-
-    Identical keys in flight share one computation (the pool merges them); a full pool raises
-    :class:`app.compute.PoolFull` (503 + Retry-After) before anything is allocated.
-    """
-    hit = state.views.get(key)
-    if hit is not None:
-        return hit
-    return await state.cpu.run(compute_view, state, key, fn, args, key=key)
-
-
-def _json(fn: Callable[..., Any], args: tuple) -> bytes:
-    return fn(*args).model_dump_json().encode()
-
-
-async def cached_json(state: AppState, key: str, fn: Callable[..., Any], *args: Any) -> bytes:
-    """Like :func:`cached_view` for a function that returns a response schema: the JSON bytes are made in
-    the pool and cached, so the event loop neither validates nor serialises a large response, and every
-    request for the same view shares one bytes object (routes return them as a plain ``Response``)."""
-    return await cached_view(state, key, _json, fn, args)
 
 
 # --- positional encoding (Section 3.5) --------------------------------------------------------------

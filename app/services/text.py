@@ -32,7 +32,7 @@ from app.schemas.text import (
     ViewOptions,
 )
 from app.serialization import typed_array
-from app.services.figures import cached_json, cached_view
+from app.services.views import cached_json, cached_view
 from app.state import AppState, UnknownModel
 from models.text.analysis import (
     BLOCK_ORDER,

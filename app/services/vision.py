@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from PIL import Image
 
 from app.images import ImageError, content_hash
 from app.services.images import decode_bounded, sample_bytes, sample_hashes
+from app.services.views import cached_json, cached_view, compute_view  # noqa: F401 (re-exported)
 from app.state import AppState
 from models.vision.analysis import VisionAnalysis, VisionModel, analyze_image
 from models.vision.rollout import HeadFusion, attention_rollout
@@ -152,24 +152,6 @@ def _forward_and_cache(
 
 # ----------------------------------------------------------------------------------------------------------
 # Derived views: CPU pool, cached per (analysis id, options)
-
-
-async def cached_view(state: AppState, key: tuple[Any, ...], fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` from ``state.views`` under ``key``, else computed once in the CPU pool (identical
-    in-flight keys share the computation) and cached. ``fn`` must be deterministic in ``key``."""
-    name = "|".join(str(k) for k in key)
-    hit = state.views.get(name)
-    if hit is not None:
-        return hit
-    return await state.cpu.run(_compute_view, state, name, fn, *args, key=f"view:{name}")
-
-
-def _compute_view(state: AppState, name: str, fn: Callable[..., T], *args: Any) -> T:
-    hit = state.views.get(name)
-    if hit is None:
-        hit = fn(*args)
-        state.views.put(name, hit)
-    return hit
 
 
 def rollout_map(analysis: VisionAnalysis, head_fusion: HeadFusion, discard_ratio: float) -> np.ndarray:
