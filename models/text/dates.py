@@ -5,9 +5,9 @@ Conventions (they make every surface form map to exactly one date, so the task i
   two-digit-year window 1950..2049, the rest uniformly from the whole range, so the short forms are seen
   often enough. Dates are copied as written: the calendar is the proleptic Gregorian one of ``datetime``
   (weekdays too), and no Julian -> Gregorian conversion is made ("1066-10-14" stays 1066-10-14).
-- Two-digit years ("3/18/22", "7 Dec '41") use the pivot 50: ``50..99 -> 1950..1999`` and
-  ``00..49 -> 2000..2049`` (Python's ``%y`` uses 69 instead; we do not). They are generated only for
-  dates in that window, so "'63" always means 1963, never 1863.
+- Two-digit years ("3/18/22", "7 Dec '99") use the pivot 50: ``50..99 -> 1950..1999`` and
+  ``00..49 -> 2000..2049``, so "7 Dec '41" is 2041-12-07 (Python's ``%y`` uses 69 instead; we do not).
+  They are generated only for dates in that window, so "'63" always means 1963, never 1863.
 - Numeric forms: the separator decides the field order, and a leading 4-digit year is always Y-M-D.
   ``/`` = month/day/year ("3/18/22", "12/31/1999"), except when the first field cannot be a month
   (> 12): then it is day/month/year ("31/12/1999", "18/3/22"). ``.`` = day.month.year ("18.03.2022"),
