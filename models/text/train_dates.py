@@ -182,7 +182,8 @@ def train(tc: TrainConfig) -> dict:
             print(json.dumps(history[-1]), flush=True)
         elif step % 100 == 0:
             print(
-                f"step {step} loss {loss.item():.4f} lr {sched.get_last_lr()[0]:.2e} {elapsed:.0f}s cpu {cpu:.0f}s",
+                f"step {step} loss {loss.item():.4f} lr {sched.get_last_lr()[0]:.2e} "
+                f"{elapsed:.0f}s cpu {cpu:.0f}s",
                 flush=True,
             )
         if cpu > tc.max_minutes * 60:
