@@ -339,7 +339,8 @@ def generate_pairs(n: int, seed: int, split: str = "train") -> list[tuple[str, s
 def load_human_eval(path: str | Path | None = None) -> list[tuple[str, str]]:
     """The hand-written evaluation set: (text, ISO date) rows of a TSV, by default HUMAN_EVAL.
 
-    HUMAN_EVAL is ``tests/data/human_dates.tsv``. Lines starting with ``#`` and the header ``text<TAB>iso`` are skipped.
+    HUMAN_EVAL is ``tests/data/human_dates.tsv``. Lines starting with ``#`` and the header
+    ``text<TAB>iso`` are skipped.
     """
     rows = []
     for line in Path(path or HUMAN_EVAL).read_text(encoding="utf-8").splitlines():
