@@ -38,8 +38,13 @@ class TransformerConfig:
     dropout: float = 0.1
     pad_id: int = 0
     use_sdpa: bool = True  # fused kernel when probabilities are not requested (need_weights=False)
+    # Section 3.4: one weight matrix for both embeddings and the pre-softmax linear layer (needs a shared
+    # vocabulary). Off by default, so the two embeddings and the generator are three separate matrices.
+    tie_embeddings: bool = False
 
     def __post_init__(self) -> None:
+        if self.tie_embeddings and self.src_vocab != self.tgt_vocab:
+            raise ValueError("tie_embeddings needs src_vocab == tgt_vocab (one shared vocabulary)")
         if self.d_model % self.n_heads != 0:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.d_model % 2 != 0:
@@ -258,7 +263,14 @@ class Decoder(nn.Module):
 
 
 class Transformer(nn.Module):
-    """The encoder-decoder model of Section 3 (Figure 1), with a linear + softmax generator (Section 3.4)."""
+    """The encoder-decoder model of Section 3 (Figure 1), with a linear + softmax generator (Section 3.4).
+
+    Two details differ from the paper's equations. Every projection is an ``nn.Linear`` with a bias:
+    W^Q, W^K, W^V, W^O (Section 3.2.2 writes them without biases) and the generator; the FFN's b_1, b_2
+    are the paper's own (Section 3.3). The embeddings are tied as in Section 3.4 only when
+    ``cfg.tie_embeddings`` is set (source embedding, target embedding and generator weight then share
+    one matrix; the generator keeps its bias); otherwise they are three separate matrices.
+    """
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -269,7 +281,10 @@ class Transformer(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         self.generator = nn.Linear(cfg.d_model, cfg.tgt_vocab)
-        for p in self.parameters():  # Glorot init, as in the Annotated Transformer
+        if cfg.tie_embeddings:  # Section 3.4: the same (vocab, d_model) matrix in all three places
+            self.tgt_embed.lut.weight = self.src_embed.lut.weight
+            self.generator.weight = self.src_embed.lut.weight
+        for p in self.parameters():  # Glorot init (Annotated Transformer); a shared matrix is listed once
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 

@@ -1,6 +1,7 @@
 """The date-normalisation task (models/text/dates.py) and the committed trained checkpoint."""
 
 import datetime as dt
+import random
 import re
 
 import pytest
@@ -9,17 +10,26 @@ import torch
 from models.text.dates import (
     DEFAULT_CHECKPOINT,
     FIRST_DATE,
+    FORMATS,
     LANGUAGES,
     LAST_DATE,
     CharTokenizer,
     build_date_tokenizer,
     generate_examples,
     generate_pairs,
+    has_two_digit_year,
     load_date_model,
+    load_human_eval,
     normalise_dates,
+    render_date,
+    sample_date,
+    save_date_model,
     split_of,
+    title_case,
 )
-from models.transformer import greedy_decode, subsequent_mask
+from models.transformer import Transformer, TransformerConfig, greedy_decode, subsequent_mask
+
+ISSUE_CASES = {"July 4, 1776": "1776-07-04", "Dec 7, 1941": "1941-12-07", "31/12/1999": "1999-12-31"}
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +39,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def many_texts() -> list[str]:
+    return [e.text for e in generate_examples(30000, seed=11, split="all")]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +64,7 @@ def test_every_surface_form_means_exactly_one_date():
     for e in generate_examples(20000, seed=3, split="all"):
         assert seen.setdefault(e.text, e.iso) == e.iso, f"{e.text!r} is ambiguous"
     fmts = {e.fmt for e in generate_examples(2000, seed=4)}
-    assert len(fmts) == 11  # every format family is sampled
+    assert fmts == set(FORMATS)  # every format family is sampled
 
 
 def test_weekdays_are_correct():
@@ -66,22 +81,79 @@ def test_weekdays_are_correct():
     assert checked > 500
 
 
+def test_years_cover_1000_to_2999_with_a_share_in_the_two_digit_window():
+    rng = random.Random(0)
+    dates = [sample_date(rng, "all") for _ in range(20000)]
+    assert min(dates) >= FIRST_DATE and max(dates) <= LAST_DATE
+    assert min(dates).year < 1050 and max(dates).year > 2950
+    share = sum(map(has_two_digit_year, dates)) / len(dates)
+    assert 0.3 < share < 0.4  # 30% drawn from the window, plus the window's 5% of the uniform 70%
+
+
 def test_numeric_conventions_and_two_digit_year_pivot():
-    n_slash = n_dot = 0
-    for e in generate_examples(5000, seed=6, split="all"):
+    """``/`` is m/d/y unless the first field is > 12 (then d/m/y); ``.`` is d.m.y; yy pivots at 50."""
+    n_slash = n_day_first = n_dot = n_yy = 0
+    for e in generate_examples(8000, seed=6, split="all"):
         d = dt.date.fromisoformat(e.iso)
-        if m := re.search(r"(?:^|\s)(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})$", e.text):  # US m/d/y
-            month, day, year = map(int, m.groups())
+        if m := re.search(r"(?:^|\s)(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})$", e.text):
+            first, second, year = map(int, m.groups())
+            month, day = (second, first) if first > 12 else (first, second)
             n_slash += 1
+            n_day_first += first > 12
         elif m := re.search(r"(?:^|\s)(\d{1,2})\.(\d{1,2})\.(\d{2}|\d{4})$", e.text):  # d.m.y
             day, month, year = map(int, m.groups())
             n_dot += 1
         else:
             continue
-        if year < 100:
+        if len(m.group(3)) == 2:
             year += 2000 if year < 50 else 1900
+            n_yy += 1
         assert (year, month, day) == (d.year, d.month, d.day), e
-    assert n_slash > 100 and n_dot > 100
+    assert n_slash > 100 and n_dot > 100 and n_day_first > 20 and n_yy > 40
+
+
+def test_two_digit_years_only_name_dates_in_the_pivot_window():
+    yy = re.compile(r"(?:^|[\s/.\-'])(\d{2})$")
+    n = 0
+    for e in generate_examples(8000, seed=10, split="all"):
+        if yy.search(e.text) and not re.search(r"\d{3,}$|^\d{4}", e.text):  # not the year-first forms
+            assert has_two_digit_year(dt.date.fromisoformat(e.iso)), e
+            n += 1
+    assert n > 200
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"^\d{1,2}(st|nd|rd|th) of [A-Z][a-z]+ \d{4}$",  # 4th of July 1776
+        r"^[A-Z][a-z]{2,3}\. \d{1,2}(st|nd|rd|th), \d{4}$",  # Dec. 7th, 1941
+        r"^\d{4}-\d{2}-\d{2}$",  # 1941-12-07
+        r"^\d{1,2} [A-Z][a-z]{2,3} '\d{2}$",  # 7 Dec '41
+        r"^(1[3-9]|2\d|3[01])/\d{1,2}/\d{4}$",  # 31/12/1999
+        r"^[A-Z][a-z]+ \d{1,2}, \d{4}$",  # July 4, 1776
+        r"^[a-z]+ \d{1,2} \d{4}$",  # november 11 1918
+        r"^[A-Z]+ \d{1,2}(ST|ND|RD|TH) \d{4}$",  # APRIL 15TH 1912
+        r"^Sept\. \d{1,2}, \d{4}$",  # Sept. 11, 2001
+        r"^Thurs, ",  # Thurs, 1 Jan 1970
+        r"^Le \d{1,2} [A-Z][a-zéû]+ \d{4}$",  # Le 14 Juillet 1789 (Title Case)
+    ],
+)
+def test_the_forms_people_type_are_generated(pattern, many_texts):
+    assert any(re.search(pattern, t) for t in many_texts), pattern
+
+
+def test_title_case_capitalises_words_not_ordinal_suffixes():
+    assert title_case("le 1er mars 2022") == "Le 1er Mars 2022"
+    assert title_case("the 18th of march, '22") == "The 18th Of March, '22"
+    assert title_case("mié, 5 de marzo") == "Mié, 5 De Marzo"
+
+
+def test_render_date_family_and_every_family_handles_the_range_ends():
+    rng = random.Random(1)
+    for fmt in FORMATS:
+        for d in (FIRST_DATE, LAST_DATE, dt.date(1999, 12, 31), dt.date(2000, 2, 29)):
+            text, got = render_date(d, rng, fmt)
+            assert got == fmt and text
 
 
 def test_heldout_split_is_disjoint_from_training():
@@ -91,6 +163,13 @@ def test_heldout_split_is_disjoint_from_training():
     assert all(split_of(dt.date.fromisoformat(e.iso)) == "heldout" for e in heldout)
     assert not {e.text for e in train} & {e.text for e in heldout}
     assert not {e.iso for e in train} & {e.iso for e in heldout}
+
+
+def test_sample_date_honours_exclude():
+    rng = random.Random(0)
+    window = {dt.date(2000, 1, 1) + dt.timedelta(days=i) for i in range(366)}
+    dates = [sample_date(rng, "all", exclude=window) for _ in range(5000)]
+    assert not window & set(dates)
 
 
 def test_char_tokenizer_round_trip_and_display_tokens():
@@ -116,6 +195,51 @@ def test_checkpoint_is_small_float16_with_metadata():
     with safe_open(str(DEFAULT_CHECKPOINT), framework="pt") as f:
         assert {"config", "tokenizer", "info"} <= set(f.metadata())
         assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())  # noqa: SIM118
+        keys = set(f.keys())  # noqa: SIM118
+        assert "generator.weight" not in keys and "src_embed.lut.weight" in keys  # tied: stored once
+
+
+def test_tied_embeddings_share_one_matrix_and_survive_save_and_load(tmp_path, date_model):
+    """Section 3.4: both embeddings and the pre-softmax linear layer share one weight matrix."""
+    model, _ = date_model
+    assert model.cfg.tie_embeddings
+    assert model.src_embed.lut.weight is model.tgt_embed.lut.weight is model.generator.weight
+    tok = build_date_tokenizer()
+    cfg = TransformerConfig(
+        len(tok), len(tok), d_model=16, n_heads=2, d_ff=32, n_enc_layers=1, n_dec_layers=1
+    )
+    tied = Transformer(TransformerConfig(**{**cfg.__dict__, "tie_embeddings": True}))
+    untied = Transformer(cfg)
+    n_matrix = len(tok) * 16
+    assert (
+        sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in tied.parameters())
+        == 2 * n_matrix
+    )
+    save_date_model(tied, tok, tmp_path / "tied.safetensors")
+    loaded, _ = load_date_model(tmp_path / "tied.safetensors")
+    assert loaded.generator.weight is loaded.src_embed.lut.weight
+    torch.testing.assert_close(loaded.generator.weight, tied.generator.weight.half().float())
+    with pytest.raises(ValueError, match="src_vocab == tgt_vocab"):
+        TransformerConfig(10, 12, d_model=16, n_heads=2, tie_embeddings=True)
+
+
+def test_human_eval_set_is_well_formed_and_kept_out_of_training():
+    """40 hand-written dates; the checkpoint's trainer excluded their days, so none was seen in training."""
+    import json
+
+    from safetensors import safe_open
+
+    rows = load_human_eval()
+    assert len(rows) == 40 and len({t for t, _ in rows}) == 40
+    tok = build_date_tokenizer()
+    assert all(tok.unk_id not in tok.encode(t) for t, _ in rows)
+    with safe_open(str(DEFAULT_CHECKPOINT), framework="pt") as f:
+        info = json.loads(f.metadata()["info"])
+    assert {iso for _, iso in rows} <= set(info["excluded_dates"])
+    train = generate_examples(
+        5000, seed=3, split="train", exclude={dt.date.fromisoformat(iso) for _, iso in rows}
+    )
+    assert not {t for t, _ in rows} & {e.text for e in train}
 
 
 def test_trained_model_normalises_fresh_heldout_dates(date_model):
@@ -133,6 +257,16 @@ def test_trained_model_normalises_fresh_heldout_dates(date_model):
         normalise_dates(model, tok, ["Friday, March 18th, 2022", "18.03.2022", "3/18/22"])
         == ["2022-03-18"] * 3
     )
+
+
+def test_trained_model_reads_dates_as_people_write_them(date_model):
+    """Issue 8, section 2: the issue's own cases, and >= 38/40 on the hand-written set (the card's table)."""
+    model, tok = date_model
+    assert normalise_dates(model, tok, list(ISSUE_CASES)) == list(ISSUE_CASES.values())
+    rows = load_human_eval()
+    preds = normalise_dates(model, tok, [t for t, _ in rows])
+    wrong = [(t, iso, p) for (t, iso), p in zip(rows, preds, strict=True) if p != iso]
+    assert len(rows) - len(wrong) >= 38, wrong
 
 
 def test_trained_model_greedy_decode_attention(date_model):
