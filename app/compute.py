@@ -15,11 +15,17 @@ share its future and take no extra slot (two students clicking the same sample g
 
 Async routes ``await executor.run(...)``: no request thread is held while the job waits, so the event
 loop (and ``/api/health``) stays free. Worker threads (dataset jobs) call :meth:`BoundedExecutor.run_sync`.
+
+Worker threads run at a lower OS priority (``nice``, Linux threads have their own): when the cores are
+saturated, the scheduler still runs the event-loop thread first, so health checks and 503s stay prompt.
+Threads a worker starts (torch's OpenMP team) inherit its priority.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,6 +50,14 @@ class PoolFull(Busy):
     """The CPU pool is full."""
 
 
+def lower_priority(nice: int) -> None:
+    """Thread initializer: raise this thread's nice value by ``nice`` (no privilege needed; no-op elsewhere)."""
+    if nice > 0 and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+
+
 class BoundedExecutor:
     """A thread pool that admits at most ``max_pending`` jobs and ``max_cost`` bytes of declared cost."""
 
@@ -57,6 +71,7 @@ class BoundedExecutor:
         max_cost: int | None = None,
         retry_after_s: int = 2,
         name: str = "atlas",
+        nice: int = 0,
     ) -> None:
         if max_pending < 1 or workers < 1:
             raise ValueError("max_pending and workers must be >= 1")
@@ -64,7 +79,9 @@ class BoundedExecutor:
         self.workers = workers
         self.max_cost = max_cost
         self.retry_after_s = retry_after_s
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=name, initializer=lower_priority, initargs=(nice,)
+        )
         self._lock = threading.Lock()
         self._pending = 0
         self._cost = 0
@@ -138,9 +155,14 @@ class ComputeQueue(BoundedExecutor):
     what = "the model"
 
     def __init__(
-        self, max_pending: int, workers: int = 1, max_cost: int | None = None, retry_after_s: int = 2
+        self,
+        max_pending: int,
+        workers: int = 1,
+        max_cost: int | None = None,
+        retry_after_s: int = 2,
+        nice: int = 0,
     ) -> None:
-        super().__init__(max_pending, workers, max_cost, retry_after_s, name="atlas-compute")
+        super().__init__(max_pending, workers, max_cost, retry_after_s, name="atlas-compute", nice=nice)
 
 
 class CpuPool(BoundedExecutor):
@@ -149,5 +171,5 @@ class CpuPool(BoundedExecutor):
     full_error = PoolFull
     what = "the server's CPU pool"
 
-    def __init__(self, max_pending: int, workers: int = 2, retry_after_s: int = 2) -> None:
-        super().__init__(max_pending, workers, None, retry_after_s, name="atlas-cpu")
+    def __init__(self, max_pending: int, workers: int = 2, retry_after_s: int = 2, nice: int = 0) -> None:
+        super().__init__(max_pending, workers, None, retry_after_s, name="atlas-cpu", nice=nice)

@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     cpu_pool_size: int = Field(16, ge=1)  # CPU-heavy views/decodes waiting or running; beyond that: 503
     decode_concurrency: int = Field(2, ge=1)  # image decodes at once (each is capped in pixels and bytes)
     retry_after_s: int = 2
+    worker_nice: int = Field(10, ge=0, le=19)  # executor threads run this much below the event loop (Linux)
     jobs_per_client: int = Field(2, ge=1)  # dataset jobs one client address may have queued or running
     max_active_jobs: int = Field(8, ge=1)  # dataset jobs queued or running, all clients together
     max_job_megapixels: int = Field(800, ge=1)  # pixels one image-set job may decode in all (from headers)

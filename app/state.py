@@ -95,9 +95,17 @@ class AppState:
             device=device,
             dtype=resolve_dtype(settings.dtype, device),
             queue=ComputeQueue(
-                settings.queue_size, max_cost=settings.queue_mb * MB, retry_after_s=settings.retry_after_s
+                settings.queue_size,
+                max_cost=settings.queue_mb * MB,
+                retry_after_s=settings.retry_after_s,
+                nice=settings.worker_nice,
             ),
-            cpu=CpuPool(settings.cpu_pool_size, settings.cpu_workers, retry_after_s=settings.retry_after_s),
+            cpu=CpuPool(
+                settings.cpu_pool_size,
+                settings.cpu_workers,
+                retry_after_s=settings.retry_after_s,
+                nice=settings.worker_nice,
+            ),
             decode_slots=threading.BoundedSemaphore(settings.decode_concurrency),
             analyses=BoundedCache(settings.analysis_cache_mb * MB, settings.analysis_ttl_s, analysis_nbytes),
             images=BoundedCache(

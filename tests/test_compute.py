@@ -6,6 +6,7 @@ Every wait polls for the state it needs (``wait_until``); no test sleeps a fixed
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -255,3 +256,17 @@ def test_busy_becomes_503_with_retry_after() -> None:
     assert r.status_code == 503
     assert r.headers["retry-after"] == "5"
     assert r.json()["retry_after_s"] == 5 and "busy" in r.json()["detail"]
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is a Linux feature")
+def test_workers_run_below_the_event_loop_priority(executors) -> None:
+    """Saturated cores still schedule the event loop first: worker threads carry a higher nice value."""
+
+    def my_nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = my_nice()
+    ex = CpuPool(4, workers=1, nice=5)
+    executors.append(ex)
+    assert ex.run_sync(my_nice) == min(mine + 5, 19)
+    assert my_nice() == mine  # the caller's priority is untouched
