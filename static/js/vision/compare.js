@@ -395,7 +395,7 @@ export function mountCompare(PD) {
     diff.min.textContent = `\u2212${fmtValue(scale)}`;
     diff.max.textContent = `+${fmtValue(scale)}`;
     const same = a.values.what === b.values.what;
-    diff.caption.textContent = `B \u2212 A over the ${rows}\u00d7${cols} patches: A is ${a.values.what}, B is ${b.values.what}. `
+    diff.caption.textContent = `B \u2212 A over the ${rows}\u00d7${cols} patches: A is ${a.values.title}, ${a.values.what}; B is ${b.values.title}, ${b.values.what}. `
       + (m === 0 ? "B \u2212 A is exactly 0 at every patch: the two panels show the same values (white everywhere)." : `Colour scale centred at 0 and symmetric, from \u2212${fmtValue(scale)} (blue: A larger) to +${fmtValue(scale)} (red: B larger); `
       + `the largest |B \u2212 A| is ${fmtValue(m)} at ${patchName(a.A, arg)}, and \u03a3 |B \u2212 A| = ${fmtValue(l1)}.`)
       + (same ? "" : " The two panels show different quantities, so read the difference with care.")
