@@ -176,9 +176,12 @@ export function mountCompare(pd = pageData()) {
     try {
       maps = await Promise.all(ready.map((s) => s.A.head(s.kind, s.layer, s.head)));
     } catch (err) {
-      if (seq === renderSeq) showError(errBox, err);
+      if (seq !== renderSeq) return;
+      if (err.status === 404 && !C.rerun) { C.rerun = true; for (const n of SIDES) run(C.sides[n]); return; } // evicted: once
+      showError(errBox, err);
       return;
     }
+    C.rerun = false;
     if (seq !== renderSeq) return;
     ready.forEach((s, i) => { s.values = maps[i]; drawSide(s); });
     drawDiff();
@@ -248,7 +251,8 @@ export function mountCompare(pd = pageData()) {
     diff.plot.classList.toggle("hidden", !(a.values && b.values && sameTokens(a, b)));
     if (!a.values || !b.values) { diff.caption.textContent = "Waiting for both panels\u2026"; return; }
     if (!sameTokens(a, b)) {
-      Plotly.purge(diff.plot);
+      Plotly.purge(diff.plot); // drops plotly's listeners too: wire the hover again when it is drawn next
+      delete diff.plot.dataset.hoverWired;
       diff.plot.replaceChildren();
       diff.exports.replaceChildren();
       const n = (s) => `${s.A.queryAxis(s.kind).labels.length} query \u00d7 ${s.A.keyAxis(s.kind).labels.length} key tokens`;

@@ -7,7 +7,7 @@
 // lives in the permalink (lib/urlstate.js): compare=1, link, cmap, qrow/qcol (the pinned query in A's grid) and per
 // side a.model, a.res, a.sample | a.img, a.view, a.layer, a.head (and b.*). URLs and the screen count from 1, the
 // API from 0. The single-view page is untouched when compare is off: main.js only mounts this module on compare=1.
-import { apiGet, apiPost, showError } from "../lib/api.js";
+import { apiGet, apiPost, isCancelled, showError } from "../lib/api.js";
 import { COLORMAPS, drawColorbar, fmtValue } from "../lib/colormap.js";
 import { $, el, fillSelect } from "../lib/dom.js";
 import { downloadCanvas, downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
@@ -307,9 +307,13 @@ export function mountCompare(PD) {
     try {
       maps = await Promise.all(ready.map((s) => mapOf(s, ctl.signal)));
     } catch (e) {
-      if (my === refreshToken && e.name !== "AbortError") showError(errBox, e);
+      if (my !== refreshToken || isCancelled(e)) return;
+      // the server evicted an analysis (TTL or memory): run both again once, then report
+      if (e.status === 404 && !C.rerun) { C.rerun = true; for (const s of ready) analyze(s); return; }
+      showError(errBox, e);
       return;
     }
+    C.rerun = false;
     if (my !== refreshToken) return;
     ready.forEach((s, i) => drawSide(s, maps[i]));
     drawDiff();
