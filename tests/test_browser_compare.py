@@ -202,6 +202,13 @@ def test_text_side_by_side(base_url, page) -> None:
     np.testing.assert_allclose(got.sum(axis=1), 0, atol=1e-5)  # rows of A and B sum to 1
     assert "centred at 0" in page.text_content("#cmpt-diff-caption")
 
+    # synchronised hover: the cell under the pointer in A is shown in B and in the difference
+    box = page.locator("#cmpt-a-plot .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    for other in ("#cmpt-b-plot", "#cmpt-diff-plot"):
+        page.wait_for_selector(f"{other} .hoverlayer .hovertext", timeout=10_000)
+    page.mouse.move(0, 0)
+
     # link: layer and head move together
     page.check("#cmpt-link")
     page.select_option("#cmpt-a [data-role=layer]", "3")
