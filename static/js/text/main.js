@@ -7,6 +7,7 @@ import { renderHeadView } from "./headview.js";
 import { renderMatrix } from "./matrix.js";
 import { renderModelView } from "./modelview.js";
 import { renderTable } from "./table.js";
+import { mountCompare, wireCompareLink } from "./compare.js";
 
 const EXAMPLES = {
   encoder: "The animal didn't cross the street because it was too tired.",
@@ -196,4 +197,5 @@ let resizeTimer = null;
 window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (st.view === "model") render(); }, 200); });
 
 st.kind = st.kind || "";
-run();
+if (url.compare) mountCompare(pd); // side by side (compare.js); the single view stays as it is
+else { wireCompareLink($("tx-compare-link")); run(); }

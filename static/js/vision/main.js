@@ -5,6 +5,7 @@ import { COLORMAPS, drawColorbar, fmtValue } from "../lib/colormap.js";
 import { $, el } from "../lib/dom.js";
 import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
+import { mountCompare, wireCompareLink } from "./compare.js";
 import { renderExports } from "./exports.js";
 import { renderModelGrid } from "./grid.js";
 import { CLIP_QUANTILE, renderOverlay } from "./overlay.js";
@@ -385,6 +386,8 @@ function redraw() { if (S.A) refreshMap(); }
 // ---- start ----------------------------------------------------------------------------------------------
 let setActiveSample = () => {};
 async function main() {
+  if (url.compare) { mountCompare(PD); return; } // side by side (compare.js); the single view below is untouched
+  wireCompareLink($("vz-compare-link"), MODELS);
   wireControls();
   renderExports(() => S, () => shown);
   renderUpload({
