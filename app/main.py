@@ -6,6 +6,7 @@ Run with ``uvicorn app.main:create_app --factory`` (``make run`` does this).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,6 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Worker threads that hold the GIL hand it over after this interval: the event loop (health
+        # checks, 503s) waits at most about this long for it (Python's default is 5 ms).
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         state = AppState.create(settings)
         app.state.atlas = state
         if settings.preload:

@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     decode_concurrency: int = Field(2, ge=1)  # image decodes at once (each is capped in pixels and bytes)
     retry_after_s: int = 2
     worker_nice: int = Field(10, ge=0, le=19)  # executor threads run this much below the event loop (Linux)
+    gil_switch_interval_ms: float = Field(1.0, gt=0, le=100)  # how long a busy worker may keep the GIL
     jobs_per_client: int = Field(2, ge=1)  # dataset jobs one client address may have queued or running
     max_active_jobs: int = Field(8, ge=1)  # dataset jobs queued or running, all clients together
     max_job_megapixels: int = Field(800, ge=1)  # pixels one image-set job may decode in all (from headers)

@@ -12,6 +12,10 @@ is the kernel's own peak) and polls /api/health in its own thread to measure its
 requests/s, p50 and p95 per route (of the answers served; 503s are counted apart), the number of 503s, the
 number of other 5xx and failed connections (must be 0), the server's peak RSS and /api/health p99. Exit
 status 1 when any non-503 5xx (or a connection failure) happened, or when nothing was served.
+
+Here the load generator shares the server's cores (on a real deployment it runs elsewhere), so locust runs
+at ``--client-nice`` (default 10): it then measures the server instead of starving it. The health probe runs
+at normal priority, like a load balancer's check from another machine.
 """
 
 from __future__ import annotations
@@ -166,6 +170,7 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=int(os.environ.get("LOAD_USERS", "200")))
     ap.add_argument("--spawn-rate", type=float, default=float(os.environ.get("LOAD_SPAWN_RATE", "10")))
     ap.add_argument("--time", default=os.environ.get("LOAD_TIME", "3m"), help="locust run time, e.g. 45s, 3m")
+    ap.add_argument("--client-nice", type=int, default=10, help="nice value of the load generator (0..19)")
     ap.add_argument("--port", type=int, default=int(os.environ.get("LOAD_PORT", "0")), help="0: a free port")
     ap.add_argument("--out", default=os.environ.get("LOAD_OUT", str(ROOT / "bench" / "out" / "load")))
     ap.add_argument("--startup-timeout", type=float, default=600.0)
@@ -200,12 +205,12 @@ def main() -> int:
         sampler.start()
         health.start()
         locust_cmd = [
-            py, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+            "nice", "-n", str(args.client_nice), py, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
             "-u", str(args.users), "-r", str(args.spawn_rate), "-t", args.time,
             "--host", f"http://{HOST}:{port}", "--csv", str(out / "locust"),
             "--only-summary", "--stop-timeout", "15", "--loglevel", "WARNING",
         ]  # fmt: skip
-        print("running:", " ".join(locust_cmd[2:]), flush=True)
+        print("running:", " ".join(locust_cmd[5:]), f"(at nice {args.client_nice})", flush=True)
         env = {**os.environ, "LOAD_REPORT": str(report_path)}
         with open(out / "locust.log", "w") as locust_log:
             locust = subprocess.run(
