@@ -253,3 +253,51 @@ def test_api_neuron_bad_requests(client):
     assert neuron(client, aid, kind="encoder_self", layer=0, head=0, query=-1).status_code == 422
     assert neuron(client, aid, kind="encoder_self", layer=0, head=0).status_code == 422
     assert neuron(client, "nope", kind="encoder_self", layer=0, head=0, query=0).status_code == 404
+
+
+def test_api_concurrent_heads_of_one_layer_share_one_forward(client, monkeypatch):
+    """Eight concurrent requests for four heads of one layer: one hooked forward (merged per layer)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.services import neuron as neuron_service
+
+    aid = analyse(client, SENTENCE)["analysis_id"]
+    calls, gate, real = [], threading.Event(), neuron_service.capture_qk
+
+    def slow(*args, **kwargs):
+        calls.append(args[1:3])
+        gate.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(neuron_service, "capture_qk", slow)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [
+            pool.submit(neuron, client, aid, kind="encoder_self", layer=1, head=h % 4, query=h)
+            for h in range(8)
+        ]
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gate.set()
+        responses = [f.result() for f in futures]
+    assert [r.status_code for r in responses] == [200] * 8
+    assert all(r.json()["matches"] for r in responses)
+    assert calls == [("encoder_self", 1)]
+
+
+def test_api_full_model_queue_is_503_with_retry_after(tmp_path, monkeypatch):
+    """The hooked forward takes a place in the model queue: full queue -> 503 + Retry-After, nothing run."""
+    from app.compute import QueueFull
+
+    with TestClient(create_app(tiny_settings(tmp_path))) as c:
+        aid = analyse(c, SENTENCE)["analysis_id"]
+        state = c.app.state.atlas
+
+        async def full(*args, **kwargs):
+            raise QueueFull("The model queue is busy; retry shortly.", 3)
+
+        monkeypatch.setattr(state.queue, "run", full)
+        r = neuron(c, aid, kind="encoder_self", layer=0, head=0, query=0)
+        assert r.status_code == 503 and r.headers["Retry-After"]
