@@ -39,6 +39,10 @@ ScaleWhere = Literal["query", "scores"]
 EPS32 = float(np.finfo(np.float32).eps)  # 2^-23: float32 rounding level (unit roundoff is half of it)
 
 
+class _Captured(Exception):
+    """Raised by the hook once q and k are in hand: the rest of the forward is not needed."""
+
+
 class NeuronUnsupported(ValueError):
     """This model's attention cannot be taken apart into q and k here (unknown module layout)."""
 
@@ -184,14 +188,19 @@ def capture_qk(
 
     ``model`` is the paper :class:`Transformer` (padding = ``cfg.pad_id`` in the ids) or a Hugging Face
     BERT / GPT-2 / Marian model; ``dec_ids`` is the decoder input of an encoder-decoder; ``src_keep``
-    (HF only) becomes ``attention_mask`` (False = padding). Hooks are removed in ``finally``.
+    (HF only) becomes ``attention_mask`` (False = padding). The forward stops as soon as both projections
+    have run (layers above this one are never computed); hooks are removed in ``finally``.
     """
+    if isinstance(model, Transformer) and kind != "encoder_self" and dec_ids is None:
+        raise ValueError(f"{kind} attention needs the decoder ids")
     proj = projections(model, kind, layer)
     seen: dict[str, torch.Tensor] = {}
 
     def hook(name: str):
         def fn(_m: torch.nn.Module, _inp: Any, out: torch.Tensor) -> None:
             seen.setdefault(name, out.detach())  # the first call is this forward's (no cache re-entry)
+            if "q" in seen and ("k" in seen or proj.fused):
+                raise _Captured
 
         return fn
 
@@ -212,9 +221,13 @@ def capture_qk(
             if dec_ids is not None:
                 kwargs["decoder_input_ids"] = torch.tensor([dec_ids], device=device)  # (1, Tt)
             model(**kwargs)
+    except _Captured:
+        pass
     finally:
         for h in handles:
             h.remove()
+    if "q" not in seen or ("k" not in seen and not proj.fused):
+        raise NeuronUnsupported(f"the {kind} projections of layer {layer} did not run in the forward pass")
     if proj.fused:  # GPT-2: (1, T, 3 * d) = [q | k | v]
         q_out, k_out, _ = seen["q"].chunk(3, dim=-1)  # each (1, T, d)
     else:
