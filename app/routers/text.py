@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from app.deps import StateDep
 from app.schemas.common import ErrorResponse
+from app.schemas.neuron import NeuronResponse
 from app.schemas.text import (
     BlockKind,
     HeadSchema,
@@ -25,6 +26,7 @@ from app.schemas.text import (
     TextAnalyzeRequest,
     ViewOptions,
 )
+from app.services import neuron as neuron_service
 from app.services import text as service
 
 router = APIRouter(prefix="/api/text", tags=["text"])
@@ -102,3 +104,17 @@ async def head_map(
     options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
     with _answers():
         return _json(await service.head_map(state, analysis_id, kind, layer, head, options))
+
+
+@router.get("/analysis/{analysis_id}/neuron", response_model=NeuronResponse, responses=ERRORS)
+async def neuron_view(
+    state: StateDep,
+    analysis_id: str,
+    kind: Kind,
+    layer: Layer,
+    head: Annotated[int, Query(ge=0)],
+    query: Annotated[int, Query(ge=0, description="query token index on the raw (unmerged) axis")],
+) -> Response:
+    """The neuron view: q, every k, q·k, q·k/sqrt(d_k) and the softmax for one layer, head and query."""
+    with _answers():
+        return _json(await neuron_service.neuron(state, analysis_id, kind, layer, head, query))

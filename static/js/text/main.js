@@ -6,6 +6,7 @@ import { analyze, fromApi, kindLabel, review, toApi } from "./data.js";
 import { renderHeadView } from "./headview.js";
 import { renderMatrix } from "./matrix.js";
 import { renderModelView } from "./modelview.js";
+import { renderNeuron } from "./neuron.js";
 import { renderTable } from "./table.js";
 import { mountCompare, wireCompareLink } from "./compare.js";
 
@@ -22,15 +23,15 @@ const ui = {
   kind: $("tx-kind"), layer: $("tx-layer"), head: $("tx-head"), hide: $("tx-hide"), merge: $("tx-merge"),
   status: $("tx-status"), error: $("tx-error"), summary: $("tx-summary"), exportSlot: $("tx-export"),
   tableExport: $("tx-table-export"), table: $("tx-table"), limits: $("tx-limits"),
-  panes: { head: $("tx-pane-head"), model: $("tx-pane-model"), matrix: $("tx-pane-matrix") },
+  panes: { head: $("tx-pane-head"), model: $("tx-pane-model"), matrix: $("tx-pane-matrix"), neuron: $("tx-pane-neuron") },
 };
 
 // The URL counts layers and heads from 1 (as the vision page and the controls do); `st` holds API indices
 // (0-based) with head = "mean" for the mean of heads. saveURL() converts back.
-const url = readState({ text: "", model: pd.default_model, target: "", kind: "", layer: 1, head: "1", view: "head", hide: false, merge: false });
-const st = { ...url, layer: toApi(url.layer), head: toApi(url.head) };
+const url = readState({ text: "", model: pd.default_model, target: "", kind: "", layer: 1, head: "1", view: "head", hide: false, merge: false, q: 1 });
+const st = { ...url, layer: toApi(url.layer), head: toApi(url.head), q: toApi(url.q) };
 if (!models.has(st.model)) st.model = pd.default_model;
-if (!["head", "model", "matrix"].includes(st.view)) st.view = "head";
+if (!["head", "model", "matrix", "neuron"].includes(st.view)) st.view = "head";
 let A = null; // the current Analysis
 let selected = new Set(); // heads shown in the head view
 let renderSeq = 0;
@@ -47,7 +48,7 @@ function saveURL() {
   writeState({
     text: text.length <= URL_TEXT_MAX ? text : "", model: ui.model.value,
     target: modelKind() === "seq2seq" && ui.target.value.length <= URL_TEXT_MAX ? ui.target.value : "",
-    kind: st.kind, layer: fromApi(st.layer), head: fromApi(st.head), view: st.view, hide: st.hide, merge: st.merge,
+    kind: st.kind, layer: fromApi(st.layer), head: fromApi(st.head), view: st.view, hide: st.hide, merge: st.merge, q: fromApi(st.q),
   });
 }
 
@@ -114,6 +115,12 @@ async function render() {
       renderHeadView(ui.panes.head, {
         analysis: A, kind, layer, data, selected, title, exportSlot: ui.exportSlot,
         onSelect: () => render(),
+      });
+    } else if (st.view === "neuron") { // q and k exist per head: the mean of heads opens head 1
+      if (head === "mean") { st.head = 0; syncControls(); saveURL(); }
+      await renderNeuron(ui.panes.neuron, {
+        analysis: A, kind, layer, head: st.head, query: st.q, exportSlot: ui.exportSlot,
+        isCurrent: () => seq === renderSeq, onQuery: (i) => { st.q = i; render(); },
       });
     } else {
       const values = await A.head(kind, layer, head);
