@@ -43,7 +43,7 @@ async def positional(
     k: Annotated[int, Query(ge=-MAX_LENGTH, le=MAX_LENGTH, description="offset for M_k")] = 8,
     dims: Annotated[
         str | None,
-        Query(pattern=r"^\d{1,4}(,\d{1,4}){0,7}$", description="comma-separated dimensions, e.g. 0,1,32"),
+        Query(pattern=r"^\d{1,4}(,\d{1,4}){0,15}$", description="comma-separated dimensions, e.g. 0,1,32"),
     ] = None,
     far: Annotated[int, Query(ge=1, le=MAX_FAR, description="an extra far position to check")] = 1_000_000,
 ) -> Response:
