@@ -51,3 +51,22 @@ def test_walmer_coordinates_divide_by_r_minus_1(rows: int) -> None:
     walmer = np.hypot(*(g[:, None, :] - g[None, :, :]).transpose(2, 0, 1))  # (P, P)
     diag = patch_distances((rows, rows), 16, "diagonal").double().numpy()  # (P, P) float32 values
     np.testing.assert_allclose(walmer, diag * np.sqrt(2) * rows / (rows - 1), rtol=4 * 2**-24, atol=1e-7)
+
+
+def test_positional_residual_is_a_fraction_of_eps_pos_and_comes_from_i_ge_1() -> None:
+    """/positional text: block i = 0 (w_0 = 1, exact angle) stays at rounding level at every pos; the
+    residual, from the i >= 1 angles, is a fraction of eps * (pos + k), not a multiple."""
+    from models.figures.positional import encode_positions, frequencies, linearity_check, relative_rotation
+
+    eps = np.finfo(np.float64).eps
+    pos = np.unique(np.round(np.logspace(0, 9, 400)))  # (P,) integers 1 .. 1e9
+    for d_model, k in ((32, 8), (128, 8), (128, -3), (512, 100)):
+        m = relative_rotation(k, d_model)  # (d, d)
+        res = np.abs(encode_positions(pos, d_model) @ m.T - encode_positions(pos + k, d_model))  # (P, d)
+        assert res[:, :2].max() <= 2 * eps  # i = 0: sin/cos of an exact angle, one rounding or two
+        ratio = linearity_check(k, d_model, pos).residual / (eps * (pos + abs(k)))  # (P,)
+        assert ratio.max() < 1.0 and np.median(ratio) < 0.5
+        # the largest wavelength, as the page states it
+        w = frequencies(d_model)
+        assert w[0] == 1.0
+        assert 2 * np.pi / w[-1] == pytest.approx(2 * np.pi * 10000 ** (1 - 2 / d_model), rel=1e-13)
