@@ -70,3 +70,17 @@ def test_positional_residual_is_a_fraction_of_eps_pos_and_comes_from_i_ge_1() ->
         w = frequencies(d_model)
         assert w[0] == 1.0
         assert 2 * np.pi / w[-1] == pytest.approx(2 * np.pi * 10000 ** (1 - 2 / d_model), rel=1e-13)
+
+
+def test_embeddings_caption_is_conditional_on_trained_weights() -> None:
+    """/vit-embeddings: the page gets each model's source, and the JS only speaks of a learned layout for
+    models that are not random-init (the browser test checks the random case on screen)."""
+    from pathlib import Path
+
+    from app.services.catalog import vision_model_choices
+    from app.settings import Settings
+
+    models = vision_model_choices(Settings())["models"]
+    assert models and all("source" in m for m in models)
+    js = (Path(__file__).resolve().parents[1] / "static/js/figures/embeddings.js").read_text()
+    assert 'source === "random"' in js and "the model learned the 2-D layout from data" not in js
