@@ -215,7 +215,7 @@ async function loadSimilarity() {
     S.col = near(S.sim.colsShown, S.col ?? Math.floor(body.cols / 2));
     paintMosaic(); drawTile(); mountMosaicExports();
     $("emb-mosaic-caption").textContent =
-      `${body.model}: ${body.rows}×${body.cols} learned patch positions (embedding width ${body.embed_dim}; ` +
+      `${body.model}: ${body.rows}×${body.cols} patch positions (embedding width ${body.embed_dim}; ` +
       `${body.prefix_tokens_left_out} prefix token${body.prefix_tokens_left_out === 1 ? "" : "s"} left out). ` +
       `${S.sim.TR}×${S.sim.TC} tiles shown${body.stride > 1 ? ` (every ${ordinal(body.stride)} row and column)` : ""}; ` +
       `tile (r, c) is the cosine similarity between the embedding of position (r, c) and those of all positions. ` +
