@@ -411,6 +411,33 @@ def test_receptive_field_reference(client) -> None:
     assert client.get("/api/distance/receptive-field", params={"num_layers": 0}).status_code == 422
 
 
+def test_receptive_field_comparable_quantity(client) -> None:
+    """The comparable line: MAD of uniform attention over each receptive-field window, on the ViT's grid."""
+    from models.vision.receptive_field import max_mad, uniform_image_mad, uniform_window_mad
+
+    body = client.get("/api/distance/receptive-field", params={"num_layers": 12}).json()
+    w = decode_typed_array(body["uniform_window"])
+    np.testing.assert_allclose(w, uniform_window_mad((14, 14), 16, body["rf_pixels"]), rtol=1e-12)
+    assert w[0] == 0.0 and w[-1] < 117 < 427  # a mean distance, far under the 427 px width
+    assert body["uniform_image"] == pytest.approx(uniform_image_mad((14, 14), 16), rel=1e-12)
+    assert body["max_distance"] == pytest.approx(max_mad((14, 14), 16), rel=1e-12)
+    assert (
+        body["uniform_image"]
+        < body["max_distance"]
+        < body["image_diagonal"]
+        == pytest.approx(16 * np.hypot(14, 14))
+    )
+    # units: the same numbers divided by the patch size; another grid gives other numbers
+    q = {"num_layers": 12, "unit": "patches", "patch_size": 14, "rows": 37, "cols": 37}
+    b2 = client.get("/api/distance/receptive-field", params=q).json()
+    np.testing.assert_allclose(
+        decode_typed_array(b2["uniform_window"]),
+        uniform_window_mad((37, 37), 14, b2["rf_pixels"]) / 14,
+        rtol=1e-12,
+    )
+    assert b2["max_distance"] == pytest.approx(max_mad((37, 37), 14) / 14, rel=1e-12)
+
+
 def test_pages_render(client) -> None:
     for path, marker in (("/vit-embeddings", "emb-mosaic"), ("/distance", "dist-chart")):
         r = client.get(path)

@@ -12,6 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.vision.receptive_field import (
+    max_mad,
+    resnet50_receptive_fields,
+    uniform_image_mad,
+    uniform_window_mad,
+)
 from tests.conftest import ARTIFACTS, tiny_settings
 from tests.test_api_vit_figures import WIDE
 
@@ -41,6 +47,9 @@ def test_embeddings_page(page, base_url) -> None:
         "document.querySelector('#emb-tile .main-svg') && document.querySelectorAll('.vf-filter').length === 28"
     )
     assert page.inner_text("#emb-tile-title") == "Position (3, 3) of 4×4"  # the centre by default
+    caption = page.inner_text("#emb-mosaic-caption")  # a random-init model: no "learned layout" claim
+    assert "randomly initialised" in caption and "learned the 2-D layout" not in caption
+    assert "2-D interpolation" in page.inner_text(".lead")  # ViT Sections 3.1-3.2
     before = plot_data(page, "emb-tile")[0]["z"]
     assert np.asarray(before).shape == (4, 4) and before[2][2] == pytest.approx(1.0, abs=1 / 127)
 
@@ -98,9 +107,16 @@ def test_distance_page(page, base_url) -> None:
     assert "runs=tiny_vit~samples~0" in page.url.replace("%7E", "~")
 
     page.check("#dist-rf")
-    page.wait_for_function("Number(document.getElementById('dist-chart').dataset.traces) === 4")
+    page.wait_for_function("Number(document.getElementById('dist-chart').dataset.traces) === 5")
     refs = plot_data(page, "dist-chart")
-    assert "ResNet-50" in refs[2]["name"] and refs[3]["y"] == pytest.approx([8 * np.hypot(4, 4)] * 2)
+    # the CNN line is a mean distance (uniform attention over each receptive-field window), not the width
+    rf_px = [r.rf_pixels for r in resnet50_receptive_fields()]
+    window = uniform_window_mad((4, 4), 8, rf_px)
+    assert "ResNet-50" in refs[2]["name"] and refs[2]["y"] == pytest.approx(list(window), rel=1e-9)
+    custom = page.evaluate("() => document.getElementById('dist-chart').data[2].customdata")
+    assert [c[1] for c in custom] == rf_px  # the raw width stays in the hover
+    assert refs[3]["y"] == pytest.approx([uniform_image_mad((4, 4), 8)] * 2)
+    assert refs[4]["y"] == pytest.approx([max_mad((4, 4), 8)] * 2)
 
     page.select_option("#dist-unit", "patches")
     page.wait_for_function(
@@ -108,16 +124,15 @@ def test_distance_page(page, base_url) -> None:
     )
     in_patches = plot_data(page, "dist-chart")
     np.testing.assert_allclose(in_patches[0]["y"], np.asarray(first[0]["y"]) / 8, rtol=1e-9)
-    assert max(in_patches[2]["y"]) == pytest.approx(427 / 8) and in_patches[3]["y"][0] == pytest.approx(
-        np.hypot(4, 4)
-    )
+    assert max(in_patches[2]["y"]) == pytest.approx(window.max() / 8, rel=1e-9)
+    assert in_patches[4]["y"][0] == pytest.approx(max_mad((4, 4), 8) / 8, rel=1e-9)
 
     page.set_input_files(
         "#dist-files",
         [{"name": f"im{i}.png", "mimeType": "image/png", "buffer": png_bytes(i)} for i in range(2)],
     )
     page.click("#dist-run")
-    page.wait_for_function("Number(document.getElementById('dist-chart').dataset.traces) === 6")
+    page.wait_for_function("Number(document.getElementById('dist-chart').dataset.traces) === 7")
     assert page.locator(".vf-chip").count() == 2
     assert "2 uploaded images" in page.inner_text("#dist-series")
     url = page.url.replace("%7E", "~").replace("%2C", ",")
@@ -131,7 +146,7 @@ def test_distance_page(page, base_url) -> None:
     assert lines[1].split(",")[5:7] == ["1", "1"]  # layer 1, head 1: as on the chart
 
     page.click(".vf-chip:nth-child(2) button")  # remove the upload run
-    page.wait_for_function("Number(document.getElementById('dist-chart').dataset.traces) === 4")
+    page.wait_for_function("Number(document.getElementById('dist-chart').dataset.traces) === 5")
     page.screenshot(path=str(ARTIFACTS / "distance.png"), full_page=True)
     assert js_errors(page) == []
 

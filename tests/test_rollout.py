@@ -53,3 +53,63 @@ def test_rollout_map_is_the_matrix_row(prefix: int) -> None:
     r = rollout_matrix(attn, "max", 0.3, prefix)
     want = r[0, prefix:] if prefix else r.mean(0)
     torch.testing.assert_close(attention_rollout(attn, "max", 0.3, prefix), want)
+
+
+@pytest.mark.parametrize("prefix", [1, 4])
+def test_no_cls_with_registers_averages_patch_rows(prefix: int) -> None:
+    """Registers but no [CLS]: row 0 is a register, so the map is the mean over the PATCH rows of R."""
+    torch.manual_seed(2)
+    attn = torch.rand(3, 2, prefix + 6, prefix + 6).softmax(-1)  # (L, H, N, N)
+    r = rollout_matrix(attn, num_prefix_tokens=prefix)  # (N, N)
+    want = r[prefix:, prefix:].mean(0)  # (P,)
+    got = attention_rollout(attn, num_prefix_tokens=prefix, has_cls=False)
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, r[0, prefix:])  # the old (register row 0) answer differs
+    # with a CLS token the map stays R[CLS, patches]
+    torch.testing.assert_close(attention_rollout(attn, num_prefix_tokens=prefix), r[0, prefix:])
+
+
+def test_registers_no_cls_model_rollout_from_the_analysis() -> None:
+    """A tiny random timm ViT with 2 register tokens and no [CLS]: the analysis's rollout (computed block by
+    block during the forward) and the view's (from the cached maps) both average the patch rows."""
+    from PIL import Image
+
+    from models.vision.analysis import analyze_image, load_vision_model
+    from models.vision.registry import VisionModelSpec
+
+    spec = VisionModelSpec(
+        id="tiny_reg_nocls",
+        arch_tag="vit_tiny_patch16_224.random",
+        source="random",
+        label="Tiny random ViT, 2 registers, no [CLS] (tests)",
+        timm_kwargs=dict(
+            img_size=32,
+            patch_size=8,
+            embed_dim=32,
+            depth=3,
+            num_heads=2,
+            num_classes=0,
+            class_token=False,
+            reg_tokens=2,
+            global_pool="avg",
+        ),
+    )
+    vm = load_vision_model(spec)
+    assert vm.info.num_prefix_tokens == 2 and not vm.info.has_cls_token
+    image = Image.new("RGB", (40, 40), (120, 60, 200))
+    image.paste((10, 200, 30), (0, 0, 20, 20))
+    analysis = analyze_image(vm, image)
+    assert not analysis.has_cls
+    maps = analysis.attentions.float()  # (L, H, N, N) the cached float16 maps
+    r = rollout_matrix(maps, num_prefix_tokens=2)  # (N, N)
+    want = r[2:, 2:].mean(0)  # (P,)
+    # float16 cache vs the float32 maps of the forward: a rounding-level difference, with margin
+    torch.testing.assert_close(
+        torch.from_numpy(analysis.rollout), want, rtol=0, atol=4e-3 * float(want.max())
+    )
+    torch.testing.assert_close(attention_rollout(maps, num_prefix_tokens=2, has_cls=False), want)
+    # the vision service's derived view (other fusion / discard) reads the same rows
+    from app.services.vision import rollout_map
+
+    r_max = rollout_matrix(maps, "max", 0.2, 2)  # (N, N)
+    torch.testing.assert_close(torch.from_numpy(rollout_map(analysis, "max", 0.2)), r_max[2:, 2:].mean(0))

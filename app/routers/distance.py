@@ -5,7 +5,8 @@
   cached per (analysis id, renormalize)).
 - ``POST /api/distance/jobs``: an image set (the bundled sample photos, or uploaded images / a zip) as a
   background job; progress and cancel through ``/api/distance/jobs/{id}``.
-- ``GET /api/distance/receptive-field``: ResNet-50's theoretical receptive field on a ViT's layer axis.
+- ``GET /api/distance/receptive-field``: ResNet-50's theoretical receptive field on a ViT's layer axis, and
+  the mean attention distance uniform attention over each receptive-field window would have (CPU pool).
 
 Jobs compute in pixels; every response converts to the requested unit (exact: MAD is linear in d), so
 switching units never recomputes anything.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 
 from app.deps import StateDep
@@ -27,13 +27,10 @@ from app.schemas.vit_figures import (
     DistanceUnit,
     ReceptiveFieldResponse,
 )
-from app.serialization import typed_array
 from app.services import distance as svc
 from app.services.views import cached_view
 from app.services.vision import model_at
 from app.state import AppState
-from models.vision.distance import convert_unit
-from models.vision.receptive_field import on_vit_depth_axis, resnet50_receptive_fields
 
 router = APIRouter(tags=["distance"])
 ERRORS = {
@@ -125,24 +122,17 @@ async def cancel_job(state: StateDep, job_id: str) -> DistanceJobResponse:
 
 @router.get("/api/distance/receptive-field", response_model=ReceptiveFieldResponse, responses=ERRORS)
 async def receptive_field(
+    state: StateDep,
     num_layers: Annotated[int, Query(ge=1, le=256, description="depth of the ViT axis")],
     unit: Annotated[DistanceUnit, Query()] = "pixels",
-    patch_size: Annotated[int, Query(ge=1, le=1024, description="the ViT's patch size (unit=patches)")] = 16,
-    rows: Annotated[int, Query(ge=1, le=1024, description="the ViT's patch rows (unit=diagonal)")] = 14,
-    cols: Annotated[int, Query(ge=1, le=1024, description="the ViT's patch columns (unit=diagonal)")] = 14,
+    patch_size: Annotated[int, Query(ge=1, le=1024, description="the ViT's patch size in pixels")] = 16,
+    rows: Annotated[int, Query(ge=1, le=1024, description="the ViT's patch rows")] = 14,
+    cols: Annotated[int, Query(ge=1, le=1024, description="the ViT's patch columns")] = 14,
 ) -> ReceptiveFieldResponse:
     """ResNet-50's theoretical receptive field after each layer, placed on the ViT's layer axis by relative
-    depth, in the same unit as the distances (the CNN is taken to see the ViT's input pixels)."""
-    rfs = resnet50_receptive_fields()  # 50 small tuples: cheap enough for the event loop
-    points = on_vit_depth_axis(rfs, num_layers)
-    px = np.array([p[1] for p in points], dtype=np.float64)  # (n,)
-    return ReceptiveFieldResponse(
-        network="ResNet-50",
-        unit=unit,
-        num_layers=num_layers,
-        x=typed_array(np.array([p[0] for p in points]), "f8"),
-        rf=typed_array(convert_unit(px, (rows, cols), patch_size, unit), "f8"),
-        rf_pixels=[int(v) for v in px],
-        names=[rf.name for rf in rfs],
-        depth_index=[rf.depth_index for rf in rfs],
+    depth (the CNN is taken to see the ViT's input pixels), with the comparable quantity ``uniform_window``:
+    the mean attention distance of uniform attention over that window on the ViT's grid (CPU pool)."""
+    key = f"receptive-field:{num_layers}:{unit}:{patch_size}:{rows}:{cols}"
+    return await state.cpu.run(
+        svc.receptive_field_reference, num_layers, unit, patch_size, rows, cols, key=key
     )

@@ -90,3 +90,16 @@ class ReceptiveFieldResponse(BaseModel):
     rf_pixels: list[int]
     names: list[str] = Field(description="CNN layer names, e.g. layer3.5.conv2")
     depth_index: list[int] = Field(description="1-based count of weighted layers up to this one")
+    uniform_window: TypedArray = Field(
+        description="(n,) float64 mean attention distance (in `unit`) that uniform attention over each CNN "
+        "layer's receptive-field window (k x k px around the query, clipped to the image) has on the ViT's "
+        "grid: the comparable quantity to plot (a receptive field is a width, not a mean distance)"
+    )
+    uniform_image: float = Field(
+        description="mean attention distance of uniform attention over the whole image"
+    )
+    max_distance: float = Field(
+        description="the largest mean attention distance any head can have: every query attends only to its "
+        "farthest patch"
+    )
+    image_diagonal: float = Field(description="the image diagonal in `unit`")

@@ -33,7 +33,12 @@ from PIL import Image
 from app.compute import Busy
 from app.images import ImageError
 from app.jobs import Job, UserError
-from app.schemas.vit_figures import DistanceGeometry, DistanceJobResponse, DistanceResultSchema
+from app.schemas.vit_figures import (
+    DistanceGeometry,
+    DistanceJobResponse,
+    DistanceResultSchema,
+    ReceptiveFieldResponse,
+)
 from app.serialization import typed_array
 from app.services.images import decode_bounded, header_size
 from app.settings import Settings
@@ -44,6 +49,13 @@ from models.vision.distance import (
     convert_unit,
     dataset_mean_attention_distance,
     mean_attention_distance,
+)
+from models.vision.receptive_field import (
+    max_mad,
+    on_vit_depth_axis,
+    resnet50_receptive_fields,
+    uniform_image_mad,
+    uniform_window_mad,
 )
 from models.vision.samples import IMAGE_SUFFIXES, SAMPLE_NAMES, sample_images
 
@@ -366,4 +378,49 @@ def job_response(job: Job, unit: str, reused: bool = False) -> DistanceJobRespon
         result=job.result.to_schema(unit) if job.status == "done" else None,
         job_url=f"/api/distance/jobs/{job.id}",
         cancel_url=f"/api/distance/jobs/{job.id}/cancel",
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CNN reference line (CPU pool)
+
+
+def receptive_field_reference(
+    num_layers: int, unit: str, patch_size: int, rows: int, cols: int
+) -> ReceptiveFieldResponse:
+    """ResNet-50's theoretical receptive field per layer on the ViT's layer axis (relative depth), with the
+    comparable quantity: the MAD of uniform attention over that window on the ViT's R x C grid of
+    ``patch_size`` px patches (:func:`models.vision.receptive_field.uniform_window_mad`), and the two
+    ceilings (uniform attention over the whole image, and the largest MAD any head can have)."""
+    rfs = resnet50_receptive_fields()
+    points = on_vit_depth_axis(rfs, num_layers)
+    grid = (rows, cols)
+    px = np.array([p[1] for p in points], dtype=np.float64)  # (n,) widths in pixels
+    window = uniform_window_mad(grid, patch_size, px)  # (n,) pixels
+
+    def to_unit(v: np.ndarray) -> np.ndarray:
+        return convert_unit(v, grid, patch_size, unit)
+
+    scalars = to_unit(
+        np.array(
+            [
+                uniform_image_mad(grid, patch_size),
+                max_mad(grid, patch_size),
+                patch_size * np.hypot(rows, cols),
+            ]
+        )
+    )  # (3,)
+    return ReceptiveFieldResponse(
+        network="ResNet-50",
+        unit=unit,
+        num_layers=num_layers,
+        x=typed_array(np.array([p[0] for p in points]), "f8"),
+        rf=typed_array(to_unit(px), "f8"),
+        rf_pixels=[int(v) for v in px],
+        names=[rf.name for rf in rfs],
+        depth_index=[rf.depth_index for rf in rfs],
+        uniform_window=typed_array(to_unit(window), "f8"),
+        uniform_image=float(scalars[0]),
+        max_distance=float(scalars[1]),
+        image_diagonal=float(scalars[2]),
     )

@@ -157,7 +157,9 @@ def _forward_and_cache(
 def rollout_map(analysis: VisionAnalysis, head_fusion: HeadFusion, discard_ratio: float) -> np.ndarray:
     """(P,) float32 rollout from the cached (L, H, N, N) float16 maps, one layer at a time in float32."""
     with torch.inference_mode():
-        r = attention_rollout(analysis.attentions, head_fusion, discard_ratio, analysis.num_prefix_tokens)
+        r = attention_rollout(
+            analysis.attentions, head_fusion, discard_ratio, analysis.num_prefix_tokens, analysis.has_cls
+        )
     return r.numpy()
 
 

@@ -113,9 +113,10 @@ class LinearityResult:
       residual: float64 (P,) max over the d_model components of |M_k PE(pos) - PE(pos + k)|.
       max_residual: float, the max of `residual`.
       rounding_scale: float64 (P,) eps64 * (|pos| + |k|), the size of one rounding error in the largest
-        angle pos * w_0 = pos. The residual is a few times this: sin/cos of an angle A are only known to
-        ~eps * |A| because A itself is rounded, so the residual grows linearly with pos (~1e-14 at
-        pos ~ 1e2, ~1e-12 at 1e4, ~1e-10 at 1e6). The map itself stays exact; only the arithmetic rounds.
+        angle. The residual is a fraction of this: pos * w_0 = pos is exact for integer pos (w_0 = 1), but
+        w_i for i >= 1 is rounded in float64, so the angles pos * w_i carry errors ~eps * (pos + k) * w_i
+        (w_i < 1) that sin/cos pass through; the residual grows linearly with pos (~1e-14 at pos ~ 1e2,
+        ~1e-12 at 1e4, ~1e-10 at 1e6). The map itself stays exact; only the arithmetic rounds.
       orthogonality_error: float, max |M_k^T M_k - I|.
     """
 

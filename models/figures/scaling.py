@@ -143,7 +143,9 @@ def row_statistics(logits: ArrayLike) -> dict[str, np.ndarray]:
 
     and 1 - p_1 = delta / (1 + delta), delta = sum_j exp(l_j - l_max) over the other keys, so a saturated row reports its true tiny
     norm (e.g. 2 p_1 p_2 ~ 4e-22 for two keys with a logit gap of 50) instead of a rounding floor ~1e-8.
-    Uniform p gives the largest value reached in practice here, sqrt(n_keys - 1) / n_keys.
+    The largest value over all rows is 0.5, at an even split between two keys (p = (1/2, 1/2, 0, ...));
+    a uniform row over n keys gives sqrt(n_keys - 1) / n_keys, which is 0.5 only for n_keys = 2 and smaller
+    beyond (``tests/test_corrections.py`` checks both numerically).
     """
     x = np.asarray(logits, dtype=np.float64)
     n = x.shape[-1]

@@ -95,6 +95,7 @@ class VisionAnalysis:
     rollout: np.ndarray  # (P,) float32
     predictions: list[tuple[str, float]] | None
     image: Image.Image  # the R x R image the model saw
+    has_cls: bool = True  # False: no [CLS] token (registers only, or no prefix): maps average the patch rows
 
     def patch_attention(self, layer: int, head: int | None, query: int) -> np.ndarray:
         """Where patch ``query`` attends in ``layer`` for one head (or the head mean): (P,) float32."""
@@ -172,7 +173,7 @@ def analyze_image(
         if "attn" not in kept or any(r is None for r in residuals):
             raise CaptureError("the forward pass recorded no attention probabilities for some blocks")
         cls_map = torch.stack(cls_maps)  # (L, H, P)
-        roll = rollout_from_residuals(residuals, info.num_prefix_tokens)  # (P,)
+        roll = rollout_from_residuals(residuals, info.num_prefix_tokens, info.has_cls_token)  # (P,)
         attn_cpu = kept["attn"]
     rows, cols = info.grid(x.shape[-2], x.shape[-1])
     return VisionAnalysis(
@@ -185,4 +186,5 @@ def analyze_image(
         rollout=roll.float().cpu().numpy(),
         predictions=top_predictions(vm.model, logits) if logits is not None else None,
         image=shown,
+        has_cls=info.has_cls_token,
     )

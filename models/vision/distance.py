@@ -19,7 +19,9 @@ Prefix convention (see the shared anchors):
 
 Units: ``pixels`` (default, the paper's), ``patches`` (grid units, pixels / patch_size) and ``diagonal``
 (fraction of the image diagonal, patch_size * sqrt(R^2 + C^2), so values compare across resolutions and
-patch sizes; Walmer's [0, 1]-square coordinates equal ``diagonal`` * sqrt(2) for square grids).
+patch sizes). Walmer et al. put the patch centres on a [0, 1] square by dividing the grid positions by
+(R - 1) and (C - 1), so on a square R x R grid their distance is ``patches`` / (R - 1)
+= ``diagonal`` * sqrt(2) * R / (R - 1), a little more than ``diagonal`` * sqrt(2)).
 
 Dataset statistics never keep the maps: :class:`DistanceAccumulator` is passed to
 :func:`models.vision.capture.capture_attention` as ``reduce=acc.update`` and reduces each block's (B, H, N, N)

@@ -3,8 +3,10 @@
 Convention (see shared anchors): fuse heads (mean, max or min); optionally zero the smallest
 ``discard_ratio`` share of entries, never those in a prefix-token (CLS) row or column; add the identity
 for the residual connection (A + I); renormalise every ROW to sum 1; multiply from the first layer up,
-R = Ã_L ... Ã_1. The map of the image is R[CLS, patches] (or the mean over patch rows when the model
-has no CLS token).
+R = Ã_L ... Ã_1. The map of the image is R[CLS, patches], or, when the model has no CLS token, the mean
+over patch rows of R[patches, patches]. A model may have prefix tokens and still no CLS (register tokens
+only, Darcet et al. 2024): then row 0 is a register, not a summary of the image, so ``has_cls=False`` must be
+passed and the patch rows are averaged.
 """
 
 from __future__ import annotations
@@ -69,15 +71,24 @@ def _residual_layers(
         yield residual_layer(layer, head_fusion, discard_ratio, num_prefix_tokens)
 
 
-def rollout_from_residuals(residuals: Sequence[torch.Tensor], num_prefix_tokens: int = 1) -> torch.Tensor:
-    """The map R[CLS, patches] (P,) from the layers' Ã_1 .. Ã_L (each (N, N), bottom first), as
-    v^T Ã_L ... Ã_1 from the top down (see :func:`attention_rollout`)."""
-    n = residuals[0].shape[-1]
-    v = torch.zeros(n, dtype=torch.float32, device=residuals[0].device)  # (N,): the query row(s) of R
-    if num_prefix_tokens > 0:
+def _query_rows(n: int, num_prefix_tokens: int, has_cls: bool, device: torch.device) -> torch.Tensor:
+    """(N,) weights of the rows of R the map is read from: one-hot on [CLS] (token 0), or the mean over the
+    patch rows (prefix rows get 0) when there is no CLS token, registers or not."""
+    v = torch.zeros(n, dtype=torch.float32, device=device)  # (N,)
+    if has_cls and num_prefix_tokens > 0:
         v[0] = 1.0
     else:
-        v[:] = 1.0 / n
+        v[num_prefix_tokens:] = 1.0 / (n - num_prefix_tokens)
+    return v
+
+
+def rollout_from_residuals(
+    residuals: Sequence[torch.Tensor], num_prefix_tokens: int = 1, has_cls: bool = True
+) -> torch.Tensor:
+    """The map (P,) from the layers' Ã_1 .. Ã_L (each (N, N), bottom first), as v^T Ã_L ... Ã_1 from the
+    top down, v the [CLS] row or the mean of the patch rows (see :func:`attention_rollout`)."""
+    n = residuals[0].shape[-1]
+    v = _query_rows(n, num_prefix_tokens, has_cls, residuals[0].device)  # (N,): the query row(s) of R
     for a in reversed(residuals):
         v = v @ a
     return v[num_prefix_tokens:]
@@ -102,8 +113,10 @@ def attention_rollout(
     head_fusion: HeadFusion = "mean",
     discard_ratio: float = 0.0,
     num_prefix_tokens: int = 1,
+    has_cls: bool = True,
 ) -> torch.Tensor:
-    """Rollout map over patches, shape (P,): R[CLS, patches], or mean over patch rows with no CLS.
+    """Rollout map over patches, shape (P,): R[CLS, patches], or the mean over patch rows of
+    R[patches, patches] when the model has no CLS (``has_cls=False``, or no prefix tokens at all).
 
     Only one row of R is needed, so it is computed as a row vector times the layers from the top down,
     v^T Ã_L ... Ã_1: O(L N^2) instead of the O(L N^3) of the full matrix (same numbers). Layers are taken
@@ -111,11 +124,7 @@ def attention_rollout(
     two (N, N) maps, whatever L and the cache's dtype.
     """
     n = attentions[0].shape[-1]
-    v = torch.zeros(n, dtype=torch.float32, device=attentions[0].device)  # (N,): the query row(s) of R
-    if num_prefix_tokens > 0:
-        v[0] = 1.0
-    else:
-        v[:] = 1.0 / n
+    v = _query_rows(n, num_prefix_tokens, has_cls, attentions[0].device)  # (N,): the query row(s) of R
     top_down = [attentions[i] for i in reversed(range(len(attentions)))]  # views, no copies
     for a in _residual_layers(top_down, head_fusion, discard_ratio, num_prefix_tokens):
         v = v @ a

@@ -133,7 +133,8 @@ async function loadRF() {
   const g = done[0].result.geometry, L = Math.max(...done.map((s) => s.result.geometry.num_layers));
   const q = new URLSearchParams({ num_layers: L, unit: S.unit, patch_size: g.patch_size, rows: g.rows, cols: g.cols });
   const body = await apiGet(`/api/distance/receptive-field?${q}`);
-  S.rfData = { ...body, xs: Array.from(decodeTyped(body.x).data, (x) => x + 1), ys: Array.from(decodeTyped(body.rf).data) };
+  S.rfData = { ...body, xs: Array.from(decodeTyped(body.x).data, (x) => x + 1), widths: Array.from(decodeTyped(body.rf).data),
+    ys: Array.from(decodeTyped(body.uniform_window).data) };
 }
 
 function chartTable() {
@@ -146,9 +147,13 @@ function chartTable() {
       rows.push([r.model, r.source_label, r.n_images, r.renormalize, r.unit, l + 1, "mean", mean[l]]);
     }
   }
-  if (S.rfData) S.rfData.xs.forEach((x, i) => rows.push(["ResNet-50 theoretical RF", S.rfData.names[i], "", "", S.unit, x, "", S.rfData.ys[i]]));
+  if (S.rfData) {
+    S.rfData.xs.forEach((x, i) => rows.push(["ResNet-50: uniform attention over its theoretical receptive field",
+      `${S.rfData.names[i]} (receptive field ${S.rfData.rf_pixels[i]} px wide)`, "", "", S.unit, x, "", S.rfData.ys[i]]));
+  }
   return { header, rows, meta: { definition: "mean over query patches of sum_j A[i,j] d(i,j), then mean over images; prefix tokens removed",
-    counting: "layers and heads from 1, as on the chart (the API counts from 0); for the CNN reference, layer is its relative depth on the same axis" } };
+    counting: "layers and heads from 1, as on the chart (the API counts from 0); for the CNN reference, layer is its relative depth on the same axis",
+    cnn_reference: "mean_distance of uniform attention over a k x k px window (k = the layer's theoretical receptive field) around each query patch, clipped to the image, on this ViT's patch grid: a mean distance, comparable to the heads' values; the receptive field itself is a width" } };
 }
 
 async function draw() {
@@ -170,14 +175,20 @@ async function draw() {
   });
   const maxL = Math.max(1, ...S.series.filter((s) => s.result).map((s) => s.result.geometry.num_layers));
   if (S.rfData) {
-    traces.push({ type: "scatter", mode: "lines", x: S.rfData.xs, y: S.rfData.ys, customdata: S.rfData.names,
-      name: "ResNet-50 theoretical receptive field", line: { color: "#666", width: 1.5, dash: "dash", shape: "hv" },
-      hovertemplate: `ResNet-50 %{customdata}<br>receptive field %{y:.3f} ${short}<extra></extra>` });
-    // the longest possible distance on the grid, in the same unit: the image diagonal
-    const g = S.series.find((s) => s.result).result.geometry, cells = Math.hypot(g.rows, g.cols);
-    const diag = { pixels: g.patch_size * cells, patches: cells, diagonal: 1 }[S.unit];
-    traces.push({ type: "scatter", mode: "lines", x: [0.5, maxL + 0.5], y: [diag, diag], name: "image diagonal",
-      line: { color: "#999", width: 1, dash: "dot" }, hovertemplate: `image diagonal ${diag.toFixed(3)} ${short}<extra></extra>` });
+    const rf = S.rfData, fmt = (v) => v.toFixed(3);
+    traces.push({ type: "scatter", mode: "lines", x: rf.xs, y: rf.ys,
+      customdata: rf.names.map((n, i) => [n, rf.rf_pixels[i], fmt(rf.widths[i])]),
+      name: "ResNet-50: uniform attention over its receptive field", line: { color: "#666", width: 1.5, dash: "dash", shape: "hv" },
+      hovertemplate: `ResNet-50 %{customdata[0]}: receptive field %{customdata[1]} px wide (%{customdata[2]} ${short})` +
+        `<br>uniform attention over that window: mean distance %{y:.3f} ${short}<extra></extra>` });
+    // two ceilings in the same unit: uniform attention over the whole image, and the most any head can reach
+    traces.push({ type: "scatter", mode: "lines", x: [0.5, maxL + 0.5], y: [rf.uniform_image, rf.uniform_image],
+      name: "uniform attention over the whole image", line: { color: "#999", width: 1, dash: "dot" },
+      hovertemplate: `uniform attention over the whole image: ${fmt(rf.uniform_image)} ${short}<extra></extra>` });
+    traces.push({ type: "scatter", mode: "lines", x: [0.5, maxL + 0.5], y: [rf.max_distance, rf.max_distance],
+      name: "largest possible (each query on its farthest patch)", line: { color: "#bbb", width: 1, dash: "dashdot" },
+      hovertemplate: `largest possible mean attention distance: ${fmt(rf.max_distance)} ${short}` +
+        `<br>(image diagonal ${fmt(rf.image_diagonal)} ${short})<extra></extra>` });
   }
   Plotly.react(div, traces, layout({
     margin: { l: 62, r: 14, t: 10, b: 46 },

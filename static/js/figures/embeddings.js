@@ -215,13 +215,19 @@ async function loadSimilarity() {
     S.col = near(S.sim.colsShown, S.col ?? Math.floor(body.cols / 2));
     paintMosaic(); drawTile(); mountMosaicExports();
     $("emb-mosaic-caption").textContent =
-      `${body.model}: ${body.rows}×${body.cols} learned patch positions (embedding width ${body.embed_dim}; ` +
+      `${body.model}: ${body.rows}×${body.cols} patch positions (embedding width ${body.embed_dim}; ` +
       `${body.prefix_tokens_left_out} prefix token${body.prefix_tokens_left_out === 1 ? "" : "s"} left out). ` +
       `${S.sim.TR}×${S.sim.TC} tiles shown${body.stride > 1 ? ` (every ${ordinal(body.stride)} row and column)` : ""}; ` +
       `tile (r, c) is the cosine similarity between the embedding of position (r, c) and those of all positions. ` +
       `Off-diagonal cosines range from ${body.min_off_diagonal.toFixed(3)} to ${body.max_off_diagonal.toFixed(3)}. ` +
-      `Close positions have similar embeddings, and positions in the same row or column share structure: ` +
-      `the model learned the 2-D layout from data (Section 4.5).`;
+      (MODELS.find((m) => m.id === S.model)?.source === "random"
+        ? `This model is randomly initialised, not trained: its position embeddings are random vectors, so any pattern ` +
+          `here is chance, not a learned layout. For trained ViTs the paper finds that close patches get similar ` +
+          `embeddings and that row–column structure appears (Section 4.5, Figure 7 centre); pick a trained model to compare.`
+        : `For trained ViTs the paper finds that close patches get similar embeddings and that patches in the same row ` +
+          `or column share structure (Section 4.5, Figure 7 centre). Where the tiles show that, this model's embeddings ` +
+          `carry the 2-D layout: learned from data, and also imposed by the 2-D interpolation applied when a model is ` +
+          `fine-tuned at another resolution (Section 3.2).`);
     showError($("emb-error"), null);
   } catch (e) {
     S.sim = null; showError($("emb-error"), e);

@@ -137,7 +137,8 @@ function renderText(body) {
       : "Every cell is shown.");
   $("pe-curves-caption").replaceChildren(
     "Dimension 2i is sin(pos·wᵢ) and 2i+1 is cos(pos·wᵢ) with wᵢ = 10000^(−2i/d_model): the wavelength λ = 2π/wᵢ grows ",
-    "geometrically from 2π to 10000·2π across the dimensions. Every position is drawn; drag to zoom, double-click to reset.");
+    `geometrically from 2π to 2π·10000^(1−2/d_model) = ${fmt(2 * Math.PI * 10000 ** (1 - 2 / body.d_model))} across the dimensions ` +
+    "(the paper: “from 2π to 10000 · 2π”). Every position is drawn; drag to zoom, double-click to reset.");
   const k = body.k;
   const th = decodeTyped(sim.theory).data;
   evidence("pe-sim-evidence",
