@@ -25,6 +25,7 @@ from app.schemas.text import (
     TextAnalyzeRequest,
     ViewOptions,
 )
+from app.schemas.text_lines import LinesSchema
 from app.services import text as service
 
 router = APIRouter(prefix="/api/text", tags=["text"])
@@ -102,3 +103,19 @@ async def head_map(
     options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
     with _answers():
         return _json(await service.head_map(state, analysis_id, kind, layer, head, options))
+
+
+@router.get("/analysis/{analysis_id}/lines", response_model=LinesSchema, responses=ERRORS)
+async def layer_lines(
+    state: StateDep,
+    analysis_id: str,
+    kind: Kind,
+    layer: Layer,
+    hide_special: Hide = False,
+    merge_words: Hide = False,
+    k: Annotated[int, Query(ge=1, le=64, description="lines per (head, query)")] = service.LINES_K,
+) -> Response:
+    """One layer's k strongest lines per (head, query): the head view of a long input."""
+    options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
+    with _answers():
+        return _json(await service.layer_lines(state, analysis_id, kind, layer, options, k))

@@ -107,11 +107,12 @@ async function render() {
       for (const p of [ui.panes.head, ui.panes.matrix]) p.replaceChildren();
       renderModelView(ui.panes.model, { analysis: A, kind, current, onOpen: openHead, exportSlot: ui.exportSlot, title: kindLabel(kind, A.resp.model.kind) });
     } else if (st.view === "head") {
-      const data = await A.layer(kind, layer);
+      const full = A.hasLayer(kind, layer); // long inputs draw from top-k lines; the full layer comes on hover
+      const [data, lines] = full ? [await A.layer(kind, layer), null] : [null, await A.lines(kind, layer)];
       if (seq !== renderSeq) return;
       for (const p of [ui.panes.model, ui.panes.matrix]) p.replaceChildren();
       renderHeadView(ui.panes.head, {
-        analysis: A, kind, layer, data, selected, title, exportSlot: ui.exportSlot,
+        analysis: A, kind, layer, data, lines, loadFull: () => A.layer(kind, layer), selected, title, exportSlot: ui.exportSlot,
         onSelect: () => render(),
       });
     } else {
