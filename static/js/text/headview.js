@@ -85,8 +85,11 @@ function focusWeights(layer, dims, heads, focus) {
 // `data` is the full layer ({values, factor}) or null for a long input, whose first draw uses `lines` (top-k per
 // query) and whose hover, focus and data exports fetch the full layer once through `loadFull()`.
 export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadFull, selected, onSelect, exportSlot, title }) {
-  let full = data;
-  const fullLayer = async () => { if (!full) full = await loadFull(); return full; };
+  let full = data, pending = null; // one fetch of the full layer, however many hovers ask for it
+  const fullLayer = async () => {
+    if (!full) { pending = pending || loadFull(); try { full = await pending; } finally { pending = full ? pending : null; } }
+    return full;
+  };
   const b = analysis.block(kind), qAxis = analysis.queryAxis(kind), kAxis = analysis.keyAxis(kind);
   const dims = { nq: b.n_query, nk: b.n_key };
   const heads = () => [...selected].filter((h) => h < b.heads).sort((x, y) => x - y);
@@ -122,14 +125,15 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
   const legend = el("p", { class: "small muted tx-hv-legend" },
     `${title}. Left: queries (${b.query_side}); right: keys (${b.key_side}). Hover a token to see only its lines; line opacity = attention weight` +
     (analysis.resp.inline ? "" : " (sent as bytes, 1/255 steps)") +
-    (dims.nq * dims.nk > LONG ? `; long input: each query's ${TOP_K} strongest lines per head until you hover.` : "."));
+    (!full || dims.nq * dims.nk > LONG ? `; long input: each query's ${TOP_K} strongest lines per head until you hover.` : "."));
 
   let hovered = null;
   function draw(focus) {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, width, rows * ROW);
     if (!full && focus) { // first hover of a long input: fetch the whole layer, then draw if still hovered
-      fullLayer().then(() => { if (hovered === focus) draw(focus); }).catch(() => {});
+      const want = focus;
+      fullLayer().then(() => { if (hovered === want) draw(want); }).catch(() => {});
       focus = null;
     }
     if (full) drawLines(ctx, full, dims, heads(), focus, 4, width - 4);
