@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from app.deps import StateDep
 from app.schemas.common import ErrorResponse
+from app.schemas.offsets import OffsetsResponse
 from app.schemas.text import (
     BlockKind,
     HeadSchema,
@@ -26,6 +27,7 @@ from app.schemas.text import (
     ViewOptions,
 )
 from app.schemas.text_lines import LinesSchema
+from app.services import offsets as offsets_service
 from app.services import text as service
 
 router = APIRouter(prefix="/api/text", tags=["text"])
@@ -119,3 +121,30 @@ async def layer_lines(
     options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
     with _answers():
         return _json(await service.layer_lines(state, analysis_id, kind, layer, options, k))
+
+
+# --- relative offsets (issue 8, section 6) ------------------------------------------------------------
+
+Window = Annotated[int, Query(ge=1, le=32, description="offsets -W..W, plus the mass beyond on each side")]
+
+
+@contextmanager
+def _offsets_answers() -> Iterator[None]:
+    try:
+        yield
+    except (service.TextError, offsets_service.OffsetsError) as e:
+        raise HTTPException(e.status, str(e)) from e
+
+
+@router.get("/offsets", response_model=OffsetsResponse, responses=ERRORS)
+async def offsets_corpus(state: StateDep, model: str | None = None, window: Window = 8) -> Response:
+    """Every head's attention mass by relative offset (key - query), over the model's bundled inputs."""
+    with _offsets_answers():
+        return _json(await offsets_service.corpus(state, model, window))
+
+
+@router.get("/analysis/{analysis_id}/offsets", response_model=OffsetsResponse, responses=ERRORS)
+async def offsets_analysis(state: StateDep, analysis_id: str, window: Window = 8) -> Response:
+    """Every head's attention mass by relative offset for one analysis."""
+    with _offsets_answers():
+        return _json(await offsets_service.for_analysis(state, analysis_id, window))
