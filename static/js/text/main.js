@@ -81,6 +81,7 @@ function summary() {
   else if (r.target) parts.push(" · decoder fed the given target");
   parts.push(el("span", { class: "muted" }, ` · forward ${r.forward_ms.toFixed(1)} ms${r.cached ? " (cached)" : ""}` +
     (r.inline ? "" : " · large input: maps are fetched per layer / head")));
+  parts.push(" · ", el("a", { href: `/offsets?analysis=${encodeURIComponent(r.analysis_id)}&model=${encodeURIComponent(m.id)}` }, "relative offsets"));
   ui.summary.replaceChildren(...parts);
 }
 
