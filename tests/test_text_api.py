@@ -126,7 +126,7 @@ def test_large_input_ships_thumbnails_and_first_layer_then_slices(tmp_path):
         )  # (L, H, T, T), exact
         got = np.take_along_axis(full[1], index.astype(np.int64), -1)  # (H, n, k) weights of the sent keys
         np.testing.assert_allclose(weight / 255.0, got, atol=1 / 510 + 1e-7)
-        assert (got[..., -1:] >= np.sort(full[1], -1)[..., -k:-k + 1] - 1e-7).all()  # they are the top k
+        assert (got[..., -1:] >= np.sort(full[1], -1)[..., -k : -k + 1] - 1e-7).all()  # they are the top k
         h = c.get(f"/api/text/analysis/{aid}/head", params=dict(kind="encoder_self", layer=1, head=2)).json()
         assert np.array_equal(decode_typed_array(h["data"]), full[1, 2])
         mean = c.get(f"/api/text/analysis/{aid}/head", params=dict(kind="encoder_self", layer=0)).json()

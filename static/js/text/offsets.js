@@ -60,7 +60,7 @@ function render() {
     el("thead", {}, el("tr", {}, ["head", "positional score", "at offset d"].map((t) => el("th", { scope: "col" }, t)))),
     el("tbody", {}, order.map((i) => el("tr", {},
       el("td", {}, `L${fromApi(Math.floor(i / b.heads))} · H${fromApi(i % b.heads)}`),
-      el("td", {}, fmt(score[i])), el("td", {}, best[i] > 0 ? `+${best[i]}` : String(best[i])))))));
+      el("td", {}, fmt(score[i])), el("td", {}, best[i] > 0 ? `+${best[i]}` : String(best[i]).replace("-", "−")))))));
   $("of-top-caption").textContent = `Positional score = the largest mean weight at one fixed offset d, |d| ≤ ${R.window} (the brightest ` +
     `cell of the head's row). 1 = the head always looks at the same relative position; about 1/n when its weight is spread evenly ` +
     `over n tokens. The head table on /text shows the same score (window 8) for the text you analyse.`;
