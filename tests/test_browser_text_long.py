@@ -51,6 +51,7 @@ def test_long_input_head_view_draws_from_lines_and_fetches_the_rest_on_hover(pag
     page.wait_for_function(f"document.querySelectorAll('.tx-col-q .tx-tok').length === {n}")
     assert "large input" in page.inner_text("#tx-summary")
     assert not [u for u in requests if "/layer?" in u or "/lines?" in u]  # drawn from the first response
+    page.wait_for_function("() => document.querySelector('.tx-hv-canvas').dataset.lines === 'done'")
     lit = page.evaluate(
         """() => { const c = document.querySelector('.tx-hv-canvas'), d = c.getContext('2d')
                      .getImageData(0, 0, c.width, c.height).data;

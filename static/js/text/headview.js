@@ -49,12 +49,13 @@ function drawLines(ctx, layer, dims, heads, focus, x0, x1) {
 }
 
 // Long inputs before the full layer is here: the server's k strongest lines per (head, query), same levels.
-function drawTopLines(ctx, lines, dims, heads, x0, x1) {
+// Rows i0 .. i1 - 1 only (default: all), so a long input can be painted in chunks of query rows.
+function drawTopLines(ctx, lines, dims, heads, x0, x1, i0 = 0, i1 = dims.nq) {
   const { nq } = dims, { index, weight, k } = lines, kk = Math.min(k, TOP_K);
   ctx.lineWidth = 1;
   for (const h of heads) {
     const rgb = hexToRGB(headColor(h)), paths = Array.from({ length: LEVELS }, () => new Path2D());
-    for (let i = 0; i < nq; i++) {
+    for (let i = i0; i < i1; i++) {
       const yi = i * ROW + ROW / 2, row = (h * nq + i) * k;
       for (let t = 0; t < kk; t++) {
         const w = weight[row + t] / 255;
@@ -127,17 +128,36 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
     (analysis.resp.inline ? "" : " (sent as bytes, 1/255 steps)") +
     (!full || dims.nq * dims.nk > LONG ? `; long input: each query's ${TOP_K} strongest lines per head until you hover.` : "."));
 
-  let hovered = null;
+  let hovered = null, drawSeq = 0;
+  // Long input, no hover: the first CHUNK query rows (more than a screenful) are painted at once, the rest
+  // in CHUNK-row steps on later tasks, so the first view appears before every line is rasterised.
+  // canvas.dataset.lines = "done" once all rows are painted.
+  function drawChunked(seq) {
+    const CHUNK = 48, hs = heads();
+    canvas.dataset.lines = "partial";
+    const step = (i0) => {
+      if (seq !== drawSeq) return; // a newer draw took over
+      if (i0 >= dims.nq) { canvas.dataset.lines = "done"; return; }
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      drawTopLines(ctx, lines, dims, hs, 4, width - 4, i0, Math.min(dims.nq, i0 + CHUNK));
+      setTimeout(() => step(i0 + CHUNK), 0);
+    };
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    drawTopLines(ctx, lines, dims, hs, 4, width - 4, 0, Math.min(dims.nq, CHUNK));
+    setTimeout(() => step(CHUNK), 0);
+  }
   function draw(focus) {
+    const seq = ++drawSeq;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, width, rows * ROW);
+    canvas.dataset.lines = "done";
     if (!full && focus) { // first hover of a long input: fetch the whole layer, then draw if still hovered
       const want = focus;
       fullLayer().then(() => { if (hovered === want) draw(want); }).catch(() => {});
       focus = null;
     }
     if (full) drawLines(ctx, full, dims, heads(), focus, 4, width - 4);
-    else drawTopLines(ctx, lines, dims, heads(), 4, width - 4);
+    else drawChunked(seq);
     for (const node of left.children) node.style.background = "";
     for (const node of right.children) node.style.background = "";
     if (!focus || !heads().length) return;
