@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.serialization import decode_typed_array
 from app.services import offsets as offsets_service
-from models.text.offsets import ProfileMean, offset_profile, positional_score
+from models.text.offsets import ProfileMean, narrow, offset_profile, positional_score
 from models.text.stats import STAT_NAMES, head_stats
 
 TOL = 1e-12  # float64 sums of at most a few hundred float32 terms of exact values (0, 1, 1/n)
@@ -137,3 +137,11 @@ def test_analysis_offsets_and_bad_requests(client) -> None:
     assert client.get("/api/text/offsets", params={"window": 0}).status_code == 422
     assert client.get("/api/text/offsets", params={"window": 33}).status_code == 422
     assert client.get("/api/text/offsets", params={"model": "nope"}).status_code in (400, 404)
+
+
+def test_a_narrower_window_is_derived_exactly_from_a_wider_one() -> None:
+    a = np.random.default_rng(5).dirichlet(np.ones(15), size=(2, 15))  # (H, T, T)
+    for w in (0, 1, 3, 8):
+        np.testing.assert_allclose(narrow(offset_profile(a, 8), w), offset_profile(a, w), atol=1e-12)
+    with pytest.raises(ValueError):
+        narrow(offset_profile(a, 2), 3)

@@ -9,6 +9,8 @@ window) and the result is cached in ``state.views``; profiles of one analysis ru
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from app.schemas.offsets import OffsetBlockSchema, OffsetsResponse
@@ -18,7 +20,7 @@ from app.services.text import get_analysis, text_model, text_model_async
 from app.state import AppState
 from models.text.analysis import BLOCK_ORDER, TextAnalysis, TextModel
 from models.text.dates import generate_pairs
-from models.text.offsets import ProfileMean, offsets, positional_score
+from models.text.offsets import ProfileMean, narrow, offsets, positional_score
 
 # A fixed set of plain English sentences (8 to 30 tokens), varied in structure, none about attention.
 SENTENCES = (
@@ -55,11 +57,11 @@ def corpus_inputs(model: TextModel) -> list[str]:
 
 
 def _response(
-    model: TextModel, source: str, inputs: list[str], window: int, means: dict[str, ProfileMean], axes: dict
+    model: TextModel, source: str, inputs: list[str], window: int, means: dict[str, np.ndarray], axes: dict
 ) -> OffsetsResponse:
     blocks = []
     for kind in (b for b in BLOCK_ORDER if b in means):
-        profile = means[kind].mean().astype(np.float32)  # (L, H, 2W + 3)
+        profile = narrow(means[kind], window).astype(np.float32)  # (L, H, 2W + 3)
         score, best = positional_score(profile)  # (L, H) each
         q, k, _ = axes[kind]
         blocks.append(
@@ -90,16 +92,29 @@ def _add(means: dict[str, ProfileMean], a: TextAnalysis, window: int) -> None:
         means.setdefault(kind, ProfileMean()).add(block, window)
 
 
-def corpus_profiles(model: TextModel, window: int) -> bytes:
+@dataclass(frozen=True)
+class _Corpus:
+    """One model's corpus profiles at the widest window (every narrower window is derived exactly)."""
+
+    inputs: list[str]
+    means: dict[str, np.ndarray]  # kind -> (L, H, 2 * MAX_WINDOW + 3)
+    axes: dict
+
+    @property
+    def nbytes(self) -> int:
+        return sum(m.nbytes for m in self.means.values()) + sum(len(t) for t in self.inputs) + 1024
+
+
+def corpus_means(model: TextModel) -> _Corpus:
     """Model-queue job: one forward per bundled input, profiles averaged over inputs (row-weighted)."""
     inputs = corpus_inputs(model)
     means: dict[str, ProfileMean] = {}
     axes: dict = {}
     for text in inputs:
         a = model.analyze(text)
-        _add(means, a, window)
+        _add(means, a, MAX_WINDOW)
         axes = a.axes
-    return _response(model, "corpus", inputs, window, means, axes).model_dump_json().encode()
+    return _Corpus(inputs, {k: m.mean() for k, m in means.items()}, axes)
 
 
 def _check_window(window: int) -> None:
@@ -111,19 +126,21 @@ async def corpus(state: AppState, model_id: str | None, window: int) -> bytes:
     """Offset profiles of every head over the model's bundled inputs, as OffsetsResponse JSON (cached)."""
     _check_window(window)
     model = await text_model_async(state, model_id)
-    key = f"offsets|{model.info.id}|{window}"
-    hit = state.views.get(key)
-    if hit is not None:
-        return hit
-    body = await state.queue.run(corpus_profiles, model, window, key=key, cost=4 * 64 * len(SENTENCES))
-    state.views.put(key, body)
-    return body
+    key = f"offsets-corpus|{model.info.id}"
+    c = state.views.get(key)
+    if c is None:  # the forwards: once per model, in the model queue (merged in flight)
+        c = await state.queue.run(corpus_means, model, key=key, cost=4 * 64 * len(SENTENCES))
+        state.views.put(key, c)
+    return await cached_json(
+        state, f"{key}|{window}", lambda: _response(model, "corpus", c.inputs, window, c.means, c.axes)
+    )
 
 
 def analysis_profiles(state: AppState, a: TextAnalysis, window: int) -> OffsetsResponse:
     """CPU-pool job: the offset profiles of one analysis (no view options: token positions as tokenised)."""
-    means: dict[str, ProfileMean] = {}
-    _add(means, a, window)
+    acc: dict[str, ProfileMean] = {}
+    _add(acc, a, window)
+    means = {k: m.mean() for k, m in acc.items()}
     text = "".join(a.source.tokens) if a.kind == "seq2seq" else " ".join(a.source.tokens)
     return _response(text_model(state, a.model_id), "analysis", [text], window, means, a.axes)
 

@@ -49,6 +49,19 @@ def offset_profile(block: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarra
     return out
 
 
+def narrow(profile: np.ndarray, window: int) -> np.ndarray:
+    """A (..., 2W + 3) profile -> the same profile at a smaller window w <= W (exact: the columns beyond
+    ±w move into the two tails)."""
+    big = (profile.shape[-1] - 3) // 2
+    if not 0 <= window <= big:
+        raise ValueError(f"window {window} is not within 0..{big}")
+    cut = big - window  # columns on each side that move into the tails
+    inner = profile[..., 1 + cut : profile.shape[-1] - 1 - cut]  # (..., 2w + 1)
+    left = profile[..., : 1 + cut].sum(-1, keepdims=True)  # (..., 1)
+    right = profile[..., profile.shape[-1] - 1 - cut :].sum(-1, keepdims=True)  # (..., 1)
+    return np.concatenate([left, inner, right], axis=-1)  # (..., 2w + 3)
+
+
 def offsets(window: int = DEFAULT_WINDOW) -> list[int]:
     """The offsets of the profile's middle columns: -window .. window."""
     return list(range(-window, window + 1))
