@@ -9,7 +9,12 @@
    same model and sentence (``head_view`` / ``model_view`` with ``html_action="return"``). bertviz is a
    benchmark-only dependency: ``.venv/bin/pip install --no-deps bertviz==1.4.1 ipython``.
 
-Targets: capture <= 1.5x plain; >= 20x fewer bytes than bertviz at 128 tokens with every head reachable.
+3. long text (issue 8 section 3), ~500 MiniLM tokens: first response bytes before (the whole first layer as
+   uint8) and after (top-k head-view lines), server time split into forward and views, uncached and cached,
+   and first paint in headless Chromium (Playwright, ``/usr/bin/chromium``) from Enter to the head view.
+
+Targets: capture <= 1.5x plain; >= 20x fewer bytes than bertviz at 128 tokens with every head reachable;
+long text: first response <= 1 MB, <= 0.5 s server time, first paint <= 1.5 s.
 
     .venv/bin/python bench/text.py --device cpu
 """
@@ -137,14 +142,17 @@ def bytes_vs_bertviz(n: int) -> dict:
         first = len(r.content)
         j = r.json()
         aid, layers = j["analysis_id"], j["blocks"][0]["layers"]
-        rest = sum(
-            len(
-                c.get(
-                    f"/api/text/analysis/{aid}/layer", params={"kind": "encoder_self", "layer": layer}
-                ).content
+        rest = (
+            0
+            if j["inline"]
+            else sum(  # long inputs: the first response has lines, every layer on demand
+                len(
+                    c.get(
+                        f"/api/text/analysis/{aid}/layer", params={"kind": "encoder_self", "layer": layer}
+                    ).content
+                )
+                for layer in range(layers)
             )
-            for layer in range(layers)
-            if layer != j["first"]["layer"]
         )
         head = len(
             c.get(
@@ -155,6 +163,143 @@ def bytes_vs_bertviz(n: int) -> dict:
                 one_head_f32=head, inline=j["inline"])  # fmt: skip
 
 
+def _settings():
+    from app.settings import Settings, TextModelEntry
+
+    return Settings(
+        device="cpu", preload=False, vision_models=[], text_models=[TextModelEntry.from_spec(MINILM)],
+        default_text_model=MINILM.id, default_seq2seq_model=MINILM.id,
+    )  # fmt: skip
+
+
+def long_text(n: int, repeats: int) -> dict:
+    """Issue 8 section 3, server side, at ~n MiniLM tokens: wall time of ``POST /api/text/analyze`` in process
+    (uncached: a new text each time; cached: the same text again), split into the forward and the views
+    (total - forward), and the first response's bytes. "before" = the same response carrying the whole
+    first layer as uint8 (what it sent before issue 8), built and serialised from the same analysis."""
+    import statistics
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.schemas.text import ViewOptions
+    from app.services import text as service
+
+    with TestClient(create_app(_settings()), base_url="http://localhost") as c:
+        model = service.text_model(c.app.state.atlas, MINILM.id)
+        base = text_with_tokens(model, n - 1)
+        c.post("/api/text/analyze", json={"text": base + " z"}).raise_for_status()  # warm-up
+        total, forward, cached = [], [], []
+        for word in ("a", "b", "c", "d", "e", "f", "g", "h")[:repeats]:  # one token each: n tokens, uncached
+            t0 = time.perf_counter()
+            r = c.post("/api/text/analyze", json={"text": f"{base} {word}"})
+            total.append(time.perf_counter() - t0)
+            r.raise_for_status()
+            forward.append(r.json()["forward_ms"] / 1e3)
+            t0 = time.perf_counter()
+            c.post("/api/text/analyze", json={"text": f"{base} {word}"}).raise_for_status()
+            cached.append(time.perf_counter() - t0)
+        j = r.json()
+        a = service.get_analysis(c.app.state.atlas, j["analysis_id"])
+        opt = ViewOptions()
+        t0 = time.perf_counter()
+        layer_json = service.build_layer(a, "encoder_self", 0, opt, "u1").model_dump_json()
+        t_layer = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lines_json = service.build_lines(a, "encoder_self", 0, opt, service.LINES_K).model_dump_json()
+        t_lines = time.perf_counter() - t0
+    med = statistics.median
+    views = [t - f for t, f in zip(total, forward, strict=True)]
+    return dict(
+        tokens=len(j["source"]["tokens"]), after=len(r.content),
+        before=len(r.content) - len(lines_json) + len(layer_json),
+        total=med(total), forward=med(forward), views=med(views), cached=med(cached),
+        views_before=med(views) - t_lines + t_layer, t_layer=t_layer, t_lines=t_lines,
+    )  # fmt: skip
+
+
+def first_paint(n: int, repeats: int, screenshot: str | None) -> dict:
+    """Issue 8 section 3, in headless Chromium (Playwright, /usr/bin/chromium) against a live uvicorn server:
+    seconds from pressing Enter on a ~n-token text to the head view drawn (every token row on the page and
+    the first 48 query rows' lines painted, more than a screenful; the rest follow in 48-row steps, timed too), uncached (a new text) and cached (the same text again on a fresh page)."""
+    import socket
+    import statistics
+    import threading
+    import time
+
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from app.main import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(_settings()), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    model = load_text_model(MINILM)
+    base = text_with_tokens(model, n - 1)
+    drawn = (
+        "n => document.querySelectorAll('.tx-col-q .tx-tok').length === n && "
+        "!document.querySelector('#tx-run').disabled && document.querySelector('.tx-hv-canvas') !== null"
+    )
+    out: dict[str, list[float]] = {
+        f"{label}{part}": []
+        for label in ("uncached", "cached")
+        for part in ("", "_response", "_browser_server", "_browser_draw", "_all_lines")
+    }
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium", headless=True,
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )  # fmt: skip
+            for i, word in enumerate(("q", "r", "s", "t", "u")[: repeats + 1]):
+                for label in ("uncached", "cached"):
+                    page = browser.new_page(viewport={"width": 1280, "height": 800})
+                    page.goto(f"http://127.0.0.1:{port}/text")
+                    page.wait_for_selector("#tx-summary b")  # the example sentence is analysed and drawn
+                    page.fill("#tx-text", f"{base} {word}")
+                    t0 = time.perf_counter()
+                    with page.expect_response(
+                        lambda r: r.url.endswith("/api/text/analyze"), timeout=60_000
+                    ) as rv:
+                        page.press("#tx-text", "Enter")
+                    rv.value.body()  # the whole response is in the browser
+                    t_resp = time.perf_counter() - t0
+                    page.wait_for_function(drawn, arg=n, polling="raf", timeout=60_000)
+                    wall = time.perf_counter() - t0
+                    # the browser's own clock: request start -> response end -> head view drawn (no Playwright)
+                    rt = page.evaluate(
+                        "() => { const e = performance.getEntriesByType('resource')"
+                        ".filter((x) => x.name.endsWith('/api/text/analyze')).pop();"
+                        " return [e.startTime, e.responseEnd, performance.now()]; }"
+                    )
+                    page.wait_for_function(
+                        "() => document.querySelector('.tx-hv-canvas').dataset.lines === 'done'",
+                        polling="raf", timeout=60_000,
+                    )  # fmt: skip
+                    all_lines = time.perf_counter() - t0
+                    if i:  # the first round warms the page's modules and the model
+                        out[label].append(wall)
+                        out[f"{label}_all_lines"].append(all_lines)
+                        out[f"{label}_response"].append(t_resp)
+                        out[f"{label}_browser_server"].append((rt[1] - rt[0]) / 1e3)
+                        out[f"{label}_browser_draw"].append((rt[2] - rt[1]) / 1e3)
+                    if screenshot and i == repeats and label == "cached":
+                        page.screenshot(path=screenshot)
+                    page.close()
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -162,6 +307,14 @@ def main() -> None:
     ap.add_argument("--lengths", default="16,128,512")
     ap.add_argument("--bytes-tokens", type=int, default=128)
     ap.add_argument("--skip-bytes", action="store_true")
+    ap.add_argument("--skip-ratio", action="store_true", help="skip the capture / plain forward ratios")
+    ap.add_argument("--long-tokens", type=int, default=500, help="issue 8 section 3: the long-text size")
+    ap.add_argument("--long-repeats", type=int, default=3)
+    ap.add_argument("--skip-long", action="store_true")
+    ap.add_argument("--skip-paint", action="store_true", help="skip the headless Chromium first paint")
+    ap.add_argument(
+        "--screenshot", default=None, help="PNG path: the long text's head view after first paint"
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -176,11 +329,16 @@ def main() -> None:
     print(
         f"# bench/text.py on {dev}, torch {torch.__version__}; median of {args.repeats} interleaved repeats\n"
     )
-    print(
-        f"{'model':36s} {'tokens':>6s} {'plain ms':>9s} {'capture ms':>11s} {'ratio':>6s} {'+copy ratio':>11s}"
-    )
-    for name, n, t in ratio_minilm(device, lengths, args.repeats) + ratio_dates(
-        device, lengths, args.repeats
+    if not args.skip_long:
+        long_report(args)
+    if args.skip_ratio:
+        lengths = []
+    else:
+        print(
+            f"{'model':36s} {'tokens':>6s} {'plain ms':>9s} {'capture ms':>11s} {'ratio':>6s} {'+copy ratio':>11s}"
+        )
+    for name, n, t in (ratio_minilm(device, lengths, args.repeats) if lengths else []) + (
+        ratio_dates(device, lengths, args.repeats) if lengths else []
     ):
         r, rc = t["capture"] / t["plain"], t["capture+copy"] / t["plain"]
         flag = "ok" if r <= 1.5 else "OVER 1.5x"
@@ -194,12 +352,48 @@ def main() -> None:
     print(f"  bertviz head_view HTML       {b['bertviz_head']:>12,d}")
     print(f"  bertviz model_view HTML      {b['bertviz_model']:>12,d}")
     print(f"  ours, first response         {b['first']:>12,d}  (inline={b['inline']}; thumbnails of every head, "
-          "stats, first layer)")  # fmt: skip
-    print(f"  ours, every head reachable   {b['all_heads']:>12,d}  (+ each other layer fetched once, uint8)")
+          "stats, first layer or its top-k lines)")  # fmt: skip
+    print(
+        f"  ours, every head reachable   {b['all_heads']:>12,d}  (+ every layer fetched once as uint8 when not inline)"
+    )
     print(f"  ours, one head at float32    {b['one_head_f32']:>12,d}  (matrix view, on demand)")
     for label, ours in (("first response", b["first"]), ("every head", b["all_heads"])):
         ratio = b["bertviz_head"] / ours
         print(f"  bertviz head_view / ours ({label}): {ratio:.1f}x  {'ok' if ratio >= 20 else 'UNDER 20x'}")
+
+
+def long_report(args) -> None:
+    """Issue 8 section 3 goals at ~500 MiniLM tokens: first response <= 1 MB, <= 0.5 s server time on CPU for
+    the views (the forward is reported apart: it is the model's own cost), first paint <= 1.5 s."""
+    import os
+
+    mb = 1024 * 1024
+    t = long_text(args.long_tokens, args.long_repeats)
+    load = os.getloadavg()[0]
+    print(f"long text, all-MiniLM-L6-v2, {t['tokens']} tokens, CPU ({os.cpu_count()} cores, load {load:.1f}); "
+          f"median of {args.long_repeats}:")  # fmt: skip
+    print(f"  first response bytes         before {t['before']:>10,d}   after {t['after']:>10,d}  "
+          f"{'ok' if t['after'] <= mb else 'OVER 1 MB'}")  # fmt: skip
+    print(f"  server, uncached POST        {t['total']:.3f} s = forward {t['forward']:.3f} s + views "
+          f"{t['views']:.3f} s (before: views ~{t['views_before']:.3f} s)  "
+          f"{'ok' if t['views'] <= 0.5 else 'views OVER 0.5 s'}"
+          f"{'' if t['total'] <= 0.5 else ' / total over 0.5 s: the forward alone is ' + format(t['forward'], '.2f')}")  # fmt: skip
+    print(
+        f"  server, cached POST          {t['cached']:.3f} s  {'ok' if t['cached'] <= 0.5 else 'OVER 0.5 s'}"
+    )
+    print(
+        f"  first layer: whole (uint8) {t['t_layer']:.3f} s to build + serialise; top-{6} lines {t['t_lines']:.3f} s"
+    )
+    if not args.skip_paint:
+        p = first_paint(args.long_tokens, args.long_repeats, args.screenshot)
+        for label in ("uncached", "cached"):
+            print(f"  first paint, headless Chromium, {label:8s} {p[label]:.2f} s  "
+                  f"{'ok' if p[label] <= 1.5 else 'OVER 1.5 s'}  (Enter -> head view drawn; the response was "
+                  f"in after {p[label + '_response']:.2f} s)")  # fmt: skip
+            print(f"    browser clock: request -> response end {p[label + '_browser_server']:.2f} s, "
+                  f"response end -> drawn {p[label + '_browser_draw']:.2f} s; every line painted after "
+                  f"{p[label + '_all_lines']:.2f} s")  # fmt: skip
+    print()
 
 
 if __name__ == "__main__":

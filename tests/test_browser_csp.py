@@ -170,6 +170,12 @@ def interact_tour(page, base: str) -> None:
         assert plotted(page, div) >= 1, div
 
 
+def interact_offsets(page, base: str) -> None:
+    open_page(page, f"{base}/offsets")
+    page.wait_for_selector("#of-map .main-svg", timeout=TIMEOUT)
+    assert plotted(page, "of-map") >= 1
+
+
 PAGES = {
     "home": interact_home,
     "vision": interact_vision,
@@ -179,6 +185,7 @@ PAGES = {
     "vit-embeddings": interact_embeddings,
     "distance": interact_distance,
     "tour": interact_tour,
+    "offsets": interact_offsets,
 }
 
 

@@ -40,7 +40,7 @@ def test_encoder_default_model_inline(client):
     assert decode_typed_array(b["thumbs"]).shape == (2, 5, n, n)
     stats = decode_typed_array(b["stats"])
     assert stats.shape == (2, 5, len(j["stat_names"]))
-    assert j["stat_names"] == ["entropy", "special", "self", "previous", "next", "offset"]
+    assert j["stat_names"] == ["entropy", "special", "self", "previous", "next", "offset", "positional"]
     again = post(client, text=SENTENCE).json()
     assert again["cached"] and again["analysis_id"] == j["analysis_id"]
 
@@ -105,9 +105,13 @@ def test_large_input_ships_thumbnails_and_first_layer_then_slices(tmp_path):
         assert not j["inline"]
         b = blocks(j)["encoder_self"]
         assert b["data"] is None and decode_typed_array(b["thumbs"]).shape == (2, 5, 8, 8)
-        first = decode_typed_array(j["first"]["data"])
+        # the head view's first draw: each (head, query)'s strongest keys, not the whole layer (issue 8, §3)
+        assert j["first"] is None and j["first_lines"]["layer"] == 1
         n = b["n_query"]
-        assert j["first"]["layer"] == 1 and first.shape == (4, n, n) and first.dtype == np.uint8
+        index = decode_typed_array(j["first_lines"]["index"])
+        weight = decode_typed_array(j["first_lines"]["weight"])
+        k = j["first_lines"]["k"]
+        assert index.shape == weight.shape == (4, n, k) and weight.dtype == np.uint8
         aid = j["analysis_id"]
         full = np.stack(
             [
@@ -120,7 +124,9 @@ def test_large_input_ships_thumbnails_and_first_layer_then_slices(tmp_path):
                 for layer in range(2)
             ]
         )  # (L, H, T, T), exact
-        np.testing.assert_allclose(first / 255.0, full[1], atol=1 / 510 + 1e-7)
+        got = np.take_along_axis(full[1], index.astype(np.int64), -1)  # (H, n, k) weights of the sent keys
+        np.testing.assert_allclose(weight / 255.0, got, atol=1 / 510 + 1e-7)
+        assert (got[..., -1:] >= np.sort(full[1], -1)[..., -k : -k + 1] - 1e-7).all()  # they are the top k
         h = c.get(f"/api/text/analysis/{aid}/head", params=dict(kind="encoder_self", layer=1, head=2)).json()
         assert np.array_equal(decode_typed_array(h["data"]), full[1, 2])
         mean = c.get(f"/api/text/analysis/{aid}/head", params=dict(kind="encoder_self", layer=0)).json()

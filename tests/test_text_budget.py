@@ -177,8 +177,9 @@ def test_40_concurrent_overviews_stay_bounded(bert_client, monkeypatch) -> None:
     if measure:
         # One layer in float32 with its head mean: V = 13 x 499^2 x 4 B = 13 MB; the pool builds at most 2
         # views at once (<= 4.5 V each, test above). Each distinct overview is one cached JSON bytes object
-        # (~4 MB: the first layer as base64) that the server shares between requests; the test client holds
-        # its own copy of all 40. One float64 copy of the block alone would be 143 MB; the code before
+        # that the server shares between requests; the test client holds its own copy of all 40. The
+        # bound below still counts ~4 MB per response (the whole first layer as base64, before issue 8
+        # section 3); an overview is now ~0.6 MB (thumbnails + top-k lines), so the bound is loose. One float64 copy of the block alone would be 143 MB; the code before
         # issue 7 (whole-block float64 statistics per request, no pool) grew past 20 GB here and was
         # OOM-killed. Measured now: ~110 MB.
         v = 13 * n * n * 4

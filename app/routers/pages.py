@@ -119,3 +119,13 @@ def distance_page(request: Request, state: StateDep) -> HTMLResponse:
         "device": str(state.device),
     }
     return render(request, "distance.html", "/distance", "Mean attention distance", data)
+
+
+@router.get("/offsets", response_class=HTMLResponse)
+def offsets_page(request: Request, state: StateDep) -> HTMLResponse:
+    s = state.settings
+    data = {
+        "models": [{"id": m.id, "label": m.label or m.name, "kind": m.kind} for m in s.text_specs().values()],
+        "default_model": s.default_text_model,
+    }
+    return render(request, "offsets.html", "/text", "Do heads attend by relative position?", data)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from app.deps import StateDep
 from app.schemas.common import ErrorResponse
 from app.schemas.neuron import NeuronResponse
+from app.schemas.offsets import OffsetsResponse
 from app.schemas.text import (
     BlockKind,
     HeadSchema,
@@ -26,7 +27,9 @@ from app.schemas.text import (
     TextAnalyzeRequest,
     ViewOptions,
 )
+from app.schemas.text_lines import LinesSchema
 from app.services import neuron as neuron_service
+from app.services import offsets as offsets_service
 from app.services import text as service
 
 router = APIRouter(prefix="/api/text", tags=["text"])
@@ -106,6 +109,22 @@ async def head_map(
         return _json(await service.head_map(state, analysis_id, kind, layer, head, options))
 
 
+@router.get("/analysis/{analysis_id}/lines", response_model=LinesSchema, responses=ERRORS)
+async def layer_lines(
+    state: StateDep,
+    analysis_id: str,
+    kind: Kind,
+    layer: Layer,
+    hide_special: Hide = False,
+    merge_words: Hide = False,
+    k: Annotated[int, Query(ge=1, le=64, description="lines per (head, query)")] = service.LINES_K,
+) -> Response:
+    """One layer's k strongest lines per (head, query): the head view of a long input."""
+    options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
+    with _answers():
+        return _json(await service.layer_lines(state, analysis_id, kind, layer, options, k))
+
+
 @router.get("/analysis/{analysis_id}/neuron", response_model=NeuronResponse, responses=ERRORS)
 async def neuron_view(
     state: StateDep,
@@ -118,3 +137,30 @@ async def neuron_view(
     """The neuron view: q, every k, q·k, q·k/sqrt(d_k) and the softmax for one layer, head and query."""
     with _answers():
         return _json(await neuron_service.neuron(state, analysis_id, kind, layer, head, query))
+
+
+# --- relative offsets (issue 8, section 6) ------------------------------------------------------------
+
+Window = Annotated[int, Query(ge=1, le=32, description="offsets -W..W, plus the mass beyond on each side")]
+
+
+@contextmanager
+def _offsets_answers() -> Iterator[None]:
+    try:
+        yield
+    except (service.TextError, offsets_service.OffsetsError) as e:
+        raise HTTPException(e.status, str(e)) from e
+
+
+@router.get("/offsets", response_model=OffsetsResponse, responses=ERRORS)
+async def offsets_corpus(state: StateDep, model: str | None = None, window: Window = 8) -> Response:
+    """Every head's attention mass by relative offset (key - query), over the model's bundled inputs."""
+    with _offsets_answers():
+        return _json(await offsets_service.corpus(state, model, window))
+
+
+@router.get("/analysis/{analysis_id}/offsets", response_model=OffsetsResponse, responses=ERRORS)
+async def offsets_analysis(state: StateDep, analysis_id: str, window: Window = 8) -> Response:
+    """Every head's attention mass by relative offset for one analysis."""
+    with _offsets_answers():
+        return _json(await offsets_service.for_analysis(state, analysis_id, window))

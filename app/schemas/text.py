@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.schemas.common import TypedArray
+from app.schemas.text_lines import LinesSchema
 from models.text.analysis import BlockKind
 
 
@@ -108,6 +109,9 @@ class TextAnalysisResponse(BaseModel):
     stat_names: list[str]
     stat_labels: list[str]
     first: LayerSchema | None = Field(description="the first view's layer when blocks are not inline")
+    first_lines: LinesSchema | None = Field(
+        None, description="long inputs: the first layer's top-k lines per (head, query); the rest on demand"
+    )
     inline: bool
     forward_ms: float
     cached: bool

@@ -31,6 +31,7 @@ from app.schemas.text import (
     ViewAxisSchema,
     ViewOptions,
 )
+from app.schemas.text_lines import LinesSchema
 from app.serialization import typed_array
 from app.services.views import cached_json, cached_view
 from app.state import AppState, UnknownModel
@@ -43,6 +44,7 @@ from models.text.analysis import (
     TokenSeq,
     load_text_model,
 )
+from models.text.lines import top_k_lines
 from models.text.stats import (
     STAT_LABELS,
     STAT_NAMES,
@@ -285,6 +287,21 @@ def build_layer(a: TextAnalysis, kind: str, layer: int, options: ViewOptions, dt
     return LayerSchema(kind=kind, layer=layer, data=data)
 
 
+LINES_K = 6  # head view lines per (head, query) in the first response of a long input
+
+
+def build_lines(a: TextAnalysis, kind: str, layer: int, options: ViewOptions, k: int) -> LinesSchema:
+    """CPU-pool job: one layer's k strongest lines per (head, query) for the head view (index + uint8)."""
+    index, weight = top_k_lines(layer_view(a, kind, layer, options), k)  # (H, Wq, k) each
+    return LinesSchema(
+        kind=kind,
+        layer=layer,
+        k=index.shape[-1],
+        index=typed_array(index, "u2"),
+        weight=typed_array(weight, "u1"),
+    )
+
+
 def build_head(a: TextAnalysis, kind: str, layer: int, head: int | None, options: ViewOptions) -> HeadSchema:
     """CPU-pool job: one head (or the mean of the shown heads) at full float32 precision."""
     views = layer_view(a, kind, layer, options)  # (H, Wq, Wk)
@@ -306,8 +323,10 @@ def build_overview(
     layer: int,
     cached: bool,
 ) -> TextAnalysisResponse:
-    """CPU-pool job: the overview response (with the first view's layer when the blocks are not inline)."""
-    first = None if blocks.inline else build_layer(a, kind, layer, options, "u1")
+    """CPU-pool job: the overview response. Long inputs (blocks not inline) carry only what the first view
+    draws: thumbnails, statistics and the first layer's top-k lines per (head, query); full layers, heads
+    and rows are fetched on demand (``layer_maps``, ``head_map``, ``layer_lines``)."""
+    first_lines = None if blocks.inline else build_lines(a, kind, layer, options, LINES_K)
     info = text_model(state, a.model_id).info  # loaded: it made the analysis
     return TextAnalysisResponse(
         analysis_id=analysis_id,
@@ -321,7 +340,8 @@ def build_overview(
         blocks=blocks.blocks,
         stat_names=list(STAT_NAMES),
         stat_labels=[STAT_LABELS[n] for n in STAT_NAMES],
-        first=first,
+        first=None,
+        first_lines=first_lines,
         inline=blocks.inline,
         forward_ms=round(a.forward_ms, 2),
         cached=cached,
@@ -380,3 +400,14 @@ async def head_map(
     _check_block(a, kind, layer, head)
     key = f"text-head|{analysis_id}|{kind}|{layer}|{head}|{_options_key(options)}"
     return await cached_json(state, key, build_head, a, kind, layer, head, options)
+
+
+async def layer_lines(
+    state: AppState, analysis_id: str, kind: BlockKind, layer: int, options: ViewOptions, k: int
+) -> bytes:
+    """One layer's k strongest lines per (head, query) as LinesSchema JSON (head view of a long input),
+    built in the CPU pool and cached."""
+    a = get_analysis(state, analysis_id)
+    _check_block(a, kind, layer)
+    key = f"text-lines|{analysis_id}|{kind}|{layer}|{_options_key(options)}|{k}"
+    return await cached_json(state, key, build_lines, a, kind, layer, options, k)

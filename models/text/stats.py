@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STAT_NAMES = ("entropy", "special", "self", "previous", "next", "offset")
+STAT_NAMES = ("entropy", "special", "self", "previous", "next", "offset", "positional")
+POSITIONAL_WINDOW = 8  # the positional score looks at offsets -8..8 (models/text/offsets.py)
 STAT_LABELS = {
     "entropy": "mean row entropy (nats)",
     "special": "share of attention to special tokens",
@@ -25,6 +26,8 @@ STAT_LABELS = {
     "previous": "share to the previous token",
     "next": "share to the next token",
     "offset": "mean attended offset (key − query position)",
+    "positional": "positional score: the largest mean weight at one fixed offset d = key − query, |d| ≤ 8 "
+    "(1 = always the same relative position; about 1/n for weight spread over n tokens); see /offsets",
 }
 CONTINUATION = "##"  # WordPiece continuation marker (BERT)
 WORD_START = ("Ġ", "▁")  # byte-level BPE (GPT-2) and SentencePiece (Marian) word-start markers
@@ -194,6 +197,12 @@ def head_stats(
         at_k = np.matmul(v, idx.astype(v.dtype)).astype(np.float64)  # (..., Wq)
         row_sum = v.sum(-1, dtype=np.float64)  # (..., Wq)
         out[..., 5] = (at_k - idx * row_sum).mean(-1)
+        # positional score (models/text/offsets.py): max over |d| <= W of mean_i A[i, i + d], keys outside = 0
+        per_offset = [
+            np.diagonal(v, offset=d, axis1=-2, axis2=-1).sum(-1, dtype=np.float64) / wq
+            for d in range(-min(POSITIONAL_WINDOW, wq - 1), min(POSITIONAL_WINDOW, wq - 1) + 1)
+        ]  # (2W' + 1) x (...,)
+        out[..., 6] = np.max(per_offset, axis=0)
     return out.astype(np.float32)
 
 

@@ -27,6 +27,10 @@ function query(params) {
   return p.toString();
 }
 
+function decodeLines(r) {
+  return { index: decodeTyped(r.index).data, weight: decodeTyped(r.weight).data, k: r.k };
+}
+
 export class Analysis {
   constructor(resp) {
     this.resp = resp;
@@ -40,6 +44,20 @@ export class Analysis {
     this.layers = new Map(); // "kind/layer" -> {values: Float32Array|Uint8Array, factor}
     this.heads = new Map(); // "kind/layer/head" -> Float32Array
     if (resp.first) this.layers.set(`${resp.first.kind}/${resp.first.layer}`, { values: decodeTyped(resp.first.data).data, factor: 1 / 255 });
+    this.lineSets = new Map(); // "kind/layer" -> {index: Uint16Array, weight: Uint8Array, k} (long inputs)
+    if (resp.first_lines) this.lineSets.set(`${resp.first_lines.kind}/${resp.first_lines.layer}`, decodeLines(resp.first_lines));
+  }
+
+  // True when every weight of the layer is here (inline blocks or a layer already fetched).
+  hasLayer(kind, layer) { return Boolean(this.block(kind).dataT) || this.layers.has(`${kind}/${layer}`); }
+
+  // A long input's head view: each (head, query)'s k strongest lines, weight = weight[(h * nq + i) * k + t] / 255
+  // for key index[(h * nq + i) * k + t]. Small (k per row, not n_key): the full layer is fetched on hover only.
+  async lines(kind, layer) {
+    const key = `${kind}/${layer}`;
+    if (this.lineSets.has(key)) return this.lineSets.get(key);
+    const r = await apiGet(`/api/text/analysis/${this.id}/lines?${query({ kind, layer, ...this.options })}`);
+    return this._remember(this.lineSets, key, decodeLines(r), 12);
   }
 
   block(kind) { return this.blocks.get(kind); }

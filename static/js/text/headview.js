@@ -48,6 +48,29 @@ function drawLines(ctx, layer, dims, heads, focus, x0, x1) {
   }
 }
 
+// Long inputs before the full layer is here: the server's k strongest lines per (head, query), same levels.
+// Rows i0 .. i1 - 1 only (default: all), so a long input can be painted in chunks of query rows.
+function drawTopLines(ctx, lines, dims, heads, x0, x1, i0 = 0, i1 = dims.nq) {
+  const { nq } = dims, { index, weight, k } = lines, kk = Math.min(k, TOP_K);
+  ctx.lineWidth = 1;
+  for (const h of heads) {
+    const rgb = hexToRGB(headColor(h)), paths = Array.from({ length: LEVELS }, () => new Path2D());
+    for (let i = i0; i < i1; i++) {
+      const yi = i * ROW + ROW / 2, row = (h * nq + i) * k;
+      for (let t = 0; t < kk; t++) {
+        const w = weight[row + t] / 255;
+        if (w < MIN_WEIGHT) break; // strongest first: the rest are weaker still
+        const p = paths[Math.min(LEVELS - 1, Math.floor(w * LEVELS))];
+        p.moveTo(x0, yi); p.lineTo(x1, index[row + t] * ROW + ROW / 2);
+      }
+    }
+    paths.forEach((p, lvl) => {
+      ctx.strokeStyle = `rgba(${rgb[0]}, ${rgb[1]}, ${rgb[2]}, ${Math.min(1, (lvl + 0.5) / LEVELS)})`;
+      ctx.stroke(p);
+    });
+  }
+}
+
 // Mean weight over the selected heads of row i (focus q) or column j (focus k).
 function focusWeights(layer, dims, heads, focus) {
   const { nq, nk } = dims, n = focus.side === "q" ? nk : nq, out = new Float32Array(n);
@@ -60,7 +83,14 @@ function focusWeights(layer, dims, heads, focus) {
   return out;
 }
 
-export function renderHeadView(pane, { analysis, kind, layer, data, selected, onSelect, exportSlot, title }) {
+// `data` is the full layer ({values, factor}) or null for a long input, whose first draw uses `lines` (top-k per
+// query) and whose hover, focus and data exports fetch the full layer once through `loadFull()`.
+export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadFull, selected, onSelect, exportSlot, title }) {
+  let full = data, pending = null; // one fetch of the full layer, however many hovers ask for it
+  const fullLayer = async () => {
+    if (!full) { pending = pending || loadFull(); try { full = await pending; } finally { pending = full ? pending : null; } }
+    return full;
+  };
   const b = analysis.block(kind), qAxis = analysis.queryAxis(kind), kAxis = analysis.keyAxis(kind);
   const dims = { nq: b.n_query, nk: b.n_key };
   const heads = () => [...selected].filter((h) => h < b.heads).sort((x, y) => x - y);
@@ -96,25 +126,51 @@ export function renderHeadView(pane, { analysis, kind, layer, data, selected, on
   const legend = el("p", { class: "small muted tx-hv-legend" },
     `${title}. Left: queries (${b.query_side}); right: keys (${b.key_side}). Hover a token to see only its lines; line opacity = attention weight` +
     (analysis.resp.inline ? "" : " (sent as bytes, 1/255 steps)") +
-    (dims.nq * dims.nk > LONG ? `; long input: each query's ${TOP_K} strongest lines per head until you hover.` : "."));
+    (!full || dims.nq * dims.nk > LONG ? `; long input: each query's ${TOP_K} strongest lines per head until you hover.` : "."));
 
+  let hovered = null, drawSeq = 0;
+  // Long input, no hover: the first CHUNK query rows (more than a screenful) are painted at once, the rest
+  // in CHUNK-row steps on later tasks, so the first view appears before every line is rasterised.
+  // canvas.dataset.lines = "done" once all rows are painted.
+  function drawChunked(seq) {
+    const CHUNK = 48, hs = heads();
+    canvas.dataset.lines = "partial";
+    const step = (i0) => {
+      if (seq !== drawSeq) return; // a newer draw took over
+      if (i0 >= dims.nq) { canvas.dataset.lines = "done"; return; }
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      drawTopLines(ctx, lines, dims, hs, 4, width - 4, i0, Math.min(dims.nq, i0 + CHUNK));
+      setTimeout(() => step(i0 + CHUNK), 0);
+    };
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    drawTopLines(ctx, lines, dims, hs, 4, width - 4, 0, Math.min(dims.nq, CHUNK));
+    setTimeout(() => step(CHUNK), 0);
+  }
   function draw(focus) {
+    const seq = ++drawSeq;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, width, rows * ROW);
-    drawLines(ctx, data, dims, heads(), focus, 4, width - 4);
+    canvas.dataset.lines = "done";
+    if (!full && focus) { // first hover of a long input: fetch the whole layer, then draw if still hovered
+      const want = focus;
+      fullLayer().then(() => { if (hovered === want) draw(want); }).catch(() => {});
+      focus = null;
+    }
+    if (full) drawLines(ctx, full, dims, heads(), focus, 4, width - 4);
+    else drawChunked(seq);
     for (const node of left.children) node.style.background = "";
     for (const node of right.children) node.style.background = "";
     if (!focus || !heads().length) return;
-    const w = focusWeights(data, dims, heads(), focus);
+    const w = focusWeights(full, dims, heads(), focus);
     const other = focus.side === "q" ? right : left, self = focus.side === "q" ? left : right;
     w.forEach((v, t) => { other.children[t].style.background = `rgba(36, 86, 199, ${Math.min(0.85, v * 1.6)})`; });
     self.children[focus.index].style.background = "#ffe9a8";
   }
   body.addEventListener("mouseover", (e) => {
     const t = e.target.closest(".tx-tok");
-    if (t) draw({ side: t.dataset.side, index: Number(t.dataset.index) });
+    if (t) { hovered = { side: t.dataset.side, index: Number(t.dataset.index) }; draw(hovered); }
   });
-  body.addEventListener("mouseleave", () => draw(null));
+  body.addEventListener("mouseleave", () => { hovered = null; draw(null); });
   draw(null);
   pane.append(chips, legend, body);
 
@@ -129,26 +185,30 @@ export function renderHeadView(pane, { analysis, kind, layer, data, selected, on
     c.translate(0, 26); c.textBaseline = "middle";
     c.textAlign = "right"; qAxis.labels.forEach((l, i) => c.fillText(l, lw - 6, i * ROW + ROW / 2));
     c.textAlign = "left"; kAxis.labels.forEach((l, j) => c.fillText(l, lw + width + 6, j * ROW + ROW / 2));
-    c.translate(lw, 0); drawLines(c, data, dims, heads(), null, 4, width - 4);
+    c.translate(lw, 0);
+    if (full) drawLines(c, full, dims, heads(), null, 4, width - 4); else drawTopLines(c, lines, dims, heads(), 4, width - 4);
     return out;
   }
-  const matrixOf = (h) => Array.from({ length: dims.nq }, (_, i) => Array.from({ length: dims.nk }, (_, j) => data.values[(h * dims.nq + i) * dims.nk + j] * data.factor));
+  const matrixOf = (d, h) => Array.from({ length: dims.nq }, (_, i) => Array.from({ length: dims.nk }, (_, j) => d.values[(h * dims.nq + i) * dims.nk + j] * d.factor));
   exportSlot.replaceChildren(exportButtons({
     png: () => { const a = el("a", { href: canvasToPNG(picture()), download: `${name}.png` }); document.body.append(a); a.click(); a.remove(); },
     svg: () => {
       const p = picture(), url = canvasToPNG(p);
       downloadText(`${name}.svg`, `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="${p.width / 2}" height="${p.height / 2}"><image width="${p.width / 2}" height="${p.height / 2}" xlink:href="${url}"/></svg>`, "image/svg+xml");
     },
-    csv: () => {
-      const rowsOut = [];
+    csv: async () => {
+      const data = await fullLayer(), rowsOut = [];
       for (const h of heads()) for (let i = 0; i < dims.nq; i++) for (let j = 0; j < dims.nk; j++) {
         rowsOut.push([kind, fromApi(layer), fromApi(h), i + 1, qAxis.labels[i], j + 1, kAxis.labels[j], data.values[(h * dims.nq + i) * dims.nk + j] * data.factor]);
       }
       downloadCSV(`${name}.csv`, ["kind", "layer", "head", "query_index", "query", "key_index", "key", "weight"], rowsOut);
     },
-    json: () => downloadJSON(`${name}.json`, {
-      meta: { model: analysis.resp.model.id, kind, layer: fromApi(layer), numbering: NUMBERING, options: analysis.options, quantised: !analysis.resp.inline },
-      queries: qAxis.labels, keys: kAxis.labels, heads: heads().map(fromApi), weights: heads().map(matrixOf),
-    }),
+    json: async () => {
+      const data = await fullLayer();
+      downloadJSON(`${name}.json`, {
+        meta: { model: analysis.resp.model.id, kind, layer: fromApi(layer), numbering: NUMBERING, options: analysis.options, quantised: !analysis.resp.inline },
+        queries: qAxis.labels, keys: kAxis.labels, heads: heads().map(fromApi), weights: heads().map((h) => matrixOf(data, h)),
+      });
+    },
   }, "Export head view"));
 }

@@ -83,6 +83,7 @@ function summary() {
   else if (r.target) parts.push(" · decoder fed the given target");
   parts.push(el("span", { class: "muted" }, ` · forward ${r.forward_ms.toFixed(1)} ms${r.cached ? " (cached)" : ""}` +
     (r.inline ? "" : " · large input: maps are fetched per layer / head")));
+  parts.push(" · ", el("a", { href: `/offsets?analysis=${encodeURIComponent(r.analysis_id)}&model=${encodeURIComponent(m.id)}` }, "relative offsets"));
   ui.summary.replaceChildren(...parts);
 }
 
@@ -109,11 +110,12 @@ async function render() {
       for (const p of [ui.panes.head, ui.panes.matrix]) p.replaceChildren();
       renderModelView(ui.panes.model, { analysis: A, kind, current, onOpen: openHead, exportSlot: ui.exportSlot, title: kindLabel(kind, A.resp.model.kind) });
     } else if (st.view === "head") {
-      const data = await A.layer(kind, layer);
+      const full = A.hasLayer(kind, layer); // long inputs draw from top-k lines; the full layer comes on hover
+      const [data, lines] = full ? [await A.layer(kind, layer), null] : [null, await A.lines(kind, layer)];
       if (seq !== renderSeq) return;
       for (const p of [ui.panes.model, ui.panes.matrix]) p.replaceChildren();
       renderHeadView(ui.panes.head, {
-        analysis: A, kind, layer, data, selected, title, exportSlot: ui.exportSlot,
+        analysis: A, kind, layer, data, lines, loadFull: () => A.layer(kind, layer), selected, title, exportSlot: ui.exportSlot,
         onSelect: () => render(),
       });
     } else if (st.view === "neuron") { // q and k exist per head: the mean of heads opens head 1

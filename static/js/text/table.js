@@ -4,7 +4,7 @@ import { el } from "../lib/dom.js";
 import { downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
 import { fromApi, NUMBERING } from "./data.js";
 
-const SHORT = { entropy: "entropy", special: "→special", self: "→self", previous: "→prev", next: "→next", offset: "offset" };
+const SHORT = { entropy: "entropy", special: "→special", self: "→self", previous: "→prev", next: "→next", offset: "offset", positional: "pos. score" };
 let sortKey = null, sortDir = 1;
 
 function fmt(v) { return Number.isFinite(v) ? (Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(3)) : "—"; }

@@ -1,0 +1,154 @@
+"""Attention mass by relative offset for every head (issue 8, section 6), framework-free.
+
+Paper 1, Section 3.5 hypothesises that sinusoidal encodings let a model "attend by relative positions".
+This service tests it on trained weights: :func:`models.text.offsets.offset_profile` per head, averaged
+over a fixed bundled input set (sentences for MiniLM and other text models, generated dates for the date
+model) or over one analysis. Budgets: the corpus forwards run as one model-queue job (merged per model and
+window) and the result is cached in ``state.views``; profiles of one analysis run in the CPU pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.schemas.offsets import OffsetBlockSchema, OffsetsResponse
+from app.serialization import typed_array
+from app.services.figures import cached_json
+from app.services.text import get_analysis, text_model, text_model_async
+from app.state import AppState
+from models.text.analysis import BLOCK_ORDER, TextAnalysis, TextModel
+from models.text.dates import generate_pairs
+from models.text.offsets import ProfileMean, narrow, offsets, positional_score
+
+# A fixed set of plain English sentences (8 to 30 tokens), varied in structure, none about attention.
+SENTENCES = (
+    "The animal didn't cross the street because it was too tired.",
+    "She put the book on the table and left the room without a word.",
+    "After the storm, the fishermen repaired their nets on the beach.",
+    "My grandfather planted an apple tree in the garden when he was young.",
+    "The committee will announce its decision on Monday morning.",
+    "A small dog barked at the delivery van parked outside the bakery.",
+    "If it rains tomorrow, we will move the concert into the school hall.",
+    "The old bridge over the river was closed for repairs last summer.",
+    "He could not remember where he had left his keys, so he searched every drawer.",
+    "Scientists measured the temperature of the lake every hour for a month.",
+    "The children laughed when the clown slipped on a banana peel.",
+    "Our train was delayed by forty minutes because of a signal failure near the city.",
+)
+N_DATES = 32  # generated held-out dates for the date model (fixed seed)
+MIN_WINDOW, MAX_WINDOW = 1, 32
+
+
+class OffsetsError(ValueError):
+    """A request the offsets view cannot serve; ``status`` is the HTTP status the router answers."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def corpus_inputs(model: TextModel) -> list[str]:
+    """The bundled input set for a model: generated dates (held out) for the date model, else sentences."""
+    if model.spec.name == "dates":
+        return [src for src, _ in generate_pairs(N_DATES, seed=8, split="heldout")]
+    return list(SENTENCES)
+
+
+def _response(
+    model: TextModel, source: str, inputs: list[str], window: int, means: dict[str, np.ndarray], axes: dict
+) -> OffsetsResponse:
+    blocks = []
+    for kind in (b for b in BLOCK_ORDER if b in means):
+        profile = narrow(means[kind], window).astype(np.float32)  # (L, H, 2W + 3)
+        score, best = positional_score(profile)  # (L, H) each
+        q, k, _ = axes[kind]
+        blocks.append(
+            OffsetBlockSchema(
+                kind=kind,
+                query_side=q,
+                key_side=k,
+                layers=profile.shape[0],
+                heads=profile.shape[1],
+                profile=typed_array(profile),
+                score=typed_array(score),
+                best_offset=typed_array(best, "i2"),
+            )
+        )
+    return OffsetsResponse(
+        model_id=model.info.id,
+        model_label=model.info.label,
+        source=source,
+        inputs=inputs,
+        window=window,
+        offsets=offsets(window),
+        blocks=blocks,
+    )
+
+
+def _add(means: dict[str, ProfileMean], a: TextAnalysis, window: int) -> None:
+    for kind, block in a.blocks.items():  # block: (L, H, Tq, Tk)
+        means.setdefault(kind, ProfileMean()).add(block, window)
+
+
+@dataclass(frozen=True)
+class _Corpus:
+    """One model's corpus profiles at the widest window (every narrower window is derived exactly)."""
+
+    inputs: list[str]
+    means: dict[str, np.ndarray]  # kind -> (L, H, 2 * MAX_WINDOW + 3)
+    axes: dict
+
+    @property
+    def nbytes(self) -> int:
+        return sum(m.nbytes for m in self.means.values()) + sum(len(t) for t in self.inputs) + 1024
+
+
+def corpus_means(model: TextModel) -> _Corpus:
+    """Model-queue job: one forward per bundled input, profiles averaged over inputs (row-weighted)."""
+    inputs = corpus_inputs(model)
+    means: dict[str, ProfileMean] = {}
+    axes: dict = {}
+    for text in inputs:
+        a = model.analyze(text)
+        _add(means, a, MAX_WINDOW)
+        axes = a.axes
+    return _Corpus(inputs, {k: m.mean() for k, m in means.items()}, axes)
+
+
+def _check_window(window: int) -> None:
+    if not MIN_WINDOW <= window <= MAX_WINDOW:
+        raise OffsetsError(422, f"window must be {MIN_WINDOW}..{MAX_WINDOW}, got {window}")
+
+
+async def corpus(state: AppState, model_id: str | None, window: int) -> bytes:
+    """Offset profiles of every head over the model's bundled inputs, as OffsetsResponse JSON (cached)."""
+    _check_window(window)
+    model = await text_model_async(state, model_id)
+    key = f"offsets-corpus|{model.info.id}"
+    c = state.views.get(key)
+    if c is None:  # the forwards: once per model, in the model queue (merged in flight)
+        c = await state.queue.run(corpus_means, model, key=key, cost=4 * 64 * len(SENTENCES))
+        state.views.put(key, c)
+    return await cached_json(
+        state, f"{key}|{window}", lambda: _response(model, "corpus", c.inputs, window, c.means, c.axes)
+    )
+
+
+def analysis_profiles(state: AppState, a: TextAnalysis, window: int) -> OffsetsResponse:
+    """CPU-pool job: the offset profiles of one analysis (no view options: token positions as tokenised)."""
+    acc: dict[str, ProfileMean] = {}
+    _add(acc, a, window)
+    means = {k: m.mean() for k, m in acc.items()}
+    text = "".join(a.source.tokens) if a.kind == "seq2seq" else " ".join(a.source.tokens)
+    return _response(text_model(state, a.model_id), "analysis", [text], window, means, a.axes)
+
+
+async def for_analysis(state: AppState, analysis_id: str, window: int) -> bytes:
+    """Offset profiles of every head for one cached analysis, as OffsetsResponse JSON (cached)."""
+    _check_window(window)
+    a = get_analysis(state, analysis_id)
+    return await cached_json(
+        state, f"offsets-analysis|{analysis_id}|{window}", analysis_profiles, state, a, window
+    )
