@@ -44,6 +44,15 @@ PAGES = [
     ("distance", "/distance", ".js-plotly-plot"),
     ("tour", "/tour", "#tour-pe .main-svg"),
     ("vision-queued", "/vision?sample=astronaut", '#api-queue[data-state="retrying"]'),
+    ("vision-compare", "/vision?compare=1&sample=astronaut", "canvas"),
+    ("text-compare", "/text?compare=1&text=The%20animal%20didn%27t%20cross%20the%20street.", None),
+    (
+        "text-neuron",
+        "/text?text=The%20animal%20didn%27t%20cross%20the%20street%20because%20it%20was%20too%20tired.&view=neuron&layer=4&head=2&q=10",
+        None,
+    ),
+    ("offsets", "/offsets", ".js-plotly-plot"),
+    ("distance-rf", "/distance?rf=1", ".js-plotly-plot"),
 ]
 BUSY = {"detail": "The compute queue is full; try again in a few seconds.", "retry_after_s": 5}
 
