@@ -73,6 +73,26 @@ def tiny_text_settings() -> dict:
     )
 
 
+def minilm_shaped_bert():
+    """A random BERT shaped like all-MiniLM-L6-v2 (6 layers x 12 heads, up to 512 tokens), id "tiny-bert"."""
+    from app.settings import TextModelEntry
+
+    return TextModelEntry(
+        id="tiny-bert",
+        kind="encoder",
+        source="random",
+        name="bert",
+        label="MiniLM-shaped BERT",
+        max_tokens=512,
+        config={
+            "num_hidden_layers": 6,
+            "num_attention_heads": 12,
+            "hidden_size": 96,
+            "intermediate_size": 96,
+        },
+    )
+
+
 def tiny_settings(tmp_path, **overrides) -> Settings:
     """Settings for tests: tiny random models, CPU, a temp cache dir."""
     base = dict(
@@ -179,3 +199,37 @@ def page(browser):
     pg.on("console", lambda m: m.type == "error" and pg.js_errors.append(f"console: {m.text}"))
     yield pg
     context.close()
+
+
+# --- pages under the app's real Content-Security-Policy (no bypass_csp) -------------------------------------
+RECORD_VIOLATIONS = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__csp.push(`${e.violatedDirective} blocked ${e.blockedURI || "(inline)"} at ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+
+
+@pytest.fixture
+def strict_page(browser):
+    """A page that obeys the app's CSP, with violations (``window.__csp``) and console errors recorded.
+    Only CSS selectors and ``page.evaluate`` work here: Playwright's string predicates need eval."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.add_init_script(RECORD_VIOLATIONS)
+    pg = context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(f"pageerror: {e}"))
+    pg.on("console", lambda m: m.type == "error" and pg.errors.append(f"console: {m.text}"))
+    yield pg
+    context.close()
+
+
+def poll(page, script: str, what: str, timeout_s: float = 60):
+    """Evaluate ``script`` (a function source) until it returns something truthy; CSP-proof polling."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = page.evaluate(script)
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.wait_for_selector("body")  # one round trip to the page between tries

@@ -13,8 +13,7 @@ import pytest
 
 from app.serialization import decode_typed_array
 from app.settings import TextModelEntry
-from tests.conftest import ARTIFACTS, tiny_settings
-from tests.test_browser_csp import RECORD_VIOLATIONS, poll
+from tests.conftest import ARTIFACTS, RECORD_VIOLATIONS, poll, tiny_settings
 from tests.test_browser_vision import TINY_NOHEAD, TINY_VIT12, fnv1a
 
 pytestmark = pytest.mark.browser

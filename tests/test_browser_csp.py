@@ -7,51 +7,19 @@ recorded by an init script listening for ``securitypolicyviolation``."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from app.middleware import CSP
-from tests.conftest import ARTIFACTS, tiny_settings
+from tests.conftest import ARTIFACTS, poll, tiny_settings
 
 pytestmark = pytest.mark.browser
 
 TIMEOUT = 60_000
-RECORD_VIOLATIONS = """
-window.__csp = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__csp.push(`${e.violatedDirective} blocked ${e.blockedURI || "(inline)"} at ${e.sourceFile}:${e.lineNumber}`);
-});
-"""
 
 
 @pytest.fixture
 def base_url(tmp_path, live_server) -> str:
     return live_server(tiny_settings(tmp_path, preload=False))
-
-
-@pytest.fixture
-def strict_page(browser):
-    """A page that obeys the app's CSP, with violations and console errors recorded."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    context.add_init_script(RECORD_VIOLATIONS)
-    pg = context.new_page()
-    pg.errors = []
-    pg.on("pageerror", lambda e: pg.errors.append(f"pageerror: {e}"))
-    pg.on("console", lambda m: m.type == "error" and pg.errors.append(f"console: {m.text}"))
-    yield pg
-    context.close()
-
-
-def poll(page, script: str, what: str, timeout_s: float = 60):
-    """Evaluate ``script`` (a function source) until it returns something truthy; CSP-proof polling."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = page.evaluate(script)
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        page.wait_for_selector("body")  # one round trip to the page between tries
 
 
 def plotted(page, div_id: str) -> int:

@@ -5,12 +5,11 @@ page says the recomputed softmax matches the model's own probabilities. Screensh
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import ARTIFACTS, tiny_settings
+from conftest import ARTIFACTS, poll, tiny_settings
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 60_000
@@ -19,32 +18,6 @@ TIMEOUT = 60_000
 @pytest.fixture
 def base_url(live_server, tmp_path):
     return live_server(tiny_settings(tmp_path, preload=False))
-
-
-@pytest.fixture
-def strict_page(browser):
-    """No bypass_csp: only CSS selectors and page.evaluate, as in tests/test_browser_csp.py."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    context.add_init_script(
-        "window.__csp = []; document.addEventListener('securitypolicyviolation', "
-        "(e) => window.__csp.push(e.violatedDirective));"
-    )
-    pg = context.new_page()
-    pg.errors = []
-    pg.on("pageerror", lambda e: pg.errors.append(f"pageerror: {e}"))
-    pg.on("console", lambda m: m.type == "error" and pg.errors.append(f"console: {m.text}"))
-    yield pg
-    context.close()
-
-
-def poll(page, script: str, what: str, timeout_s: float = 60):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = page.evaluate(script)
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        page.wait_for_selector("body")
 
 
 def title(page) -> str:

@@ -5,9 +5,7 @@ the attended keys; other layers come as lines; the matrix view still opens any h
 from __future__ import annotations
 
 import pytest
-from conftest import ARTIFACTS, tiny_settings
-
-from app.settings import TextModelEntry
+from conftest import ARTIFACTS, minilm_shaped_bert, tiny_settings
 
 pytestmark = pytest.mark.browser
 # 58 tokens with [CLS] and [SEP], made "long" by a 1 KB inline limit: a random-init model attends almost
@@ -17,20 +15,7 @@ SENTENCE = "the cat sat on the mat . " * 8
 
 @pytest.fixture
 def base_url(live_server, tmp_path):
-    minilm_like = TextModelEntry(
-        id="tiny-bert",
-        kind="encoder",
-        source="random",
-        name="bert",
-        label="MiniLM-shaped BERT",
-        max_tokens=512,
-        config={
-            "num_hidden_layers": 6,
-            "num_attention_heads": 12,
-            "hidden_size": 96,
-            "intermediate_size": 96,
-        },
-    )
+    minilm_like = minilm_shaped_bert()
     settings = tiny_settings(
         tmp_path, text_models=[minilm_like], default_text_model="tiny-bert", preload=False
     )

@@ -17,9 +17,8 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.schemas.text import ViewOptions
 from app.services import text as text_service
-from app.settings import TextModelEntry
 from models.text.analysis import TextAnalysis, TokenSeq
-from tests.conftest import tiny_settings
+from tests.conftest import minilm_shaped_bert, tiny_settings
 
 SENTENCE = "the cat sat on the mat . " * 71  # 497 WordPiece tokens + [CLS] and [SEP] = 499
 MB = 1024 * 1024
@@ -88,20 +87,7 @@ def test_stats_match_a_float64_reference() -> None:
 @pytest.fixture
 def bert_client(tmp_path) -> Iterator[TestClient]:
     """A MiniLM-shaped random BERT (6 layers x 12 heads, 512 tokens) and a 2-worker CPU pool."""
-    minilm_like = TextModelEntry(
-        id="tiny-bert",
-        kind="encoder",
-        source="random",
-        name="bert",
-        label="MiniLM-shaped BERT",
-        max_tokens=512,
-        config={
-            "num_hidden_layers": 6,
-            "num_attention_heads": 12,
-            "hidden_size": 96,
-            "intermediate_size": 96,
-        },
-    )
+    minilm_like = minilm_shaped_bert()
     settings = tiny_settings(
         tmp_path, text_models=[minilm_like], preload=False, cpu_workers=2, cpu_pool_size=16
     )

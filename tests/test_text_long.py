@@ -12,9 +12,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.serialization import decode_typed_array
-from app.settings import TextModelEntry
 from models.text.lines import top_k_lines
-from tests.conftest import tiny_settings
+from tests.conftest import minilm_shaped_bert, tiny_settings
 
 SENTENCE = "the cat sat on the mat . " * 71  # 497 WordPiece tokens + [CLS] and [SEP] = 499
 MB = 1024 * 1024
@@ -44,20 +43,7 @@ def test_top_k_lines_are_the_strongest_keys_in_order() -> None:
 @pytest.fixture
 def client(tmp_path) -> Iterator[TestClient]:
     """A MiniLM-shaped random BERT: 6 layers x 12 heads, up to 512 tokens."""
-    minilm_like = TextModelEntry(
-        id="tiny-bert",
-        kind="encoder",
-        source="random",
-        name="bert",
-        label="MiniLM-shaped BERT",
-        max_tokens=512,
-        config={
-            "num_hidden_layers": 6,
-            "num_attention_heads": 12,
-            "hidden_size": 96,
-            "intermediate_size": 96,
-        },
-    )
+    minilm_like = minilm_shaped_bert()
     with TestClient(create_app(tiny_settings(tmp_path, text_models=[minilm_like], preload=False))) as c:
         yield c
 
