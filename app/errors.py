@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.compute import Busy
 from app.images import ImageError
+from app.services.errors import ServiceError
 from app.state import InvalidOption, UnknownModel
 
 log = logging.getLogger("atlas.errors")
@@ -50,6 +51,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ImageError)
     async def image_error(_request: Request, exc: ImageError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(UnknownModel)

@@ -7,17 +7,15 @@ bytes as they are (``response_model`` documents them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from app.deps import StateDep
 from app.schemas.common import ErrorResponse
 from app.schemas.paper1 import LearnedPositionsResponse, PositionalResponse, ScalingResponse
 from app.services import figures
-from app.services.figures import MAX_D_K, MAX_D_MODEL, MAX_FAR, MAX_LENGTH, FigureError
+from app.services.figures import MAX_D_K, MAX_D_MODEL, MAX_FAR, MAX_LENGTH
 
 router = APIRouter(tags=["paper 1"])
 ERRORS = {422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
@@ -25,14 +23,6 @@ ERRORS = {422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 
 def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
-
-
-@contextmanager
-def _answers() -> Iterator[None]:
-    try:
-        yield
-    except FigureError as e:
-        raise HTTPException(e.status, str(e)) from e
 
 
 @router.get("/api/figures/positional", response_model=PositionalResponse, responses=ERRORS)
@@ -48,8 +38,7 @@ async def positional(
     far: Annotated[int, Query(ge=1, le=MAX_FAR, description="an extra far position to check")] = 1_000_000,
 ) -> Response:
     """PE table (heatmap), chosen columns, PE(pos) . PE(pos+k), and the linear map M_k (Section 3.5)."""
-    with _answers():
-        return _json(await figures.positional(state, length, d_model, k, dims, far))
+    return _json(await figures.positional(state, length, d_model, k, dims, far))
 
 
 @router.get("/api/figures/positional/learned", response_model=LearnedPositionsResponse, responses=ERRORS)
@@ -58,8 +47,7 @@ async def learned_positions(
     n: Annotated[int, Query(ge=2, le=512, description="first n positions")] = 512,
 ) -> Response:
     """Cosine similarity of BERT's learned position vectors (all-MiniLM-L6-v2) beside the sinusoids."""
-    with _answers():
-        return _json(await figures.learned_positions(state, n))
+    return _json(await figures.learned_positions(state, n))
 
 
 @router.get("/api/figures/scaling", response_model=ScalingResponse, responses=ERRORS)
@@ -74,7 +62,6 @@ async def scaling(
     row_keys: Annotated[int, Query(ge=2, le=64, description="keys in the single example row")] = 16,
 ) -> Response:
     """Variance of q . k versus d_k, softmax saturation with and without 1/sqrt(d_k), one example row."""
-    with _answers():
-        return _json(
-            await figures.scaling(state, d_k, n_keys, n_samples, var_samples, seed, distribution, row_keys)
-        )
+    return _json(
+        await figures.scaling(state, d_k, n_keys, n_samples, var_samples, seed, distribution, row_keys)
+    )

@@ -9,11 +9,9 @@ as they are (``response_model`` documents them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from app.deps import StateDep
 from app.schemas.common import ErrorResponse
@@ -44,22 +42,11 @@ def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-@contextmanager
-def _answers() -> Iterator[None]:
-    try:
-        yield
-    except service.TextError as e:
-        raise HTTPException(e.status, str(e)) from e
-
-
 @router.post("/analyze", response_model=TextAnalysisResponse, responses=ERRORS)
 async def analyze(state: StateDep, req: TextAnalyzeRequest) -> Response:
     """Run the model once with attention capture; the maps stay in a bounded server-side cache."""
     options = ViewOptions(hide_special=req.hide_special, merge_words=req.merge_words)
-    with _answers():
-        return _json(
-            await service.analyze(state, req.text, req.model, req.target, options, req.kind, req.layer)
-        )
+    return _json(await service.analyze(state, req.text, req.model, req.target, options, req.kind, req.layer))
 
 
 @router.get("/analysis/{analysis_id}", response_model=TextAnalysisResponse, responses=ERRORS)
@@ -73,8 +60,7 @@ async def overview(
 ) -> Response:
     """The analysis under other view options (no new forward pass)."""
     options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
-    with _answers():
-        return _json(await service.overview(state, analysis_id, options, kind, layer))
+    return _json(await service.overview(state, analysis_id, options, kind, layer))
 
 
 @router.get("/analysis/{analysis_id}/layer", response_model=LayerSchema, responses=ERRORS)
@@ -89,8 +75,7 @@ async def layer_maps(
 ) -> Response:
     """Every head of one layer (the head view)."""
     options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
-    with _answers():
-        return _json(await service.layer_maps(state, analysis_id, kind, layer, options, dtype))
+    return _json(await service.layer_maps(state, analysis_id, kind, layer, options, dtype))
 
 
 @router.get("/analysis/{analysis_id}/head", response_model=HeadSchema, responses=ERRORS)
@@ -105,8 +90,7 @@ async def head_map(
 ) -> Response:
     """One layer/head (or the head mean) at full float32 precision (the matrix view)."""
     options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
-    with _answers():
-        return _json(await service.head_map(state, analysis_id, kind, layer, head, options))
+    return _json(await service.head_map(state, analysis_id, kind, layer, head, options))
 
 
 @router.get("/analysis/{analysis_id}/lines", response_model=LinesSchema, responses=ERRORS)
@@ -121,8 +105,7 @@ async def layer_lines(
 ) -> Response:
     """One layer's k strongest lines per (head, query): the head view of a long input."""
     options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
-    with _answers():
-        return _json(await service.layer_lines(state, analysis_id, kind, layer, options, k))
+    return _json(await service.layer_lines(state, analysis_id, kind, layer, options, k))
 
 
 @router.get("/analysis/{analysis_id}/neuron", response_model=NeuronResponse, responses=ERRORS)
@@ -135,8 +118,7 @@ async def neuron_view(
     query: Annotated[int, Query(ge=0, description="query token index on the raw (unmerged) axis")],
 ) -> Response:
     """The neuron view: q, every k, q·k, q·k/sqrt(d_k) and the softmax for one layer, head and query."""
-    with _answers():
-        return _json(await neuron_service.neuron(state, analysis_id, kind, layer, head, query))
+    return _json(await neuron_service.neuron(state, analysis_id, kind, layer, head, query))
 
 
 # --- relative offsets (issue 8, section 6) ------------------------------------------------------------
@@ -144,23 +126,13 @@ async def neuron_view(
 Window = Annotated[int, Query(ge=1, le=32, description="offsets -W..W, plus the mass beyond on each side")]
 
 
-@contextmanager
-def _offsets_answers() -> Iterator[None]:
-    try:
-        yield
-    except (service.TextError, offsets_service.OffsetsError) as e:
-        raise HTTPException(e.status, str(e)) from e
-
-
 @router.get("/offsets", response_model=OffsetsResponse, responses=ERRORS)
 async def offsets_corpus(state: StateDep, model: str | None = None, window: Window = 8) -> Response:
     """Every head's attention mass by relative offset (key - query), over the model's bundled inputs."""
-    with _offsets_answers():
-        return _json(await offsets_service.corpus(state, model, window))
+    return _json(await offsets_service.corpus(state, model, window))
 
 
 @router.get("/analysis/{analysis_id}/offsets", response_model=OffsetsResponse, responses=ERRORS)
 async def offsets_analysis(state: StateDep, analysis_id: str, window: Window = 8) -> Response:
     """Every head's attention mass by relative offset for one analysis."""
-    with _offsets_answers():
-        return _json(await offsets_service.for_analysis(state, analysis_id, window))
+    return _json(await offsets_service.for_analysis(state, analysis_id, window))

@@ -29,6 +29,7 @@ from app.schemas.paper1 import (
     SoftmaxPoint,
 )
 from app.serialization import typed_array
+from app.services.errors import ServiceError
 from app.services.views import cached_json, cached_view, compute_view  # noqa: F401 (re-exported)
 from app.state import AppState
 from models.figures.positional import (
@@ -86,12 +87,11 @@ BOUNDS = {
 }
 
 
-class FigureError(ValueError):
+class FigureError(ServiceError):
     """Parameters the figure cannot take (422), or data it needs that is missing (``status`` 503)."""
 
     def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message)
 
 
 # --- positional encoding (Section 3.5) --------------------------------------------------------------

@@ -15,6 +15,7 @@ import numpy as np
 
 from app.schemas.offsets import OffsetBlockSchema, OffsetsResponse
 from app.serialization import typed_array
+from app.services.errors import ServiceError
 from app.services.figures import cached_json
 from app.services.text import get_analysis, text_model, text_model_async
 from app.state import AppState
@@ -41,12 +42,8 @@ N_DATES = 32  # generated held-out dates for the date model (fixed seed)
 MIN_WINDOW, MAX_WINDOW = 1, 32
 
 
-class OffsetsError(ValueError):
-    """A request the offsets view cannot serve; ``status`` is the HTTP status the router answers."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class OffsetsError(ServiceError):
+    """A request the offsets view cannot serve."""
 
 
 def corpus_inputs(model: TextModel) -> list[str]:

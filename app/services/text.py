@@ -33,6 +33,7 @@ from app.schemas.text import (
 )
 from app.schemas.text_lines import LinesSchema
 from app.serialization import typed_array
+from app.services.errors import ServiceError
 from app.services.views import cached_json, cached_view
 from app.state import AppState, UnknownModel
 from models.text.analysis import (
@@ -58,12 +59,8 @@ from models.text.stats import (
 log = logging.getLogger("atlas.text")
 
 
-class TextError(Exception):
-    """A request the text explorer cannot serve; ``status`` is the HTTP status the router answers."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class TextError(ServiceError):
+    """A request the text explorer cannot serve."""
 
 
 # ----------------------------------------------------------------------------- models
