@@ -20,6 +20,7 @@ from app.errors import install_error_handlers
 from app.middleware import BodySizeLimit, RequestContext
 from app.openapi import install_openapi
 from app.routers import distance, health, pages, paper1, text, vision, vit_embeddings
+from app.services.images import sample_hashes
 from app.services.text import preload as preload_text
 from app.settings import Settings, get_settings
 from app.state import AppState
@@ -43,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(state.vision_model, settings.default_vision_model)
             for hook in app.state.preload_hooks:
                 await run_in_threadpool(hook, state)
+            # the sample photos' JPEG bytes and hashes, once, off the event loop (sample requests read them)
+            await run_in_threadpool(sample_hashes)
         yield
         state.shutdown()
 
