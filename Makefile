@@ -27,9 +27,11 @@ install-dev: $(VENV)/.installed-dev
 run load: export MALLOC_ARENA_MAX = 2
 run load: export MALLOC_MMAP_THRESHOLD_ = 1048576
 
-## Serve the app on http://$(HOST):$(PORT) with the offline default models.
+## Serve the app on http://$(HOST):$(PORT) with the offline default models; MODELS passes flags to
+## `python -m app serve`, e.g. make run MODELS="--vision-model w.safetensors,arch=vit_small_patch16_224"
+## or MODELS="--config atlas.toml --text-model ./my-bert" (README "Command line").
 run: $(VENV)/.installed
-	$(PY) -m uvicorn app.main:create_app --factory --host $(HOST) --port $(PORT)
+	$(PY) -m app serve --host $(HOST) --port $(PORT) $(MODELS)
 
 ## Every test, browser tests included (headless Debian Chromium at /usr/bin/chromium), and a bounded
 ## schemathesis run (tests/test_fuzz.py).

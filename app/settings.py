@@ -1,14 +1,27 @@
-"""Operator settings (environment variables prefixed ``ATLAS_``), read once through get_settings()."""
+"""Operator settings, read once through get_settings(): command-line flags, ``ATLAS_*`` environment variables
+and an optional TOML settings file (``--config`` or ``ATLAS_CONFIG``), in that priority order, over the
+defaults below. A TOML key is a field name (``device = "cpu"``, ``[[extra_vision_models]]`` tables);
+unknown keys are refused, and a model ``path`` (vision) or a text ``name`` starting with ``./`` or ``../``
+is relative to the file's folder.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from models.text.analysis import DATES, HUB_EXAMPLES, MINILM, TextModelSpec
 from models.vision.registry import DINOV2_VITS14, VisionModelSpec
@@ -77,8 +90,74 @@ class TextModelEntry(BaseModel):
         return cls(**{**spec.__dict__, "config": dict(spec.config)})
 
 
+CONFIG_ENV = "ATLAS_CONFIG"  # path of the TOML settings file when --config is not given
+_config_file: ContextVar[Path | None] = ContextVar("atlas_config_file", default=None)
+
+
+class SettingsFileError(ValueError):
+    """The TOML settings file is missing or names a setting that does not exist."""
+
+
+def config_file() -> Path | None:
+    """The TOML settings file in effect: the one :func:`using_config` set, else ``$ATLAS_CONFIG``."""
+    given = _config_file.get() or os.environ.get(CONFIG_ENV) or None
+    return Path(given) if given else None
+
+
+@contextmanager
+def using_config(path: str | Path | None) -> Iterator[None]:
+    """Settings built inside this block read ``path`` (``None``: ``$ATLAS_CONFIG``) as their TOML file."""
+    token = _config_file.set(Path(path) if path else None)
+    try:
+        yield
+    finally:
+        _config_file.reset(token)
+
+
+class AtlasTomlSource(TomlConfigSettingsSource):
+    """The operator's TOML file: every top-level key must be a Settings field; model paths are relative to
+    the file's folder (vision ``path``; text ``name`` when it starts with ``./`` or ``../``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if not path.is_file():
+            raise SettingsFileError(f"the settings file {path} does not exist")
+        self._fields = set(settings_cls.model_fields)  # _read_file runs inside the parent's __init__
+        super().__init__(settings_cls, toml_file=path)
+
+    def _read_file(self, file_path: Path) -> dict[str, Any]:  # type: ignore[override]
+        data = super()._read_file(file_path)
+        unknown = sorted(set(data) - self._fields)
+        if unknown:
+            raise SettingsFileError(f"{file_path}: unknown setting(s) {', '.join(unknown)}")
+        base = Path(file_path).resolve().parent
+        for key in ("vision_models", "extra_vision_models"):
+            for entry in data.get(key) or []:
+                if isinstance(entry, dict) and entry.get("path") and not Path(entry["path"]).is_absolute():
+                    entry["path"] = str(base / entry["path"])
+        for key in ("text_models", "extra_text_models"):
+            for entry in data.get(key) or []:
+                name = entry.get("name") if isinstance(entry, dict) else None
+                if isinstance(name, str) and name.startswith(("./", "../")):
+                    entry["name"] = str((base / name).resolve())
+        return data
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ATLAS_", env_file=None, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Priority, first wins: keyword arguments (the CLI's flags) > ATLAS_* environment > TOML file."""
+        path = config_file()
+        toml = (AtlasTomlSource(settings_cls, path),) if path else ()
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings, *toml)
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
@@ -141,6 +220,13 @@ class Settings(BaseSettings):
 
     def vision_specs(self) -> dict[str, VisionModelSpec]:
         return {e.id: e.to_spec() for e in [*self.vision_models, *self.extra_vision_models]}
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``overrides`` (highest priority), the environment, then the TOML file ``config``
+    (default ``$ATLAS_CONFIG``), then the defaults."""
+    with using_config(config):
+        return Settings(**overrides)
 
 
 @lru_cache

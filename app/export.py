@@ -1,0 +1,115 @@
+"""``python -m app export``: one image (or sentence) through one model, every map to an ``.npz``.
+
+The model is an allowlisted id from the settings (TOML file / environment, as ``serve`` reads them) or
+anything ``--vision-model`` / ``--text-model`` accept (a timm name, a checkpoint with its arch, a folder).
+The image is decoded as an upload is (EXIF orientation, first frame, pixel limits), and the arrays are
+those of :func:`models.vision.export.vision_arrays` / :func:`models.text.export.text_arrays`, the same
+numbers the API serves. Beside it, ``python -m models.vision.distance`` averages the distance over image
+sets without keeping any map.
+
+    python -m app export --image cat.jpg --out cat.npz
+    python -m app export --image cat.jpg --model w.safetensors,arch=vit_small_patch16_224 --out cat.npz
+    python -m app export --text "The animal didn't cross the street." --model all-minilm-l6-v2 --out s.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from app.cli import CliError, check_text, check_vision, text_entry, vision_entry
+from app.images import ImageError, decode_image
+from app.settings import Settings, TextModelEntry, VisionModelEntry
+from models.devices import resolve_device, resolve_dtype
+from models.text.analysis import TextModelSpec
+from models.vision.registry import VisionModelSpec
+
+LOAD_ERRORS = (OSError, RuntimeError, ValueError, ImportError)
+
+
+def vision_spec(settings: Settings, model: str | None, arch: str | None = None) -> VisionModelSpec:
+    """An allowlisted id, else a ``--vision-model`` argument; checked (one-line :class:`CliError`)."""
+    model = model or settings.default_vision_model
+    known = settings.vision_specs()
+    entry = (
+        VisionModelEntry.from_spec(known[model])
+        if model in known and arch is None
+        else vision_entry(model, arch)
+    )
+    check_vision(entry)
+    return entry.to_spec()
+
+
+def text_spec(settings: Settings, model: str | None) -> TextModelSpec:
+    model = model or settings.default_text_model
+    known = settings.text_specs()
+    entry = TextModelEntry.from_spec(known[model]) if model in known else text_entry(model)
+    check_text(entry)
+    return entry.to_spec()
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = False) -> Path:
+    """Write ``arrays`` to exactly ``path`` (np.savez would append .npz to another suffix)."""
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise CliError(f"--out {path}: the folder {out.parent} does not exist")
+    with out.open("wb") as f:
+        (np.savez_compressed if compress else np.savez)(f, **arrays)
+    return out
+
+
+def export_image(settings: Settings, args: argparse.Namespace) -> str:
+    """Analyse ``args.image`` once and write its arrays; returns a one-line summary."""
+    from models.vision.analysis import analyze_image, load_vision_model
+    from models.vision.export import vision_arrays
+
+    path = Path(args.image).expanduser()
+    if not path.is_file():
+        raise CliError(f"image {args.image!r}: no such file")
+    spec = vision_spec(settings, args.model, args.arch)
+    try:
+        image = decode_image(path.read_bytes(), settings.max_image_pixels, settings.min_image_side).image
+    except ImageError as e:
+        raise CliError(f"image {args.image!r}: {e}") from None
+    device = resolve_device(settings.device)
+    try:
+        vm = load_vision_model(spec, device, resolve_dtype(settings.dtype, device), settings.cache_dir)
+    except LOAD_ERRORS as e:
+        raise CliError(f"vision model {spec.id!r} did not load: {e}") from None
+    try:
+        resolution = vm.check_resolution(args.resolution)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    analysis = analyze_image(vm, image, resolution)
+    arrays = vision_arrays(vm, analysis, args.head_fusion, args.discard_ratio, args.renormalize, args.unit)
+    out = write_npz(args.out, arrays, args.compress)
+    L, H, N, _ = arrays["attentions"].shape  # (L, H, N, N)
+    rows, cols = analysis.grid
+    return (
+        f"wrote {out}: {spec.id} at {resolution} px, {L} layers x {H} heads, {N} tokens "
+        f"({analysis.num_prefix_tokens} prefix + {rows} x {cols} patches)"
+    )
+
+
+def export_text(settings: Settings, args: argparse.Namespace) -> str:
+    """Analyse ``args.text`` (and ``args.target``) once and write its arrays; returns a one-line summary."""
+    from models.text.analysis import TextInputError, load_text_model
+    from models.text.export import text_arrays
+
+    if len(args.text) > settings.max_text_chars:
+        raise CliError(f"--text is {len(args.text)} characters long; the limit is {settings.max_text_chars}")
+    spec = text_spec(settings, args.model)
+    try:
+        model = load_text_model(spec, resolve_device(settings.device))
+    except LOAD_ERRORS as e:
+        raise CliError(f"text model {spec.id!r} did not load: {' '.join(str(e).split())}") from None
+    try:
+        analysis = model.analyze(args.text, args.target)
+    except TextInputError as e:
+        raise CliError(str(e)) from None
+    arrays = text_arrays(analysis)
+    out = write_npz(args.out, arrays, args.compress)
+    shapes = ", ".join(f"{k} {tuple(analysis.blocks[k].shape)}" for k in analysis.blocks)
+    return f"wrote {out}: {spec.id}, {shapes}"
