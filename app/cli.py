@@ -331,13 +331,16 @@ def check_vision(entry: VisionModelEntry) -> None:
         close = timm.list_models(f"*{spec.arch.split('_')[0]}*")[:5]
         hint = f"; e.g. {', '.join(close)}" if close else ""
         raise CliError(f"{what}: {spec.arch!r} is not a timm architecture{hint}")
-    if (
-        spec.source == "hub"
-        and "." in spec.arch_tag
-        and spec.arch_tag not in timm.list_pretrained(spec.arch_tag)
-    ):
-        tags = timm.list_pretrained(f"{spec.arch}.*")[:4]
-        raise CliError(f"{what}: timm has no pretrained weights {spec.arch_tag!r}; tags: {', '.join(tags)}")
+    if spec.source == "hub":
+        tags = timm.list_pretrained(f"{spec.arch}.*") or timm.list_pretrained(spec.arch)
+        if not tags:
+            raise CliError(
+                f"{what}: timm has no pretrained weights for {spec.arch!r}; use a local checkpoint"
+            )
+        if "." in spec.arch_tag and spec.arch_tag not in tags:
+            raise CliError(
+                f"{what}: timm has no pretrained weights {spec.arch_tag!r}; tags: {', '.join(tags[:4])}"
+            )
     model = _timm_model(spec.arch, spec.timm_kwargs, what)
     if spec.source != "file":
         return
@@ -440,7 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("serve", help="serve the web app", description="Serve Attention Atlas.")
+    s = sub.add_parser(
+        "serve",
+        help="serve the web app",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     s.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     s.add_argument("--config", help="TOML settings file (default: $ATLAS_CONFIG)")
@@ -498,20 +506,26 @@ def _merge(base: list, added: list) -> list:
 
 
 def serve_settings(args: argparse.Namespace) -> Settings:
-    """Settings for ``serve``: flags over environment over TOML over defaults, checked."""
-    vision = [vision_entry(text, arch) for text, arch in (args.vision_model or [])]
-    text = [text_entry(t) for t in (args.text_model or [])]
+    """Settings for ``serve``: flags over environment over TOML over defaults, checked. A model flag that
+    names an id already on the allowlist (built in, or from the file or environment) only makes it the
+    default."""
+    base = load_settings(args.config)
+    known_vision, known_text = base.vision_specs(), base.text_specs()
+    vision_args, text_args = args.vision_model or [], args.text_model or []
+    vision = [vision_entry(t, arch) for t, arch in vision_args if not (t in known_vision and arch is None)]
+    text = [text_entry(t) for t in text_args if t not in known_text]
     overrides: dict[str, Any] = {}
     if args.device:
         overrides["device"] = args.device
-    if vision or text:
-        base = load_settings(args.config)
-        if vision:
-            overrides["extra_vision_models"] = _merge(base.extra_vision_models, vision)
-            overrides["default_vision_model"] = vision[0].id
-        if text:
-            overrides["extra_text_models"] = _merge(base.extra_text_models, text)
-            overrides["default_text_model"] = text[0].id
+    if vision:
+        overrides["extra_vision_models"] = _merge(base.extra_vision_models, vision)
+    if text:
+        overrides["extra_text_models"] = _merge(base.extra_text_models, text)
+    if vision_args:  # the first model flag is the page's default
+        first, arch = vision_args[0]
+        overrides["default_vision_model"] = first if first in known_vision and arch is None else vision[0].id
+    if text_args:
+        overrides["default_text_model"] = text_args[0] if text_args[0] in known_text else text[0].id
     settings = load_settings(args.config, **overrides)
     check_settings(settings)
     return settings

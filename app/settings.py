@@ -1,8 +1,8 @@
 """Operator settings, read once through get_settings(): command-line flags, ``ATLAS_*`` environment variables
 and an optional TOML settings file (``--config`` or ``ATLAS_CONFIG``), in that priority order, over the
 defaults below. A TOML key is a field name (``device = "cpu"``, ``[[extra_vision_models]]`` tables);
-unknown keys are refused, and a model ``path`` (vision) or a text ``name`` starting with ``./`` or ``../``
-is relative to the file's folder.
+unknown keys are refused, and model paths (a vision ``path`` or ``local-dir:`` folder, a text ``name``
+starting with ``./`` or ``../``) are relative to the file's folder.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def using_config(path: str | Path | None) -> Iterator[None]:
 
 class AtlasTomlSource(TomlConfigSettingsSource):
     """The operator's TOML file: every top-level key must be a Settings field; model paths are relative to
-    the file's folder (vision ``path``; text ``name`` when it starts with ``./`` or ``../``)."""
+    the file's folder (vision ``path`` and ``local-dir:`` folders; text ``name`` when it starts with ``./``
+    or ``../``)."""
 
     def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
         if not path.is_file():
@@ -132,8 +133,13 @@ class AtlasTomlSource(TomlConfigSettingsSource):
         base = Path(file_path).resolve().parent
         for key in ("vision_models", "extra_vision_models"):
             for entry in data.get(key) or []:
-                if isinstance(entry, dict) and entry.get("path") and not Path(entry["path"]).is_absolute():
+                if not isinstance(entry, dict):
+                    continue
+                if entry.get("path") and not Path(entry["path"]).is_absolute():
                     entry["path"] = str(base / entry["path"])
+                tag = str(entry.get("arch_tag") or "")
+                if tag.startswith("local-dir:") and not Path(tag.removeprefix("local-dir:")).is_absolute():
+                    entry["arch_tag"] = f"local-dir:{(base / tag.removeprefix('local-dir:')).resolve()}"
         for key in ("text_models", "extra_text_models"):
             for entry in data.get(key) or []:
                 name = entry.get("name") if isinstance(entry, dict) else None

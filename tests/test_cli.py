@@ -9,6 +9,7 @@ the CLI would serve is driven with TestClient (no port is bound); two cases run 
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +110,12 @@ def test_checkpoint_and_timm_folder_flags_serve(files) -> None:
     for j in (a, b):
         assert (j["model"]["num_layers"], j["model"]["num_heads"], j["model"]["patch_size"]) == (3, 4, 8)
         assert (j["grid"]["rows"], j["grid"]["cols"]) == (4, 4)
+    # a flag naming an id already on the allowlist only makes it the default
+    s = settings_from(
+        "--config", str(files["toml"]), "--vision-model", "dinov2_vits14", "--text-model", "dates-seq2seq"
+    )
+    assert (s.default_vision_model, s.default_text_model) == ("dinov2_vits14", "dates-seq2seq")
+    assert s.extra_vision_models == [] and s.extra_text_models == []
     # the same weights through both routes: the same maps
     np.testing.assert_allclose(
         decode_typed_array(a["cls_attention"]), decode_typed_array(b["cls_attention"]), atol=FLOAT32_ROUNDING
@@ -148,6 +155,7 @@ def test_text_kind_from_config() -> None:
 def test_priority_flags_over_env_over_toml_over_defaults(files, tmp_path, monkeypatch) -> None:
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "v.safetensors").write_bytes(files["ckpt"].read_bytes())
+    shutil.copytree(files["folder"], tmp_path / "w" / "vf")
     toml = tmp_path / "atlas.toml"
     toml.write_text(
         'device = "cpu"\nmax_upload_mb = 3\nretry_after_s = 7\npreload = false\n'
@@ -155,6 +163,7 @@ def test_priority_flags_over_env_over_toml_over_defaults(files, tmp_path, monkey
         f'arch_tag = "{ARCH}"\npath = "w/v.safetensors"\n'
         "timm_kwargs = { img_size = 32, patch_size = 8, embed_dim = 32, depth = 3, num_heads = 4, "
         "num_classes = 10 }\n"
+        '[[extra_vision_models]]\nid = "folder_from_toml"\nsource = "hub"\narch_tag = "local-dir:w/vf"\n'
     )
     assert Settings().retry_after_s == 2  # the default, no file
     monkeypatch.setenv("ATLAS_CONFIG", str(toml))  # the file, by environment variable
@@ -163,6 +172,7 @@ def test_priority_flags_over_env_over_toml_over_defaults(files, tmp_path, monkey
     s = Settings()
     assert (s.retry_after_s, s.max_upload_mb, s.device) == (7, 5.0, "cuda")  # TOML < env
     assert s.vision_specs()["from_toml"].path == str(tmp_path / "w" / "v.safetensors")  # relative to the file
+    assert s.vision_specs()["folder_from_toml"].arch_tag == f"local-dir:{(tmp_path / 'w' / 'vf').resolve()}"
     s = settings_from("--device", "cpu", "--vision-model", f"{files['ckpt']},{KWARGS_ARG},arch={ARCH}")
     assert (s.device, s.max_upload_mb, s.retry_after_s) == ("cpu", 5.0, 7)  # flag < env < TOML
     assert {"from_toml", "tiny_vit", "dinov2_vits14"} <= set(s.vision_specs())  # flags join the file's list
