@@ -1,6 +1,6 @@
 """The FastAPI application: ``create_app()`` with a lifespan that loads the default models.
 
-Run with ``uvicorn app.main:create_app --factory`` (``make run`` does this).
+Run with ``python -m app serve`` (``make run`` does this; see app/cli.py) or ``uvicorn app.main:create_app --factory``.
 """
 
 from __future__ import annotations
