@@ -167,6 +167,36 @@ def test_kernel_inside_a_tiny_vit(interpreted):
     assert_close(interpreted["tiny_vit"]["features"], want["features"], torch.float32, 17 * 32, "features")
 
 
+@pytest.mark.skipif(interpreter_active(), reason="triton.jit is the interpreter in this process")
+def test_kernel_compiles_for_hopper_without_a_gpu():
+    """The CUDA path (bfloat16, ViT-B/16's shape) compiles to PTX for sm_90 with Triton's bundled ptxas: the
+    interpreter does not check GPU-only rules (dot shapes, layouts), the compiler does."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from models.vision.fused_distance import _mad_attention_kernel
+
+    fn = triton.jit(_mad_attention_kernel)
+    pointers = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "Out": "*bf16", "Rows": "*fp32"}
+    scalars = {"qk_scale": "fp32", "dist_scale": "fp32", "H": "i32", "N": "i32"}
+    meta = dict(NUM_PREFIX=1, GRID_W=14, HEAD_DIM=64, BLOCK_D=64, BLOCK_M=64, BLOCK_N=32)
+    meta.update(HAS_V=True, RENORM=False, DOT_PRECISION="tf32")
+    signature = {
+        name: pointers.get(name) or scalars.get(name) or ("i32" if name.startswith("stride") else "constexpr")
+        for name in fn.arg_names
+    }
+    source = ASTSource(
+        fn=fn, signature=signature, constexprs={(fn.arg_names.index(k),): v for k, v in meta.items()}
+    )
+    kernel = triton.compile(
+        source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "num_stages": 2}
+    )
+    ptx = kernel.asm["ptx"]
+    assert "mma" in ptx  # both products on tensor cores
+    assert "ex2.approx" in ptx and "sqrt" in ptx  # the softmax and the in-kernel distance
+
+
 # ----------------------------------------------------------------------------------------------------------
 # 2. the reference equals models/vision/distance.py on full maps, and the model patch is faithful
 

@@ -191,9 +191,12 @@ def _mad_attention_kernel(
     q = tl.load(q_ptrs, mask=m_ok[:, None] & d_ok[None, :], other=0.0)  # (BM, BD)
 
     # grid position of each query patch; prefix rows get garbage here and are zeroed at the end
+    # (float: the differences and squares below are exact integers, and float ops run at full rate on GPUs,
+    # where an int -> float conversion per score would not)
     q_patch = offs_m - NUM_PREFIX
     q_row = q_patch // GRID_W
-    q_col = q_patch - q_row * GRID_W
+    q_col = (q_patch - q_row * GRID_W).to(tl.float32)
+    q_row = q_row.to(tl.float32)
 
     m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - float("inf")
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -216,10 +219,11 @@ def _mad_attention_kernel(
 
         k_patch = cols - NUM_PREFIX
         k_row = k_patch // GRID_W
-        k_col = k_patch - k_row * GRID_W
-        dr = q_row[:, None] - k_row[None, :]
-        dc = q_col[:, None] - k_col[None, :]
-        dist = tl.sqrt((dr * dr + dc * dc).to(tl.float32))  # (BM, BN) grid units
+        k_col = (k_patch - k_row * GRID_W).to(tl.float32)
+        k_row = k_row.to(tl.float32)
+        dr = q_row[:, None] - k_row[None, :]  # (BM, BN)
+        dc = q_col[:, None] - k_col[None, :]  # (BM, BN)
+        dist = tl.sqrt(dr * dr + dc * dc)  # (BM, BN) grid units
         k_is_patch = (k_patch >= 0)[None, :]
         dist = tl.where(k_is_patch, dist, 0.0)  # prefix keys: distance 0
         t_i = t_i * alpha + tl.sum(p * dist, 1)
@@ -246,36 +250,40 @@ def _mad_attention_kernel(
         tl.store(o_ptrs, o.to(Out.dtype.element_ty), mask=m_ok[:, None] & d_ok[None, :])
 
 
-# Autotuned on CUDA: the first call per (N, head dim, flags) compiles and times each (ViT-B/16 has N = 197,
-# DINOv2-S/14 at 224 px N = 257; short rows favour small key blocks, so the padded tail costs little).
+# Autotuned on CUDA for float16 / bfloat16: the first call per (N, head dim, flags) compiles and times each
+# (ViT-B/16 has N = 197, DINOv2-S/14 at 224 px N = 257; short rows favour small key blocks, so the padded
+# tail costs little). float32 runs IEEE dots on the FMA units (the accuracy path, not the fast one) with one
+# fixed config, which also spares compiling every config for it.
 _CUDA_CONFIGS = [  # (BLOCK_M, BLOCK_N, num_warps, num_stages)
     (64, 32, 4, 2),
-    (64, 32, 4, 3),
     (64, 64, 4, 2),
     (64, 64, 4, 3),
     (128, 32, 4, 2),
-    (128, 64, 4, 2),
     (128, 64, 4, 3),
-    (128, 64, 8, 2),
     (128, 64, 8, 3),
 ]
+_CUDA_FIXED = (64, 32, 4, 2)
 
 
 @functools.cache
 def _compiled(kind: str):
-    """The kernel wrapped for ``kind``: 'interpret' (Triton's CPU interpreter) or 'triton' (CUDA, autotuned)."""
+    """The kernel for ``kind``: 'interpret' (Triton's CPU interpreter), 'triton' (CUDA, autotuned) or
+    'triton_fixed' (CUDA, block sizes given at launch)."""
     if triton is None:
         raise RuntimeError("the fused distance kernel needs the triton package")
     if kind == "interpret":
         from triton.runtime.interpreter import InterpretedFunction
 
         return InterpretedFunction(_mad_attention_kernel)
+    jitted = triton.jit(_mad_attention_kernel)
+    if kind == "triton_fixed":
+        return jitted
     configs = [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
         for bm, bn, w, s in _CUDA_CONFIGS
     ]
     keys = ["N", "NUM_PREFIX", "GRID_W", "HEAD_DIM", "HAS_V", "RENORM", "DOT_PRECISION"]
-    return triton.autotune(configs=configs, key=keys)(triton.jit(_mad_attention_kernel))
+    return triton.autotune(configs=configs, key=keys)(jitted)
 
 
 def interpreter_active() -> bool:
@@ -321,8 +329,8 @@ def mean_attention_distance_fused(
     renormalize: bool = False,
     unit: Unit = "pixels",
     backend: Backend = "auto",
-    block_m: int = 16,
-    block_n: int = 16,
+    block_m: int | None = None,
+    block_n: int | None = None,
     out: torch.Tensor | None = None,
 ) -> FusedDistance:
     """Mean attention distance of softmax(q k^T * scale) over an R x C patch grid, without the N x N map.
@@ -331,10 +339,16 @@ def mean_attention_distance_fused(
     views work without a copy). With ``v`` the attention output is returned too, as
     ``F.scaled_dot_product_attention`` would give it; ``out`` (a (B, H, N, D) tensor, any strides) receives
     it in place, e.g. a (B, N, H, D) buffer seen through ``.transpose(1, 2)`` so that merging heads is free.
-    ``block_m`` / ``block_n`` apply to the interpreter (CUDA is autotuned). Backends: module docstring.
+    ``block_m`` / ``block_n``: key and query block sizes (powers of 2, >= 16); by default 16 in the
+    interpreter, autotuned on CUDA for half types and 64 x 32 for float32. Backends: module docstring.
     """
     _check(q, k, v, grid, num_prefix)
     chosen = resolve_backend(backend, q.device)
+    dtypes = {q.dtype, k.dtype} | ({v.dtype} if v is not None else set())
+    if chosen != "torch" and (
+        len(dtypes) != 1 or q.dtype not in (torch.float32, torch.float16, torch.bfloat16)
+    ):
+        raise ValueError(f"the kernel needs q, k, v of one float dtype (32, 16 or bfloat16), got {dtypes}")
     if chosen == "torch":
         ref = mean_attention_distance_reference(
             q, k, grid, patch_px, num_prefix, v, scale=scale, renormalize=renormalize, unit=unit
@@ -366,13 +380,19 @@ def mean_attention_distance_fused(
         RENORM=bool(renormalize),
         DOT_PRECISION=precision,
     )
-    kernel = _compiled(chosen)
     if chosen == "interpret":
-        launch = (triton.cdiv(n, block_m), b * h)
-        kernel[launch](*args, **meta, BLOCK_M=block_m, BLOCK_N=block_n)
-    else:
+        bm, bn = block_m or 16, block_n or 16
+        _compiled("interpret")[(triton.cdiv(n, bm), b * h)](*args, **meta, BLOCK_M=bm, BLOCK_N=bn)
+    elif block_m is None and block_n is None and q.dtype != torch.float32:
         with torch.cuda.device(q.device):
-            kernel[lambda cfg: (triton.cdiv(n, cfg["BLOCK_M"]), b * h)](*args, **meta)
+            _compiled("triton")[lambda cfg: (triton.cdiv(n, cfg["BLOCK_M"]), b * h)](*args, **meta)
+    else:
+        bm, bn, warps, stages = _CUDA_FIXED
+        bm, bn = block_m or bm, block_n or bn
+        with torch.cuda.device(q.device):
+            _compiled("triton_fixed")[(triton.cdiv(n, bm), b * h)](
+                *args, **meta, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages
+            )
     mad = rows[..., num_prefix:].mean(dim=-1)  # (B, H)
     return FusedDistance(mad=mad, rows=rows, out=out)
 
