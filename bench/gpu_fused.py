@@ -113,7 +113,7 @@ def model_checks(vm: VisionModel, check: Checks, x: torch.Tensor) -> None:
         acc = DistanceAccumulator(grid, prefix, patch)
         with capture_attention(vm.model, reduce=acc.update):
             vm.model.forward_features(x)
-    mad_kernel, mad_capture = rec.result(), torch.from_numpy(acc.result())  # (L, H) each
+    mad_kernel, mad_capture = torch.from_numpy(rec.result()), torch.from_numpy(acc.result())  # (L, H) each
     tag = f"{vm.info.id} model {str(x.dtype)[6:]} batch {x.shape[0]}"
     # float32: rounding through L layers; bfloat16: both paths round activations to 8 bits, differently
     half = x.dtype != torch.float32

@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -164,7 +165,7 @@ def test_kernel_inside_a_tiny_vit(interpreted):
     """The interpreted kernel as the attention of a whole model: same features and per-layer MAD."""
     want = tiny_vit_record("torch")
     assert_close(interpreted["tiny_vit"]["mad"], want["mad"], torch.float32, 17, "per-layer MAD")
-    assert_close(interpreted["tiny_vit"]["features"], want["features"], torch.float32, 17 * 32, "features")
+    assert_close(interpreted["tiny_vit"]["features"], want["features"], torch.float32, 17, "features")
 
 
 @pytest.mark.skipif(interpreter_active(), reason="triton.jit is the interpreter in this process")
@@ -277,7 +278,7 @@ def test_patched_model_keeps_its_output_and_matches_the_capture_path(name, model
         with capture_attention(model, reduce=acc.update):
             model.forward_features(x)
     n = prefix + grid[0] * grid[1]
-    assert_close(fused.tolist(), plain.tolist(), torch.float32, n * 32, f"{name} features")
+    assert_close(fused.tolist(), plain.tolist(), torch.float32, n, f"{name} features")
     assert rec.n_images == x.shape[0]
     assert_close(rec.result().tolist(), acc.result().tolist(), torch.float32, n, f"{name} per-layer MAD")
     assert all("forward" not in blk.attn.__dict__ for blk in model.blocks)  # restored
@@ -307,7 +308,7 @@ def test_bfloat16_model_on_cpu():
         results.append(rec.result())
     want, got = results
     # bfloat16 keeps 8 significant bits (eps 2^-7): after 3 layers of rounding, within 5% of the largest value
-    assert (got - want).abs().max().item() <= 0.05 * want.abs().max().item()
+    assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
 
 
 def test_errors_and_backend_choice():

@@ -45,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -419,8 +420,8 @@ class FusedDistanceRecord:
     def n_images(self) -> int:
         return self._counts.get(0, 0)
 
-    def result(self) -> torch.Tensor:
-        """(L, H) float64 on the host: the mean over the images seen, per layer and head."""
+    def result(self) -> np.ndarray:
+        """(L, H) float64: the mean over the images seen, per layer and head (as ``DistanceAccumulator``)."""
         missing = [n for i, n in enumerate(self.names) if i not in self._sums]
         if missing:
             raise CaptureError(f"no distances were recorded for {', '.join(missing)}")
@@ -428,7 +429,7 @@ class FusedDistanceRecord:
         if len(counts) != 1:
             raise CaptureError(f"blocks saw unequal numbers of images: {sorted(counts)}")
         sums = torch.stack([self._sums[i] for i in range(len(self.names))])  # (L, H)
-        return sums.cpu() / counts.pop()
+        return sums.cpu().numpy() / counts.pop()
 
 
 def _is_plain_timm_attention(module: nn.Module) -> bool:
@@ -467,6 +468,8 @@ def fused_distance_attention(
         ) -> torch.Tensor:
             if attn_mask is not None or is_causal:
                 raise CaptureError("fused distance attention takes no attention mask")
+            if self.training and self.attn_drop.p > 0:
+                raise CaptureError("fused distance attention has no attention dropout: call model.eval()")
             b, n, _ = x.shape
             h, dim = self.num_heads, self.head_dim
             gate = self.gate(x).sigmoid() if getattr(self, "gate", None) is not None else None
