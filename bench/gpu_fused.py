@@ -90,7 +90,10 @@ def kernel_checks(vm: VisionModel, check: Checks, device: torch.device) -> None:
     g = torch.Generator(device=device).manual_seed(0)
     for dtype, renorm in ((torch.float32, False), (torch.float32, True), (torch.bfloat16, False)):
         q, k, v = (torch.randn(4, heads, n, dim, device=device, generator=g).to(dtype) for _ in range(3))
-        got = mean_attention_distance_fused(q, k, grid, patch, prefix, v, renormalize=renorm, backend=BACKEND)
+        sums = torch.zeros(heads, dtype=torch.float64, device=device)  # (H,), added to by the kernel
+        got = mean_attention_distance_fused(
+            q, k, grid, patch, prefix, v, renormalize=renorm, backend=BACKEND, head_sums=sums
+        )
         want = mean_attention_distance_reference(q, k, grid, patch, prefix, v, renormalize=renorm)
         tag = f"{vm.info.id} kernel {str(dtype)[6:]}{' renorm' if renorm else ''} (N={n}, D={dim})"
         # float32: IEEE dots, rounding only (4 N eps); bfloat16: p is rounded to 8 bits for the P V product
@@ -98,6 +101,7 @@ def kernel_checks(vm: VisionModel, check: Checks, device: torch.device) -> None:
         limit_out = limit_rows if dtype == torch.float32 else 4 * torch.finfo(torch.bfloat16).eps
         check(f"{tag} rows", rel_err(got.rows, want.rows), limit_rows)
         check(f"{tag} MAD", rel_err(got.mad, want.mad), limit_rows)
+        check(f"{tag} in-kernel sum over the batch", rel_err(sums, want.mad.sum(0)), limit_rows)
         check(f"{tag} output vs reference", rel_err(got.out, want.out), limit_out)
         sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v)  # (B, H, N, D)
         check(f"{tag} output vs SDPA", rel_err(got.out, sdpa), max(limit_out, 4 * torch.finfo(dtype).eps))

@@ -75,11 +75,25 @@ def run_case(case: tuple, backend: str) -> dict:
     kw = dict(renormalize=renorm, unit=unit)
     if backend == "reference":
         res = mean_attention_distance_reference(q, k, grid, PATCH_PX, prefix, v, **kw)
+        head_sums = res.mad.sum(dim=0, dtype=torch.float64)  # (H,)
     else:
+        head_sums = torch.full((q.shape[1],), 0.5, dtype=torch.float64)  # (H,), added to in the kernel
         res = mean_attention_distance_fused(
-            q, k, grid, PATCH_PX, prefix, v, backend=backend, block_m=bm, block_n=bn, **kw
+            q,
+            k,
+            grid,
+            PATCH_PX,
+            prefix,
+            v,
+            backend=backend,
+            block_m=bm,
+            block_n=bn,
+            head_sums=head_sums,
+            **kw,
         )
+        head_sums -= 0.5
     return {
+        "head_sums": head_sums.tolist(),
         "rows": res.rows.tolist(),
         "mad": res.mad.tolist(),
         "out": None if res.out is None else res.out.float().tolist(),
@@ -152,6 +166,7 @@ def test_kernel_equals_reference(interpreted, case):
     n = case[4] + case[3][0] * case[3][1]
     assert_close(got["rows"], want["rows"], dtype, n, "rows")
     assert_close(got["mad"], want["mad"], dtype, n, "mad")
+    assert_close(got["head_sums"], want["head_sums"], dtype, n, "sum over the batch, added in the kernel")
     if case[7]:
         assert got["out_dtype"] == want["out_dtype"] == str(dtype)
         assert_close(got["out"], want["out"], dtype, n, "attention output")
@@ -179,10 +194,17 @@ def test_kernel_compiles_for_hopper_without_a_gpu():
     from models.vision.fused_distance import _mad_attention_kernel
 
     fn = triton.jit(_mad_attention_kernel)
-    pointers = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "Out": "*bf16", "Rows": "*fp32"}
+    pointers = {
+        "Q": "*bf16",
+        "K": "*bf16",
+        "V": "*bf16",
+        "Out": "*bf16",
+        "Rows": "*fp32",
+        "HeadSums": "*fp64",
+    }
     scalars = {"qk_scale": "fp32", "dist_scale": "fp32", "H": "i32", "N": "i32"}
     meta = dict(NUM_PREFIX=1, GRID_W=14, HEAD_DIM=64, BLOCK_D=64, BLOCK_M=64, BLOCK_N=32)
-    meta.update(HAS_V=True, RENORM=False, DOT_PRECISION="tf32")
+    meta.update(HAS_V=True, HAS_SUMS=True, RENORM=False, DOT_PRECISION="tf32")  # as fused_distance_attention
     signature = {
         name: pointers.get(name) or scalars.get(name) or ("i32" if name.startswith("stride") else "constexpr")
         for name in fn.arg_names
@@ -196,6 +218,7 @@ def test_kernel_compiles_for_hopper_without_a_gpu():
     ptx = kernel.asm["ptx"]
     assert "mma" in ptx  # both products on tensor cores
     assert "ex2.approx" in ptx and "sqrt" in ptx  # the softmax and the in-kernel distance
+    assert "atom.global" in ptx and ".f64" in ptx  # the float64 per-head sums
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -67,9 +67,14 @@ BACKENDS: tuple[str, ...] = ("auto", "triton", "interpret", "torch")
 class FusedDistance:
     """What one fused attention + distance call returns."""
 
-    mad: torch.Tensor  # (B, H) float32: mean over query patches of each row's distance
     rows: torch.Tensor  # (B, H, N) float32: sum_j A[i, j] d(i, j) per query token (prefix rows 0)
     out: torch.Tensor | None  # (B, H, N, D) softmax(q k^T * scale) v in v's dtype, when v was given
+    num_prefix: int
+
+    @property
+    def mad(self) -> torch.Tensor:
+        """(B, H) float32: the mean over query patches of each row's distance (computed when asked)."""
+        return self.rows[..., self.num_prefix :].mean(dim=-1)
 
 
 def unit_scale(grid: tuple[int, int], patch_px: int, unit: Unit) -> float:
@@ -131,7 +136,7 @@ def mean_attention_distance_reference(
         rows = rows / mass
     rows[..., :p0] = 0.0
     out = None if v is None else (a @ v.float()).to(v.dtype)  # (B, H, N, D)
-    return FusedDistance(mad=rows[..., p0:].mean(dim=-1), rows=rows, out=out)
+    return FusedDistance(rows=rows, out=out, num_prefix=p0)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -145,6 +150,7 @@ def _mad_attention_kernel(
     V,
     Out,
     Rows,
+    HeadSums,
     stride_qb,
     stride_qh,
     stride_qn,
@@ -172,6 +178,7 @@ def _mad_attention_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     HAS_V: tl.constexpr,
+    HAS_SUMS: tl.constexpr,
     RENORM: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -244,6 +251,9 @@ def _mad_attention_kernel(
         row = t_i / l_i
     row = tl.where(offs_m >= NUM_PREFIX, row * dist_scale, 0.0)
     tl.store(Rows + off_bh.to(tl.int64) * N + offs_m, row, mask=m_ok)
+    if HAS_SUMS:  # this block's share of sum_b MAD[b, h], in float64 (the order of the adds is free)
+        block_sum = tl.sum(tl.where(m_ok & (offs_m >= NUM_PREFIX), row, 0.0), 0).to(tl.float64)
+        tl.atomic_add(HeadSums + off_h, block_sum / (N - NUM_PREFIX))
     if HAS_V:
         o = acc / l_i[:, None]
         o_base = Out + off_b.to(tl.int64) * stride_ob + off_h.to(tl.int64) * stride_oh
@@ -283,7 +293,7 @@ def _compiled(kind: str):
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
         for bm, bn, w, s in _CUDA_CONFIGS
     ]
-    keys = ["N", "NUM_PREFIX", "GRID_W", "HEAD_DIM", "HAS_V", "RENORM", "DOT_PRECISION"]
+    keys = ["N", "NUM_PREFIX", "GRID_W", "HEAD_DIM", "HAS_V", "HAS_SUMS", "RENORM", "DOT_PRECISION"]
     return triton.autotune(configs=configs, key=keys)(jitted)
 
 
@@ -333,6 +343,7 @@ def mean_attention_distance_fused(
     block_m: int | None = None,
     block_n: int | None = None,
     out: torch.Tensor | None = None,
+    head_sums: torch.Tensor | None = None,
 ) -> FusedDistance:
     """Mean attention distance of softmax(q k^T * scale) over an R x C patch grid, without the N x N map.
 
@@ -340,7 +351,9 @@ def mean_attention_distance_fused(
     views work without a copy). With ``v`` the attention output is returned too, as
     ``F.scaled_dot_product_attention`` would give it; ``out`` (a (B, H, N, D) tensor, any strides) receives
     it in place, e.g. a (B, N, H, D) buffer seen through ``.transpose(1, 2)`` so that merging heads is free.
-    ``block_m`` / ``block_n``: key and query block sizes (powers of 2, >= 16); by default 16 in the
+    ``head_sums``: an (H,) float64 tensor to which sum_b MAD[b, h] is added in the kernel (atomics, so a
+    dataset reduction needs no extra launch per layer).
+    ``block_m`` / ``block_n``: query and key block sizes (powers of 2, >= 16); by default 16 in the
     interpreter, autotuned on CUDA for half types and 64 x 32 for float32. Backends: module docstring.
     """
     _check(q, k, v, grid, num_prefix)
@@ -356,7 +369,9 @@ def mean_attention_distance_fused(
         )
         if out is not None and ref.out is not None:
             out.copy_(ref.out)
-            ref = FusedDistance(mad=ref.mad, rows=ref.rows, out=out)
+            ref = FusedDistance(rows=ref.rows, out=out, num_prefix=ref.num_prefix)
+        if head_sums is not None:
+            head_sums += ref.mad.sum(dim=0, dtype=torch.float64)  # (H,)
         return ref
 
     b, h, n, dim = q.shape
@@ -371,13 +386,17 @@ def mean_attention_distance_fused(
     vv = v if v is not None else k
     strides = [*q.stride(), *k.stride(), *vv.stride(), *(o.stride() if out is not None else (0, 0, 0, 0))]
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
-    args = (q, k, vv, o, rows, *strides, h, n, scale, dist_scale)
+    if head_sums is not None and (head_sums.shape != (h,) or head_sums.dtype != torch.float64):
+        raise ValueError(f"head_sums must be ({h},) float64, got {tuple(head_sums.shape)} {head_sums.dtype}")
+    sums = head_sums if head_sums is not None else rows  # placeholder pointer when None (never dereferenced)
+    args = (q, k, vv, o, rows, sums, *strides, h, n, scale, dist_scale)
     meta = dict(
         NUM_PREFIX=int(num_prefix),
         GRID_W=int(grid[1]),
         HEAD_DIM=dim,
         BLOCK_D=max(16, triton.next_power_of_2(dim)),
         HAS_V=v is not None,
+        HAS_SUMS=head_sums is not None,
         RENORM=bool(renormalize),
         DOT_PRECISION=precision,
     )
@@ -394,8 +413,7 @@ def mean_attention_distance_fused(
             _compiled("triton_fixed")[(triton.cdiv(n, bm), b * h)](
                 *args, **meta, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages
             )
-    mad = rows[..., num_prefix:].mean(dim=-1)  # (B, H)
-    return FusedDistance(mad=mad, rows=rows, out=out)
+    return FusedDistance(rows=rows, out=out, num_prefix=int(num_prefix))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -409,6 +427,15 @@ class FusedDistanceRecord:
         self.names = names
         self._sums: dict[int, torch.Tensor] = {}  # layer -> (H,) float64
         self._counts: dict[int, int] = {}
+
+    def head_sums(self, layer: int, heads: int, device: torch.device) -> torch.Tensor:
+        """The (H,) float64 running sum of ``layer``, for the kernel to add to in place."""
+        if layer not in self._sums:
+            self._sums[layer] = torch.zeros(heads, dtype=torch.float64, device=device)
+        return self._sums[layer]
+
+    def count(self, layer: int, images: int) -> None:
+        self._counts[layer] = self._counts.get(layer, 0) + images
 
     def add(self, layer: int, mad: torch.Tensor) -> None:
         """Add one block's (B, H) distances."""
@@ -476,6 +503,7 @@ def fused_distance_attention(
             qkv = self.qkv(x).reshape(b, n, 3, h, dim).permute(2, 0, 3, 1, 4)  # (3, B, H, N, D)
             q, k, v = qkv.unbind(0)  # (B, H, N, D) each, strided views
             q, k = self.q_norm(q), self.k_norm(k)
+            in_kernel = resolve_backend(backend, q.device) != "torch"  # kernels add to the sums themselves
             res = mean_attention_distance_fused(
                 q,
                 k,
@@ -487,8 +515,12 @@ def fused_distance_attention(
                 renormalize=renormalize,
                 unit=unit,
                 backend=backend,
+                head_sums=record.head_sums(index, h, q.device) if in_kernel else None,
             )
-            record.add(index, res.mad)
+            if in_kernel:
+                record.count(index, b)
+            else:
+                record.add(index, res.mad)
             y = res.out.transpose(1, 2).reshape(b, n, h * dim)  # (B, N, H*D), free for the kernel's layout
             y = self.norm(y) if hasattr(self, "norm") else y
             if gate is not None:
