@@ -251,7 +251,7 @@ def _mad_attention_kernel(
         row = t_i / l_i
     row = tl.where(offs_m >= NUM_PREFIX, row * dist_scale, 0.0)
     tl.store(Rows + off_bh.to(tl.int64) * N + offs_m, row, mask=m_ok)
-    if HAS_SUMS:  # this block's share of sum_b MAD[b, h], in float64 (the order of the adds is free)
+    if HAS_SUMS:  # this block's share of sum_b MAD[b, h]; atomics add in any order, float64 hides it
         block_sum = tl.sum(tl.where(m_ok & (offs_m >= NUM_PREFIX), row, 0.0), 0).to(tl.float64)
         tl.atomic_add(HeadSums + off_h, block_sum / (N - NUM_PREFIX))
     if HAS_V:
