@@ -250,6 +250,14 @@ def test_executed_notebook_draws_in_chromium(tmp_path, page):
     assert overlay.get_attribute("data-checksum") != before
     page.keyboard.press("Escape")
     assert vis.get_attribute("data-query") == "cls" and overlay.get_attribute("data-checksum") == before
+    # the same from the keyboard: the arrow keys move a query cursor (from the centre patch), Enter pins it
+    page.keyboard.press("ArrowRight")
+    assert vis.get_attribute("data-query") == "11"  # row 3, column 4: one right of the centre (2, 2)
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("Enter")
+    assert vis.get_attribute("data-query") == "7" and overlay.get_attribute("data-checksum") != before
+    page.keyboard.press("Escape")
+    assert vis.get_attribute("data-query") == "cls"
     vis.get_by_role("button", name="Rollout").click()
     assert overlay.get_attribute("data-view") == "rollout"
 

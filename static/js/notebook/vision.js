@@ -1,6 +1,6 @@
 // Notebook output of show_vision() (app/notebook.py): the vision page's model view grid (vision/grid.js) and
 // attention overlay (vision/overlay.js) on data carried inside the output, with no server: [CLS] maps, patch
-// probing (hover a patch, click to pin, Esc to return), rollout with its options, and the mean attention
+// probing (hover a patch or move the cursor with the arrow keys; click or Enter pins, Esc returns), rollout with its options, and the mean attention
 // distance per head. Layers, heads and patches count from 1 on screen, as on the /vision page.
 import { drawColorbar, fmtValue } from "../lib/colormap.js";
 import { el } from "../lib/dom.js";
@@ -56,7 +56,7 @@ export async function mount(root, D) {
     D.cls_query === "cls" ? "\u2190 Back to CLS (Esc)" : "\u2190 Back to mean map (Esc)");
   const queryText = el("span", { class: "small" });
   const gridHost = el("div", { class: "vz-grid" });
-  const overlayHost = el("div", { class: "vz-overlay", tabindex: "0", "aria-label": "Attention over the photo" });
+  const overlayHost = el("div", { class: "vz-overlay", tabindex: "0", role: "group", "aria-label": "Attention over the photo: the arrow keys move the query patch, Enter pins it, Esc returns" });
   const cb = el("canvas", { width: 320, height: 10, "aria-hidden": "true" });
   const cbMin = el("span", { class: "mono small" }), cbMax = el("span", { class: "mono small" });
   const title = el("h3", {}), caption = el("p", { class: "nb-caption" });
@@ -154,9 +154,26 @@ export async function mount(root, D) {
     root.dataset.view = S.view; root.dataset.query = S.view === "rollout" || q === null ? "cls" : q;
   }
 
-  // Esc returns to the [CLS] map; handled here (not on document) so the notebook's own shortcuts are untouched.
+  // Keyboard probing on the photo: the arrow keys move a query cursor over the patch grid, Enter pins it,
+  // Esc returns to the [CLS] map. Handled on this output only (not on document), and stopped there, so the
+  // notebook's own shortcuts stay untouched.
+  overlayHost.addEventListener("keydown", (e) => {
+    if (S.view === "rollout" || !probeIndex.has(S.layer) || e.altKey || e.ctrlKey || e.metaKey) return;
+    const cur = S.hover ?? S.query ?? Math.floor(g.rows / 2) * g.cols + Math.floor(g.cols / 2);
+    const r = Math.floor(cur / g.cols), c = cur % g.cols;
+    const to = { ArrowLeft: [r, c - 1], ArrowRight: [r, c + 1], ArrowUp: [r - 1, c], ArrowDown: [r + 1, c] }[e.key];
+    if (to) {
+      S.hover = Math.max(0, Math.min(g.rows - 1, to[0])) * g.cols + Math.max(0, Math.min(g.cols - 1, to[1]));
+    } else if (e.key === "Enter" || e.key === " ") {
+      S.query = S.query === cur ? null : cur; S.hover = cur;
+    } else return;
+    e.preventDefault(); e.stopPropagation();
+    update();
+  });
   root.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && S.query !== null) { e.stopPropagation(); S.query = null; S.hover = null; update(); }
+    if (e.key === "Escape" && (S.query !== null || S.hover !== null)) { e.stopPropagation(); S.query = null; S.hover = null; update(); }
   });
   update();
+  // One Tab stop for the photo: the overlay's canvas when it takes the focus itself, else its host.
+  if (overlayHost.querySelector("canvas").tabIndex >= 0) overlayHost.removeAttribute("tabindex");
 }
