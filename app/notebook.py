@@ -135,7 +135,7 @@ def _vision_model(model: Any, resolution: int | None, device: str | None) -> Vis
         id=tag,
         arch_tag=tag,
         source="file",  # weights the caller holds (describe() only reads the label and resolutions)
-        label=f"{tag} (your model)",
+        label=f"{arch} (your model; preprocessing of {tag})",
         resolutions=(int(resolution),) if (dynamic and resolution) else (),
     )
     param = next(model.parameters())
@@ -144,7 +144,7 @@ def _vision_model(model: Any, resolution: int | None, device: str | None) -> Vis
     )
 
 
-@dataclass
+@dataclass(repr=False)
 class VisionResult:
     """One image through one ViT-family model: the numbers, and the views when displayed.
 
@@ -178,6 +178,13 @@ class VisionResult:
     query: int | None
     max_mb: float
     analysis: VisionAnalysis = field(repr=False)
+
+    def __repr__(self) -> str:
+        L, H = self.cls.shape[:2]
+        return (
+            f"VisionResult({self.label!r}: {L} layers x {H} heads, {self.grid[0]}x{self.grid[1]} patches at "
+            f"{self.resolution} px; .maps {tuple(self.maps.shape)}, .cls, .rollout, .distance, .stats)"
+        )
 
     def rollout_map(self, head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
         """(P,) rollout with other options (from the cached float16 maps)."""
@@ -423,7 +430,7 @@ def _token_distance(block: np.ndarray) -> np.ndarray:
     return np.einsum("lhij,ij->lhi", block, d).mean(-1).astype(np.float32)  # (L, H)
 
 
-@dataclass
+@dataclass(repr=False)
 class TextResult:
     """One input through one text model: the numbers, and the views when displayed.
 
@@ -453,6 +460,10 @@ class TextResult:
     include_plotly: bool
     _overviews: dict[str, Any] = field(default_factory=dict, repr=False)
     _axes: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in self.blocks.items())
+        return f"TextResult({self.label!r}: {len(self.tokens)} tokens; {shapes}; .maps, .stats, .distance)"
 
     @property
     def maps(self) -> np.ndarray | dict[str, np.ndarray]:

@@ -87,6 +87,9 @@ def test_show_vision_by_model_id(tmp_path, monkeypatch):
     monkeypatch.setattr(app.settings, "get_settings", lambda: tiny_settings(tmp_path))
     r = show_vision("tiny_vit", photo())
     assert r.model_id == "tiny_vit" and r.maps.shape == (3, 4, 17, 17)
+    d = show_vision("tiny_deit_distilled", photo())  # [CLS] + distillation token: 2 prefix tokens
+    assert d.num_prefix_tokens == 2 and d.maps.shape == (2, 2, 11, 11) and d.cls.shape == (2, 2, 9)
+    assert decode_typed_array(d.payload()["probe"]).shape == (2, 2, 9, 9)
     with pytest.raises(KeyError, match="unknown vision model"):
         show_vision("nope", photo())
 
@@ -129,6 +132,10 @@ def test_show_text_causal_and_seq2seq():
     assert Ts == len(t2.tokens) and Tt == len(t2.analysis.target.tokens)
     d = t2.payload()
     assert [b["kind"] for b in d["blocks"]] == ["encoder_self", "decoder_self", "cross"]
+    paper, chars = build_random_text_model("dates")  # the paper Transformer object and its CharTokenizer
+    t3 = show_text(paper, chars, "Friday, March 18th, 2022", target="2022-03-18")
+    assert list(t3.blocks) == ["encoder_self", "decoder_self", "cross"]
+    assert t3.blocks["cross"].shape[-1] == len("Friday, March 18th, 2022")
 
 
 def test_text_tiers_keep_the_numbers(tmp_path, monkeypatch):
