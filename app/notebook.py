@@ -414,9 +414,9 @@ class _EagerAttention:
     def __enter__(self) -> None:
         cfg = getattr(self.model, "config", None)
         impl = getattr(cfg, "_attn_implementation", None)
-        if cfg is not None and impl not in (None, "eager"):
-            self.saved = impl
+        if cfg is not None and impl not in (None, "eager") and hasattr(self.model, "set_attn_implementation"):
             self.model.set_attn_implementation("eager")
+            self.saved = impl
 
     def __exit__(self, *exc: object) -> None:
         if self.saved is not None:
