@@ -17,11 +17,14 @@ ray = pytest.importorskip("ray")
 
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from app.cache import BoundedCache  # noqa: E402
 from app.cluster.dataset import TaskOptions, distributed_distance  # noqa: E402
+from app.cluster.loopback import init_ray  # noqa: E402
+from app.cluster.store import SharedCache, index_actor  # noqa: E402
 from models.vision.analysis import load_vision_model  # noqa: E402
 from models.vision.distance import Cancelled, dataset_mean_attention_distance  # noqa: E402
 from models.vision.samples import sample_images  # noqa: E402
-from tests.conftest import TINY_SPECS  # noqa: E402
+from tests.conftest import TINY_SPECS, tiny_settings  # noqa: E402
 
 OPTIONS = TaskOptions(num_cpus=1, device="cpu", max_retries=3)
 # forwards on 1 thread (a Ray task) vs the test's threads: float32 matmuls may round differently; the
@@ -35,7 +38,7 @@ def two_nodes() -> Iterator[tuple[Cluster, object]]:
     cluster = Cluster(initialize_head=True, head_node_args={**loopback, "include_dashboard": False})
     worker = cluster.add_node(**loopback)
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, log_to_driver=False)
+    init_ray(cluster.address, log_to_driver=False)  # a loopback address stays on loopback
     try:
         yield cluster, worker
     finally:
@@ -80,6 +83,26 @@ def test_cancel_stops_the_run(two_nodes, vm, images) -> None:
 
     with pytest.raises(Cancelled):
         distributed_distance(vm, images * 4, 1, None, False, OPTIONS, progress=progress, cancel=cancel)
+
+
+def test_shared_cache_serves_another_ingress_and_stays_bounded(two_nodes, tmp_path) -> None:
+    """Two ingress-like caches over one AnalysisIndex: a put on one is a hit on the other (ingress_replicas
+    > 1); the index drops the least recently used entry past its byte bound, which is then a plain miss."""
+    cache = lambda: BoundedCache(1 << 20, 3600, lambda v: v.nbytes)  # noqa: E731
+    settings = tiny_settings(tmp_path, serve_app_name="atlas-store-test", shared_cache_mb=1)
+    index = index_actor(settings)
+    a = SharedCache(cache(), index, "vision:")
+    b = SharedCache(cache(), index, "vision:")
+    first = np.arange(100_000, dtype=np.float32)  # 400 kB
+    a.put("one", first)
+    ray.get(index.nbytes.remote())  # the put has reached the index
+    np.testing.assert_array_equal(b.get("one"), first)
+    a.put("two", first + 1)
+    a.put("three", first + 2)  # 1.2 MB > 1 MB: "one" leaves the index
+    assert ray.get(index.nbytes.remote()) <= 1 << 20
+    assert SharedCache(cache(), index, "vision:").get("one") is None
+    np.testing.assert_array_equal(SharedCache(cache(), index, "vision:").get("three"), first + 2)
+    ray.kill(index)
 
 
 def test_lost_worker_node_job_finishes_with_same_result(two_nodes, vm, images, local_result) -> None:

@@ -18,6 +18,7 @@ import time
 import ray
 from ray import serve
 
+from app.cluster.loopback import init_ray
 from app.cluster.serve_app import build_app
 from app.settings import get_settings
 
@@ -37,10 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings().model_copy(update={"backend": "ray"})
     address = args.address or settings.ray_address or os.environ.get("RAY_ADDRESS") or None
     t0 = time.perf_counter()
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False)
+    init_ray(address)  # None: a new local instance, every process on 127.0.0.1
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(build_app(settings), name=settings.serve_app_name, route_prefix="/", blocking=False)
     log.info(
