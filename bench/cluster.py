@@ -12,7 +12,7 @@ saturates at about (free cores), which is what a 2-core machine shows.
 ``make run-cluster`` (``python -m app.cluster``, including the local Ray start), with the operator's
 default models; each server is stopped afterwards.
 
-    python bench/cluster.py --window-s 5 --rounds 2 [--cold-start]
+    python bench/cluster.py --window-s 5 --rounds 2 [--cold-start | --only-cold-start]
 """
 
 from __future__ import annotations
@@ -164,10 +164,12 @@ def main() -> None:
     parser.add_argument("--window-s", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-ongoing", type=int, default=1, help="max_ongoing_requests per replica")
-    parser.add_argument("--cold-start", action="store_true")
+    parser.add_argument("--cold-start", action="store_true", help="also time start to healthy")
+    parser.add_argument("--only-cold-start", action="store_true")
     args = parser.parse_args()
-    scaling(args)
-    if args.cold_start:
+    if not args.only_cold_start:
+        scaling(args)
+    if args.cold_start or args.only_cold_start:
         cold_start()
 
 
