@@ -46,7 +46,7 @@ def _failure(e: Exception) -> Failure:
         return Failure(e.status, str(e))
     if isinstance(e, TextInputError):
         return Failure(422, str(e))
-    return Failure(400, str(e))  # UnknownModel, InvalidOption, ValueError from check_resolution
+    return Failure(400, str(e))  # UnknownModel, InvalidOption (anything else is a 500, as locally)
 
 
 class ModelReplica:
@@ -59,7 +59,7 @@ class ModelReplica:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T | Failure:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._forward, fn, *args)
-        except (ServiceError, ImageError, TextInputError, UnknownModel, InvalidOption, ValueError) as e:
+        except (ServiceError, ImageError, TextInputError, UnknownModel, InvalidOption) as e:
             return _failure(e)
 
     async def device(self) -> str:
