@@ -76,3 +76,17 @@ clean:
 ## Retrain the committed date-normalisation Transformer (CPU, ~12-20 min); writes checkpoint + model card.
 train-dates: $(VENV)/.installed
 	$(PY) -m models.text.train_dates --out models/checkpoints/dates_seq2seq.safetensors
+
+## Serve the same API and pages through Ray Serve on http://$(HOST):$(PORT) (README "Local and Ray backends").
+## Starts a local Ray instance on loopback, or joins RAY_ADDRESS (`make run-cluster RAY_ADDRESS=head:6379`).
+## Replicas, GPUs and limits: ATLAS_VISION_REPLICAS, ATLAS_TEXT_REPLICAS, ATLAS_NUM_GPUS_PER_REPLICA, ...
+.PHONY: run-cluster
+RAY_ADDRESS ?=
+$(VENV)/.installed-ray: requirements-ray.txt $(VENV)/.installed
+	$(PY) -m pip install -r requirements-ray.txt
+	touch $@
+
+run-cluster: export MALLOC_ARENA_MAX = 2
+run-cluster: $(VENV)/.installed-ray
+	$(PY) -m app.cluster --host $(HOST) --port $(PORT) $(if $(RAY_ADDRESS),--address $(RAY_ADDRESS))
+

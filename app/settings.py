@@ -216,6 +216,20 @@ class Settings(BaseSettings):
     text_inline_kb: int = 512  # full maps go inline in the first response up to this many float32 bytes
     text_thumb_size: int = 64  # model-view thumbnails are max-pooled to at most this many cells a side
 
+    # --- cluster backend (README "Local and Ray backends"; `make run-cluster`, app/cluster/)
+    backend: Literal["local", "ray"] = "local"  # ray: forwards run in Ray Serve model deployments
+    ray_address: str | None = None  # an existing cluster ("auto", "ray://..."); None: start a local one
+    serve_app_name: str = "atlas"
+    ingress_replicas: int = Field(1, ge=1)  # FastAPI ingress replicas (analyses shared via the object store)
+    vision_replicas: int = Field(1, ge=1)  # VisionModels replicas, each holding the vision models
+    text_replicas: int = Field(1, ge=1)  # TextModels replicas, each holding the text models
+    num_gpus_per_replica: float = Field(0.0, ge=0)  # per model replica and per dataset task
+    num_cpus_per_replica: float = Field(1.0, ge=0)
+    max_ongoing_requests: int = Field(2, ge=1)  # forwards one model replica runs at once
+    max_queued_requests: int = Field(32, ge=-1)  # per deployment handle; beyond: 503 + Retry-After (-1: none)
+    dataset_task_retries: int = Field(3, ge=0)  # Ray re-runs a dataset batch whose worker died
+    shared_cache_mb: int = Field(1024, ge=1)  # the object-store index of analyses (ingress_replicas > 1)
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)

@@ -4,12 +4,14 @@ from fastapi import APIRouter
 
 from app.deps import StateDep
 from app.schemas.common import HealthResponse, ModelsResponse, ModelSummary
+from app.services.backend import remote_models
 
 router = APIRouter(prefix="/api", tags=["meta"])
 
 
 @router.get("/health", response_model=HealthResponse)
 async def health(state: StateDep) -> HealthResponse:
+    remote = remote_models(state)
     return HealthResponse(
         status="ok",
         device=str(state.device),
@@ -17,6 +19,8 @@ async def health(state: StateDep) -> HealthResponse:
         loaded_models=[*state.loaded_vision_models(), *state.loaded_text_models()],
         queue_pending=state.queue.pending,
         queue_size=state.queue.max_pending,
+        backend=state.settings.backend,
+        replicas=await remote.replicas() if remote is not None else None,
     )
 
 

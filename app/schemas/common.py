@@ -39,3 +39,7 @@ class HealthResponse(BaseModel):
     loaded_models: list[str]
     queue_pending: int
     queue_size: int
+    backend: Literal["local", "ray"] = Field("local", description="where forwards run (README: backends)")
+    replicas: dict[str, int] | None = Field(
+        None, description="ray backend: running replicas per Serve deployment (Ingress, VisionModels, ...)"
+    )

@@ -40,6 +40,7 @@ from app.schemas.vit_figures import (
     ReceptiveFieldResponse,
 )
 from app.serialization import typed_array
+from app.services.backend import remote_models
 from app.services.images import decode_bounded, header_size
 from app.settings import Settings
 from app.state import AppState
@@ -335,17 +336,23 @@ def start_job(
         def execute(fn: Callable[[], None]) -> object:  # each batch through the compute queue
             return _wait_for_room(lambda: state.queue.run_sync(fn), job.cancel_event, "the model")
 
-        result = dataset_mean_attention_distance(
-            vm,
-            images,
-            batch_size=batch,
-            resolution=resolution,
-            renormalize=renormalize,
-            unit="pixels",
-            progress=job.report,
-            cancel=job.cancel_event,
-            execute=execute,
-        )
+        remote = remote_models(state)
+        if remote is not None:  # ray backend: batches fan out as Ray tasks across the nodes
+            result = remote.dataset_distance(
+                vm, images, batch, resolution, renormalize, job.report, job.cancel_event
+            )
+        else:
+            result = dataset_mean_attention_distance(
+                vm,
+                images,
+                batch_size=batch,
+                resolution=resolution,
+                renormalize=renormalize,
+                unit="pixels",
+                progress=job.report,
+                cancel=job.cancel_event,
+                execute=execute,
+            )
         return RunResult(
             mad_px=result.mad,
             n_images=result.n_images,

@@ -33,6 +33,7 @@ from app.schemas.text import (
 )
 from app.schemas.text_lines import LinesSchema
 from app.serialization import typed_array
+from app.services.backend import remote_models
 from app.services.errors import ServiceError
 from app.services.views import cached_json, cached_view
 from app.state import AppState, UnknownModel
@@ -178,7 +179,12 @@ async def analyze(
         except TextInputError as e:
             raise TextError(422, str(e)) from e
         cost = 4 * len(text) + 4 * len(target or "")
-        a = await state.queue.run(_forward, state, model, aid, text, target, key=aid, cost=cost)
+        remote = remote_models(state)
+        if remote is not None:  # ray backend: the forward runs in a TextModels replica
+            a = await remote.text_forward(model.info.id, text, target, aid)
+            state.text_analyses.put(aid, a)
+        else:
+            a = await state.queue.run(_forward, state, model, aid, text, target, key=aid, cost=cost)
     return await overview(state, aid, options, kind, layer, cached=cached, analysis=a)
 
 

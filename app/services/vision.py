@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from app.images import ImageError, content_hash
+from app.services.backend import remote_models
 from app.services.images import decode_bounded, sample_bytes, sample_hashes
 from app.services.views import cached_json, cached_view, compute_view  # noqa: F401 (re-exported)
 from app.state import AppState
@@ -110,16 +111,21 @@ async def analyze(
             image = await state.cpu.run(
                 _decode_and_cache, state, data, image_hash, key=f"decode:{image_hash}"
             )
-        analysis, forward_ms = await state.queue.run(
-            _forward_and_cache,
-            state,
-            vm,
-            image,
-            resolution,
-            aid,
-            key=f"vision:{aid}",
-            cost=3 * image.width * image.height,
-        )
+        remote = remote_models(state)
+        if remote is not None:  # ray backend: the forward runs in a VisionModels replica
+            analysis, forward_ms = await remote.vision_forward(vm.info.id, image, resolution, f"vision:{aid}")
+            state.analyses.put(aid, analysis)
+        else:
+            analysis, forward_ms = await state.queue.run(
+                _forward_and_cache,
+                state,
+                vm,
+                image,
+                resolution,
+                aid,
+                key=f"vision:{aid}",
+                cost=3 * image.width * image.height,
+            )
         cached = forward_ms == 0.0
     if head_fusion == "mean" and discard_ratio == 0.0:
         roll = analysis.rollout

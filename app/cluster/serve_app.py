@@ -1,0 +1,91 @@
+"""The Ray Serve application: the FastAPI app as the ingress, one deployment per model family.
+
+::
+
+    HTTP 127.0.0.1:8000 -> Serve proxy -> Ingress (create_app(settings), backend="ray")
+                                           |-- VisionModels x vision_replicas  (forwards, GPU if asked)
+                                           |-- TextModels   x text_replicas
+                                           '-- Ray tasks for dataset batches (app.cluster.dataset)
+
+Every route, page, cache and derived view runs in the ingress exactly as in ``make run``; only model
+forwards and dataset batches leave it (:mod:`app.services.backend`). The ingress keeps a CPU copy of each
+model it uses for metadata, preprocessing and the few captures that stay local (text neuron view and
+offsets), so it takes no GPU.
+
+Backpressure is Serve's own, per deployment: ``max_ongoing_requests`` per replica, ``max_queued_requests``
+per caller, and a ``BackpressureConfig`` with ``retry_after_s`` so a refused request carries
+``Retry-After``. The ingress turns the model deployments' refusals into the app's JSON 503
+(:mod:`app.cluster.client`); the ingress's own limit (:data:`INGRESS_MAX_ONGOING` HTTP requests per
+replica) is answered by the Serve proxy with the same status and header (plain-text body).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.config import BackpressureConfig
+
+from app.cluster.client import INGRESS, TEXT, VISION
+from app.cluster.deployments import TextModels, VisionModels
+from app.settings import Settings
+
+INGRESS_MAX_ONGOING = 256  # HTTP requests one ingress replica holds at once (its event loop awaits them)
+
+
+@serve.ingress()
+class Ingress:
+    """The FastAPI app, built in the replica (``__serve_build_asgi_app__``) from the settings."""
+
+    def __init__(self, settings: Settings, *model_deployments: Any) -> None:
+        self.settings = settings  # the model deployments are reached by name, see build_app
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        from app.cluster.store import share_analyses
+        from app.main import create_app
+
+        app = create_app(self.settings)
+        if self.settings.ingress_replicas > 1:  # a follow-up GET may land on another replica
+            share_analyses(app, self.settings)
+        return app
+
+
+def ingress_settings(settings: Settings) -> Settings:
+    """The ingress's settings: the Ray backend, and CPU copies of the models (the replicas hold the real
+    ones, on the device ``settings.device`` names)."""
+    return settings.model_copy(update={"backend": "ray", "device": "cpu", "dtype": "float32"})
+
+
+def build_app(settings: Settings) -> Any:
+    """The bound Serve application for ``serve.run(build_app(settings), name=settings.serve_app_name)``."""
+    backpressure = BackpressureConfig(status_code=503, retry_after_s=settings.retry_after_s)
+    model_options = dict(
+        max_ongoing_requests=settings.max_ongoing_requests,
+        max_queued_requests=settings.max_queued_requests,
+        backpressure_config=backpressure,
+        ray_actor_options={
+            "num_cpus": settings.num_cpus_per_replica,
+            "num_gpus": settings.num_gpus_per_replica,
+        },
+    )
+    replica_settings = settings.model_copy(update={"backend": "local"})
+    vision = serve.deployment(VisionModels).options(
+        name=VISION, num_replicas=settings.vision_replicas, **model_options
+    )
+    text = serve.deployment(TextModels).options(
+        name=TEXT, num_replicas=settings.text_replicas, **model_options
+    )
+    ingress = serve.deployment(Ingress).options(
+        name=INGRESS,
+        num_replicas=settings.ingress_replicas,
+        max_ongoing_requests=INGRESS_MAX_ONGOING,
+        max_queued_requests=settings.max_queued_requests,
+        backpressure_config=backpressure,
+        ray_actor_options={"num_cpus": 0},
+    )
+    # The model deployments are bound as arguments only so that serve.run deploys them with the app; the
+    # ingress reaches them by name (serve.get_deployment_handle) from inside its services.
+    return ingress.bind(
+        ingress_settings(settings), vision.bind(replica_settings), text.bind(replica_settings)
+    )
