@@ -90,3 +90,9 @@ run-cluster: export MALLOC_ARENA_MAX = 2
 run-cluster: $(VENV)/.installed-ray
 	$(PY) -m app.cluster --host $(HOST) --port $(PORT) $(if $(RAY_ADDRESS),--address $(RAY_ADDRESS))
 
+
+## Execute the notebook quickstart headless (nbclient, the venv's python3 kernel); outputs stay in the file
+## only when run from Jupyter itself (README "Notebook").
+.PHONY: notebook
+notebook: $(VENV)/.installed-dev
+	$(VENV)/bin/jupyter-execute notebooks/quickstart.ipynb
