@@ -91,8 +91,8 @@ run-cluster: $(VENV)/.installed-ray
 	$(PY) -m app.cluster --host $(HOST) --port $(PORT) $(if $(RAY_ADDRESS),--address $(RAY_ADDRESS))
 
 
-## Execute the notebook quickstart headless (nbclient, the venv's python3 kernel); outputs stay in the file
-## only when run from Jupyter itself (README "Notebook").
+## Run every cell of the notebook quickstart headless (nbclient, the venv's python3 kernel) to check it works;
+## open it in Jupyter to see the views (README "Notebook").
 .PHONY: notebook
 notebook: $(VENV)/.installed-dev
 	$(VENV)/bin/jupyter-execute notebooks/quickstart.ipynb
