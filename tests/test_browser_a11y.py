@@ -402,3 +402,29 @@ def test_text_head_view_from_the_keyboard(page, base_url) -> None:
     rows = page.eval_on_selector(".tx-hv-sr table", "t => t.tBodies[0].rows.length")
     assert rows == n_q  # no token in focus: each query's most attended key
     assert page.js_errors == []
+
+
+def test_vision_side_by_side_from_the_keyboard(page, base_url) -> None:
+    page.goto(f"{base_url}/vision?compare=1&sample=astronaut")
+    page.wait_for_selector('#cmp-diff[data-state="ready"]', timeout=TIMEOUT)
+    a, b = f"#cmp-a {OVERLAY}", f"#cmp-b {OVERLAY}"
+    cls_b = page.eval_on_selector(b, "c => ({...c.dataset})")
+    rows, cols = int(cls_b["rows"]), int(cls_b["cols"])
+    tab_order_follows_reading_order(page, a)
+    centre = (rows // 2) * cols + cols // 2  # both panels use the same tiny model: the same grid
+    for sel in (a, b):  # one query for both panels
+        page.wait_for_selector(f'{sel}[data-query="{centre}"]')
+    page.keyboard.press("ArrowDown")
+    page.wait_for_selector(f'{b}[data-query="{centre + cols}"]')
+    page.keyboard.press("Enter")
+    r, c = (centre + cols) // cols + 1, (centre + cols) % cols + 1
+    page.wait_for_function(f"new URLSearchParams(location.search).get('qrow') === '{r}'")
+    assert page.evaluate("() => new URLSearchParams(location.search).get('qcol')") == str(c)
+    poll(
+        page, "() => document.getElementById('cmp-live').textContent.includes('(pinned)')", "the pinned note"
+    )
+    assert page.eval_on_selector("#cmp-a-topk", "t => t.tBodies[0].rows.length") == 5
+    page.keyboard.press("Escape")
+    page.wait_for_selector(f'{b}[data-query="cls"]')
+    assert page.eval_on_selector(b, "c => c.dataset.checksum") == cls_b["checksum"]
+    assert page.js_errors == []
