@@ -95,7 +95,8 @@ function hit(g, px, py) {
 }
 
 // props: {cls (L*H*P), means (L*P), L, H, rows, cols, colormap, clip, selected: {layer, col}, active, maxHeight,
-// onSelect(layer, col), describedBy (id of its caption)}; col === H is the mean column. Re-render by calling again with new props.
+// onSelect(layer, col), describedBy (id of its caption)}; col === H is the mean column. Re-render by calling
+// again with new props.
 export function renderModelGrid(host, props) {
   let canvas = host.querySelector("canvas.vz-grid-canvas");
   if (!canvas) {
