@@ -13,6 +13,7 @@ function headColor(h) { return h < PALETTE.length ? PALETTE[h] : `hsl(${(h * 137
 const ROW = 22, LEVELS = 12, MIN_WEIGHT = 0.01; // lines under 1 % are invisible anyway and are skipped
 const LONG = 64 * 64, TOP_K = 6; // long inputs: each query's TOP_K strongest lines per head (hover shows all)
 const SR_K = 5; // the text alternative lists a focused token's SR_K strongest partners
+const SR_OVERVIEW_MAX = 128; // with no token in focus, it lists each query's strongest key up to this many queries
 
 // Text on a head's colour: black or white, whichever contrasts more (WCAG relative luminance; both >= 4.5:1).
 function inkOn(rgb) {
@@ -292,7 +293,7 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
       return;
     }
     if (f) { announce(live, `${f.side === "q" ? "Query" : "Key"} ${label(f.side, f.index)}: loading its weights`); return; }
-    if (!full) {
+    if (!full || dims.nq > SR_OVERVIEW_MAX) { // long input: no table of every query (the DOM stays small)
       srTable(srHost, { id: "tx-hv-topk-table", caption: `${title}: long input; focus a token to list its strongest partners.`, headers: ["Token", "Weight"], rows: [] });
       return;
     }
