@@ -1,6 +1,7 @@
 // Head view (as bertviz's): queries on the left, keys on the right, one line per (query, key) weighted by
 // attention, one colour per head. Lines are drawn on one canvas, batched by (head, opacity level), so a few
 // hundred tokens stay fast; tokens are DOM text nodes (never parsed as HTML).
+import { announce, srTable, topK } from "../lib/a11y.js";
 import { el } from "../lib/dom.js";
 import { downloadCSV, downloadJSON, exportButtons, canvasToPNG, downloadText } from "../lib/export.js";
 import { fromApi, NUMBERING } from "./data.js";
@@ -11,6 +12,18 @@ function headColor(h) { return h < PALETTE.length ? PALETTE[h] : `hsl(${(h * 137
 
 const ROW = 22, LEVELS = 12, MIN_WEIGHT = 0.01; // lines under 1 % are invisible anyway and are skipped
 const LONG = 64 * 64, TOP_K = 6; // long inputs: each query's TOP_K strongest lines per head (hover shows all)
+const SR_K = 5; // the text alternative lists a focused token's SR_K strongest partners
+const SR_OVERVIEW_MAX = 128; // with no token in focus, it lists each query's strongest key up to this many queries
+
+// Text on a head's colour: black or white, whichever contrasts more (WCAG relative luminance; both >= 4.5:1).
+function inkOn(rgb) {
+  const lin = rgb.map((c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; });
+  const lum = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
+  return (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) ? "#000000" : "#ffffff";
+}
+
+// The token pinned with Enter (or a click) survives re-renders of the same analysis and kind (a head toggled).
+let PIN = null; // {key: "analysisId/kind/layer", side, index}
 
 function hexToRGB(c) {
   if (c.startsWith("#")) return [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16));
@@ -94,37 +107,48 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
   const b = analysis.block(kind), qAxis = analysis.queryAxis(kind), kAxis = analysis.keyAxis(kind);
   const dims = { nq: b.n_query, nk: b.n_key };
   const heads = () => [...selected].filter((h) => h < b.heads).sort((x, y) => x - y);
+  // A re-render (a head toggled from the keyboard) puts the focus back on the control that had it.
+  const hadFocus = pane.contains(document.activeElement) ? document.activeElement.dataset.focus : null;
   pane.replaceChildren();
 
   const chips = el("div", { class: "tx-chips", role: "group", "aria-label": "Heads shown" });
   for (let h = 0; h < b.heads; h++) {
     const on = selected.has(h);
+    const only = () => { selected.clear(); selected.add(h); onSelect(); };
     chips.append(el("button", {
-      type: "button", class: "tx-chip", "aria-pressed": String(on), title: `Head ${fromApi(h)} (double-click: only this head)`,
-      style: `--chip: ${headColor(h)}`, dataset: { head: h },
+      type: "button", class: "tx-chip", "aria-pressed": String(on),
+      "aria-label": `Head ${fromApi(h)}`, title: `Head ${fromApi(h)} (double-click or Shift+Enter: only this head)`,
+      style: `--chip: ${headColor(h)}; --chip-ink: ${inkOn(hexToRGB(headColor(h)))}`, dataset: { head: h, focus: `chip${h}` },
       onclick: () => { if (selected.has(h)) selected.delete(h); else selected.add(h); onSelect(); },
-      ondblclick: () => { selected.clear(); selected.add(h); onSelect(); },
+      ondblclick: only,
+      onkeydown: (e) => { if (e.key === "Enter" && e.shiftKey) { e.preventDefault(); only(); } },
     }, String(fromApi(h))));
   }
   chips.append(
-    el("button", { type: "button", class: "tx-chip-all", onclick: () => { for (let h = 0; h < b.heads; h++) selected.add(h); onSelect(); } }, "all"),
-    el("button", { type: "button", class: "tx-chip-all", onclick: () => { selected.clear(); onSelect(); } }, "none"),
+    el("button", { type: "button", class: "tx-chip-all", dataset: { focus: "all" }, onclick: () => { for (let h = 0; h < b.heads; h++) selected.add(h); onSelect(); } }, "all"),
+    el("button", { type: "button", class: "tx-chip-all", dataset: { focus: "none" }, onclick: () => { selected.clear(); onSelect(); } }, "none"),
   );
 
   const rows = Math.max(dims.nq, dims.nk), width = 240;
-  const canvas = el("canvas", { class: "tx-hv-canvas", "aria-label": `${title}: attention lines` });
+  const canvas = el("canvas", { class: "tx-hv-canvas", role: "img", "aria-label": `${title}: attention lines`, "aria-describedby": "tx-hv-topk-table" });
   const dpr = window.devicePixelRatio || 1;
   canvas.width = width * dpr; canvas.height = rows * ROW * dpr;
   canvas.style.width = `${width}px`; canvas.style.height = `${rows * ROW}px`;
   const ctx = canvas.getContext("2d");
+  // Tokens are buttons in a roving tab order (one Tab stop for the whole view): see the keyboard map below.
   const tok = (label, special, side, index) => el("div", {
-    class: `tx-tok${special ? " special" : ""}`, dataset: { side, index }, title: label,
+    class: `tx-tok${special ? " special" : ""}`, dataset: { side, index, focus: `${side}${index}` }, title: label,
+    role: "button", tabindex: "-1", "aria-pressed": "false",
+    "aria-label": `${side === "q" ? "query" : "key"} ${index + 1} of ${side === "q" ? dims.nq : dims.nk}: ${label}`,
   }, label);
-  const left = el("div", { class: "tx-col tx-col-q" }, qAxis.labels.map((l, i) => tok(l, qAxis.special[i], "q", i)));
-  const right = el("div", { class: "tx-col tx-col-k" }, kAxis.labels.map((l, j) => tok(l, kAxis.special[j], "k", j)));
+  const left = el("div", { class: "tx-col tx-col-q", role: "group", "aria-label": `Queries (${b.query_side})` },
+    qAxis.labels.map((l, i) => tok(l, qAxis.special[i], "q", i)));
+  const right = el("div", { class: "tx-col tx-col-k", role: "group", "aria-label": `Keys (${b.key_side})` },
+    kAxis.labels.map((l, j) => tok(l, kAxis.special[j], "k", j)));
   const body = el("div", { class: "tx-hv-body" }, left, canvas, right);
   const legend = el("p", { class: "small muted tx-hv-legend" },
-    `${title}. Left: queries (${b.query_side}); right: keys (${b.key_side}). Hover a token to see only its lines; line opacity = attention weight` +
+    `${title}. Left: queries (${b.query_side}); right: keys (${b.key_side}). Hover a token to see only its lines, click to pin it ` +
+    "(keyboard: Tab to the tokens, arrow keys move, Enter pins, Esc returns); line opacity = attention weight" +
     (analysis.resp.inline ? "" : " (sent as bytes, 1/255 steps)") +
     (!full || dims.nq * dims.nk > LONG ? `; long input: each query's ${TOP_K} strongest lines per head until you hover.` : "."));
 
@@ -153,26 +177,141 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
     canvas.dataset.lines = "done";
     if (!full && focus) { // first hover of a long input: fetch the whole layer, then draw if still hovered
       const want = focus;
-      fullLayer().then(() => { if (hovered === want) draw(want); }).catch(() => {});
+      fullLayer().then(() => { if (hovered === want) { draw(want); describe(want); } }).catch(() => {});
       focus = null;
     }
     if (full) drawLines(ctx, full, dims, heads(), focus, 4, width - 4);
     else drawChunked(seq);
-    for (const node of left.children) node.style.background = "";
-    for (const node of right.children) node.style.background = "";
+    for (const node of left.children) { node.style.background = ""; node.style.color = ""; }
+    for (const node of right.children) { node.style.background = ""; node.style.color = ""; }
     if (!focus || !heads().length) return;
     const w = focusWeights(full, dims, heads(), focus);
     const other = focus.side === "q" ? right : left, self = focus.side === "q" ? left : right;
-    w.forEach((v, t) => { other.children[t].style.background = `rgba(36, 86, 199, ${Math.min(0.85, v * 1.6)})`; });
+    // Blue up to 55% over white keeps the token text (in ink) at >= 6:1 contrast.
+    w.forEach((v, t) => {
+      if (v < 0.005) return;
+      Object.assign(other.children[t].style, { background: `rgba(36, 86, 199, ${Math.min(0.55, v * 1.2)})`, color: "var(--ink)" });
+    });
     self.children[focus.index].style.background = "#ffe9a8";
   }
+  // ---- pointer and keyboard: a token in focus (hovered, keyboard-focused or pinned) shows only its lines ----
+  const pinKey = `${analysis.id}/${kind}/${layer}`;
+  let pinned = PIN && PIN.key === pinKey && PIN.index < (PIN.side === "q" ? dims.nq : dims.nk) ? { side: PIN.side, index: PIN.index } : null;
+  const col = (side) => (side === "q" ? left : right);
+  const nodeOf = (f) => col(f.side).children[f.index];
+  function show(f) { hovered = f; draw(f); describe(f); }
+  function setPin(f) {
+    if (pinned) nodeOf(pinned).setAttribute("aria-pressed", "false");
+    pinned = f;
+    PIN = f ? { key: pinKey, ...f } : null;
+    if (f) nodeOf(f).setAttribute("aria-pressed", "true");
+  }
+  let rover = pinned || { side: "q", index: 0 }; // the one token in the Tab order
+  function moveRover(f, focus = true) {
+    nodeOf(rover).tabIndex = -1;
+    rover = f;
+    const node = nodeOf(f);
+    node.tabIndex = 0;
+    if (focus) node.focus();
+  }
+  const at = (t) => ({ side: t.dataset.side, index: Number(t.dataset.index) });
   body.addEventListener("mouseover", (e) => {
     const t = e.target.closest(".tx-tok");
-    if (t) { hovered = { side: t.dataset.side, index: Number(t.dataset.index) }; draw(hovered); }
+    if (t) show(at(t));
   });
-  body.addEventListener("mouseleave", () => { hovered = null; draw(null); });
-  draw(null);
-  pane.append(chips, legend, body);
+  body.addEventListener("mouseleave", () => {
+    const t = body.contains(document.activeElement) ? document.activeElement.closest(".tx-tok") : null;
+    show(t ? at(t) : pinned);
+  });
+  body.addEventListener("click", (e) => {
+    const t = e.target.closest(".tx-tok");
+    if (!t) return;
+    const f = at(t);
+    setPin(pinned && pinned.side === f.side && pinned.index === f.index ? null : f);
+    moveRover(f);
+    show(f);
+  });
+  body.addEventListener("focusin", (e) => {
+    const t = e.target.closest(".tx-tok");
+    if (!t) return;
+    const f = at(t);
+    if (rover.side !== f.side || rover.index !== f.index) moveRover(f, false);
+    if (!hovered || hovered.side !== f.side || hovered.index !== f.index) show(f);
+  });
+  body.addEventListener("focusout", (e) => { if (!body.contains(e.relatedTarget)) show(pinned); });
+  body.addEventListener("keydown", (e) => {
+    const t = e.target.closest(".tx-tok");
+    if (!t || e.altKey || e.ctrlKey || e.metaKey) return;
+    const f = at(t), n = f.side === "q" ? dims.nq : dims.nk;
+    const to = {
+      ArrowUp: { side: f.side, index: Math.max(0, f.index - 1) },
+      ArrowDown: { side: f.side, index: Math.min(n - 1, f.index + 1) },
+      Home: { side: f.side, index: 0 },
+      End: { side: f.side, index: n - 1 },
+      ArrowLeft: f.side === "k" ? { side: "q", index: Math.min(dims.nq - 1, f.index) } : null,
+      ArrowRight: f.side === "q" ? { side: "k", index: Math.min(dims.nk - 1, f.index) } : null,
+    }[e.key];
+    if (to !== undefined) {
+      e.preventDefault();
+      if (to) moveRover(to); // Left on a query, Right on a key: stay
+    } else if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      setPin(pinned && pinned.side === f.side && pinned.index === f.index ? null : f);
+      show(f);
+    } else if (e.key === "Escape") {
+      e.preventDefault();
+      setPin(null);
+      show(null);
+    }
+  });
+
+  // ---- text alternative: a hidden table of the focused token's strongest partners, and a live summary ----
+  const srHost = el("div", { class: "tx-hv-sr" }), live = el("p", { class: "sr-only", "aria-live": "polite" });
+  const label = (side, i) => `${side === "q" ? qAxis.labels[i] : kAxis.labels[i]} (${i + 1})`;
+  const pct = (v) => `${(v * 100).toFixed(1)}%`;
+  let overview = null; // no token in focus: each query's strongest key (mean of the shown heads), computed once
+  function describe(f) {
+    const hs = heads();
+    if (!hs.length) {
+      srTable(srHost, { id: "tx-hv-topk-table", caption: `${title}: no head is shown.`, headers: ["Token", "Weight"], rows: [] });
+      announce(live, "No head is shown.");
+      return;
+    }
+    const what = `head${hs.length > 1 ? "s" : ""} ${hs.map(fromApi).join(", ")}`;
+    if (f && full) {
+      const w = focusWeights(full, dims, hs, f), best = topK(w, SR_K), partner = f.side === "q" ? "k" : "q";
+      const table = srTable(srHost, {
+        id: "tx-hv-topk-table",
+        caption: `${title}, mean of ${what}: the ${best.length} ${partner === "k" ? "keys" : "queries"} with the most attention `
+          + `${f.side === "q" ? "from" : "to"} ${f.side === "q" ? "query" : "key"} ${label(f.side, f.index)}`,
+        headers: [partner === "k" ? "Key" : "Query", "Weight"],
+        rows: best.map((j) => [label(partner, j), pct(w[j])]),
+      });
+      table.dataset.focus = `${f.side}${f.index}`;
+      announce(live, `${f.side === "q" ? "Query" : "Key"} ${label(f.side, f.index)}${pinned && pinned.side === f.side && pinned.index === f.index ? ", pinned" : ""}: `
+        + best.slice(0, 3).map((j) => `${label(partner, j)} ${pct(w[j])}`).join(", "));
+      return;
+    }
+    if (f) { announce(live, `${f.side === "q" ? "Query" : "Key"} ${label(f.side, f.index)}: loading its weights`); return; }
+    if (!full || dims.nq > SR_OVERVIEW_MAX) { // long input: no table of every query (the DOM stays small)
+      srTable(srHost, { id: "tx-hv-topk-table", caption: `${title}: long input; focus a token to list its strongest partners.`, headers: ["Token", "Weight"], rows: [] });
+      return;
+    }
+    if (!overview) {
+      overview = [];
+      for (let i = 0; i < dims.nq; i++) {
+        const w = focusWeights(full, dims, hs, { side: "q", index: i }), j = topK(w, 1)[0];
+        overview.push([label("q", i), label("k", j), pct(w[j])]);
+      }
+    }
+    srTable(srHost, { id: "tx-hv-topk-table", caption: `${title}, mean of ${what}: each query's most attended key`, headers: ["Query", "Key", "Weight"], rows: overview });
+  }
+
+  if (pinned) nodeOf(pinned).setAttribute("aria-pressed", "true");
+  nodeOf(rover).tabIndex = 0;
+  show(pinned);
+  pane.append(chips, legend, body, srHost, live);
+  if (hadFocus) pane.querySelector(`[data-focus="${hadFocus}"]`)?.focus();
 
   // Export: a picture with the token labels, and the numbers of the heads shown.
   const name = `attention_${kind}_layer${fromApi(layer)}_heads`;

@@ -1,4 +1,5 @@
 // Text attention explorer: controls, URL state (the permalink) and the three views + head table.
+import { syncTabs, wireTabs } from "../lib/a11y.js";
 import { pageData, showError } from "../lib/api.js";
 import { $, el, fillSelect } from "../lib/dom.js";
 import { readState, writeState } from "../lib/urlstate.js";
@@ -100,6 +101,7 @@ async function render() {
     const on = btn.dataset.view === st.view;
     btn.setAttribute("aria-selected", String(on)); btn.classList.toggle("on", on);
   }
+  syncTabs(document.querySelector(".tx-tablist"));
   for (const [name, pane] of Object.entries(ui.panes)) pane.classList.toggle("hidden", name !== st.view);
   const kind = st.kind, layer = st.layer, head = st.head;
   const current = { layer, head };
@@ -202,6 +204,7 @@ ui.merge.addEventListener("change", reoption);
 for (const btn of document.querySelectorAll(".tx-tabs [data-view]")) {
   btn.addEventListener("click", () => { st.view = btn.dataset.view; render(); });
 }
+wireTabs(document.querySelector(".tx-tablist")); // Left/Right between the tabs (ARIA tabs pattern)
 let resizeTimer = null;
 window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (st.view === "model") render(); }, 200); });
 

@@ -7,6 +7,7 @@
 // lives in the permalink (lib/urlstate.js): compare=1, link, cmap, qrow/qcol (the pinned query in A's grid) and per
 // side a.model, a.res, a.sample | a.img, a.view, a.layer, a.head (and b.*). URLs and the screen count from 1, the
 // API from 0. The single-view page is untouched when compare is off: main.js only mounts this module on compare=1.
+import { announce, gridStep, srTable, topK } from "../lib/a11y.js";
 import { apiGet, apiPost, isCancelled, showError } from "../lib/api.js";
 import { COLORMAPS, drawColorbar, fmtValue } from "../lib/colormap.js";
 import { $, el, fillSelect } from "../lib/dom.js";
@@ -19,7 +20,7 @@ import { checksum, renderOverlay } from "./overlay.js";
 const SIDES = ["a", "b"];
 const VIEWS = { head: "Head", mean: "Mean of heads", rollout: "Rollout" };
 const KEYS = ["model", "res", "sample", "img", "view", "layer", "head"];
-const HOVER_MS = 70;
+const HOVER_MS = 70, TOP_K = 5;
 const INDEXING = "layers, heads, patches, rows and columns count from 1, as on screen (the API counts from 0)";
 
 // ---- entering and leaving ----------------------------------------------------------------------------------
@@ -71,6 +72,7 @@ function readCompareState(PD) {
     link: u.link, cmap: COLORMAPS.includes(u.cmap) ? u.cmap : "viridis", sides,
     pendingQuery: u.qrow > 0 && u.qcol > 0 ? { row: u.qrow - 1, col: u.qcol - 1 } : null,
     query: null, hover: null, // {u, v}: the patch centre as a fraction of the grid, so it maps onto any grid
+    cursor: null, kbdSide: null, // the keyboard's query cursor ({u, v}) and the panel whose photo has the focus
   };
 }
 
@@ -138,7 +140,8 @@ export function mountCompare(PD) {
     el("label", { title: "Layer, head and view move together in both panels (clamped to the smaller model)" }, link, " Link layer, head and view"),
     el("label", {}, "Colormap ", cmap), clear,
     el("span", { class: "cmp-spacer" }), distance);
-  const diff = { canvas: el("canvas", { class: "cmp-diff-canvas", id: "cmp-diff-canvas", role: "img", "aria-label": "difference map B minus A" }),
+  const diff = { canvas: el("canvas", { class: "cmp-diff-canvas", id: "cmp-diff-canvas", role: "img", "aria-label": "difference map B minus A",
+    "aria-describedby": "cmp-diff-caption" }),
     bar: el("canvas", { class: "cmp-divbar", width: 240, height: 12 }),
     min: el("span", { class: "mono small", id: "cmp-diff-min" }), max: el("span", { class: "mono small", id: "cmp-diff-max" }),
     caption: el("p", { class: "vz-caption", id: "cmp-diff-caption" }), exports: el("span", { id: "cmp-diff-export" }), values: null };
@@ -151,9 +154,11 @@ export function mountCompare(PD) {
   const note = el("p", { class: "vz-caption cmp-note" },
     "Each panel is one analysis, drawn as on the single view and scaled to its own min\u2013max (see its colour bar): "
     + "compare shapes between panels, and values with the difference map. Hover over a photo to probe a patch in both panels "
-    + "(at the same relative position when the patch grids differ); click to pin it.");
+    + "(at the same relative position when the patch grids differ); click to pin it. From the keyboard: Tab to a photo, "
+    + "move the query patch with the arrow keys, pin it with Enter, return with Esc.");
+  const live = el("p", { class: "sr-only", id: "cmp-live", "aria-live": "polite" });
   for (const s of Object.values(C.sides)) s.ui = sidePanel(s);
-  host.replaceChildren(toolbar, note, el("div", { class: "cmp-panels" }, C.sides.a.ui.panel, C.sides.b.ui.panel, diffPanel));
+  host.replaceChildren(toolbar, note, el("div", { class: "cmp-panels" }, C.sides.a.ui.panel, C.sides.b.ui.panel, diffPanel), live);
 
   function sidePanel(s) {
     const ui = {
@@ -168,6 +173,8 @@ export function mountCompare(PD) {
       cb: el("canvas", { width: 14, height: 256 }),
       title: el("h2", {}, `Panel ${s.name.toUpperCase()}`), status: el("span", { class: "status small" }),
       caption: el("p", { class: "vz-caption" }),
+      colorbar: el("div", { class: "vz-colorbar cmp-colorbar", role: "img", "aria-label": "Colour scale" }),
+      topk: el("div", {}),
     };
     ui.model.value = s.model;
     ui.panel = el("section", { class: "panel cmp-panel", id: `cmp-${s.name}`, "aria-label": `Panel ${s.name.toUpperCase()}` },
@@ -177,9 +184,9 @@ export function mountCompare(PD) {
         el("label", {}, "Model ", ui.model), el("label", {}, "Input ", ui.res),
         el("div", { class: "seg", role: "group", "aria-label": "View" }, ...ui.views),
         el("label", {}, "Layer ", ui.layer), el("label", {}, "Head ", ui.head)),
-      el("div", { class: "cmp-stage" }, ui.overlay,
-        el("div", { class: "vz-colorbar cmp-colorbar", "aria-label": "Colour scale" }, ui.cbMax, ui.cb, ui.cbMin)),
-      ui.caption);
+      el("div", { class: "cmp-stage" }, ui.overlay, ui.colorbar),
+      ui.caption, ui.topk);
+    ui.colorbar.append(ui.cbMax, ui.cb, ui.cbMin);
     ui.source.addEventListener("change", () => {
       const [kind, value] = ui.source.value.split(":");
       s.sample = kind === "sample" ? value : ""; s.img = kind === "img" ? value : "";
@@ -336,15 +343,31 @@ export function mountCompare(PD) {
   }
 
   function drawSide(s, m) {
-    const A = s.A;
+    const A = s.A, ui = s.ui;
     s.values = m;
     const { range } = renderOverlay(s.ui.overlay, {
       image: A.image, values: m.values, rows: A.grid.rows, cols: A.grid.cols, patchSize: A.grid.patch_size,
       resolution: A.grid.resolution, colormap: C.cmap, opacity: 0.6, smooth: false, clip: true, fade: true, gridlines: false,
-      query: m.q, hover: null, interactive: s.view !== "rollout",
+      query: m.q, interactive: s.view !== "rollout",
       meta: { view: s.view, layer: s.layer, head: s.view === "mean" ? "mean" : s.head, label: `${m.label} \u00b7 ${m.title}` },
+      hover: C.query && C.kbdSide === s && C.cursor ? idxOf(A, C.cursor) : null,
       onHover: (idx) => onHover(s, idx), onClick: (idx) => onClick(s, idx),
+      onKey: (e) => onKey(s, e), onFocus: () => onFocus(s), onBlur: () => onBlur(s),
+      describedBy: `cmp-${s.name}-topk`,
     });
+    ui.colorbar.setAttribute("aria-label", `Colour scale (${C.cmap}): ${fmtValue(range.min)} at the bottom to ${
+      range.clipped ? "at least " : ""}${fmtValue(range.max)} at the top`);
+    // the map in words: its TOP_K brightest patches (hidden table), and a live line for the panel in keyboard use
+    const best = topK(m.values, TOP_K), where = (i) => `row ${Math.floor(i / A.grid.cols) + 1}, col ${(i % A.grid.cols) + 1}`;
+    srTable(ui.topk, {
+      id: `cmp-${s.name}-topk`,
+      caption: `Panel ${s.name.toUpperCase()}, ${m.title}, ${m.what}: the ${best.length} patches with the highest values, of ${A.P}`,
+      headers: ["Rank", "Patch", "Value"], rows: best.map((i, r) => [String(r + 1), where(i), fmtValue(m.values[i])]),
+    });
+    if (C.kbdSide === s) {
+      announce(live, `Panel ${s.name.toUpperCase()}, ${m.title}, ${m.what}${C.query ? " (pinned)" : ""}. Highest: ${
+        best.slice(0, 3).map((i) => `${where(i)} ${fmtValue(m.values[i])}`).join("; ")}.`);
+    }
     s.ui.cbMin.textContent = fmtValue(range.min);
     s.ui.cbMax.textContent = `${range.clipped ? "\u2265 " : ""}${fmtValue(range.max)}`;
     drawColorbar(s.ui.cb.getContext("2d"), C.cmap, 0, 0, s.ui.cb.width, s.ui.cb.height, null, { vertical: true });
@@ -437,9 +460,48 @@ export function mountCompare(PD) {
     const q = rel(s.A, idx), cur = C.query ? idxOf(s.A, C.query) : null;
     C.query = cur === idx ? null : q;
     C.hover = null;
+    C.cursor = q;
     refresh();
   }
   clear.addEventListener("click", () => { C.query = null; C.hover = null; refresh(); });
+
+  // Keyboard probing, as on the single view: Tab to a photo puts the query cursor on its centre patch (or the pinned
+  // one); the arrow keys move it (both panels probe the same relative position), Enter or Space pins it, Esc
+  // unpins (the page-wide handler) or, with nothing pinned, returns to the [CLS] maps.
+  const centre = (A) => rel(A, Math.floor(A.grid.rows / 2) * A.grid.cols + Math.floor(A.grid.cols / 2));
+  function onFocus(s) {
+    if (!s.A || s.view === "rollout") return;
+    C.kbdSide = s;
+    C.cursor = C.query ?? C.cursor ?? centre(s.A);
+    clearTimeout(hoverTimer);
+    if (!C.query) C.hover = C.cursor;
+    refresh();
+  }
+  function onBlur(s) {
+    if (C.kbdSide === s) C.kbdSide = null;
+    clearTimeout(hoverTimer);
+    if (!C.query && C.hover) { C.hover = null; refresh(); }
+  }
+  function onKey(s, e) {
+    if (!s.A || s.view === "rollout" || e.altKey || e.ctrlKey || e.metaKey) return;
+    const A = s.A, cur = idxOf(A, C.cursor ?? C.query ?? centre(A));
+    const next = gridStep(e.key, cur, A.grid.rows, A.grid.cols);
+    if (next !== null) {
+      e.preventDefault();
+      C.kbdSide = s;
+      C.cursor = rel(A, next);
+      clearTimeout(hoverTimer);
+      if (!C.query) C.hover = C.cursor;
+      refresh();
+    } else if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      onClick(s, cur);
+    } else if (e.key === "Escape" && !C.query && C.hover) {
+      e.preventDefault();
+      C.hover = null;
+      refresh();
+    }
+  }
   diff.canvas.addEventListener("click", (e) => {
     const a = C.sides.a;
     if (!a.A || !diff.values) return;

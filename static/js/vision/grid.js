@@ -95,14 +95,19 @@ function hit(g, px, py) {
 }
 
 // props: {cls (L*H*P), means (L*P), L, H, rows, cols, colormap, clip, selected: {layer, col}, active, maxHeight,
-// onSelect(layer, col)}; col === H is the mean column. Re-render by calling again with new props.
+// onSelect(layer, col), describedBy (id of its caption)}; col === H is the mean column. Re-render by calling
+// again with new props.
 export function renderModelGrid(host, props) {
   let canvas = host.querySelector("canvas.vz-grid-canvas");
   if (!canvas) {
     canvas = document.createElement("canvas");
     canvas.className = "vz-grid-canvas";
     canvas.tabIndex = 0;
-    canvas.setAttribute("role", "img");
+    // A keyboard widget (the arrow keys move the selection): role "application" so screen readers pass the
+    // keys through; the label says what is selected, the caption below says how to read the thumbnails.
+    canvas.setAttribute("role", "application");
+    canvas.setAttribute("aria-roledescription", "model view");
+    if (props.describedBy) canvas.setAttribute("aria-describedby", props.describedBy);
     host.replaceChildren(canvas);
     canvas.addEventListener("click", (e) => {
       const r = canvas.getBoundingClientRect();

@@ -2,6 +2,7 @@
 // State lives in `S` and in the URL (layer/head 1-based there and on screen; 0-based in the API).
 import { apiGet, apiPost, pageData, showError } from "../lib/api.js";
 import { COLORMAPS, drawColorbar, fmtValue } from "../lib/colormap.js";
+import { announce, gridStep, srTable, topK } from "../lib/a11y.js";
 import { $, el } from "../lib/dom.js";
 import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
@@ -14,7 +15,7 @@ import { renderSamples, renderUpload } from "./upload.js";
 
 const PD = pageData();
 const MODELS = PD.models || [];
-const HOVER_MS = 70, ROLLOUT_MS = 150, CACHE_MAX = 3000;
+const HOVER_MS = 70, ROLLOUT_MS = 150, CACHE_MAX = 3000, TOP_K = 5;
 
 const url = readState({ model: PD.default_model, res: 0, layer: 0, head: 1, view: "head", query: -1,
   img: "", sample: "", fusion: "mean", discard: 0, cmap: "viridis", clip: true, fade: true });
@@ -26,6 +27,7 @@ const S = {
   view: ["head", "mean", "rollout"].includes(url.view) ? url.view : "head",
   query: url.query >= 0 ? url.query : null, // pinned query patch (0-based, row-major)
   hover: null,
+  cursor: null, // the keyboard's query cursor on the big map (0-based patch index), kept across Esc
   img: url.img, sample: url.img ? "" : url.sample,
   fusion: ["mean", "max", "min"].includes(url.fusion) ? url.fusion : "mean",
   discard: Math.min(0.95, Math.max(0, url.discard || 0)),
@@ -151,6 +153,7 @@ function renderGrid() {
   renderModelGrid($("vz-grid"), {
     cls: A.cls, means: A.means, L: A.L, H: A.H, rows: A.grid.rows, cols: A.grid.cols,
     colormap: S.colormap, clip: S.clip, active: S.view !== "rollout",
+    describedBy: "vz-grid-caption",
     selected: { layer: S.layer, col: S.view === "mean" ? A.H : S.head },
     maxHeight: Math.max(360, window.innerHeight - ($("vz-grid").getBoundingClientRect().top + window.scrollY) - 24),
     onSelect: (layer, col) => {
@@ -212,13 +215,13 @@ async function currentMap(signal) {
     return { values, meta, heading: where, title: `${where} \u00b7 query ${patchName(q)}`,
       caption: `Where the outlined patch (${patchName(q)}) attends in layer ${l + 1}, ${head === null ? "averaged over heads" : `head ${head + 1}`}: `
         + `its row of the attention matrix, over the image patches${A.grid.num_prefix_tokens ? " (the share it gives the [CLS] and other prefix tokens is not drawn)" : ""}. `
-        + (S.query === null ? "Click to pin this query." : "Esc or the \u201cBack\u201d button returns to the map you started from.") };
+        + (S.query === null ? "Click (or press Enter) to pin this query." : "Esc or the \u201cBack\u201d button returns to the map you started from.") };
   }
   const values = head === null ? A.means.subarray(l * P, (l + 1) * P) : A.cls.subarray((l * A.H + head) * P, (l * A.H + head + 1) * P);
   const what = A.clsQuery === "cls"
     ? "how strongly the [CLS] token attends to each patch (its row of the softmax attention matrix without the prefix tokens, so the patch weights sum to less than 1)"
     : "this model has no [CLS] token, so the map is the attention of the average patch query: each patch's mean weight as a key";
-  return { values, meta, title: where, caption: `${where}: ${what}. Hover over the photo to see where any single patch looks.` };
+  return { values, meta, title: where, caption: `${where}: ${what}. Hover over the photo, or focus it and use the arrow keys, to see where any single patch looks.` };
 }
 
 let mapToken = 0, mapping = null;
@@ -250,7 +253,8 @@ async function refreshMap() {
     gridlines: S.gridlines, query: S.view === "rollout" ? null : S.query ?? S.hover,
     hover: S.view === "rollout" || S.query === null ? null : S.hover,
     interactive: S.view !== "rollout", meta: { ...m.meta, label: m.title },
-    onHover: onHover, onClick: onClick,
+    onHover: onHover, onClick: onClick, onKey: onMapKey, onFocus: onMapFocus, onBlur: onMapBlur,
+    describedBy: "vz-topk-table",
   });
   shown = { ...m, canvas, range };
   $("vz-title").textContent = m.heading || m.title;
@@ -258,6 +262,9 @@ async function refreshMap() {
   $("vz-cb-min").textContent = fmtValue(range.min);
   $("vz-cb-max").textContent = `${range.clipped ? "\u2265 " : ""}${fmtValue(range.max)}`;
   paintColorbar();
+  $("vz-colorbar").setAttribute("aria-label", `Colour scale (${S.colormap}): ${fmtValue(range.min)} at the bottom to ${
+    range.clipped ? "at least " : ""}${fmtValue(range.max)} at the top`);
+  describeMap(m, range);
   const out = outliers(m.values);
   $("vz-outlier").classList.toggle("hidden", !out || S.clip);
   if (out) {
@@ -297,6 +304,61 @@ function onClick(idx) {
   refreshMap();
 }
 function backToCLS() { S.query = null; S.hover = null; refreshMap(); }
+
+// ---- keyboard probing and the text alternative of the big map ---------------------------------------------
+// Tab focuses the map; the arrow keys move a query cursor over the patch grid (PageUp/PageDown jump, Home/End
+// go to the row's ends) and probe that patch as hovering does; Enter or Space pins it (again: unpins); Esc
+// unpins, or with nothing pinned returns to the [CLS] map. Each change is read from the #vz-live region.
+function onMapFocus() {
+  if (!S.A || S.view === "rollout") return;
+  S.cursor = S.query ?? S.cursor ?? Math.floor(S.A.grid.rows / 2) * S.A.grid.cols + Math.floor(S.A.grid.cols / 2);
+  clearTimeout(hoverTimer);
+  if (S.hover !== S.cursor) { S.hover = S.cursor; refreshMap(); }
+}
+function onMapBlur() {
+  clearTimeout(hoverTimer);
+  if (S.A && S.query === null && S.hover !== null) { S.hover = null; refreshMap(); }
+}
+function onMapKey(e) {
+  if (!S.A || e.altKey || e.ctrlKey || e.metaKey) return;
+  if (S.view === "rollout") {
+    if (e.key.startsWith("Arrow")) announce($("vz-live"), "Patch queries are per layer: switch to Head or Mean of heads to probe a patch.");
+    return;
+  }
+  const { rows, cols } = S.A.grid;
+  if (S.cursor === null) S.cursor = S.query ?? Math.floor(rows / 2) * cols + Math.floor(cols / 2);
+  const next = gridStep(e.key, S.cursor, rows, cols);
+  if (next !== null) {
+    e.preventDefault();
+    S.cursor = next;
+    clearTimeout(hoverTimer);
+    S.hover = next;
+    refreshMap();
+  } else if (e.key === "Enter" || e.key === " ") {
+    e.preventDefault();
+    onClick(S.cursor);
+  } else if (e.key === "Escape" && S.query === null && S.hover !== null) {
+    e.preventDefault();
+    backToCLS(); // a pinned query is unpinned by the page-wide Esc handler
+  }
+}
+
+// The map in words: a visually hidden table of its TOP_K patches (read by screen readers, described-by of the
+// canvas) and a one-line summary in the polite live region.
+function describeMap(m, range) {
+  const A = S.A, cols = A.grid.cols, best = topK(m.values, TOP_K);
+  const where = (i) => `row ${Math.floor(i / cols) + 1}, col ${(i % cols) + 1}`;
+  const table = srTable($("vz-topk"), {
+    id: "vz-topk-table",
+    caption: `${m.title}: the ${best.length} patches with the highest values, of ${A.P} (rows and columns count from 1, top left)`,
+    headers: ["Rank", "Patch", "Value"],
+    rows: best.map((i, r) => [String(r + 1), where(i), fmtValue(m.values[i])]),
+  });
+  table.dataset.first = String(best[0]);
+  const pinned = S.view !== "rollout" && S.query !== null ? " (pinned)" : "";
+  announce($("vz-live"), `${m.title}${pinned}. Highest: ${best.slice(0, 3).map((i) => `${where(i)} ${fmtValue(m.values[i])}`).join("; ")}. `
+    + `Scale ${fmtValue(range.min)} to ${fmtValue(range.max)}.`);
+}
 
 // ---- controls -------------------------------------------------------------------------------------------
 function modelLabel(id) { return (MODELS.find((m) => m.id === id) || {}).label || id; }

@@ -70,15 +70,24 @@ function draw(canvas, p) {
 }
 
 // props: {image, values (rows*cols), rows, cols, patchSize, resolution, colormap, opacity, smooth, clip, fade,
-// gridlines, query, hover, interactive, meta: {view, layer, head}, onHover(idx|null), onClick(idx)}.
+// gridlines, query, hover, interactive, meta: {view, layer, head, label}, onHover(idx|null), onClick(idx),
+// onKey(keydown event), onFocus(), onBlur(), describedBy (id of the text alternative)}.
 // Returns {canvas, range: {min, max, clipped}}.
 export function renderOverlay(host, props) {
   let canvas = host.querySelector("canvas.vz-overlay-canvas");
   if (!canvas) {
     canvas = document.createElement("canvas");
     canvas.className = "vz-overlay-canvas";
-    canvas.setAttribute("role", "img");
+    // A keyboard widget (Tab focuses it, the arrow keys move a query cursor): role "application" so screen
+    // readers pass the keys through; what it shows is read from the live region and the top-k table.
+    canvas.setAttribute("role", "application");
+    canvas.setAttribute("aria-roledescription", "attention map");
+    canvas.tabIndex = 0;
     host.replaceChildren(canvas);
+    canvas.addEventListener("keydown", (e) => host._props.onKey?.(e));
+    // Focus from the keyboard (not from a click, which probes where it lands) shows the cursor.
+    canvas.addEventListener("focus", () => { if (canvas.matches(":focus-visible")) host._props.onFocus?.(); });
+    canvas.addEventListener("blur", () => host._props.onBlur?.());
     let last = null;
     canvas.addEventListener("mousemove", (e) => {
       const p = host._props;
@@ -97,7 +106,9 @@ export function renderOverlay(host, props) {
   }
   host._props = props;
   canvas.style.cursor = props.interactive ? "crosshair" : "default";
-  canvas.setAttribute("aria-label", props.meta.label || "attention map over the photo");
+  canvas.setAttribute("aria-label", `${props.meta.label || "attention map over the photo"}. ${props.interactive
+    ? "Arrow keys move the query patch, Enter pins it, Escape returns." : "Patch queries: switch to Head or Mean of heads."}`);
+  if (props.describedBy) canvas.setAttribute("aria-describedby", props.describedBy);
   return { canvas, range: draw(canvas, props) };
 }
 
