@@ -400,7 +400,17 @@ def test_text_head_view_from_the_keyboard(page, base_url) -> None:
     assert page.locator(".tx-tok[aria-pressed=true]").count() == 0
     poll(page, "() => !document.querySelector('.tx-hv-sr table').dataset.focus", "the overview table")
     rows = page.eval_on_selector(".tx-hv-sr table", "t => t.tBodies[0].rows.length")
-    assert rows == n_q  # no token in focus: each query's most attended key
+    # no token in focus: each query's most attended key
+    assert rows == n_q, page.eval_on_selector(".tx-hv-sr table", "t => t.innerText")
+
+    # the statistics table sorts from the keyboard: its headers are buttons, focus stays after the redraw
+    page.wait_for_selector("#tx-table button.th-sort", timeout=TIMEOUT)
+    page.focus("#tx-table button.th-sort[data-sort='0']")
+    page.keyboard.press("Enter")
+    poll(page, "() => document.querySelector('#tx-table th[aria-sort=descending]') !== null", "sorted")
+    assert page.evaluate("() => document.activeElement.dataset.sort") == "0"
+    page.keyboard.press(" ")
+    poll(page, "() => document.querySelector('#tx-table th[aria-sort=ascending]') !== null", "re-sorted")
     assert page.js_errors == []
 
 

@@ -138,7 +138,10 @@ async function render() {
   } catch (err) { showError(ui.error, err); }
 }
 
+let runSeq = 0; // only the latest analysis request may draw: an older response arriving late is dropped
+
 async function run() {
+  const mine = ++runSeq;
   showError(ui.error, null);
   const kind = modelKind(), body = {
     text: ui.text.value, model: ui.model.value, hide_special: st.hide, merge_words: st.merge, layer: Number(st.layer) || 0,
@@ -152,13 +155,14 @@ async function run() {
       if (err.status !== 400 || (!body.kind && body.layer === 0)) throw err;
       delete body.kind; body.layer = 0; next = await analyze(body); // the URL's kind/layer does not fit this model
     }
+    if (mine !== runSeq) return; // the user asked for another text meanwhile
     const heads = A ? A.block(st.kind)?.heads : null;
     A = next;
     if (heads !== A.block(A.kinds()[0]).heads) selected = new Set();
     clampSelection(); syncControls(); summary(); setBusy(false);
     await render();
   } catch (err) {
-    setBusy(false); showError(ui.error, err);
+    if (mine === runSeq) { setBusy(false); showError(ui.error, err); }
   }
 }
 

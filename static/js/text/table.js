@@ -24,10 +24,18 @@ export function renderTable(box, { analysis, kind, current, onOpen, exportSlot }
       return (a - c) * sortDir;
     });
   }
+  // Each header holds a button (the sortable-table pattern): Tab reaches it, Enter/Space sorts, and focus
+  // stays on the same header after the table is redrawn.
   const th = (key, text, title) => el("th", {
     scope: "col", title, "aria-sort": sortKey === key ? (sortDir > 0 ? "ascending" : "descending") : "none",
-    onclick: () => { sortDir = sortKey === key ? -sortDir : key === "head" ? 1 : -1; sortKey = key; renderTable(box, { analysis, kind, current, onOpen, exportSlot }); },
-  }, text, sortKey === key ? (sortDir > 0 ? " ▲" : " ▼") : "");
+  }, el("button", {
+    type: "button", class: "th-sort", dataset: { sort: String(key) },
+    onclick: () => {
+      sortDir = sortKey === key ? -sortDir : key === "head" ? 1 : -1; sortKey = key;
+      renderTable(box, { analysis, kind, current, onOpen, exportSlot });
+      box.querySelector(`button.th-sort[data-sort="${String(key)}"]`)?.focus();
+    },
+  }, text, sortKey === key ? (sortDir > 0 ? " ▲" : " ▼") : ""));
   const head = el("tr", {}, th("head", "head", "layer · head"), names.map((n, k) => th(k, SHORT[n] || n, labels[k])));
   const body = rows.map((r) => el("tr", {
     class: current && current.layer === r.layer && String(current.head) === String(r.head) ? "selected" : "",
