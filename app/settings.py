@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     text_inline_kb: int = 512  # full maps go inline in the first response up to this many float32 bytes
     text_thumb_size: int = 64  # model-view thumbnails are max-pooled to at most this many cells a side
 
+    # --- dynamic batching of single-image vision forwards (app/batching.py): auto = on for CUDA, off on CPU
+    batching: Literal["auto", "on", "off"] = "auto"
+    batch_max_size: int = Field(16, ge=1)  # images in one batched forward at most
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000)  # how long a lone request waits for company
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from app.batching import analyze_batched, vision_batcher
 from app.images import ImageError, content_hash
 from app.services.images import decode_bounded, sample_bytes, sample_hashes
 from app.services.views import cached_json, cached_view, compute_view  # noqa: F401 (re-exported)
@@ -110,16 +111,20 @@ async def analyze(
             image = await state.cpu.run(
                 _decode_and_cache, state, data, image_hash, key=f"decode:{image_hash}"
             )
-        analysis, forward_ms = await state.queue.run(
-            _forward_and_cache,
-            state,
-            vm,
-            image,
-            resolution,
-            aid,
-            key=f"vision:{aid}",
-            cost=3 * image.width * image.height,
-        )
+        batcher = vision_batcher(state)  # dynamic batching (app/batching.py): same queue budget
+        if batcher is not None:
+            analysis, forward_ms = await analyze_batched(state, batcher, vm, image, resolution, aid)
+        else:
+            analysis, forward_ms = await state.queue.run(
+                _forward_and_cache,
+                state,
+                vm,
+                image,
+                resolution,
+                aid,
+                key=f"vision:{aid}",
+                cost=3 * image.width * image.height,
+            )
         cached = forward_ms == 0.0
     if head_fusion == "mean" and discard_ratio == 0.0:
         roll = analysis.rollout

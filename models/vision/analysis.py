@@ -11,6 +11,7 @@ L * N^2 * 4 (the rollout factors) + the model's own activations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +46,22 @@ class VisionModel:
             )
         return res
 
-    def prepare(self, image: Image.Image, resolution: int | None = None) -> tuple[torch.Tensor, Image.Image]:
-        """RGB PIL image -> (input tensor (1, 3, R, R) on device, the R x R RGB image the model sees)."""
+    def preprocess(
+        self, image: Image.Image, resolution: int | None = None
+    ) -> tuple[torch.Tensor, Image.Image]:
+        """RGB PIL image -> (input (1, 3, R, R) float32 on the CPU, the R x R RGB image the model sees).
+
+        CPU only, so a server can run it in its CPU pool and send whole batches to the device at once."""
         res = self.check_resolution(resolution)
         shown = center_crop_resize(image.convert("RGB"), res, self.info.crop_pct, self.info.interpolation)
         arr = np.asarray(shown, dtype=np.float32) / 255.0  # (R, R, 3)
         arr = (arr - np.asarray(self.info.mean, np.float32)) / np.asarray(self.info.std, np.float32)
         x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)  # (1, 3, R, R)
+        return x, shown
+
+    def prepare(self, image: Image.Image, resolution: int | None = None) -> tuple[torch.Tensor, Image.Image]:
+        """RGB PIL image -> (input tensor (1, 3, R, R) on device, the R x R RGB image the model sees)."""
+        x, shown = self.preprocess(image, resolution)
         return x.to(self.device, self.dtype), shown
 
 
@@ -149,42 +159,80 @@ def analyze_image(
     discard_ratio: float = 0.0,
 ) -> VisionAnalysis:
     """One forward pass with attention capture; see the module docstring."""
-    x, shown = vm.prepare(image, resolution)
+    return analyze_images(vm, [image], resolution, head_fusion, discard_ratio)[0]
+
+
+def analyze_images(
+    vm: VisionModel,
+    images: Sequence[Image.Image],
+    resolution: int | None = None,
+    head_fusion: HeadFusion = "mean",
+    discard_ratio: float = 0.0,
+) -> list[VisionAnalysis]:
+    """:func:`analyze_image` for several images in one batched forward pass: one result per image, each
+    the same structure as :func:`analyze_image`'s (batch-invariant kernels give the same numbers)."""
+    prepared = [vm.preprocess(image, resolution) for image in images]
+    return analyze_batch(vm, torch.cat([x for x, _ in prepared]), [shown for _, shown in prepared])
+
+
+def analyze_batch(
+    vm: VisionModel,
+    x: torch.Tensor,
+    shown: Sequence[Image.Image],
+    head_fusion: HeadFusion = "mean",
+    discard_ratio: float = 0.0,
+) -> list[VisionAnalysis]:
+    """Preprocessed inputs ``x`` (B, 3, R, R) (from :meth:`VisionModel.preprocess`, any device and dtype) and
+    the B images they show -> B analyses, from one forward pass with attention capture."""
+    if x.ndim != 4 or x.shape[0] != len(shown) or x.shape[0] == 0:
+        raise ValueError(f"expected (B, 3, R, R) inputs for {len(shown)} images, got {tuple(x.shape)}")
+    x = x.to(vm.device, vm.dtype)
+    batch = x.shape[0]
     info = vm.info
     num_layers = len(find_attention_modules(vm.model))
-    kept: dict[str, torch.Tensor] = {}
-    cls_maps: list[torch.Tensor | None] = [None] * num_layers  # L x (H, P)
-    residuals: list[torch.Tensor | None] = [None] * num_layers  # L x (N, N), Ã_l of the rollout
+    kept: list[torch.Tensor] = []  # B x (L, H, N, N) float16 on CPU
+    cls_maps: list[list[torch.Tensor]] = [[] for _ in range(batch)]  # B x L x (H, P)
+    residuals: list[list[torch.Tensor]] = [[] for _ in range(batch)]  # B x L x (N, N), Ã_l of the rollout
+    seen: list[int] = []
 
     def keep(block: int, probs: torch.Tensor) -> None:
-        """Reduce each block's (1, H, N, N) probabilities as it runs: the float16 CPU copy the views are
+        """Reduce each block's (B, H, N, N) probabilities as it runs: the float16 CPU copy the views are
         served from, its CLS row, and its rollout factor; the float32 maps are never all held at once."""
-        m = probs[0]  # (H, N, N) float32 (or the model's dtype) on the model's device
-        if "attn" not in kept:
-            kept["attn"] = torch.empty((num_layers, *m.shape), dtype=torch.float16)  # (L, H, N, N)
-        kept["attn"][block].copy_(m)
-        cls_maps[block] = cls_to_patch(m, info.num_prefix_tokens, info.has_cls_token)  # (H, P)
-        residuals[block] = residual_layer(m, head_fusion, discard_ratio, info.num_prefix_tokens)  # (N, N)
+        # one device-to-host copy per block (on the CPU this is the map itself, converted in copy_ below)
+        host = probs if probs.device.type == "cpu" else probs.to("cpu", torch.float16)  # (B, H, N, N)
+        if not kept:
+            kept.extend(
+                torch.empty((num_layers, *probs.shape[1:]), dtype=torch.float16) for _ in range(batch)
+            )  # B x (L, H, N, N)
+        cls = cls_to_patch(probs, info.num_prefix_tokens, info.has_cls_token)  # (B, H, P)
+        for b in range(batch):
+            kept[b][block].copy_(host[b])
+            cls_maps[b].append(cls[b])
+            residuals[b].append(residual_layer(probs[b], head_fusion, discard_ratio, info.num_prefix_tokens))
+        seen.append(block)
 
     with torch.inference_mode():
         with capture_attention(vm.model, reduce=keep):
             feats = vm.model.forward_features(x)
         logits = vm.model.forward_head(feats) if info.num_classes > 0 else None
-        if "attn" not in kept or any(r is None for r in residuals):
+        if set(seen) != set(range(num_layers)):
             raise CaptureError("the forward pass recorded no attention probabilities for some blocks")
-        cls_map = torch.stack(cls_maps)  # (L, H, P)
-        roll = rollout_from_residuals(residuals, info.num_prefix_tokens, info.has_cls_token)  # (P,)
-        attn_cpu = kept["attn"]
+        rolls = [
+            rollout_from_residuals(r, info.num_prefix_tokens, info.has_cls_token) for r in residuals
+        ]  # B x (P,)
     rows, cols = info.grid(x.shape[-2], x.shape[-1])
-    return VisionAnalysis(
-        model_id=info.id,
-        resolution=int(x.shape[-1]),
-        grid=(rows, cols),
-        num_prefix_tokens=info.num_prefix_tokens,
-        attentions=attn_cpu,
-        cls_attention=cls_map.float().cpu().numpy(),
-        rollout=roll.float().cpu().numpy(),
-        predictions=top_predictions(vm.model, logits) if logits is not None else None,
-        image=shown,
-        has_cls=info.has_cls_token,
-    )
+    return [
+        VisionAnalysis(
+            model_id=info.id,
+            resolution=int(x.shape[-1]),
+            grid=(rows, cols),
+            num_prefix_tokens=info.num_prefix_tokens,
+            attentions=kept[b],
+            cls_attention=torch.stack(cls_maps[b]).float().cpu().numpy(),  # (L, H, P)
+            rollout=rolls[b].float().cpu().numpy(),
+            predictions=top_predictions(vm.model, logits[b : b + 1]) if logits is not None else None,
+            image=shown[b],
+            has_cls=info.has_cls_token,
+        )
+        for b in range(batch)
+    ]
