@@ -6,7 +6,9 @@ Budgets (README "Resource model"):
   ``state.decode_slots``; an analysis that is cached already needs no decode at all;
 - the forward pass runs in the compute queue (``state.queue``) with ``key`` = the analysis id, so identical
   in-flight requests (same image + model + resolution) share one forward, and ``cost`` = the bytes of the
-  decoded image it holds while waiting;
+  decoded image it holds while waiting; with batching on (``settings.batching``, app/batching.py) the image is
+  preprocessed in the CPU pool and concurrent forwards of one (model, resolution) run as one batch, each
+  request still admitted, merged and costed in the queue on its own;
 - derived views (rollout with options, patch queries, the analysis image) run in the CPU pool and are cached
   in ``state.views`` per (analysis id, options); identical in-flight views are merged by their key.
 

@@ -1,4 +1,4 @@
-"""Run a ViT-family model on one image and keep everything the vision views need.
+"""Run a ViT-family model on one image (or a batch of them) and keep everything the vision views need.
 
 Pipeline: preprocess as the model's pretrained config says (resize the short side to R / crop_pct,
 centre-crop R x R, ImageNet-style mean/std) -> forward under ``torch.inference_mode()`` with
@@ -6,13 +6,18 @@ centre-crop R x R, ImageNet-style mean/std) -> forward under ``torch.inference_m
 runs (a float16 CPU copy for the views, the CLS-to-patch row, the block's rollout factor Ã), so the float32
 maps of all layers never exist at once -> (L, H, N, N) float16 cache, CLS maps, rollout, top-5 predictions
 when the model has a classifier head. Peak extra memory of one forward: L * H * N^2 * 2 (the cache) +
-L * N^2 * 4 (the rollout factors) + the model's own activations.
+L * N^2 * 4 (the rollout factors) + the model's own activations, per image.
+
+:func:`analyze_images` / :func:`analyze_batch` run B images as one (B, 3, R, R) forward (the server's dynamic
+batching, app/batching.py) and split the result per image; :func:`analyze_image` is the batch of one. On a
+GPU each block's (B, H, N, N) map crosses to the host in one copy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -140,15 +145,23 @@ def top_predictions(model: nn.Module, logits: torch.Tensor, k: int = 5) -> list[
 
 def _class_names(model: nn.Module, num_classes: int):
     try:
-        from timm.data import ImageNetInfo, infer_imagenet_subset
+        from timm.data import infer_imagenet_subset
 
         subset = infer_imagenet_subset(model)
         if subset:
-            info = ImageNetInfo(subset)
+            info = _imagenet_info(subset)
             return lambda i: info.index_to_description(i)
     except Exception:  # noqa: BLE001 - names are a nicety; fall back to indices
         pass
     return lambda i: f"class {i}"
+
+
+@lru_cache(maxsize=4)
+def _imagenet_info(subset: str):
+    """timm's ImageNet class metadata, read once per subset (reading it costs tens of ms, per image before)."""
+    from timm.data import ImageNetInfo
+
+    return ImageNetInfo(subset)
 
 
 def analyze_image(
@@ -190,10 +203,14 @@ def analyze_batch(
     batch = x.shape[0]
     info = vm.info
     num_layers = len(find_attention_modules(vm.model))
+    p0 = info.num_prefix_tokens
     kept: list[torch.Tensor] = []  # B x (L, H, N, N) float16 on CPU
-    cls_maps: list[list[torch.Tensor]] = [[] for _ in range(batch)]  # B x L x (H, P)
-    residuals: list[list[torch.Tensor]] = [[] for _ in range(batch)]  # B x L x (N, N), Ã_l of the rollout
+    cls_maps: list[torch.Tensor | None] = [None] * num_layers  # L x (B, H, P)
+    residuals: list[torch.Tensor | None] = [None] * num_layers  # L x (B, N, N), Ã_l of the rollout
     seen: list[int] = []
+
+    def residual(m: torch.Tensor) -> torch.Tensor:
+        return residual_layer(m, head_fusion, discard_ratio, p0)  # (H, N, N) -> (N, N)
 
     def keep(block: int, probs: torch.Tensor) -> None:
         """Reduce each block's (B, H, N, N) probabilities as it runs: the float16 CPU copy the views are
@@ -204,11 +221,14 @@ def analyze_batch(
             kept.extend(
                 torch.empty((num_layers, *probs.shape[1:]), dtype=torch.float16) for _ in range(batch)
             )  # B x (L, H, N, N)
-        cls = cls_to_patch(probs, info.num_prefix_tokens, info.has_cls_token)  # (B, H, P)
         for b in range(batch):
             kept[b][block].copy_(host[b])
-            cls_maps[b].append(cls[b])
-            residuals[b].append(residual_layer(probs[b], head_fusion, discard_ratio, info.num_prefix_tokens))
+        cls_maps[block] = cls_to_patch(probs, p0, info.has_cls_token)  # (B, H, P)
+        # one batched op per step for the whole batch (vmap); discards need a top-k per map, so a loop
+        if discard_ratio == 0.0:
+            residuals[block] = torch.vmap(residual)(probs)  # (B, N, N)
+        else:
+            residuals[block] = torch.stack([residual(m) for m in probs])  # (B, N, N)
         seen.append(block)
 
     with torch.inference_mode():
@@ -217,19 +237,19 @@ def analyze_batch(
         logits = vm.model.forward_head(feats) if info.num_classes > 0 else None
         if set(seen) != set(range(num_layers)):
             raise CaptureError("the forward pass recorded no attention probabilities for some blocks")
-        rolls = [
-            rollout_from_residuals(r, info.num_prefix_tokens, info.has_cls_token) for r in residuals
-        ]  # B x (P,)
+        rolls = torch.vmap(lambda rs: rollout_from_residuals(rs, p0, info.has_cls_token))(residuals)  # (B, P)
+        cls_all = torch.stack(cls_maps, dim=1).float().cpu().numpy()  # (B, L, H, P)
+        rolls = rolls.float().cpu().numpy()
     rows, cols = info.grid(x.shape[-2], x.shape[-1])
     return [
         VisionAnalysis(
             model_id=info.id,
             resolution=int(x.shape[-1]),
             grid=(rows, cols),
-            num_prefix_tokens=info.num_prefix_tokens,
+            num_prefix_tokens=p0,
             attentions=kept[b],
-            cls_attention=torch.stack(cls_maps[b]).float().cpu().numpy(),  # (L, H, P)
-            rollout=rolls[b].float().cpu().numpy(),
+            cls_attention=cls_all[b].copy(),  # (L, H, P), its own memory (a view would keep the batch's)
+            rollout=rolls[b].copy(),  # (P,)
             predictions=top_predictions(vm.model, logits[b : b + 1]) if logits is not None else None,
             image=shown[b],
             has_cls=info.has_cls_token,
