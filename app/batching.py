@@ -73,6 +73,11 @@ class _Item(Generic[P, R]):
     done: threading.Event = field(default_factory=threading.Event)
 
 
+def _live(item: _Item) -> bool:
+    """Waiting for a batch and not cancelled."""
+    return item.state == "waiting" and not (item.future is not None and item.future.cancelled())
+
+
 class MicroBatcher(Generic[P, R]):
     """Batch concurrent requests of the same group through a :class:`BoundedExecutor`.
 
@@ -99,14 +104,15 @@ class MicroBatcher(Generic[P, R]):
 
     @property
     def waiting(self) -> int:
-        """Requests admitted and not yet taken into a batch."""
+        """Requests admitted, not cancelled, and not yet taken into a batch."""
         with self._cond:
-            return sum(len(g) for g in self._groups.values())
+            return sum(_live(it) for g in self._groups.values() for it in g)
 
     def submit(self, group: Hashable, payload: P, *, key: str | None = None, cost: int = 0) -> Future:
         """Admit one request (or raise :class:`app.compute.Busy`); its future gives its own result."""
         item: _Item[P, R] = _Item(group, payload, time.monotonic())
         with self._cond:
+            self._purge()
             future = self.queue.submit(self._serve, item, key=key, cost=cost)
             if getattr(future, "batch_item", None) is not None:
                 return future  # merged with an identical in-flight request: no new item
@@ -114,7 +120,6 @@ class MicroBatcher(Generic[P, R]):
             item.future = future
             self._groups.setdefault(group, deque()).append(item)
             self._cond.notify_all()
-        future.add_done_callback(lambda f: self._forget_if_cancelled(item, f))
         return future
 
     async def run(self, group: Hashable, payload: P, *, key: str | None = None, cost: int = 0) -> R:
@@ -123,37 +128,33 @@ class MicroBatcher(Generic[P, R]):
         future = self.submit(group, payload, key=key, cost=cost)
         return await asyncio.shield(asyncio.wrap_future(future))
 
-    def _forget_if_cancelled(self, item: _Item[P, R], future: Future) -> None:
-        if not future.cancelled():
-            return
-        with self._cond:
-            group = self._groups.get(item.group)
-            if item.state == "waiting" and group is not None and item in group:
-                group.remove(item)
-                if not group:
-                    del self._groups[item.group]
+    def _purge(self) -> None:
+        """Under the lock: drop cancelled items. (Not from a done callback: ThreadPoolExecutor.shutdown
+        cancels futures while holding its own lock, and a callback taking ours could deadlock a submit.)"""
+        for name in list(self._groups):
+            live = deque(it for it in self._groups[name] if _live(it))
+            if live:
+                self._groups[name] = live
+            else:
+                del self._groups[name]
 
     def _take(self, item: _Item[P, R]) -> list[_Item[P, R]]:
         """Under the lock: wait for the window, then take ``item`` and the oldest waiting items of its group."""
         deadline = item.arrived + self.wait_s
         while True:
+            self._purge()
             group = self._groups.get(item.group, deque())
-            live = sum(1 for it in group if not (it.future is not None and it.future.cancelled()))
             remaining = deadline - time.monotonic()
-            if live >= self.max_size or remaining <= 0:
+            if len(group) >= self.max_size or remaining <= 0:
                 break
             self._cond.wait(remaining)
-        batch = [item]
-        for it in list(group):
-            if len(batch) >= self.max_size:
-                break
-            if it is not item and not (it.future is not None and it.future.cancelled()):
-                batch.append(it)
+        batch = [item, *[it for it in group if it is not item][: self.max_size - 1]]
         for it in batch:
             it.state = "running"
-            if it in group:
-                group.remove(it)
-        if not group:
+        rest = deque(it for it in group if it.state == "waiting")
+        if rest:
+            self._groups[item.group] = rest
+        else:
             self._groups.pop(item.group, None)
         return batch
 

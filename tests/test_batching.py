@@ -245,3 +245,41 @@ def test_a_full_batch_starts_without_waiting_out_the_window() -> None:
     assert [f.result(timeout=30) for f in futures] == [1, 2, 3]  # a 60 s window would time this out
     assert batcher.batch_sizes == [3]
     queue.shutdown()
+
+
+def test_many_threads_submitting_and_cancelling_lose_nothing() -> None:
+    """4 threads x 50 requests, every 7th cancelled if still waiting: each other one gets its own result,
+    each is computed once, no batch mixes groups or exceeds the cap, and nothing hangs."""
+    queue = ComputeQueue(1000)
+    seen: list[tuple[str, int]] = []
+
+    def run_batch(group, payloads):
+        seen.extend((group, p) for p in payloads)
+        return [(group, p * 2) for p in payloads]
+
+    batcher = MicroBatcher(queue, run_batch, 5, wait_ms=1)
+    futures: dict[tuple[str, int], object] = {}
+    lock = threading.Lock()
+
+    def client(t: int) -> None:
+        for i in range(50):
+            p, group = t * 1000 + i, f"g{i % 3}"
+            f = batcher.submit(group, p)
+            if i % 7 == 0:
+                f.cancel()
+            with lock:
+                futures[(group, p)] = f
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for (group, p), f in futures.items():
+        if f.cancelled():
+            assert (group, p) not in seen
+        else:
+            assert f.result(timeout=60) == (group, p * 2)
+    assert len(seen) == len(set(seen)) == sum(batcher.batch_sizes)
+    assert max(batcher.batch_sizes) <= 5 and batcher.waiting == 0
+    queue.shutdown()
