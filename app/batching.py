@@ -100,7 +100,8 @@ class MicroBatcher(Generic[P, R]):
         self.wait_s = wait_ms / 1000.0
         self._cond = threading.Condition()
         self._groups: dict[Hashable, deque[_Item[P, R]]] = {}
-        self.batch_sizes: list[int] = []  # one entry per batched forward (for health, tests and benchmarks)
+        self.batch_sizes: deque[int] = deque(maxlen=4096)  # the latest batches' sizes (tests, benchmarks)
+        self.batches = 0  # batched forwards run
 
     @property
     def waiting(self) -> int:
@@ -175,6 +176,7 @@ class MicroBatcher(Generic[P, R]):
                     it.result = result
             with self._cond:
                 self.batch_sizes.append(len(batch))
+                self.batches += 1
                 for it in batch:
                     it.state = "done"
                     it.done.set()

@@ -125,7 +125,7 @@ def test_concurrent_analyses_run_as_batches_with_merged_keys(tmp_path) -> None:
             return await asyncio.gather(*tasks)
 
         done = asyncio.run(main())
-        assert batcher.batch_sizes == [4, 2]  # six distinct images, at most four per forward
+        assert list(batcher.batch_sizes) == [4, 2]  # six distinct images, at most four per forward
         assert done[0].analysis_id == done[-1].analysis_id and done[0].analysis is done[-1].analysis
         for image, d in zip(images, done, strict=False):
             assert d.forward_ms > 0 and not d.cached
@@ -154,7 +154,7 @@ def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
             return await asyncio.gather(*tasks)
 
         assert len(asyncio.run(main())) == 2
-        assert state.vision_batcher.batch_sizes == [2]
+        assert list(state.vision_batcher.batch_sizes) == [2]
     finally:
         gate.set()
         state.shutdown()
@@ -174,7 +174,7 @@ def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
         assert r.status_code == 200 and not r.json()["cached"]
         aid = r.json()["analysis_id"]
         assert client.get(f"/api/vision/analysis/{aid}/attention?layer=0&query=0").status_code == 200
-        assert state.vision_batcher.batch_sizes == [1]
+        assert list(state.vision_batcher.batch_sizes) == [1]
 
 
 def test_a_cancelled_request_leaves_its_batch_and_the_others_still_finish(tmp_path) -> None:
@@ -193,7 +193,7 @@ def test_a_cancelled_request_leaves_its_batch_and_the_others_still_finish(tmp_pa
         results = [futures[0].result(timeout=30), futures[2].result(timeout=30)]
         with pytest.raises(CancelledError):
             futures[1].result()
-        assert batcher.batch_sizes == [2]
+        assert list(batcher.batch_sizes) == [2]
         assert state.analyses.get("a1") is None  # never computed
         assert state.analyses.get("a0") is results[0][0] and state.analyses.get("a2") is results[1][0]
 
@@ -243,7 +243,7 @@ def test_a_full_batch_starts_without_waiting_out_the_window() -> None:
     futures = [batcher.submit("g", p) for p in range(3)]
     gate.set()
     assert [f.result(timeout=30) for f in futures] == [1, 2, 3]  # a 60 s window would time this out
-    assert batcher.batch_sizes == [3]
+    assert list(batcher.batch_sizes) == [3]
     queue.shutdown()
 
 
