@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{'  measured':<22} fused {r['fused_ms']:.2f} ms, capture {r['capture_ms']:.2f} ms; "
             f"{args.clients} clients: {r['rps_off']:.1f} req/s unbatched, {r['rps_on']:.1f} req/s batched "
-            f"(mean batch {r['mean_batch']:.1f}); fused {r['fused_img_s']:.0f} img/s, MAD {r['mad_img_s']:.0f} img/s"
+            f"(mean batch {r['mean_batch']:.1f}); fused {r['fused_img_s']:.3g} img/s, MAD {r['mad_img_s']:.3g} img/s"
         )
     if report.failures:
         print(f"GPU BENCH: {len(report.failures)} correctness failure(s):")
