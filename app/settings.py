@@ -230,6 +230,11 @@ class Settings(BaseSettings):
     dataset_task_retries: int = Field(3, ge=0)  # Ray re-runs a dataset batch whose worker died
     shared_cache_mb: int = Field(1024, ge=1)  # the object-store index of analyses (ingress_replicas > 1)
 
+    # --- dynamic batching of single-image vision forwards (app/batching.py): auto = on for CUDA, off on CPU
+    batching: Literal["auto", "on", "off"] = "auto"
+    batch_max_size: int = Field(16, ge=1)  # images in one batched forward at most
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000)  # how long a lone request waits for company
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)

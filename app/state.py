@@ -32,6 +32,7 @@ from models.vision.analysis import VisionAnalysis, VisionModel, load_vision_mode
 from models.vision.distance import Cancelled
 
 if TYPE_CHECKING:
+    from app.batching import MicroBatcher
     from models.text.analysis import TextAnalysis, TextModel
 
 MB = 1024 * 1024
@@ -85,6 +86,7 @@ class AppState:
     vision_lock: threading.Lock = field(default_factory=threading.Lock)
     text_models: dict[str, TextModel] = field(default_factory=dict)
     text_lock: threading.Lock = field(default_factory=threading.Lock)
+    vision_batcher: MicroBatcher | None = None  # app/batching.py, created on first use when batching is on
 
     @classmethod
     def create(cls, settings: Settings) -> AppState:

@@ -2,7 +2,8 @@
 
 - DINOv2 capture on the device (float32) equals the CPU capture (max abs diff on attention probabilities);
 - bfloat16/float16 capture runs and stays close to float32;
-- the app answers /api/vision/analyze and /api/text/analyze with ATLAS_DEVICE set to the device;
+- the app answers /api/vision/analyze and /api/text/analyze with ATLAS_DEVICE set to the device, through
+  the batched vision path on CUDA (settings.batching "auto");
 - dataset mean attention distance on the device equals the CPU result.
 
     python bench/gpu_smoke.py [--device cuda]
@@ -65,9 +66,8 @@ def main() -> int:
     from app.main import create_app
     from app.settings import Settings
 
-    with TestClient(
-        create_app(Settings(device=args.device, cache_dir=Path(args.cache_dir))), base_url="http://localhost"
-    ) as client:
+    app = create_app(Settings(device=args.device, cache_dir=Path(args.cache_dir)))
+    with TestClient(app, base_url="http://localhost") as client:
         health = client.get("/api/health").json()
         v = client.post("/api/vision/analyze", data={"sample": "chelsea"})
         t = client.post("/api/text/analyze", json={"text": "The quick brown fox jumps over the lazy dog."})
@@ -80,6 +80,9 @@ def main() -> int:
         )
         ok &= v.status_code == t.status_code == s.status_code == 200
         ok &= health["device"].split(":")[0] == args.device.split(":")[0]  # no silent fallback to the CPU
+        batcher = app.state.atlas.vision_batcher  # batching "auto": on for CUDA, off on the CPU
+        print(f"batching: {'on, batch sizes ' + str(list(batcher.batch_sizes)) if batcher else 'off'}")
+        ok &= (batcher is not None) == (args.device.split(":")[0] == "cuda")
     print("GPU SMOKE", "OK" if ok else "FAILED")
     return 0 if ok else 1
 

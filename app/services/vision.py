@@ -6,7 +6,9 @@ Budgets (README "Resource model"):
   ``state.decode_slots``; an analysis that is cached already needs no decode at all;
 - the forward pass runs in the compute queue (``state.queue``) with ``key`` = the analysis id, so identical
   in-flight requests (same image + model + resolution) share one forward, and ``cost`` = the bytes of the
-  decoded image it holds while waiting;
+  decoded image it holds while waiting; with batching on (``settings.batching``, app/batching.py) the image is
+  preprocessed in the CPU pool and concurrent forwards of one (model, resolution) run as one batch, each
+  request still admitted, merged and costed in the queue on its own;
 - derived views (rollout with options, patch queries, the analysis image) run in the CPU pool and are cached
   in ``state.views`` per (analysis id, options); identical in-flight views are merged by their key.
 
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from app.batching import analyze_batched, vision_batcher
 from app.images import ImageError, content_hash
 from app.services.backend import remote_models
 from app.services.images import decode_bounded, sample_bytes, sample_hashes
@@ -112,9 +115,12 @@ async def analyze(
                 _decode_and_cache, state, data, image_hash, key=f"decode:{image_hash}"
             )
         remote = remote_models(state)
+        batcher = vision_batcher(state) if remote is None else None  # app/batching.py: same queue budget
         if remote is not None:  # ray backend: the forward runs in a VisionModels replica
             analysis, forward_ms = await remote.vision_forward(vm.info.id, image, resolution, f"vision:{aid}")
             state.analyses.put(aid, analysis)
+        elif batcher is not None:
+            analysis, forward_ms = await analyze_batched(state, batcher, vm, image, resolution, aid)
         else:
             analysis, forward_ms = await state.queue.run(
                 _forward_and_cache,

@@ -1,4 +1,4 @@
-"""Run a ViT-family model on one image and keep everything the vision views need.
+"""Run a ViT-family model on one image (or a batch of them) and keep everything the vision views need.
 
 Pipeline: preprocess as the model's pretrained config says (resize the short side to R / crop_pct,
 centre-crop R x R, ImageNet-style mean/std) -> forward under ``torch.inference_mode()`` with
@@ -6,12 +6,18 @@ centre-crop R x R, ImageNet-style mean/std) -> forward under ``torch.inference_m
 runs (a float16 CPU copy for the views, the CLS-to-patch row, the block's rollout factor Ã), so the float32
 maps of all layers never exist at once -> (L, H, N, N) float16 cache, CLS maps, rollout, top-5 predictions
 when the model has a classifier head. Peak extra memory of one forward: L * H * N^2 * 2 (the cache) +
-L * N^2 * 4 (the rollout factors) + the model's own activations.
+L * N^2 * 4 (the rollout factors) + the model's own activations, per image.
+
+:func:`analyze_images` / :func:`analyze_batch` run B images as one (B, 3, R, R) forward (the server's dynamic
+batching, app/batching.py) and split the result per image; :func:`analyze_image` is the batch of one. On a
+GPU each block's (B, H, N, N) map crosses to the host in one copy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +51,22 @@ class VisionModel:
             )
         return res
 
-    def prepare(self, image: Image.Image, resolution: int | None = None) -> tuple[torch.Tensor, Image.Image]:
-        """RGB PIL image -> (input tensor (1, 3, R, R) on device, the R x R RGB image the model sees)."""
+    def preprocess(
+        self, image: Image.Image, resolution: int | None = None
+    ) -> tuple[torch.Tensor, Image.Image]:
+        """RGB PIL image -> (input (1, 3, R, R) float32 on the CPU, the R x R RGB image the model sees).
+
+        CPU only, so a server can run it in its CPU pool and send whole batches to the device at once."""
         res = self.check_resolution(resolution)
         shown = center_crop_resize(image.convert("RGB"), res, self.info.crop_pct, self.info.interpolation)
         arr = np.asarray(shown, dtype=np.float32) / 255.0  # (R, R, 3)
         arr = (arr - np.asarray(self.info.mean, np.float32)) / np.asarray(self.info.std, np.float32)
         x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)  # (1, 3, R, R)
+        return x, shown
+
+    def prepare(self, image: Image.Image, resolution: int | None = None) -> tuple[torch.Tensor, Image.Image]:
+        """RGB PIL image -> (input tensor (1, 3, R, R) on device, the R x R RGB image the model sees)."""
+        x, shown = self.preprocess(image, resolution)
         return x.to(self.device, self.dtype), shown
 
 
@@ -130,15 +145,23 @@ def top_predictions(model: nn.Module, logits: torch.Tensor, k: int = 5) -> list[
 
 def _class_names(model: nn.Module, num_classes: int):
     try:
-        from timm.data import ImageNetInfo, infer_imagenet_subset
+        from timm.data import infer_imagenet_subset
 
         subset = infer_imagenet_subset(model)
         if subset:
-            info = ImageNetInfo(subset)
+            info = _imagenet_info(subset)
             return lambda i: info.index_to_description(i)
     except Exception:  # noqa: BLE001 - names are a nicety; fall back to indices
         pass
     return lambda i: f"class {i}"
+
+
+@lru_cache(maxsize=4)
+def _imagenet_info(subset: str):
+    """timm's ImageNet class metadata, read once per subset (reading it costs tens of ms, per image before)."""
+    from timm.data import ImageNetInfo
+
+    return ImageNetInfo(subset)
 
 
 def analyze_image(
@@ -149,42 +172,87 @@ def analyze_image(
     discard_ratio: float = 0.0,
 ) -> VisionAnalysis:
     """One forward pass with attention capture; see the module docstring."""
-    x, shown = vm.prepare(image, resolution)
+    return analyze_images(vm, [image], resolution, head_fusion, discard_ratio)[0]
+
+
+def analyze_images(
+    vm: VisionModel,
+    images: Sequence[Image.Image],
+    resolution: int | None = None,
+    head_fusion: HeadFusion = "mean",
+    discard_ratio: float = 0.0,
+) -> list[VisionAnalysis]:
+    """:func:`analyze_image` for several images in one batched forward pass: one result per image, each
+    the same structure as :func:`analyze_image`'s (batch-invariant kernels give the same numbers)."""
+    prepared = [vm.preprocess(image, resolution) for image in images]
+    return analyze_batch(vm, torch.cat([x for x, _ in prepared]), [shown for _, shown in prepared])
+
+
+def analyze_batch(
+    vm: VisionModel,
+    x: torch.Tensor,
+    shown: Sequence[Image.Image],
+    head_fusion: HeadFusion = "mean",
+    discard_ratio: float = 0.0,
+) -> list[VisionAnalysis]:
+    """Preprocessed inputs ``x`` (B, 3, R, R) (from :meth:`VisionModel.preprocess`, any device and dtype) and
+    the B images they show -> B analyses, from one forward pass with attention capture."""
+    if x.ndim != 4 or x.shape[0] != len(shown) or x.shape[0] == 0:
+        raise ValueError(f"expected (B, 3, R, R) inputs for {len(shown)} images, got {tuple(x.shape)}")
+    x = x.to(vm.device, vm.dtype)
+    batch = x.shape[0]
     info = vm.info
     num_layers = len(find_attention_modules(vm.model))
-    kept: dict[str, torch.Tensor] = {}
-    cls_maps: list[torch.Tensor | None] = [None] * num_layers  # L x (H, P)
-    residuals: list[torch.Tensor | None] = [None] * num_layers  # L x (N, N), Ã_l of the rollout
+    p0 = info.num_prefix_tokens
+    kept: list[torch.Tensor] = []  # B x (L, H, N, N) float16 on CPU
+    cls_maps: list[torch.Tensor | None] = [None] * num_layers  # L x (B, H, P)
+    residuals: list[torch.Tensor | None] = [None] * num_layers  # L x (B, N, N), Ã_l of the rollout
+    seen: list[int] = []
+
+    def residual(m: torch.Tensor) -> torch.Tensor:
+        return residual_layer(m, head_fusion, discard_ratio, p0)  # (H, N, N) -> (N, N)
 
     def keep(block: int, probs: torch.Tensor) -> None:
-        """Reduce each block's (1, H, N, N) probabilities as it runs: the float16 CPU copy the views are
+        """Reduce each block's (B, H, N, N) probabilities as it runs: the float16 CPU copy the views are
         served from, its CLS row, and its rollout factor; the float32 maps are never all held at once."""
-        m = probs[0]  # (H, N, N) float32 (or the model's dtype) on the model's device
-        if "attn" not in kept:
-            kept["attn"] = torch.empty((num_layers, *m.shape), dtype=torch.float16)  # (L, H, N, N)
-        kept["attn"][block].copy_(m)
-        cls_maps[block] = cls_to_patch(m, info.num_prefix_tokens, info.has_cls_token)  # (H, P)
-        residuals[block] = residual_layer(m, head_fusion, discard_ratio, info.num_prefix_tokens)  # (N, N)
+        # one device-to-host copy per block (on the CPU this is the map itself, converted in copy_ below)
+        host = probs if probs.device.type == "cpu" else probs.to("cpu", torch.float16)  # (B, H, N, N)
+        if not kept:
+            kept.extend(
+                torch.empty((num_layers, *probs.shape[1:]), dtype=torch.float16) for _ in range(batch)
+            )  # B x (L, H, N, N)
+        for b in range(batch):
+            kept[b][block].copy_(host[b])
+        cls_maps[block] = cls_to_patch(probs, p0, info.has_cls_token)  # (B, H, P)
+        # one batched op per step for the whole batch (vmap); discards need a top-k per map, so a loop
+        if discard_ratio == 0.0:
+            residuals[block] = torch.vmap(residual)(probs)  # (B, N, N)
+        else:
+            residuals[block] = torch.stack([residual(m) for m in probs])  # (B, N, N)
+        seen.append(block)
 
     with torch.inference_mode():
         with capture_attention(vm.model, reduce=keep):
             feats = vm.model.forward_features(x)
         logits = vm.model.forward_head(feats) if info.num_classes > 0 else None
-        if "attn" not in kept or any(r is None for r in residuals):
+        if set(seen) != set(range(num_layers)):
             raise CaptureError("the forward pass recorded no attention probabilities for some blocks")
-        cls_map = torch.stack(cls_maps)  # (L, H, P)
-        roll = rollout_from_residuals(residuals, info.num_prefix_tokens, info.has_cls_token)  # (P,)
-        attn_cpu = kept["attn"]
+        rolls = torch.vmap(lambda rs: rollout_from_residuals(rs, p0, info.has_cls_token))(residuals)  # (B, P)
+        cls_all = torch.stack(cls_maps, dim=1).float().cpu().numpy()  # (B, L, H, P)
+        rolls = rolls.float().cpu().numpy()
     rows, cols = info.grid(x.shape[-2], x.shape[-1])
-    return VisionAnalysis(
-        model_id=info.id,
-        resolution=int(x.shape[-1]),
-        grid=(rows, cols),
-        num_prefix_tokens=info.num_prefix_tokens,
-        attentions=attn_cpu,
-        cls_attention=cls_map.float().cpu().numpy(),
-        rollout=roll.float().cpu().numpy(),
-        predictions=top_predictions(vm.model, logits) if logits is not None else None,
-        image=shown,
-        has_cls=info.has_cls_token,
-    )
+    return [
+        VisionAnalysis(
+            model_id=info.id,
+            resolution=int(x.shape[-1]),
+            grid=(rows, cols),
+            num_prefix_tokens=p0,
+            attentions=kept[b],
+            cls_attention=cls_all[b].copy(),  # (L, H, P), its own memory (a view would keep the batch's)
+            rollout=rolls[b].copy(),  # (P,)
+            predictions=top_predictions(vm.model, logits[b : b + 1]) if logits is not None else None,
+            image=shown[b],
+            has_cls=info.has_cls_token,
+        )
+        for b in range(batch)
+    ]
