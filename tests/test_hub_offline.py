@@ -289,16 +289,20 @@ def test_models_list_names_the_hub_entries(client):
         assert models[model_id]["source"] == "hub", model_id
 
 
-def test_a_repo_missing_from_the_offline_cache_is_a_clear_503(client, hub_cache, tmp_path):
+def test_a_repo_missing_from_the_offline_cache_is_a_clear_503(hub_cache, tmp_path):
+    """An allowlisted repo that is neither cached nor reachable: 503 naming the model, not a 500."""
     cache, _ = hub_cache
     settings = hub_settings(tmp_path)
-    settings.text_models.append(
-        TextModelEntry(id="not-cached", kind="encoder", source="hub", name="atlas-test/nope")
-    )
+    settings.vision_models.append(VisionModelEntry(id="not-cached-vit", arch_tag="hf-hub:atlas-test/nope"))
+    settings.text_models.append(TextModelEntry(id="not-cached", kind="encoder", name="atlas-test/nope"))
     settings.preload = False
     with hub_client_env(cache, offline=True), TestClient(create_app(settings)) as c:
-        r = c.post("/api/text/analyze", json={"text": SENTENCE, "model": "not-cached"})
-    assert r.status_code == 503 and "could not be loaded" in r.json()["detail"]
+        t = c.post("/api/text/analyze", json={"text": SENTENCE, "model": "not-cached"})
+        v = c.post("/api/vision/analyze", data={"sample": "coffee", "model": "not-cached-vit"})
+        ok = c.post("/api/vision/analyze", data={"sample": "coffee", "model": "hub-deit"})
+    assert t.status_code == 503 and "'not-cached' could not be loaded" in t.json()["detail"]
+    assert v.status_code == 503 and "'not-cached-vit' could not be loaded" in v.json()["detail"]
+    assert ok.status_code == 200  # the cached ones still load
 
 
 OPERATOR_SCRIPT = """
