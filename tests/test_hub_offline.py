@@ -103,12 +103,12 @@ def hub_cache(repos, tmp_path_factory) -> tuple[Path, list[tuple[str, str, int]]
 
 
 @pytest.fixture(scope="module")
-def client(hub_cache) -> Iterator[TestClient]:
+def client(hub_cache, tmp_path_factory) -> Iterator[TestClient]:
     """Phase 2: no server, HF_HUB_OFFLINE=1, the cache from phase 1; a fresh app."""
     cache, _ = hub_cache
     with (
         hub_client_env(cache, offline=True),
-        TestClient(create_app(hub_settings(cache.parent / "atlas2"))) as c,
+        TestClient(create_app(hub_settings(tmp_path_factory.mktemp("atlas-cache")))) as c,
     ):
         yield c
 
