@@ -21,14 +21,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from PIL import Image
+from ray import serve
 
+from app.batching import batching_enabled
 from app.images import ImageError
 from app.services.errors import ServiceError
 from app.services.text import preload, text_model
 from app.settings import Settings
 from app.state import AppState, InvalidOption, UnknownModel
 from models.text.analysis import TextAnalysis, TextInputError
-from models.vision.analysis import VisionAnalysis, analyze_image
+from models.vision.analysis import VisionAnalysis, analyze_images
 
 T = TypeVar("T")
 
@@ -70,10 +72,20 @@ class ModelReplica:
 
 
 class VisionModels(ModelReplica):
-    """Vision forwards (ViT / DINOv2 attention capture) for the ingress's ``/api/vision/analyze``."""
+    """Vision forwards (ViT / DINOv2 attention capture) for the ingress's ``/api/vision/analyze``.
+
+    With batching on for the replica's device (``settings.batching``: ``auto`` = CUDA only), concurrent
+    single-image forwards are collected by Serve's own ``@serve.batch`` (at most ``batch_max_size`` images,
+    waiting at most ``batch_wait_ms`` for company) and run as one batched forward per (model, resolution),
+    the cluster counterpart of the local :class:`app.batching.MicroBatcher`."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        self.batching = batching_enabled(settings.batching, self.state.device)
+        self.batches: list[int] = []  # sizes of the batched forwards run (tests, bench)
+        if self.batching:
+            self._batched.set_max_batch_size(settings.batch_max_size)
+            self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)
         if settings.preload:
             self.state.vision_model(settings.default_vision_model)
 
@@ -81,13 +93,47 @@ class VisionModels(ModelReplica):
         self, model_id: str, image: Image.Image, resolution: int
     ) -> tuple[VisionAnalysis, float] | Failure:
         """(analysis, forward ms) of one image at ``resolution``."""
-        return await self._run(self._analyze, model_id, image, resolution)
+        if self.batching:
+            return await self._batched(model_id, image, resolution)
+        return (await self._in_thread(self._analyze, [model_id], [image], [resolution]))[0]
 
-    def _analyze(self, model_id: str, image: Image.Image, resolution: int) -> tuple[VisionAnalysis, float]:
-        vm, res = self.state.vision_model_at(model_id, resolution)
-        t0 = time.perf_counter()
-        analysis = analyze_image(vm, image, res)
-        return analysis, max((time.perf_counter() - t0) * 1000, 1e-3)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)  # reset from the settings in __init__
+    async def _batched(
+        self, model_ids: list[str], images: list[Image.Image], resolutions: list[int]
+    ) -> list[tuple[VisionAnalysis, float] | Failure]:
+        return await self._in_thread(self._analyze, model_ids, images, resolutions)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """On the forward thread; user errors are per request inside ``_analyze``, anything else (out of
+        memory, a bug) reaches every caller of the batch as the exception it is."""
+        return await asyncio.get_running_loop().run_in_executor(self._forward, fn, *args)
+
+    def _analyze(
+        self, model_ids: list[str], images: list[Image.Image], resolutions: list[int]
+    ) -> list[tuple[VisionAnalysis, float] | Failure]:
+        """One batched forward per (model, resolution) group; a request whose model or resolution is
+        refused gets its own :class:`Failure` and the rest of the batch still runs."""
+        out: list[tuple[VisionAnalysis, float] | Failure | None] = [None] * len(images)
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, (model_id, resolution) in enumerate(zip(model_ids, resolutions, strict=True)):
+            groups.setdefault((model_id, resolution), []).append(i)
+        for (model_id, resolution), idx in groups.items():
+            try:
+                vm, res = self.state.vision_model_at(model_id, resolution)
+                t0 = time.perf_counter()
+                analyses = analyze_images(vm, [images[i] for i in idx], res)
+            except (ServiceError, ImageError, UnknownModel, InvalidOption) as e:
+                for i in idx:
+                    out[i] = _failure(e)
+                continue
+            ms = max((time.perf_counter() - t0) * 1000, 1e-3)
+            self.batches.append(len(idx))
+            for i, analysis in zip(idx, analyses, strict=True):
+                out[i] = (analysis, ms)
+        return out  # type: ignore[return-value]
+
+    async def batch_sizes(self) -> list[int]:
+        return list(self.batches)
 
 
 class TextModels(ModelReplica):

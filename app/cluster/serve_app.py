@@ -57,6 +57,13 @@ def ingress_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"backend": "ray", "device": "cpu", "dtype": "float32"})
 
 
+def replicas_batch(settings: Settings) -> bool:
+    """Whether the VisionModels replicas batch (``@serve.batch``): ``batching`` on, or auto with a GPU."""
+    if settings.batching == "auto":
+        return settings.num_gpus_per_replica > 0 and settings.device != "cpu"
+    return settings.batching == "on"
+
+
 def build_app(settings: Settings) -> Any:
     """The bound Serve application for ``serve.run(build_app(settings), name=settings.serve_app_name)``."""
     backpressure = BackpressureConfig(status_code=503, retry_after_s=settings.retry_after_s)
@@ -73,6 +80,10 @@ def build_app(settings: Settings) -> Any:
     vision = serve.deployment(VisionModels).options(
         name=VISION, num_replicas=settings.vision_replicas, **model_options
     )
+    if replicas_batch(settings):  # a batch can only form from requests the replica holds at once
+        vision = vision.options(
+            max_ongoing_requests=max(settings.max_ongoing_requests, settings.batch_max_size)
+        )
     text = serve.deployment(TextModels).options(
         name=TEXT, num_replicas=settings.text_replicas, **model_options
     )

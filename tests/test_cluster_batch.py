@@ -1,0 +1,99 @@
+"""``@serve.batch`` in the cluster's VisionModels replica (app/cluster/deployments.py): concurrent forwards of
+one (model, resolution) run as one batched forward, equal to unbatched runs within the tolerance of
+tests/test_batching.py, and a request the replica refuses gets its own error while the rest of its batch
+runs. The replica class is used directly (Serve's batching is plain asyncio inside the replica), so no Ray
+cluster starts here; tests/test_cluster_serve.py covers the deployed app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("ray.serve", reason="Ray is a dev requirement (requirements-ray.txt)")
+
+from ray import serve  # noqa: E402
+
+from app.cluster.deployments import Failure, VisionModels  # noqa: E402
+from app.cluster.serve_app import replicas_batch  # noqa: E402
+from models.vision.analysis import analyze_image  # noqa: E402
+from tests.conftest import TINY_SPECS, tiny_settings  # noqa: E402
+from tests.test_batching import assert_same, photo  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def batching_replica(tmp_path_factory) -> Iterator[tuple[VisionModels, asyncio.AbstractEventLoop]]:
+    """One replica with batching on, driven from one event loop, as in a deployment: ``@serve.batch`` keeps
+    one queue per decorated method, bound to the loop that first used it. Outside a deployment Serve has no
+    replica context; ``set_max_batch_size`` reads only its ``max_ongoing_requests`` (to warn when batches
+    could never fill), so it gets the value the deployment would have."""
+    ctx = SimpleNamespace(_deployment_config=SimpleNamespace(max_ongoing_requests=16))
+    loop = asyncio.new_event_loop()
+    with pytest.MonkeyPatch.context() as mp:  # the batch queue is made on first use, so keep it patched
+        mp.setattr(serve, "get_replica_context", lambda: ctx)
+        yield replica(tmp_path_factory.mktemp("batch"), "on"), loop
+    loop.close()
+
+
+def replica(tmp_path, batching: str) -> VisionModels:
+    return VisionModels(
+        tiny_settings(tmp_path, batching=batching, batch_max_size=4, batch_wait_ms=500.0, preload=False)
+    )
+
+
+def test_concurrent_forwards_run_as_one_batch_equal_to_unbatched(batching_replica) -> None:
+    r, loop = batching_replica
+    model = TINY_SPECS[0].id
+    images = [photo(i) for i in range(4)]
+    vm, res = r.state.vision_model_at(model, None)
+    before = len(r.batches)
+
+    async def burst():
+        return await asyncio.gather(*(r.forward(model, im, res) for im in images))
+
+    results = loop.run_until_complete(burst())
+    assert r.batches[before:] == [4]  # a full batch starts without waiting out the 500 ms window
+    for image, (analysis, ms) in zip(images, results, strict=True):
+        assert ms > 0
+        assert_same(analysis, analyze_image(vm, image, res))
+
+
+def test_a_refused_request_fails_alone_and_its_batch_still_runs(batching_replica) -> None:
+    r, loop = batching_replica
+    model = TINY_SPECS[0].id
+    res = r.state.vision_model_at(model, None)[1]
+    before = len(r.batches)
+
+    async def burst():
+        return await asyncio.gather(
+            r.forward(model, photo(1), res),
+            r.forward("no-such-model", photo(2), res),
+            r.forward(model, photo(3), res),
+        )
+
+    ok1, bad, ok2 = loop.run_until_complete(burst())
+    assert isinstance(bad, Failure) and bad.status == 400 and "no-such-model" in bad.message
+    assert not isinstance(ok1, Failure) and not isinstance(ok2, Failure)
+    assert r.batches[before:] == [2]
+
+
+def test_batching_off_runs_one_forward_per_request(tmp_path) -> None:
+    r = replica(tmp_path, "off")
+    model = TINY_SPECS[0].id
+    res = r.state.vision_model_at(model, None)[1]
+
+    async def burst():
+        return await asyncio.gather(*(r.forward(model, photo(i), res) for i in range(3)))
+
+    asyncio.run(burst())
+    assert r.batches == [1, 1, 1]
+
+
+def test_which_replicas_batch(tmp_path) -> None:
+    s = tiny_settings(tmp_path)
+    assert not replicas_batch(s)  # auto on CPU replicas: off
+    assert replicas_batch(s.model_copy(update={"device": "auto", "num_gpus_per_replica": 1.0}))
+    assert replicas_batch(s.model_copy(update={"batching": "on"}))
+    assert not replicas_batch(s.model_copy(update={"batching": "off", "num_gpus_per_replica": 1.0}))
