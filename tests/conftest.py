@@ -233,3 +233,14 @@ def poll(page, script: str, what: str, timeout_s: float = 60):
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         page.wait_for_selector("body")  # one round trip to the page between tries
+
+
+def run_in_own_loop(coro_fn, *args):
+    """``asyncio.run(coro_fn(*args))`` on a thread of its own: Playwright's sync API (a session fixture of the
+    browser tests) keeps an event loop running on the main thread for the rest of the session, so a later
+    test's ``asyncio.run`` on the main thread would fail."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_fn(*args))).result()

@@ -7,6 +7,7 @@ cluster starts here; tests/test_cluster_serve.py covers the deployed app."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -19,7 +20,7 @@ from ray import serve  # noqa: E402
 from app.cluster.deployments import Failure, VisionModels  # noqa: E402
 from app.cluster.serve_app import replicas_batch  # noqa: E402
 from models.vision.analysis import analyze_image  # noqa: E402
-from tests.conftest import TINY_SPECS, tiny_settings  # noqa: E402
+from tests.conftest import TINY_SPECS, run_in_own_loop, tiny_settings  # noqa: E402
 from tests.test_batching import assert_same, photo  # noqa: E402
 
 
@@ -30,11 +31,14 @@ def batching_replica(tmp_path_factory) -> Iterator[tuple[VisionModels, asyncio.A
     replica context; ``set_max_batch_size`` reads only its ``max_ongoing_requests`` (to warn when batches
     could never fill), so it gets the value the deployment would have."""
     ctx = SimpleNamespace(_deployment_config=SimpleNamespace(max_ongoing_requests=16))
-    loop = asyncio.new_event_loop()
+    loop = asyncio.new_event_loop()  # on a thread of its own (see conftest.run_in_own_loop)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
     with pytest.MonkeyPatch.context() as mp:  # the batch queue is made on first use, so keep it patched
         mp.setattr(serve, "get_replica_context", lambda: ctx)
         yield replica(tmp_path_factory.mktemp("batch"), "on"), loop
-    loop.close()
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
 
 
 def replica(tmp_path, batching: str) -> VisionModels:
@@ -53,7 +57,7 @@ def test_concurrent_forwards_run_as_one_batch_equal_to_unbatched(batching_replic
     async def burst():
         return await asyncio.gather(*(r.forward(model, im, res) for im in images))
 
-    results = loop.run_until_complete(burst())
+    results = asyncio.run_coroutine_threadsafe(burst(), loop).result(timeout=60)
     assert r.batches[before:] == [4]  # a full batch starts without waiting out the 500 ms window
     for image, (analysis, ms) in zip(images, results, strict=True):
         assert ms > 0
@@ -73,7 +77,7 @@ def test_a_refused_request_fails_alone_and_its_batch_still_runs(batching_replica
             r.forward(model, photo(3), res),
         )
 
-    ok1, bad, ok2 = loop.run_until_complete(burst())
+    ok1, bad, ok2 = asyncio.run_coroutine_threadsafe(burst(), loop).result(timeout=60)
     assert isinstance(bad, Failure) and bad.status == 400 and "no-such-model" in bad.message
     assert not isinstance(ok1, Failure) and not isinstance(ok2, Failure)
     assert r.batches[before:] == [2]
@@ -87,7 +91,7 @@ def test_batching_off_runs_one_forward_per_request(tmp_path) -> None:
     async def burst():
         return await asyncio.gather(*(r.forward(model, photo(i), res) for i in range(3)))
 
-    asyncio.run(burst())
+    run_in_own_loop(burst)
     assert r.batches == [1, 1, 1]
 
 

@@ -7,6 +7,7 @@ module and shut down at its end; the node-loss test runs last (it removes the wo
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -118,5 +119,11 @@ def test_lost_worker_node_job_finishes_with_same_result(two_nodes, vm, images, l
 
     run = distributed_distance(vm, images, 1, None, False, OPTIONS, progress=progress, window=4)
     assert removed.is_set()
-    assert run.node_ids[-1] == cluster.head_node.node_id  # batches after the loss ran on the head
+    deadline = time.monotonic() + 60  # the GCS marks the killed node dead after its health checks fail
+    while sum(n["Alive"] for n in ray.nodes()) != 1:
+        assert time.monotonic() < deadline, "the removed node is still alive"
+        time.sleep(0.2)
+    # (which node a batch submitted around the loss ran on depends on when the GCS marks the node dead,
+    # so only the batches' count and the result are asserted, not their placement)
+    assert len(run.node_ids) == len(images)
     np.testing.assert_allclose(run.result.mad, local_result, rtol=RTOL)

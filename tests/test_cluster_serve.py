@@ -26,7 +26,7 @@ serve = pytest.importorskip("ray.serve")
 from app.cluster.serve_app import build_app  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.settings import Settings, VisionModelEntry  # noqa: E402
-from tests.conftest import tiny_settings  # noqa: E402
+from tests.conftest import run_in_own_loop, tiny_settings  # noqa: E402
 
 RETRY_AFTER_S = 3
 # slow enough (tens of ms per forward on one thread) that concurrent requests overlap in the replica
@@ -176,7 +176,7 @@ def test_overload_answers_503_with_retry_after(cluster) -> None:
                 )
             )
 
-    responses = asyncio.run(burst())
+    responses = run_in_own_loop(burst)
     codes = [r.status_code for r in responses]
     assert set(codes) <= {200, 503}, codes
     assert 503 in codes and 200 in codes, codes
@@ -212,7 +212,7 @@ def test_killed_model_replica_is_replaced(cluster) -> None:
                 ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
                 return await asyncio.gather(*sent)
 
-        codes = [r.status_code for r in asyncio.run(burst())]
+        codes = [r.status_code for r in run_in_own_loop(burst)]
         assert set(codes) <= {200, 503}, codes
         for i in range(3):  # the refused ones succeed once the replacement is up
             analyze_until_ok(http, png(200 + i))

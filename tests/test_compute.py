@@ -14,17 +14,9 @@ from collections.abc import Callable
 import pytest
 
 from app.compute import BoundedExecutor, Busy, ComputeQueue, CpuPool, PoolFull, QueueFull
+from tests.conftest import run_in_own_loop
 
 TIMEOUT_S = 10.0
-
-
-def run_in_own_loop(scenario):
-    """``asyncio.run(scenario())`` on a thread of its own: Playwright's sync API (a session fixture of the
-    browser tests) keeps an event loop running on the main thread for the rest of the session."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, scenario()).result()
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> None:
