@@ -125,3 +125,16 @@ def test_with_head_mean_and_pool_max_and_quantise():
     q1, s1 = quantise_u8(a, per_map=False)
     np.testing.assert_allclose(q1 / 255.0, a, atol=1 / 510 + 1e-7)
     assert (s1 == 1).all()
+
+
+@pytest.mark.parametrize("n,size", [(500, 64), (65, 64), (129, 64), (7, 3), (64, 64), (10, 4)])
+def test_pool_max_is_max_over_the_reduceat_blocks(n, size):
+    """The gather-max pooling gives exactly ``np.maximum.reduceat`` at starts i n // size on both axes."""
+    a = np.random.default_rng(n).random((3, n, n + 3), dtype=np.float32)  # (H, Tq, Tk)
+    ref = a
+    for axis, m in ((-2, n), (-1, n + 3)):
+        if m > size:
+            ref = np.maximum.reduceat(ref, (np.arange(size) * m) // size, axis=axis)
+    got = pool_max(a, size)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)
