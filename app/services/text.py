@@ -255,6 +255,7 @@ def build_blocks(a: TextAnalysis, options: ViewOptions, thumb: int, inline_bytes
             same_axis=q == k,
             thumb=thumb,
             keep_view=inline,
+            row_entropy=a.entropy.get(kind),
         )
         L, H = a.blocks[kind].shape[:2]
         blocks.append(

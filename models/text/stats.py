@@ -175,20 +175,28 @@ def head_stats(
 
 
 def _stats(
-    view: np.ndarray, to_special: np.ndarray | None, special_queries: np.ndarray, same_axis: bool
+    view: np.ndarray,
+    to_special: np.ndarray | None,
+    special_queries: np.ndarray,
+    same_axis: bool,
+    row_entropy: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`head_stats` from the map as shown and, per unhidden query row, its weight on special keys.
 
     view (..., Wq, Wk); to_special (..., Uq) float64 or None (no special key: the share is 0);
-    special_queries (Uq,). Every term is a row reduction or a few diagonals of ``view``: one log pass (the
-    entropy), one multiply-add pass (the offset) and O(rows) more, in the map's dtype with float64 sums.
+    special_queries (Uq,); row_entropy (..., Wq): each row's entropy when the forward recorded it
+    (:func:`models.text.analysis.eager_attention_with_entropy`), else it is computed here. Every term is a
+    row reduction or a few diagonals of ``view``: one log pass (the entropy, unless given), one
+    multiply-add pass (the offset) and O(rows) more, in the map's dtype with float64 sums.
     """
     eps = 1e-12  # log(0 + eps) * 0 = 0: a zero probability contributes nothing to the entropy
     lead = view.shape[:-2]
     out = np.full((*lead, len(STAT_NAMES)), np.nan, dtype=np.float64)
     v = view if view.dtype in (np.float32, np.float64) else view.astype(np.float32)
     wq, wk = v.shape[-2:]
-    if wq:
+    if wq and row_entropy is not None:
+        out[..., 0] = row_entropy.mean(-1, dtype=np.float64)
+    elif wq:
         plogp = v + v.dtype.type(eps)  # (..., Wq, Wk) in the map's dtype: one temporary, reused in place
         np.log(plogp, out=plogp)
         plogp *= v
@@ -314,6 +322,7 @@ def block_overview(
     same_axis: bool,
     thumb: int,
     keep_view: bool = False,
+    row_entropy: np.ndarray | None = None,
 ) -> BlockOverview:
     """Statistics and thumbnails of an (L, H, Tq, Tk) float32 block, one layer at a time.
 
@@ -325,6 +334,8 @@ def block_overview(
     3 V when special tokens are hidden (the kept-token copy and its renormalised rows on top);
     tests/test_text_budget.py checks <= 4.5 V with tracemalloc for 12 heads x 500 tokens.
     ``q_unhidden`` / ``k_unhidden``: the same axes with special tokens kept (for the "special" share).
+    ``row_entropy`` (L, H, Tq): the heads' row entropies recorded by the forward; used when the view is the
+    token map itself (nothing hidden or merged), which then leaves only the mean map's log pass.
     """
     L, H = block.shape[:2]
     wq, wk = len(q_axis.spans), len(k_axis.spans)
@@ -334,12 +345,17 @@ def block_overview(
     scales = np.empty((L, H + 1), dtype=np.float32)  # (L, H + 1)
     views = np.empty((L, H, wq, wk), dtype=np.float32) if keep_view else None  # (L, H, Wq, Wk)
     special_q = np.array(q_unhidden.special, dtype=bool)  # (Uq,)
+    as_is = (
+        not hide_special and _is_identity(q_axis, block.shape[-2]) and _is_identity(k_axis, block.shape[-1])
+    )
+    entropy = row_entropy if as_is and row_entropy is not None and row_entropy.shape == (L, H, wq) else None
     for layer in range(L):
         view = apply_view(block[layer], q_axis, k_axis, renormalise=hide_special)  # (H, Wq, Wk)
         mean = view.mean(axis=0, keepdims=True)  # (1, Wq, Wk): the mean over heads, a virtual extra head
         to_special = _to_special(block[layer], q_unhidden, k_unhidden)  # (H, Uq) or None
         to_special_mean = None if to_special is None else to_special.mean(0, keepdims=True)  # (1, Uq)
-        stats[layer, :H] = _stats(view, to_special, special_q, same_axis)
+        row_h = None if entropy is None else entropy[layer]  # (H, Wq)
+        stats[layer, :H] = _stats(view, to_special, special_q, same_axis, row_h)
         stats[layer, H:] = _stats(mean, to_special_mean, special_q, same_axis)
         pooled = np.concatenate([pool_max(view, thumb), pool_max(mean, thumb)])  # (H + 1, tq, tk)
         thumbs[layer], scales[layer] = quantise_u8(pooled, per_map=True)
