@@ -11,7 +11,11 @@
 
 3. long text (issue 8 section 3), ~500 MiniLM tokens: first response bytes before (the whole first layer as
    uint8) and after (top-k head-view lines), server time split into forward and views, uncached and cached,
-   and first paint in headless Chromium (Playwright, ``/usr/bin/chromium``) from Enter to the head view.
+   the CPU time behind it (process CPU-seconds of the uncached POST, and the views' own CPU time in one
+   thread: on a shared, loaded machine wall time stretches with the load and CPU time much less), and first
+   paint in headless Chromium (Playwright, ``/usr/bin/chromium``) from Enter to the head view, both by
+   Playwright's clock and by the page's own performance marks (``static/js/text/main.js``: "tx-run" on
+   Enter, "tx-view" when the view is in the DOM, "tx-painted" after the next frame).
 
 Targets: capture <= 1.5x plain; >= 20x fewer bytes than bertviz at 128 tokens with every head reachable;
 long text: first response <= 1 MB, <= 0.5 s server time, first paint <= 1.5 s.
