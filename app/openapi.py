@@ -198,6 +198,7 @@ def add_allowlists(schema: dict[str, Any], settings: Settings) -> dict[str, Any]
         ("get", "/api/vit-embeddings/position-similarity"): {"model": {"enum": vision_ids}},
         ("get", "/api/vit-embeddings/patch-filters"): {"model": {"enum": vision_ids}},
         ("get", "/api/vision/samples/{name}.jpg"): {"name": {"enum": list(SAMPLE_NAMES)}},
+        ("get", "/api/text/offsets"): {"model": {"enum": text_ids}},
         ("post", "/api/text/analyze"): {
             "model": {"enum": text_ids},
             "text": {"maxLength": settings.max_text_chars, "pattern": r"\S"},

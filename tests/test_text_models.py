@@ -118,3 +118,16 @@ def test_committed_date_checkpoint_loads_and_normalises_a_date():
     a = m.analyze("Friday, March 18th, 2022")
     assert a.generated_text == "2022-03-18"
     assert a.blocks["cross"].shape[:2] == (m.model.cfg.n_dec_layers, m.model.cfg.n_heads)
+
+
+def test_minilm_records_each_rows_entropy_from_the_scores(minilm):
+    """The capture's attention function records H = -sum P log P per row from the scores (no log per
+    weight): equal to the definition applied to the captured maps, to float32 rounding of T terms x 8."""
+    a = minilm.analyze(SENTENCE)
+    p = a.blocks["encoder_self"].astype(np.float64)  # (L, H, T, T)
+    h = a.entropy["encoder_self"]  # (L, H, T)
+    assert h.shape == p.shape[:-1] and h.dtype == np.float32
+    ref = -(p * np.log(np.where(p > 0, p, 1.0))).sum(-1)  # (L, H, T)
+    np.testing.assert_allclose(h, ref, rtol=0, atol=8 * np.finfo(np.float32).eps * p.shape[-1])
+    sdpa = load_text_model(MINILM, attn_implementation="sdpa")
+    assert not sdpa.records_entropy  # the plain path keeps transformers' own attention

@@ -145,3 +145,13 @@ def test_a_narrower_window_is_derived_exactly_from_a_wider_one() -> None:
         np.testing.assert_allclose(narrow(offset_profile(a, 8), w), offset_profile(a, w), atol=1e-12)
     with pytest.raises(ValueError):
         narrow(offset_profile(a, 2), 3)
+
+
+def test_openapi_lists_the_offsets_model_allowlist(client) -> None:
+    """``GET /api/text/offsets``'s ``model`` carries the same allowlist enum as ``POST /api/text/analyze``."""
+    schema = client.get("/openapi.json").json()
+    params = {p["name"]: p["schema"] for p in schema["paths"]["/api/text/offsets"]["get"]["parameters"]}
+    ids = sorted(client.app.state.atlas.settings.text_specs())
+    assert params["model"]["type"] == "string" and params["model"]["enum"] == ids
+    body = schema["components"]["schemas"]["TextAnalyzeRequest"]["properties"]["model"]
+    assert [b for b in body.get("anyOf", [body]) if "enum" in b][0]["enum"] == ids

@@ -125,3 +125,46 @@ def test_with_head_mean_and_pool_max_and_quantise():
     q1, s1 = quantise_u8(a, per_map=False)
     np.testing.assert_allclose(q1 / 255.0, a, atol=1 / 510 + 1e-7)
     assert (s1 == 1).all()
+
+
+@pytest.mark.parametrize("n,size", [(500, 64), (65, 64), (129, 64), (7, 3), (64, 64), (10, 4)])
+def test_pool_max_is_max_over_the_reduceat_blocks(n, size):
+    """The gather-max pooling gives exactly ``np.maximum.reduceat`` at starts i n // size on both axes."""
+    a = np.random.default_rng(n).random((3, n, n + 3), dtype=np.float32)  # (H, Tq, Tk)
+    ref = a
+    for axis, m in ((-2, n), (-1, n + 3)):
+        if m > size:
+            ref = np.maximum.reduceat(ref, (np.arange(size) * m) // size, axis=axis)
+    got = pool_max(a, size)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("hide_special,merge_words", [(False, False), (True, False), (False, True)])
+def test_block_overview_matches_head_stats_and_uses_recorded_entropy_only_as_is(hide_special, merge_words):
+    """block_overview's statistics are head_stats of the view (and its head mean); the forward's row
+    entropies replace the log pass only when the view is the token map itself (nothing hidden or merged)."""
+    from models.text.stats import block_overview
+
+    a = random_rows(2, 3, 6, 6)  # (L, H, T, T)
+    qa = build_axis(TOKENS, SPECIAL, WORDS, hide_special, merge_words)
+    un = build_axis(TOKENS, SPECIAL, WORDS, False, merge_words)
+    special = np.array(un.special)
+
+    def overview(row_entropy):
+        return block_overview(
+            a, qa, qa, un, un, hide_special, True, 4, keep_view=True, row_entropy=row_entropy
+        )
+
+    plain = overview(None)
+    ref = head_stats(
+        with_head_mean(plain.view), with_head_mean(apply_view(a, un, un, False)), special, special, True
+    )
+    np.testing.assert_allclose(plain.stats, ref, rtol=1e-6, atol=1e-7)  # float32 rounding, different order
+    exact = -(a * np.log(a)).sum(-1, dtype=np.float64)  # (L, H, T)
+    recorded = overview(exact.astype(np.float32)).stats
+    if hide_special or merge_words:  # the view is not the token map: the recorded rows do not apply
+        np.testing.assert_array_equal(recorded, plain.stats)
+    else:
+        np.testing.assert_allclose(recorded[:, :3, 0], exact.mean(-1), rtol=1e-6)
+        np.testing.assert_allclose(recorded, plain.stats, rtol=1e-5)  # log pass vs recorded: eps32 x T x 16

@@ -9,7 +9,8 @@ Budgets (README "Resource model"):
   the matrix view) runs in the CPU pool and is cached in ``state.views`` per (analysis id, options), so 40
   identical GETs cost one computation and at most ``cpu_workers`` views are computed at once;
 - views are built one layer at a time in float32 (:func:`models.text.stats.block_overview`): never an
-  (L, H, T, T) float64 copy.
+  (L, H, T, T) float64 copy; the heads' row entropies come from the capture itself when it recorded them
+  (``TextAnalysis.entropy``), so the default view makes no log pass over the heads' maps.
 
 Errors are :class:`TextError` with an HTTP status the router passes on.
 """
@@ -261,6 +262,7 @@ def build_blocks(a: TextAnalysis, options: ViewOptions, thumb: int, inline_bytes
             same_axis=q == k,
             thumb=thumb,
             keep_view=inline,
+            row_entropy=a.entropy.get(kind),
         )
         L, H = a.blocks[kind].shape[:2]
         blocks.append(

@@ -170,29 +170,47 @@ def head_stats(
     accumulated in float64, so no float64 copy of a map is ever made. Peak extra memory is about one
     float32 copy of ``view`` (the entropy term) plus O(rows).
     """
+    to_special = unhidden[..., special_keys].sum(-1, dtype=np.float64) if special_keys.any() else None
+    return _stats(view, to_special, special_queries, same_axis)  # (..., S)
+
+
+def _stats(
+    view: np.ndarray,
+    to_special: np.ndarray | None,
+    special_queries: np.ndarray,
+    same_axis: bool,
+    row_entropy: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`head_stats` from the map as shown and, per unhidden query row, its weight on special keys.
+
+    view (..., Wq, Wk); to_special (..., Uq) float64 or None (no special key: the share is 0);
+    special_queries (Uq,); row_entropy (..., Wq): each row's entropy when the forward recorded it
+    (:func:`models.text.analysis.eager_attention_with_entropy`), else it is computed here. Every term is a
+    row reduction or a few diagonals of ``view``: one log pass (the entropy, unless given), one
+    multiply-add pass (the offset) and O(rows) more, in the map's dtype with float64 sums.
+    """
     eps = 1e-12  # log(0 + eps) * 0 = 0: a zero probability contributes nothing to the entropy
     lead = view.shape[:-2]
     out = np.full((*lead, len(STAT_NAMES)), np.nan, dtype=np.float64)
     v = view if view.dtype in (np.float32, np.float64) else view.astype(np.float32)
     wq, wk = v.shape[-2:]
-    if wq:
+    if wq and row_entropy is not None:
+        out[..., 0] = row_entropy.mean(-1, dtype=np.float64)
+    elif wq:
         plogp = v + v.dtype.type(eps)  # (..., Wq, Wk) in the map's dtype: one temporary, reused in place
         np.log(plogp, out=plogp)
         plogp *= v
         out[..., 0] = -plogp.sum(-1, dtype=np.float64).mean(-1)
         del plogp
     rows = ~special_queries if (~special_queries).any() else np.ones_like(special_queries)
-    if special_keys.any():
-        to_special = unhidden[..., special_keys].sum(-1, dtype=np.float64)  # (..., Uq) few key columns
-        out[..., 1] = to_special[..., rows].mean(-1)
-    else:
-        out[..., 1] = 0.0
+    out[..., 1] = to_special[..., rows].mean(-1) if to_special is not None else 0.0
     if same_axis and wq == wk and wq:
         idx = np.arange(wq)
-        out[..., 2] = v[..., idx, idx].astype(np.float64).mean(-1)
+        diag = np.diagonal(v, axis1=-2, axis2=-1)  # (..., Wq) a view
+        out[..., 2] = diag.mean(-1, dtype=np.float64)
         if wq > 1:
-            out[..., 3] = v[..., idx[1:], idx[:-1]].astype(np.float64).mean(-1)
-            out[..., 4] = v[..., idx[:-1], idx[1:]].astype(np.float64).mean(-1)
+            out[..., 3] = np.diagonal(v, -1, axis1=-2, axis2=-1).mean(-1, dtype=np.float64)  # A[i, i - 1]
+            out[..., 4] = np.diagonal(v, 1, axis1=-2, axis2=-1).mean(-1, dtype=np.float64)  # A[i, i + 1]
         # mean over rows of sum_k A[q, k] (k - q) = (A @ k)[q] - q * rowsum[q], without a (Wq, Wk) offset map
         at_k = np.matmul(v, idx.astype(v.dtype)).astype(np.float64)  # (..., Wq)
         row_sum = v.sum(-1, dtype=np.float64)  # (..., Wq)
@@ -206,15 +224,55 @@ def head_stats(
     return out.astype(np.float32)
 
 
+def _to_special(layer: np.ndarray, q_unhidden: Axis, k_unhidden: Axis) -> np.ndarray | None:
+    """(H, Tq, Tk) token maps -> (H, Uq) float64: each unhidden query row's weight on the special keys.
+
+    Special tokens are never merged (:func:`build_axis`), so this is the raw special columns' sum, averaged
+    over each row's word pieces: what ``apply_view(layer, q_unhidden, k_unhidden)[..., special]`` sums to,
+    read from a few columns instead of a merged copy of the whole map. None when no key is special.
+    """
+    cols = [a for (a, _), sp in zip(k_unhidden.spans, k_unhidden.special, strict=True) if sp]
+    if not cols:
+        return None
+    raw = layer[..., cols].sum(-1, dtype=np.float64)  # (H, Tq)
+    if _is_identity(q_unhidden, layer.shape[-2]):
+        return raw
+    starts = np.array([a for a, _ in q_unhidden.spans])  # (Uq,)
+    lengths = np.array([b - a for a, b in q_unhidden.spans], dtype=np.float64)  # (Uq,)
+    return np.add.reduceat(raw, starts, axis=-1) / lengths  # (H, Uq) spans are contiguous and in order
+
+
+def _block_index(n: int, size: int) -> np.ndarray:
+    """(size, m) indices: row i lists block i = [i n // size, (i + 1) n // size), padded with its last index.
+
+    Repeating an index of the same block leaves a max unchanged, so every block can be read as m columns.
+    """
+    starts = (np.arange(size) * n) // size  # (size,)
+    ends = ((np.arange(size) + 1) * n) // size  # (size,)
+    width = int((ends - starts).max())
+    return np.minimum(starts[:, None] + np.arange(width), ends[:, None] - 1)  # (size, m)
+
+
 def pool_max(a: np.ndarray, size: int) -> np.ndarray:
     """(..., Tq, Tk) -> (..., min(Tq, size), min(Tk, size)) by max over near-equal blocks.
 
-    Max (not mean) keeps thin structures such as a one-token diagonal visible in small thumbnails.
+    Max (not mean) keeps thin structures such as a one-token diagonal visible in small thumbnails. Block i
+    of an axis of n > size cells is [i n // size, (i + 1) n // size) (``np.maximum.reduceat`` at those
+    starts gives the same numbers, about ten times slower on the last axis). Rows first, which shrinks the
+    map before the strided column pass; m = ceil(n / size) gathers per axis, one pass over the map in all.
     """
-    for axis, n in ((-2, a.shape[-2]), (-1, a.shape[-1])):
-        if n > size:
-            starts = (np.arange(size) * n) // size
-            a = np.maximum.reduceat(a, starts, axis=axis)
+    if a.shape[-2] > size:
+        idx = _block_index(a.shape[-2], size)  # (size, m)
+        out = a[..., idx[:, 0], :]  # (..., size, Tk) a copy
+        for j in range(1, idx.shape[1]):
+            np.maximum(out, a[..., idx[:, j], :], out=out)
+        a = out
+    if a.shape[-1] > size:
+        idx = _block_index(a.shape[-1], size)  # (size, m)
+        out = a[..., idx[:, 0]]  # (..., R, size) a copy
+        for j in range(1, idx.shape[1]):
+            np.maximum(out, a[..., idx[:, j]], out=out)
+        a = out
     return a
 
 
@@ -264,15 +322,20 @@ def block_overview(
     same_axis: bool,
     thumb: int,
     keep_view: bool = False,
+    row_entropy: np.ndarray | None = None,
 ) -> BlockOverview:
     """Statistics and thumbnails of an (L, H, Tq, Tk) float32 block, one layer at a time.
 
-    Memory: only one layer's maps exist at a time, in float32. With V = (H + 1) * Tq * Tk * 4 bytes (one
-    layer, heads plus their mean), the peak extra memory is at most 4 V whatever L is: about 2 V with
-    nothing hidden (the head-mean stack and the entropy term) and up to 4 V when special tokens are hidden
-    (the kept-token copy, its renormalised rows and the unhidden head-mean stack on top). Measured with
-    tracemalloc for 12 heads x 500 tokens: 2.1 V and 3.9 V (tests/test_text_budget.py checks <= 4.5 V).
+    Per layer: the view (no copy when nothing is hidden or merged), its mean over heads (one map, not an
+    (H + 1)-map stack), one log pass for the entropies, the "special" share from the few special key columns
+    of the raw maps (:func:`_to_special`, never a second merged copy), and max-pooled thumbnails quantised
+    once to uint8. Memory: with V = (H + 1) * Tq * Tk * 4 bytes (one layer, heads plus their mean), the peak
+    extra memory does not grow with L: measured with tracemalloc for 6 layers x 12 heads x 500 tokens, 1.07 V
+    with nothing hidden or merged (the entropy term), 1.90 V merged, 1.97 V hidden, 1.89 V both (the
+    kept-token copy and its renormalised rows); tests/test_text_budget.py checks <= 4.5 V.
     ``q_unhidden`` / ``k_unhidden``: the same axes with special tokens kept (for the "special" share).
+    ``row_entropy`` (L, H, Tq): the heads' row entropies recorded by the forward; used when the view is the
+    token map itself (nothing hidden or merged), which then leaves only the mean map's log pass.
     """
     L, H = block.shape[:2]
     wq, wk = len(q_axis.spans), len(k_axis.spans)
@@ -281,21 +344,22 @@ def block_overview(
     thumbs = np.empty((L, H + 1, tq, tk), dtype=np.uint8)  # (L, H + 1, tq, tk)
     scales = np.empty((L, H + 1), dtype=np.float32)  # (L, H + 1)
     views = np.empty((L, H, wq, wk), dtype=np.float32) if keep_view else None  # (L, H, Wq, Wk)
-    special_k = np.array(k_unhidden.special, dtype=bool)  # (Uk,)
     special_q = np.array(q_unhidden.special, dtype=bool)  # (Uq,)
+    as_is = (
+        not hide_special and _is_identity(q_axis, block.shape[-2]) and _is_identity(k_axis, block.shape[-1])
+    )
+    entropy = row_entropy if as_is and row_entropy is not None and row_entropy.shape == (L, H, wq) else None
     for layer in range(L):
         view = apply_view(block[layer], q_axis, k_axis, renormalise=hide_special)  # (H, Wq, Wk)
-        view_m = with_head_mean(view)  # (H + 1, Wq, Wk)
-        if hide_special:
-            unhidden = apply_view(block[layer], q_unhidden, k_unhidden, renormalise=False)  # (H, Uq, Uk)
-            unhidden_m = with_head_mean(unhidden)  # (H + 1, Uq, Uk)
-            del unhidden
-        else:
-            unhidden_m = view_m
-        stats[layer] = head_stats(view_m, unhidden_m, special_k, special_q, same_axis)
-        del unhidden_m
-        thumbs[layer], scales[layer] = quantise_u8(pool_max(view_m, thumb), per_map=True)
+        mean = view.mean(axis=0, keepdims=True)  # (1, Wq, Wk): the mean over heads, a virtual extra head
+        to_special = _to_special(block[layer], q_unhidden, k_unhidden)  # (H, Uq) or None
+        to_special_mean = None if to_special is None else to_special.mean(0, keepdims=True)  # (1, Uq)
+        row_h = None if entropy is None else entropy[layer]  # (H, Wq)
+        stats[layer, :H] = _stats(view, to_special, special_q, same_axis, row_h)
+        stats[layer, H:] = _stats(mean, to_special_mean, special_q, same_axis)
+        pooled = np.concatenate([pool_max(view, thumb), pool_max(mean, thumb)])  # (H + 1, tq, tk)
+        thumbs[layer], scales[layer] = quantise_u8(pooled, per_map=True)
         if views is not None:
             views[layer] = view
-        del view, view_m
+        del view, mean
     return BlockOverview(stats, thumbs, scales, wq, wk, views)

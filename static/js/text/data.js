@@ -38,8 +38,11 @@ export class Analysis {
     this.options = resp.options;
     this.blocks = new Map();
     for (const b of resp.blocks) {
-      const thumbs = decodeTyped(b.thumbs), scale = decodeTyped(b.thumb_scale), stats = decodeTyped(b.stats);
-      this.blocks.set(b.kind, { ...b, thumbsT: thumbs, scaleT: scale, statsT: stats, dataT: b.data ? decodeTyped(b.data) : null });
+      const scale = decodeTyped(b.thumb_scale), stats = decodeTyped(b.stats);
+      const block = { ...b, scaleT: scale, statsT: stats, dataT: b.data ? decodeTyped(b.data) : null };
+      let thumbs = null; // decoded when the model view first reads them (not on the way to the first view)
+      Object.defineProperty(block, "thumbsT", { get: () => (thumbs = thumbs || decodeTyped(b.thumbs)) });
+      this.blocks.set(b.kind, block);
     }
     this.layers = new Map(); // "kind/layer" -> {values: Float32Array|Uint8Array, factor}
     this.heads = new Map(); // "kind/layer/head" -> Float32Array

@@ -11,7 +11,7 @@ const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 function headColor(h) { return h < PALETTE.length ? PALETTE[h] : `hsl(${(h * 137.5) % 360}, 60%, 45%)`; }
 
 const ROW = 22, LEVELS = 12, MIN_WEIGHT = 0.01; // lines under 1 % are invisible anyway and are skipped
-const LONG = 64 * 64, TOP_K = 6; // long inputs: each query's TOP_K strongest lines per head (hover shows all)
+const LONG = 64 * 64, TOP_K = 6, FIRST_PX = 720; // long inputs: each query's TOP_K strongest lines per head (hover shows all)
 const SR_K = 5; // the text alternative lists a focused token's SR_K strongest partners
 const SR_OVERVIEW_MAX = 128; // with no token in focus, it lists each query's strongest key up to this many queries
 
@@ -154,7 +154,8 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
 
   let hovered = null, drawSeq = 0;
   // Long input, no hover: the first CHUNK query rows (more than a screenful) are painted at once, the rest
-  // in CHUNK-row steps on later tasks, so the first view appears before every line is rasterised.
+  // in CHUNK-row steps, one per frame (after the previous one is painted), so the first frame rasterises
+  // one chunk of lines, not all of them.
   // canvas.dataset.lines = "done" once all rows are painted.
   function drawChunked(seq) {
     const CHUNK = 48, hs = heads();
@@ -164,11 +165,19 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
       if (i0 >= dims.nq) { canvas.dataset.lines = "done"; return; }
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       drawTopLines(ctx, lines, dims, hs, 4, width - 4, i0, Math.min(dims.nq, i0 + CHUNK));
-      setTimeout(() => step(i0 + CHUNK), 0);
+      nextFrame(() => step(i0 + CHUNK));
     };
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    drawTopLines(ctx, lines, dims, hs, 4, width - 4, 0, Math.min(dims.nq, CHUNK));
-    setTimeout(() => step(CHUNK), 0);
+    const nextFrame = (fn) => requestAnimationFrame(() => setTimeout(fn, 0));
+    // The first chunk's lines (to keys anywhere, e.g. a final [SEP] 10,000 px down) in two halves: the part
+    // inside the first 720 px (more than the 640 px scroll box) in the first frame, the rest in the next.
+    const firstChunk = (y0, y1) => {
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      ctx.save(); ctx.beginPath(); ctx.rect(0, y0, width, y1 - y0); ctx.clip();
+      drawTopLines(ctx, lines, dims, hs, 4, width - 4, 0, Math.min(dims.nq, CHUNK));
+      ctx.restore();
+    };
+    firstChunk(0, FIRST_PX);
+    nextFrame(() => { if (seq === drawSeq) firstChunk(FIRST_PX, rows * ROW); step(CHUNK); });
   }
   function draw(focus) {
     const seq = ++drawSeq;

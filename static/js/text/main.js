@@ -88,6 +88,18 @@ function summary() {
   ui.summary.replaceChildren(...parts);
 }
 
+// Run fn once the browser has painted what is on the page now (idle callback, at most 200 ms later).
+function afterPaint(fn) {
+  requestAnimationFrame(() => (window.requestIdleCallback ? requestIdleCallback(fn, { timeout: 200 }) : setTimeout(fn, 0)));
+}
+
+// Performance marks for bench/text.py: "tx-run" (Enter), "tx-view" (the view is in the DOM), "tx-painted"
+// (the frame after it: the browser has laid it out and painted it).
+function markDrawn() {
+  performance.mark("tx-view");
+  requestAnimationFrame(() => setTimeout(() => performance.mark("tx-painted"), 0));
+}
+
 function openHead(layer, head) {
   st.layer = layer; st.head = head; st.view = "matrix";
   syncControls(); render();
@@ -105,7 +117,9 @@ async function render() {
   for (const [name, pane] of Object.entries(ui.panes)) pane.classList.toggle("hidden", name !== st.view);
   const kind = st.kind, layer = st.layer, head = st.head;
   const current = { layer, head };
-  renderTable(ui.table, { analysis: A, kind, current, onOpen: openHead, exportSlot: ui.tableExport });
+  const table = () => { if (seq === renderSeq) renderTable(ui.table, { analysis: A, kind, current, onOpen: openHead, exportSlot: ui.tableExport }); };
+  // A long input draws its view first and the head table on the next idle moment (the same frame otherwise).
+  if (A.resp.inline) table(); else afterPaint(table);
   const title = `${kindLabel(kind, A.resp.model.kind)} · layer ${fromApi(layer)}`;
   try {
     if (st.view === "model") {
@@ -120,6 +134,7 @@ async function render() {
         analysis: A, kind, layer, data, lines, loadFull: () => A.layer(kind, layer), selected, title, exportSlot: ui.exportSlot,
         onSelect: () => render(),
       });
+      markDrawn();
     } else if (st.view === "neuron") { // q and k exist per head: the mean of heads opens head 1
       if (head === "mean") { st.head = 0; syncControls(); saveURL(); }
       await renderNeuron(ui.panes.neuron, {
@@ -142,6 +157,7 @@ let runSeq = 0; // only the latest analysis request may draw: an older response 
 
 async function run() {
   const mine = ++runSeq;
+  performance.mark("tx-run");
   showError(ui.error, null);
   const kind = modelKind(), body = {
     text: ui.text.value, model: ui.model.value, hide_special: st.hide, merge_words: st.merge, layer: Number(st.layer) || 0,
