@@ -438,3 +438,41 @@ def test_vision_side_by_side_from_the_keyboard(page, base_url) -> None:
     page.wait_for_selector(f'{b}[data-query="cls"]')
     assert page.eval_on_selector(b, "c => c.dataset.checksum") == cls_b["checksum"]
     assert page.js_errors == []
+
+
+def test_text_model_view_and_neuron_view_without_a_mouse(page, base_url) -> None:
+    page.goto(f"{base_url}/text")
+    page.fill("#tx-text", "The quick brown fox jumps over the lazy dog.")
+    page.press("#tx-text", "Enter")
+    page.wait_for_selector(".tx-col-q .tx-tok >> text=fox", timeout=TIMEOUT)
+    n_keys = page.locator(".tx-col-k .tx-tok").count()
+
+    # model view: Tab-focusable canvas, the arrow keys move a cursor, Enter opens that head in the matrix
+    page.click("#tx-tab-model")
+    page.wait_for_selector(".tx-mv-canvas", timeout=TIMEOUT)
+    page.focus(".tx-mv-canvas")
+    start = page.get_attribute(".tx-mv-canvas", "data-cursor")
+    assert start == "0,0", start
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert page.get_attribute(".tx-mv-canvas", "data-cursor") == "1,2"
+    assert "Cursor: layer 2, head 3" in page.get_attribute(".tx-mv-canvas", "aria-label")
+    page.screenshot(path=str(ARTIFACTS / "a11y-text-model-view-cursor.png"))
+    page.keyboard.press("Enter")
+    poll(
+        page,
+        "() => document.querySelector('#tx-tab-matrix')?.getAttribute('aria-selected') === 'true'",
+        "matrix",
+    )
+    assert page.input_value("#tx-layer") == "2" and page.input_value("#tx-head") == "3"
+
+    # neuron view: the canvas's values are in a screen-reader table, one row per key, strongest first
+    page.click("#tx-tab-neuron")
+    page.wait_for_selector("#nv-sr", state="attached", timeout=TIMEOUT)
+    assert page.eval_on_selector("#nv-sr", "t => t.tBodies[0].rows.length") == n_keys
+    weights = page.eval_on_selector_all(
+        "#nv-sr tbody tr td:nth-child(4)", "tds => tds.map(t => Number(t.textContent))"
+    )
+    assert weights == sorted(weights, reverse=True) and abs(sum(weights) - 1) < 0.01 * len(weights)
+    assert page.js_errors == []

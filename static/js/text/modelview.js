@@ -1,6 +1,7 @@
 // Model view: every layer x head (and the head mean) as a small heatmap, all painted as images on ONE
 // canvas from the server's max-pooled uint8 thumbnails (no plotly trace per head). Click a cell to open it.
 import { el } from "../lib/dom.js";
+import { gridStep } from "../lib/a11y.js";
 import { colormapLUT, drawColorbar } from "../lib/colormap.js";
 import { downloadCanvas, downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
 import { fromApi, NUMBERING } from "./data.js";
@@ -40,7 +41,15 @@ export function renderModelView(pane, { analysis, kind, current, onOpen, exportS
   const cell = Math.max(28, Math.min(84, Math.floor((avail - labelW) / cols) - gap));
   const width = labelW + cols * (cell + gap), height = top + b.layers * (cell + gap) + 40;
   const dpr = window.devicePixelRatio || 1;
-  const canvas = el("canvas", { class: "tx-mv-canvas", role: "img", "aria-label": `${title}: ${b.layers} layers x ${b.heads} heads` });
+  // A keyboard widget like /vision's model view: Tab focuses it, the arrow keys move a cursor over the
+  // thumbnails (Home/End: the row's ends, PageUp/PageDown: a quarter), Enter or Space opens that head in
+  // the matrix view; the label says where the cursor is (role "application" passes the keys through).
+  const canvas = el("canvas", { class: "tx-mv-canvas", role: "application", "aria-roledescription": "model view", tabindex: "0" });
+  const cursor = current ? { l: current.layer, h: current.head === "mean" ? b.heads : current.head } : { l: 0, h: 0 };
+  const headName = (h) => (h === b.heads ? "mean of heads" : `head ${fromApi(h)}`);
+  const label = () => canvas.setAttribute("aria-label", `${title}: ${b.layers} layers × ${b.heads} heads and their mean. ` +
+    `Cursor: layer ${fromApi(cursor.l)}, ${headName(cursor.h)}. Arrow keys move it, Enter opens it in the matrix view.`);
+  label();
   canvas.width = width * dpr; canvas.height = height * dpr;
   canvas.style.width = `${width}px`; canvas.style.height = `${height}px`;
   const ctx = canvas.getContext("2d");
@@ -62,6 +71,12 @@ export function renderModelView(pane, { analysis, kind, current, onOpen, exportS
       const [x, y] = xy(current.layer, current.head === "mean" ? b.heads : current.head);
       ctx.strokeStyle = "#d62728"; ctx.lineWidth = 2.5; ctx.strokeRect(x - 2, y - 2, cell + 4, cell + 4);
     }
+    if (document.activeElement === canvas) { // the keyboard cursor, dashed, only while the canvas has focus
+      const [x, y] = xy(cursor.l, cursor.h);
+      ctx.strokeStyle = "#1d2430"; ctx.lineWidth = 2; ctx.setLineDash([4, 3]);
+      ctx.strokeRect(x - 4, y - 4, cell + 8, cell + 8); ctx.setLineDash([]);
+    }
+    canvas.dataset.cursor = `${cursor.l},${cursor.h}`;
     ctx.font = "11px system-ui, sans-serif";
     drawColorbar(ctx, "viridis", labelW, height - 30, 160, 8, { min: "0", max: "each map's max" });
     if (b.causal) {
@@ -84,10 +99,24 @@ export function renderModelView(pane, { analysis, kind, current, onOpen, exportS
     canvas.title = t ? `layer ${fromApi(t.layer)}, ${t.head === "mean" ? "mean over heads" : `head ${fromApi(t.head)}`}: click to open` : "";
   });
   canvas.addEventListener("click", (e) => { const t = hit(e); if (t) onOpen(t.layer, t.head); });
+  canvas.addEventListener("focus", paint);
+  canvas.addEventListener("blur", paint);
+  canvas.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      onOpen(cursor.l, cursor.h === b.heads ? "mean" : cursor.h);
+      return;
+    }
+    const next = gridStep(e.key, cursor.l * cols + cursor.h, b.layers, cols);
+    if (next === null) return;
+    e.preventDefault();
+    cursor.l = Math.floor(next / cols); cursor.h = next % cols;
+    label(); paint();
+  });
 
   pane.replaceChildren(
     el("p", { class: "small muted" }, `${title}: all ${b.layers} layers × ${b.heads} heads (and their mean). Rows are queries, columns keys; ` +
-      `each thumbnail is max-pooled to at most ${b.thumbsT.shape[2]}×${b.thumbsT.shape[3]} cells and scaled to its own maximum. Click one to open it.`),
+      `each thumbnail is max-pooled to at most ${b.thumbsT.shape[2]}×${b.thumbsT.shape[3]} cells and scaled to its own maximum. Click one to open it (or Tab to the grid, move with the arrow keys and press Enter).`),
     el("div", { class: "tx-mv-scroll" }, canvas),
   );
   const name = `attention_${kind}_model_view`;

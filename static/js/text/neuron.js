@@ -3,6 +3,7 @@
 // and the keys (T, d_k) of this one head and query plus the four T-long rows; q ⊙ k is computed here.
 // Tokens are the raw tokenizer tokens (q and k belong to tokens, so "hide special" / "merge" do not apply).
 import { apiGet } from "../lib/api.js";
+import { srTable, topK } from "../lib/a11y.js";
 import { el } from "../lib/dom.js";
 import { downloadCanvas, downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
 import { DIVERGING, fmt } from "../lib/plot.js";
@@ -173,6 +174,7 @@ export async function renderNeuron(pane, { analysis, kind, layer, head, query, e
     }, t)));
   const canvas = el("canvas", { class: "nv-canvas", id: "nv-canvas", role: "img", "aria-label": `Neuron view: ${title}` });
   const hover = el("div", { class: "nv-readout small", "aria-live": "polite" }, "Hover a cell for its values.");
+  const srHost = el("div", {});
   const ok = n.matches;
   const check = el("p", { class: `small nv-check ${ok ? "ok" : "bad"}` },
     `Check: max |softmax(q·k/√d_k) − the model's own probabilities| = ${n.max_abs_diff.toExponential(1)} `,
@@ -191,8 +193,17 @@ export async function renderNeuron(pane, { analysis, kind, layer, head, query, e
       "The paper motivates the scaling (Section 3.2.1, footnote 4) with q and k whose components are independent with mean 0 and variance 1, so that q·k has variance d_k; ",
       "this head's q and k need not satisfy that assumption: the chart shows what the division does here, not the paper's argument. ",
       b.causal || n.allowedT.some((a) => !a) ? "Grey rows: keys the mask removes (future tokens in the decoder, padding); their weight is exactly 0." : ""),
-    strip, check, hover, el("div", { class: "nv-scroll" }, canvas),
+    strip, check, hover, el("div", { class: "nv-scroll" }, canvas), srHost,
   );
+  // The canvas's text alternative (screen readers): every key's q·k, q·k/√d_k and weight for this query,
+  // strongest weight first (the hover readout is mouse-only; the same numbers are in the CSV export).
+  const order = topK(Array.from(n.probsT), kTokens.length);
+  srTable(srHost, {
+    caption: `Neuron view values, ${title}, keys by weight`, id: "nv-sr",
+    headers: ["key", "q·k", `q·k/√${d}`, "weight", "weight without 1/√d_k"],
+    rows: order.map((j) => [`${j + 1} “${kTokens[j]}”${n.allowedT[j] ? "" : " (masked)"}`,
+      fmt(n.dotT[j], 3), fmt(n.scaledT[j], 3), fmt(n.probsT[j], 3), fmt(unscaled[j], 3)]),
+  });
   const g = draw(canvas, n, kTokens, qTokens[query], unscaled, Math.max(480, (pane.clientWidth || 760) - 16));
   canvas.dataset.geom = JSON.stringify({ xk: g.xk, xp: g.xp, cw: g.cw, y0: g.y0, rh: g.rh }); // CSS px, for tests
   canvas.addEventListener("mousemove", (e) => {
