@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from app.deps import StateDep
 from app.schemas.common import ErrorResponse
@@ -38,6 +38,14 @@ Hide = Annotated[bool, Query()]
 Layer = Annotated[int, Query(ge=0)]
 
 
+def view_options(hide_special: Hide = False, merge_words: Hide = False) -> ViewOptions:
+    """The two view options every derived text view takes as query parameters."""
+    return ViewOptions(hide_special=hide_special, merge_words=merge_words)
+
+
+Options = Annotated[ViewOptions, Depends(view_options)]
+
+
 def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
@@ -53,13 +61,11 @@ async def analyze(state: StateDep, req: TextAnalyzeRequest) -> Response:
 async def overview(
     state: StateDep,
     analysis_id: str,
-    hide_special: Hide = False,
-    merge_words: Hide = False,
+    options: Options,
     kind: Annotated[BlockKind | None, Query()] = None,
     layer: Layer = 0,
 ) -> Response:
     """The analysis under other view options (no new forward pass)."""
-    options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
     return _json(await service.overview(state, analysis_id, options, kind, layer))
 
 
@@ -69,12 +75,10 @@ async def layer_maps(
     analysis_id: str,
     kind: Kind,
     layer: Layer,
-    hide_special: Hide = False,
-    merge_words: Hide = False,
+    options: Options,
     dtype: Annotated[Literal["u1", "f4"], Query(description="u1: probability x 255, rounded")] = "u1",
 ) -> Response:
     """Every head of one layer (the head view)."""
-    options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
     return _json(await service.layer_maps(state, analysis_id, kind, layer, options, dtype))
 
 
@@ -84,12 +88,10 @@ async def head_map(
     analysis_id: str,
     kind: Kind,
     layer: Layer,
+    options: Options,
     head: Annotated[int | None, Query(ge=0, description="omit for the mean over heads")] = None,
-    hide_special: Hide = False,
-    merge_words: Hide = False,
 ) -> Response:
     """One layer/head (or the head mean) at full float32 precision (the matrix view)."""
-    options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
     return _json(await service.head_map(state, analysis_id, kind, layer, head, options))
 
 
@@ -99,12 +101,10 @@ async def layer_lines(
     analysis_id: str,
     kind: Kind,
     layer: Layer,
-    hide_special: Hide = False,
-    merge_words: Hide = False,
+    options: Options,
     k: Annotated[int, Query(ge=1, le=64, description="lines per (head, query)")] = service.LINES_K,
 ) -> Response:
     """One layer's k strongest lines per (head, query): the head view of a long input."""
-    options = ViewOptions(hide_special=hide_special, merge_words=merge_words)
     return _json(await service.layer_lines(state, analysis_id, kind, layer, options, k))
 
 
