@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.cli import CliError, check_text, check_vision, text_entry, vision_entry
 from app.images import ImageError, decode_image
+from app.model_args import CliError, check_text, check_vision, text_entry, vision_entry
 from app.settings import Settings, TextModelEntry, VisionModelEntry
 from models.devices import resolve_device, resolve_dtype
 from models.text.analysis import TextModelSpec

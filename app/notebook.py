@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from PIL import Image
 
 from app.notebook_html import STATIC_JS, render_output, standalone_page
 from app.serialization import typed_array
+from models.devices import resolve_device
 from models.text.analysis import (
     BLOCK_ORDER,
     DateTextModel,
@@ -106,23 +108,34 @@ def load_image(image: Image.Image | str | Path | np.ndarray) -> Image.Image:
     return Image.fromarray(arr).convert("RGB")
 
 
+def _by_id(task: str, model_id: str, device: str | None, specs_of: Callable, load: Callable) -> Any:
+    """One of our models by id (the settings' allowlist), loaded once per (id, device) and kept in _LOADED."""
+    from app.settings import get_settings
+
+    settings = get_settings()
+    specs = specs_of(settings)
+    if model_id not in specs:
+        raise KeyError(f"unknown {task} model {model_id!r}; known: {', '.join(sorted(specs))}")
+    dev = resolve_device(device or settings.device)  # "auto": CUDA when present, as the server does
+    key = (model_id, str(dev))
+    if key not in _LOADED:
+        _LOADED[key] = load(specs[model_id], dev, settings)
+    return _LOADED[key]
+
+
 def _vision_model(model: Any, resolution: int | None, device: str | None) -> VisionModel:
     """Our VisionModel for an id, a VisionModel, or any timm ViT-family ``nn.Module`` (wrapped as
     ``models/vision/registry.describe`` reads a loaded model: pretrained_cfg, prefix tokens, patch grid)."""
     if isinstance(model, VisionModel):
         return model
     if isinstance(model, str):
-        from app.settings import get_settings
-
-        settings = get_settings()
-        specs = settings.vision_specs()
-        if model not in specs:
-            raise KeyError(f"unknown vision model {model!r}; known: {', '.join(sorted(specs))}")
-        dev = device or settings.device
-        key = (model, str(dev))
-        if key not in _LOADED:
-            _LOADED[key] = load_vision_model(specs[model], dev, cache_dir=settings.cache_dir)
-        return _LOADED[key]
+        return _by_id(
+            "vision",
+            model,
+            device,
+            lambda s: s.vision_specs(),
+            lambda spec, dev, s: load_vision_model(spec, dev, cache_dir=s.cache_dir),
+        )
     if not isinstance(model, torch.nn.Module):
         raise TypeError(
             f"model must be a timm model, a VisionModel or a model id, not {type(model).__name__}"
@@ -369,17 +382,9 @@ def _text_model(model: Any, tokenizer: Any, kind: str | None, device: str | None
     if isinstance(model, (HFTextModel, DateTextModel)):
         return model
     if isinstance(model, str):
-        from app.settings import get_settings
-
-        settings = get_settings()
-        specs = settings.text_specs()
-        if model not in specs:
-            raise KeyError(f"unknown text model {model!r}; known: {', '.join(sorted(specs))}")
-        dev = device or settings.device
-        key = (model, str(dev))
-        if key not in _LOADED:
-            _LOADED[key] = load_text_model(specs[model], dev if dev != "auto" else "cpu")
-        return _LOADED[key]
+        return _by_id(
+            "text", model, device, lambda s: s.text_specs(), lambda spec, dev, s: load_text_model(spec, dev)
+        )
     if tokenizer is None:
         raise TypeError("show_text(model, tokenizer, text): a model object needs its tokenizer")
     from models.transformer import Transformer
