@@ -21,12 +21,12 @@ import numpy as np
 
 from app.images import ImageError, decode_image
 from app.model_args import CliError, check_text, check_vision, text_entry, vision_entry
+from app.services.errors import ServiceError
 from app.settings import Settings, TextModelEntry, VisionModelEntry
+from app.store import text_store, vision_store
 from models.devices import resolve_device, resolve_dtype
 from models.text.analysis import TextModelSpec
 from models.vision.registry import VisionModelSpec
-
-LOAD_ERRORS = (OSError, RuntimeError, ValueError, ImportError)
 
 
 def vision_spec(settings: Settings, model: str | None, arch: str | None = None) -> VisionModelSpec:
@@ -62,7 +62,7 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = 
 
 def export_image(settings: Settings, args: argparse.Namespace) -> str:
     """Analyse ``args.image`` once and write its arrays; returns a one-line summary."""
-    from models.vision.analysis import analyze_image, load_vision_model
+    from models.vision.analysis import analyze_image
     from models.vision.export import vision_arrays
 
     path = Path(args.image).expanduser()
@@ -74,10 +74,10 @@ def export_image(settings: Settings, args: argparse.Namespace) -> str:
     except ImageError as e:
         raise CliError(f"image {args.image!r}: {e}") from None
     device = resolve_device(settings.device)
-    try:
-        vm = load_vision_model(spec, device, resolve_dtype(settings.dtype, device), settings.cache_dir)
-    except LOAD_ERRORS as e:
-        raise CliError(f"vision model {spec.id!r} did not load: {e}") from None
+    try:  # the spec itself, so a --model path loads without the allowlist
+        vm = vision_store(settings, device, resolve_dtype(settings.dtype, device)).get(spec)
+    except ServiceError as e:
+        raise CliError(f"vision model {spec.id!r} did not load: {e.__cause__}") from None
     try:
         resolution = vm.check_resolution(args.resolution)
     except ValueError as e:
@@ -95,16 +95,16 @@ def export_image(settings: Settings, args: argparse.Namespace) -> str:
 
 def export_text(settings: Settings, args: argparse.Namespace) -> str:
     """Analyse ``args.text`` (and ``args.target``) once and write its arrays; returns a one-line summary."""
-    from models.text.analysis import TextInputError, load_text_model
+    from models.text.analysis import TextInputError
     from models.text.export import text_arrays
 
     if len(args.text) > settings.max_text_chars:
         raise CliError(f"--text is {len(args.text)} characters long; the limit is {settings.max_text_chars}")
     spec = text_spec(settings, args.model)
     try:
-        model = load_text_model(spec, resolve_device(settings.device))
-    except LOAD_ERRORS as e:
-        raise CliError(f"text model {spec.id!r} did not load: {' '.join(str(e).split())}") from None
+        model = text_store(settings, resolve_device(settings.device)).get(spec)
+    except ServiceError as e:
+        raise CliError(f"text model {spec.id!r} did not load: {' '.join(str(e.__cause__).split())}") from None
     try:
         analysis = model.analyze(args.text, args.target)
     except TextInputError as e:

@@ -21,7 +21,6 @@ from app.middleware import BodySizeLimit, RequestContext
 from app.openapi import install_openapi
 from app.routers import distance, health, pages, paper1, text, vision, vit_embeddings
 from app.services.images import sample_hashes
-from app.services.text import preload as preload_text
 from app.settings import Settings, get_settings
 from app.state import AppState
 
@@ -41,7 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.atlas = state
         if settings.preload:
             log.info("loading %s on %s (%s)", settings.default_vision_model, state.device, state.dtype)
-            await run_in_threadpool(state.vision_model, settings.default_vision_model)
+            await run_in_threadpool(state.vision_store.preload, [settings.default_vision_model], True)
+            text_defaults = [settings.default_text_model, settings.default_seq2seq_model]
+            await run_in_threadpool(state.text_store.preload, text_defaults)  # failures: 503 per request
             for hook in app.state.preload_hooks:
                 await run_in_threadpool(hook, state)
             # the sample photos' JPEG bytes and hashes, once, off the event loop (sample requests read them)
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(RequestContext)
     app.state.settings = settings
-    app.state.preload_hooks = [preload_text]  # callables(state) run in the lifespan
+    app.state.preload_hooks = []  # callables(state) run in the lifespan, after the default models
     install_error_handlers(app)
     install_openapi(app)  # OpenAPI links from the analyze responses to the routes that take their ids
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")

@@ -1,4 +1,4 @@
-"""Process-wide state created in the lifespan: loaded models, the two executors, the caches, the jobs.
+"""Process-wide state created in the lifespan: the model stores, the two executors, the caches, the jobs.
 
 Every field is typed and every mutable registry has its own lock, so areas never share a catch-all dict.
 The resource budget (README "Resource model") is set here from the settings:
@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -26,25 +26,18 @@ from fastapi import HTTPException
 from app.cache import BoundedCache
 from app.compute import ComputeQueue, CpuPool
 from app.jobs import JobRegistry
-from app.services.errors import ServiceError
 from app.settings import Settings
+from app.store import InvalidOption, ModelStore, UnknownModel, VisionStore, text_store, vision_store
 from models.devices import resolve_device, resolve_dtype
-from models.vision.analysis import VisionAnalysis, VisionModel, load_vision_model
+from models.vision.analysis import VisionAnalysis
 from models.vision.distance import Cancelled
 
 if TYPE_CHECKING:
-    from app.batching import MicroBatcher
-    from models.text.analysis import TextAnalysis, TextModel
+    from models.text.analysis import TextAnalysis, TextModel, TextModelSpec
+
+__all__ = ["AppState", "InvalidOption", "UnknownModel"]  # the two errors live in app/store.py
 
 MB = 1024 * 1024
-
-
-class UnknownModel(LookupError):
-    """A request named a model that is not on the operator's allowlist."""
-
-
-class InvalidOption(ValueError):
-    """A request option the chosen model cannot take (answered with 400)."""
 
 
 def analysis_nbytes(a: VisionAnalysis) -> int:
@@ -83,20 +76,19 @@ class AppState:
     text_analyses: BoundedCache[TextAnalysis]
     distance_jobs: JobRegistry
     secret: bytes
-    vision_models: dict[str, VisionModel] = field(default_factory=dict)
-    vision_lock: threading.Lock = field(default_factory=threading.Lock)
-    text_models: dict[str, TextModel] = field(default_factory=dict)
-    text_lock: threading.Lock = field(default_factory=threading.Lock)
-    vision_batcher: MicroBatcher | None = None  # app/batching.py, created on first use when batching is on
+    vision_store: VisionStore  # app/store.py: the allowlisted models, loaded once
+    text_store: ModelStore[TextModelSpec, TextModel]
+    vision_batcher: Any = None  # app/batching.py, created on first use when batching is on
 
     @classmethod
     def create(cls, settings: Settings) -> AppState:
         device = resolve_device(settings.device)
+        dtype = resolve_dtype(settings.dtype, device)
         secret = settings.secret_key.encode() if settings.secret_key else secrets.token_bytes(32)
         return cls(
             settings=settings,
             device=device,
-            dtype=resolve_dtype(settings.dtype, device),
+            dtype=dtype,
             queue=ComputeQueue(
                 settings.queue_size,
                 max_cost=settings.queue_mb * MB,
@@ -126,36 +118,14 @@ class AppState:
                 per_owner=settings.jobs_per_client,
             ),
             secret=secret,
+            vision_store=vision_store(settings, device, dtype),
+            text_store=text_store(settings, device),
         )
 
     def keyed_id(self, *parts: str) -> str:
         """An id for content: HMAC-SHA256 under the server secret, so nobody can derive it offline."""
         message = "\x00".join(parts).encode("utf-8", "surrogatepass")
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()[:24]
-
-    def vision_model(self, model_id: str | None) -> VisionModel:
-        """The allowlisted model, loaded once per process (lazily for non-default ones)."""
-        model_id = model_id or self.settings.default_vision_model
-        specs = self.settings.vision_specs()
-        if model_id not in specs:
-            raise UnknownModel(f"Unknown vision model {model_id!r}. Available: {', '.join(specs)}.")
-        with self.vision_lock:
-            if model_id not in self.vision_models:
-                try:
-                    self.vision_models[model_id] = load_vision_model(
-                        specs[model_id], self.device, self.dtype, self.settings.cache_dir
-                    )
-                except (OSError, ValueError, RuntimeError, ImportError) as e:  # e.g. a Hub repo not reachable
-                    raise ServiceError(503, f"The vision model {model_id!r} could not be loaded: {e}") from e
-            return self.vision_models[model_id]
-
-    def vision_model_at(self, model_id: str | None, resolution: int | None) -> tuple[VisionModel, int]:
-        """The allowlisted model and a resolution it accepts (its default when None)."""
-        vm = self.vision_model(model_id)
-        try:
-            return vm, vm.check_resolution(resolution)
-        except ValueError as e:
-            raise InvalidOption(str(e)) from e
 
     def vision_analysis(self, analysis_id: str) -> VisionAnalysis:
         """A cached vision analysis; HTTPException 404 once it has expired."""
@@ -166,15 +136,9 @@ class AppState:
             )
         return analysis
 
-    def loaded_vision_models(self) -> list[str]:
-        with self.vision_lock:
-            return list(self.vision_models)
-
-    def loaded_text_models(self) -> list[str]:
-        with self.text_lock:
-            return list(self.text_models)
-
     def shutdown(self) -> None:
         self.distance_jobs.shutdown()
         self.queue.shutdown()
         self.cpu.shutdown()
+        self.vision_store.close()
+        self.text_store.close()

@@ -277,7 +277,7 @@ def test_job_cancel_while_waiting_for_the_model(client) -> None:
     # the queue is free again, and a finished job's cancel changes nothing
     assert client.post("/api/vision/analyze", data={"sample": "coffee"}).status_code == 200
     assert client.post(job["cancel_url"]).json()["status"] == "cancelled"
-    blocks = state.vision_model("tiny_vit").model.blocks
+    blocks = state.vision_store.get("tiny_vit").model.blocks
     assert all(not b.attn.attn_drop._forward_hooks for b in blocks)  # hooks gone after every batch
 
 

@@ -110,7 +110,7 @@ async def wait_for(condition, what: str, timeout_s: float = 30) -> None:
 def test_concurrent_analyses_run_as_batches_with_merged_keys(tmp_path) -> None:
     state, gate = gated_state(tmp_path, batch_max_size=4)
     try:
-        vm, res = state.vision_model_at(None, None)
+        vm, res = state.vision_store.get_at(None, None)
         batcher = vision_batcher(state)
         assert batcher is not None
         images = [photo(i) for i in range(6)]
@@ -140,7 +140,7 @@ def test_concurrent_analyses_run_as_batches_with_merged_keys(tmp_path) -> None:
 def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
     state, gate = gated_state(tmp_path, queue_size=3)
     try:
-        vm, res = state.vision_model_at(None, None)
+        vm, res = state.vision_store.get_at(None, None)
 
         async def main():
             tasks = [
@@ -180,7 +180,7 @@ def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
 def test_a_cancelled_request_leaves_its_batch_and_the_others_still_finish(tmp_path) -> None:
     state, gate = gated_state(tmp_path)
     try:
-        vm, res = state.vision_model_at(None, None)
+        vm, res = state.vision_store.get_at(None, None)
         batcher = vision_batcher(state)
         group = (vm.info.id, res)
         futures = []

@@ -51,7 +51,7 @@ def test_concurrent_forwards_run_as_one_batch_equal_to_unbatched(batching_replic
     r, loop = batching_replica
     model = TINY_SPECS[0].id
     images = [photo(i) for i in range(4)]
-    vm, res = r.state.vision_model_at(model, None)
+    vm, res = r.store.get_at(model, None)
     before = len(r.batches)
 
     async def burst():
@@ -67,7 +67,7 @@ def test_concurrent_forwards_run_as_one_batch_equal_to_unbatched(batching_replic
 def test_a_refused_request_fails_alone_and_its_batch_still_runs(batching_replica) -> None:
     r, loop = batching_replica
     model = TINY_SPECS[0].id
-    res = r.state.vision_model_at(model, None)[1]
+    res = r.store.get_at(model, None)[1]
     before = len(r.batches)
 
     async def burst():
@@ -86,7 +86,7 @@ def test_a_refused_request_fails_alone_and_its_batch_still_runs(batching_replica
 def test_batching_off_runs_one_forward_per_request(tmp_path) -> None:
     r = replica(tmp_path, "off")
     model = TINY_SPECS[0].id
-    res = r.state.vision_model_at(model, None)[1]
+    res = r.store.get_at(model, None)[1]
 
     async def burst():
         return await asyncio.gather(*(r.forward(model, photo(i), res) for i in range(3)))

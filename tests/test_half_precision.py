@@ -163,7 +163,7 @@ def test_the_app_serves_a_half_precision_model(tmp_path, dtype) -> None:
     expected = analyze_image(ref, Image.open(io.BytesIO(png(photo(2)))))
     with TestClient(create_app(tiny_settings(tmp_path, preload=False))) as client:
         state = client.app.state.atlas
-        state.vision_models[ref.info.id] = in_dtype(ref, dtype)
+        state.vision_store.put(ref.info.id, in_dtype(ref, dtype))
         r = client.post("/api/vision/analyze", files=upload)
         assert r.status_code == 200, r.text
         body = r.json()

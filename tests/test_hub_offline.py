@@ -139,7 +139,7 @@ def test_offline_is_really_offline(client, hub_cache):
 
 
 def loaded_state_dict(client: TestClient, model_id: str) -> dict[str, torch.Tensor]:
-    return client.app.state.atlas.vision_models[model_id].model.state_dict()
+    return client.app.state.atlas.vision_store.get(model_id).model.state_dict()
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,7 @@ def client(tmp_path):
 
 def test_forty_concurrent_distance_gets_stay_under_the_memory_bound(client, cache, monkeypatch) -> None:
     state = client.app.state.atlas
-    vm = state.vision_model("mid_vit")
+    vm = state.vision_store.get("mid_vit")
     assert (vm.info.num_layers, vm.info.num_heads, vm.info.grid(448, 448)) == (L, H, GRID)
     analysis = VisionAnalysis(
         model_id="mid_vit",
@@ -168,7 +168,7 @@ def test_forty_concurrent_distance_gets_stay_under_the_memory_bound(client, cach
 
 def test_identical_in_flight_analyses_share_one_forward(client, monkeypatch) -> None:
     state = client.app.state.atlas
-    state.vision_model("tiny_vit")
+    state.vision_store.get("tiny_vit")
     forwards: list[int] = []
     real = vision_service.analyze_image
     monkeypatch.setattr(vision_service, "analyze_image", lambda *a, **k: forwards.append(1) or real(*a, **k))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ import ray
 import torch
 from PIL import Image
 
+from app.store import VisionStore
 from models.devices import resolve_device, resolve_dtype
 from models.vision.analysis import VisionModel, load_vision_model
 from models.vision.capture import capture_attention
@@ -36,8 +38,8 @@ from models.vision.registry import VisionModelSpec
 
 WAIT_S = 0.2  # the driver checks cancel this often while batches run
 
-_models: dict[str, VisionModel] = {}  # per worker process: repr(spec, device, dtype) -> loaded model
-_models_lock = threading.Lock()
+_stores: dict[tuple[str, str, str], VisionStore] = {}  # per worker process: (device, dtype, cache) -> store
+_stores_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,16 @@ class TaskOptions:
 
 
 def _worker_model(spec: VisionModelSpec, device: str, dtype: str, cache_dir: str) -> VisionModel:
-    """The model in this worker process, loaded on its first batch."""
-    key = repr((spec, device, dtype))
-    with _models_lock:
-        vm = _models.get(key)
-        if vm is None:
+    """The model in this worker process, loaded on its first batch (by the process's model store for
+    these options; the spec comes from the ingress's allowlist, so the store takes it as given)."""
+    key = (device, dtype, cache_dir)
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
             dev = resolve_device(device)
-            vm = _models[key] = load_vision_model(spec, dev, resolve_dtype(dtype, dev), Path(cache_dir))
-        return vm
+            load = partial(load_vision_model, device=dev, dtype=resolve_dtype(dtype, dev), cache_dir=Path(cache_dir))
+            store = _stores[key] = VisionStore("vision", dict, load)
+    return store.get(spec)
 
 
 def batch_mad(vm: VisionModel, x: torch.Tensor, resolution: int, renormalize: bool) -> np.ndarray:

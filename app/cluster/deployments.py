@@ -1,8 +1,8 @@
 """The model deployments' replica classes: each replica holds one model family and runs its forwards.
 
-A replica builds its own :class:`app.state.AppState` from the operator's settings, so it loads exactly the
-allowlisted models, on the device and in the dtype the settings name (``num_gpus_per_replica`` > 0 gives
-it a GPU), through the same code as ``make run``. Forwards run one at a time per replica on a worker
+A replica builds its own model store (:mod:`app.store`) from the operator's settings, so it loads exactly
+the allowlisted models, on the device and in the dtype the settings name (``num_gpus_per_replica`` > 0
+gives it a GPU), through the same code as ``make run``. Forwards run one at a time per replica on a worker
 thread (the replica's event loop stays free for Serve's health checks); Serve admits at most
 ``max_ongoing_requests`` per replica and queues at most ``max_queued_requests`` in each caller.
 
@@ -26,9 +26,9 @@ from ray import serve
 from app.batching import batching_enabled
 from app.images import ImageError
 from app.services.errors import ServiceError
-from app.services.text import preload, text_model
 from app.settings import Settings
-from app.state import AppState, InvalidOption, UnknownModel
+from app.store import InvalidOption, UnknownModel, text_store, vision_store
+from models.devices import resolve_device, resolve_dtype
 from models.text.analysis import TextAnalysis, TextInputError
 from models.vision.analysis import VisionAnalysis, analyze_images
 
@@ -52,10 +52,11 @@ def _failure(e: Exception) -> Failure:
 
 
 class ModelReplica:
-    """Shared by both families: the replica's own AppState and its single forward thread."""
+    """Shared by both families: the replica's device and dtype, and its single forward thread."""
 
     def __init__(self, settings: Settings) -> None:
-        self.state = AppState.create(settings)
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
         self._forward = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atlas-forward")
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T | Failure:
@@ -65,7 +66,7 @@ class ModelReplica:
             return _failure(e)
 
     async def device(self) -> str:
-        return f"{self.state.device} {self.state.dtype}".replace("torch.", "")
+        return f"{self.device} {self.dtype}".replace("torch.", "")
 
     def __del__(self) -> None:
         self._forward.shutdown(wait=False, cancel_futures=True)
@@ -81,13 +82,14 @@ class VisionModels(ModelReplica):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.batching = batching_enabled(settings.batching, self.state.device)
+        self.store = vision_store(settings, self.device, self.dtype)
+        self.batching = batching_enabled(settings.batching, self.device)
         self.batches: list[int] = []  # sizes of the batched forwards run (tests, bench)
         if self.batching:
             self._batched.set_max_batch_size(settings.batch_max_size)
             self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)
         if settings.preload:
-            self.state.vision_model(settings.default_vision_model)
+            self.store.preload([settings.default_vision_model])
 
     async def forward(
         self, model_id: str, image: Image.Image, resolution: int
@@ -119,7 +121,7 @@ class VisionModels(ModelReplica):
             groups.setdefault((model_id, resolution), []).append(i)
         for (model_id, resolution), idx in groups.items():
             try:
-                vm, res = self.state.vision_model_at(model_id, resolution)
+                vm, res = self.store.get_at(model_id, resolution)
                 t0 = time.perf_counter()
                 analyses = analyze_images(vm, [images[i] for i in idx], res)
             except (ServiceError, ImageError, UnknownModel, InvalidOption) as e:
@@ -141,11 +143,12 @@ class TextModels(ModelReplica):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        self.store = text_store(settings, self.device)
         if settings.preload:
-            preload(self.state)
+            self.store.preload([settings.default_text_model, settings.default_seq2seq_model])
 
     async def forward(self, model_id: str, text: str, target: str | None) -> TextAnalysis | Failure:
         return await self._run(self._analyze, model_id, text, target)
 
     def _analyze(self, model_id: str, text: str, target: str | None) -> TextAnalysis:
-        return text_model(self.state, model_id).analyze(text, target)
+        return self.store.get(model_id).analyze(text, target)

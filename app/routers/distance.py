@@ -51,7 +51,7 @@ async def analysis_distance(
 ) -> DistanceResultSchema:
     """Mean attention distance of the image of a cached vision analysis (no forward pass)."""
     analysis = state.vision_analysis(analysis_id)
-    vm = state.vision_model(analysis.model_id)
+    vm = state.vision_store.get(analysis.model_id)  # loaded: it made the analysis
     key = ("distance", analysis_id, renormalize)
     result = await cached_view(state, key, svc.analysis_distance, vm, analysis, renormalize)
     return result.to_schema(unit)

@@ -16,7 +16,7 @@ async def health(state: StateDep) -> HealthResponse:
         status="ok",
         device=str(state.device),
         dtype=str(state.dtype).removeprefix("torch."),
-        loaded_models=[*state.loaded_vision_models(), *state.loaded_text_models()],
+        loaded_models=[*state.vision_store.loaded(), *state.text_store.loaded()],
         queue_pending=state.queue.pending,
         queue_size=state.queue.max_pending,
         backend=state.settings.backend,
@@ -28,7 +28,7 @@ async def health(state: StateDep) -> HealthResponse:
 async def list_models(state: StateDep) -> ModelsResponse:
     """Every allowlisted model; users can only pick from this list."""
     s = state.settings
-    loaded = set(state.loaded_vision_models())
+    loaded = set(state.vision_store.loaded())
     out = [
         ModelSummary(
             id=spec.id,
@@ -40,7 +40,7 @@ async def list_models(state: StateDep) -> ModelsResponse:
         )
         for spec in s.vision_specs().values()
     ]
-    loaded_text = set(state.loaded_text_models())
+    loaded_text = set(state.text_store.loaded())
     task = {"encoder": "text", "seq2seq": "seq2seq", "causal": "causal-lm"}
     out += [
         ModelSummary(

@@ -4,7 +4,7 @@
 Numbers come from :mod:`models.vision.vit_embeddings`. Everything derived runs in the CPU pool and is
 cached in ``state.views``: the (R, C, R, C) similarity per model (it depends on the weights alone), each
 encoded response per (model, options), and each PCA per (model, n_components). A model that is not loaded
-yet is loaded in the model queue.
+yet is loaded by the vision store (app/store.py).
 """
 
 from __future__ import annotations
@@ -27,11 +27,8 @@ MAX_COMPONENTS = 64
 
 
 async def _vision_model(state: AppState, model_id: str | None) -> VisionModel:
-    """The allowlisted model; a first load runs in the model queue (merged per model id)."""
-    model_id = model_id or state.settings.default_vision_model
-    if model_id in state.loaded_vision_models():
-        return state.vision_model(model_id)
-    return await state.queue.run(state.vision_model, model_id, key=f"vision-model|{model_id}")
+    """The allowlisted model (app/store.py: a first load runs off the event loop, merged per id)."""
+    return await state.vision_store.get_async(model_id)
 
 
 def similarity_tiles(vm: VisionModel) -> tuple[np.ndarray, tuple[int, int], int]:

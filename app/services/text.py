@@ -37,7 +37,7 @@ from app.serialization import typed_array
 from app.services.backend import remote_models
 from app.services.errors import ServiceError
 from app.services.views import cached_json, cached_view
-from app.state import AppState, UnknownModel
+from app.state import AppState
 from models.text.analysis import (
     BLOCK_ORDER,
     BlockKind,
@@ -45,7 +45,6 @@ from models.text.analysis import (
     TextInputError,
     TextModel,
     TokenSeq,
-    load_text_model,
 )
 from models.text.lines import top_k_lines
 from models.text.stats import (
@@ -68,48 +67,14 @@ class TextError(ServiceError):
 # ----------------------------------------------------------------------------- models
 
 
-def _load(state: AppState, model_id: str) -> TextModel:
-    specs = state.settings.text_specs()
-    with state.text_lock:
-        if model_id not in state.text_models:
-            try:
-                state.text_models[model_id] = load_text_model(specs[model_id], state.device)
-            except (OSError, ValueError, RuntimeError, ImportError) as e:
-                raise TextError(503, f"The text model {model_id!r} could not be loaded: {e}") from e
-        return state.text_models[model_id]
-
-
-def _model_id(state: AppState, model_id: str | None) -> str:
-    model_id = model_id or state.settings.default_text_model
-    specs = state.settings.text_specs()
-    if model_id not in specs:
-        raise UnknownModel(f"Unknown text model {model_id!r}. Available: {', '.join(specs)}.")
-    return model_id
-
-
 def text_model(state: AppState, model_id: str | None) -> TextModel:
-    """The allowlisted text model, loaded once per process (blocking; for worker threads and the lifespan)."""
-    return _load(state, _model_id(state, model_id))
+    """The allowlisted text model (app/store.py), loaded once per process (blocking: worker threads)."""
+    return state.text_store.get(model_id)
 
 
 async def text_model_async(state: AppState, model_id: str | None) -> TextModel:
-    """The allowlisted text model; a first load runs in the model queue (merged per model id)."""
-    model_id = _model_id(state, model_id)
-    with state.text_lock:
-        loaded = state.text_models.get(model_id)
-    if loaded is not None:
-        return loaded
-    return await state.queue.run(_load, state, model_id, key=f"text-model|{model_id}")
-
-
-def preload(state: AppState) -> None:
-    """Lifespan hook: load the default encoder and encoder-decoder so the first request is fast."""
-    for model_id in (state.settings.default_text_model, state.settings.default_seq2seq_model):
-        if model_id in state.settings.text_specs():
-            try:
-                text_model(state, model_id)
-            except TextError as e:  # the app still serves everything else; requests get the 503
-                log.warning("text model %s not preloaded: %s", model_id, e)
+    """The allowlisted text model; a first load runs off the event loop, merged per id (app/store.py)."""
+    return await state.text_store.get_async(model_id)
 
 
 # ----------------------------------------------------------------------------- analyses

@@ -54,15 +54,9 @@ class Analyzed:
 
 
 async def model_at(state: AppState, model: str | None, resolution: int | None) -> tuple[VisionModel, int]:
-    """The allowlisted model and a resolution it takes. A model not loaded yet loads in the CPU pool (once:
-    concurrent first requests share the load), so the event loop never blocks on it and a long queue of
-    forwards does not delay it; unknown ids fail at once."""
-    model_id = model or state.settings.default_vision_model
-    if model_id in state.loaded_vision_models() or model_id not in state.settings.vision_specs():
-        return state.vision_model_at(model_id, resolution)  # raises UnknownModel / InvalidOption
-    return await state.cpu.run(
-        state.vision_model_at, model_id, resolution, key=f"load-vision:{model_id}:{resolution}"
-    )
+    """The allowlisted model and a resolution it takes (:class:`app.store.VisionStore`: a first load runs
+    off the event loop, merged per id; unknown ids and resolutions fail at once)."""
+    return await state.vision_store.get_at_async(model, resolution)
 
 
 def image_id(state: AppState, sha256: str) -> str:
