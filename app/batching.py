@@ -3,7 +3,7 @@
 On a GPU one forward of a small ViT is bound by kernel launches, not arithmetic: 16 images in one batch cost
 little more than one. :class:`MicroBatcher` collects the requests that arrive within ``wait_ms`` of the
 first one (at most ``max_size``) and runs them as one batched forward in the compute queue's worker, then
-hands each request its own result (``models.vision.analysis.analyze_batch`` splits them).
+hands each request its own result (:func:`forward_group`, the batched forward the Ray replicas run too).
 
 It keeps the compute queue's budget (``app/compute.py``) as it is, because every request still goes through
 ``queue.submit`` itself:
@@ -35,16 +35,13 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import torch
 from PIL import Image
 
 from app.compute import BoundedExecutor
 from models.vision.analysis import VisionAnalysis, VisionModel, analyze_batch
-
-if TYPE_CHECKING:
-    from app.state import AppState
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -187,69 +184,14 @@ class MicroBatcher(Generic[P, R]):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The vision analysis glue: one batcher per app, grouping by (model, resolution)
+# The batched vision forward: one function for the local batcher (app/backend/local.py) and the Ray replicas
 
 
-@dataclass(frozen=True)
-class VisionRequest:
-    """One analysis to compute: preprocessed on the CPU pool, so the worker only stacks and runs."""
-
-    vm: VisionModel
-    aid: str
-    x: torch.Tensor  # (1, 3, R, R) float32 on the CPU
-    shown: Image.Image  # the R x R image the model sees
-
-
-_create_lock = threading.Lock()
-
-
-def vision_batcher(state: AppState) -> MicroBatcher[VisionRequest, tuple[VisionAnalysis, float]] | None:
-    """The app's vision batcher when batching is on for its device (created on first use), else None."""
-    settings = state.settings
-    if not batching_enabled(settings.batching, state.device):
-        return None
-    with _create_lock:
-        if state.vision_batcher is None:
-            state.vision_batcher = MicroBatcher(
-                state.queue,
-                lambda _group, reqs: forward_batch(state, reqs),
-                max_size=settings.batch_max_size,
-                wait_ms=settings.batch_wait_ms,
-            )
-        return state.vision_batcher
-
-
-def forward_batch(state: AppState, reqs: Sequence[VisionRequest]) -> list[tuple[VisionAnalysis, float]]:
-    """(analysis, forward ms) per request: cached ones as they are (0 ms), the others from one batched
-    forward (each reports the batch's ms: what it waited for), cached as they come out."""
-    out: list[tuple[VisionAnalysis, float] | None] = []
-    todo: list[int] = []
-    for i, r in enumerate(reqs):
-        cached = state.analyses.get(r.aid)
-        out.append(None if cached is None else (cached, 0.0))
-        if cached is None:
-            todo.append(i)
-    if todo:
-        t0 = time.perf_counter()
-        x = torch.cat([reqs[i].x for i in todo])  # (B, 3, R, R)
-        analyses = analyze_batch(reqs[todo[0]].vm, x, [reqs[i].shown for i in todo])
-        forward_ms = max((time.perf_counter() - t0) * 1000, 1e-3)
-        for i, analysis in zip(todo, analyses, strict=True):
-            state.analyses.put(reqs[i].aid, analysis)
-            out[i] = (analysis, forward_ms)
-    return out  # type: ignore[return-value]
-
-
-async def analyze_batched(
-    state: AppState,
-    batcher: MicroBatcher[VisionRequest, tuple[VisionAnalysis, float]],
-    vm: VisionModel,
-    image: Image.Image,
-    resolution: int,
-    aid: str,
-) -> tuple[VisionAnalysis, float]:
-    """Preprocess in the CPU pool, then wait for the batch this analysis joins: (analysis, forward ms)."""
-    x, shown = await state.cpu.run(vm.preprocess, image, resolution, key=f"preprocess:{aid}")
-    req = VisionRequest(vm, aid, x, shown)
-    cost = 3 * image.width * image.height + x.numel() * x.element_size()
-    return await batcher.run((vm.info.id, resolution), req, key=f"vision:{aid}", cost=cost)
+def forward_group(
+    vm: VisionModel, xs: Sequence[torch.Tensor], shown: Sequence[Image.Image]
+) -> tuple[list[VisionAnalysis], float]:
+    """Preprocessed images of one (model, resolution), each (1, 3, R, R) from :meth:`VisionModel.preprocess`,
+    and the images they show -> (one analysis each, the forward's ms), from one batched forward."""
+    t0 = time.perf_counter()
+    analyses = analyze_batch(vm, torch.cat(list(xs)), shown)  # (B, 3, R, R) in
+    return analyses, max((time.perf_counter() - t0) * 1000, 1e-3)

@@ -10,8 +10,9 @@ Admission happens at submission and never blocks: when the executor already hold
 ``max_cost``, :class:`Busy` is raised at once and the API answers 503 with ``Retry-After``. A request that
 cannot be served soon is refused cheaply, before it allocates anything big.
 
-Identical in-flight work is merged: jobs submitted with the same ``key`` while one is waiting or running
-share its future and take no extra slot (two students clicking the same sample get one forward pass).
+Identical in-flight work is merged (:class:`app.inflight.InFlight`): jobs submitted with the same ``key``
+while one is waiting or running share its future and take no extra slot (two students clicking the same
+sample get one forward pass).
 
 Async routes ``await executor.run(...)``: no request thread is held while the job waits, so the event
 loop (and ``/api/health``) stays free. Worker threads (dataset jobs) call :meth:`BoundedExecutor.run_sync`.
@@ -30,6 +31,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from app.inflight import InFlight
 
 T = TypeVar("T")
 
@@ -85,9 +88,13 @@ class BoundedExecutor:
         self._lock = threading.Lock()
         self._pending = 0
         self._cost = 0
-        self._inflight: dict[str, Future] = {}
-        self.merged = 0  # submissions answered by an identical in-flight job (for health and tests)
+        self._inflight: InFlight[Future] = InFlight()
         self.rejected = 0
+
+    @property
+    def merged(self) -> int:
+        """Submissions answered by an identical in-flight job (for health and tests)."""
+        return self._inflight.merged
 
     @property
     def pending(self) -> int:
@@ -104,25 +111,21 @@ class BoundedExecutor:
     ) -> Future:
         """Admit ``fn(*args, **kwargs)`` or raise :class:`Busy` at once; identical ``key``s share a future."""
         with self._lock:
-            if key is not None and key in self._inflight:
-                self.merged += 1
-                return self._inflight[key]
+            merged = self._inflight.find(key)
+            if merged is not None:
+                return merged
             over_cost = self.max_cost is not None and self._pending > 0 and self._cost + cost > self.max_cost
             if self._pending >= self.max_pending or over_cost:
                 self.rejected += 1
                 raise self.full_error(self._busy_message(), self.retry_after_s)
             self._pending += 1
             self._cost += cost
-            future = self._executor.submit(fn, *args, **kwargs)
-            if key is not None:
-                self._inflight[key] = future
+            future = self._inflight.add(key, self._executor.submit(fn, *args, **kwargs))
 
         def release(_f: Future) -> None:
             with self._lock:
                 self._pending -= 1
                 self._cost -= cost
-                if key is not None and self._inflight.get(key) is future:
-                    del self._inflight[key]
 
         future.add_done_callback(release)
         return future

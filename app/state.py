@@ -9,6 +9,9 @@ The resource budget (README "Resource model") is set here from the settings:
 - ``decode_slots``: at most ``decode_concurrency`` image decodes at once, inside the CPU pool;
 - caches bounded in bytes: ``analyses`` (vision maps), ``text_analyses``, ``images`` (decoded uploads),
   ``views`` (derived views per (analysis id, options): small and deterministic).
+
+Models come from ``vision_store`` / ``text_store`` (``app/store.py``) and their forwards run on ``backend``
+(``app/backend``: this process's queue, or a Ray cluster), both chosen here once.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from fastapi import HTTPException
 
+from app.backend import ModelBackend, create_backend
 from app.cache import BoundedCache
 from app.compute import ComputeQueue, CpuPool
 from app.jobs import JobRegistry
@@ -78,29 +82,31 @@ class AppState:
     secret: bytes
     vision_store: VisionStore  # app/store.py: the allowlisted models, loaded once
     text_store: ModelStore[TextModelSpec, TextModel]
-    vision_batcher: Any = None  # app/batching.py, created on first use when batching is on
+    backend: ModelBackend  # app/backend: where forwards and dataset batches run (local or ray)
 
     @classmethod
     def create(cls, settings: Settings) -> AppState:
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype, device)
         secret = settings.secret_key.encode() if settings.secret_key else secrets.token_bytes(32)
+        queue = ComputeQueue(
+            settings.queue_size,
+            max_cost=settings.queue_mb * MB,
+            retry_after_s=settings.retry_after_s,
+            nice=settings.worker_nice,
+        )
+        cpu = CpuPool(
+            settings.cpu_pool_size,
+            settings.cpu_workers,
+            retry_after_s=settings.retry_after_s,
+            nice=settings.worker_nice,
+        )
         return cls(
             settings=settings,
             device=device,
             dtype=dtype,
-            queue=ComputeQueue(
-                settings.queue_size,
-                max_cost=settings.queue_mb * MB,
-                retry_after_s=settings.retry_after_s,
-                nice=settings.worker_nice,
-            ),
-            cpu=CpuPool(
-                settings.cpu_pool_size,
-                settings.cpu_workers,
-                retry_after_s=settings.retry_after_s,
-                nice=settings.worker_nice,
-            ),
+            queue=queue,
+            cpu=cpu,
             decode_slots=threading.BoundedSemaphore(settings.decode_concurrency),
             analyses=BoundedCache(settings.analysis_cache_mb * MB, settings.analysis_ttl_s, analysis_nbytes),
             images=BoundedCache(
@@ -120,6 +126,7 @@ class AppState:
             secret=secret,
             vision_store=vision_store(settings, device, dtype),
             text_store=text_store(settings, device),
+            backend=create_backend(settings, queue, cpu, device),
         )
 
     def keyed_id(self, *parts: str) -> str:
@@ -138,6 +145,7 @@ class AppState:
 
     def shutdown(self) -> None:
         self.distance_jobs.shutdown()
+        self.backend.close()
         self.queue.shutdown()
         self.cpu.shutdown()
         self.vision_store.close()

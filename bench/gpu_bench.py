@@ -289,7 +289,7 @@ def throughput(app, uploads: list[bytes], clients: int) -> tuple[float, list[int
         t0 = time.perf_counter()
         await asyncio.gather(*(one_client(k) for k in range(clients)))
         elapsed = time.perf_counter() - t0
-        batcher = app.state.atlas.vision_batcher
+        batcher = app.state.atlas.backend.batcher
         sizes = list(batcher.batch_sizes)[1:] if batcher is not None else []  # [0]: the warm-up
         return len(uploads) / elapsed, statuses, bodies, sizes
 

@@ -80,7 +80,7 @@ def main() -> int:
         )
         ok &= v.status_code == t.status_code == s.status_code == 200
         ok &= health["device"].split(":")[0] == args.device.split(":")[0]  # no silent fallback to the CPU
-        batcher = app.state.atlas.vision_batcher  # batching "auto": on for CUDA, off on the CPU
+        batcher = app.state.atlas.backend.batcher  # batching "auto": on for CUDA, off on the CPU
         print(f"batching: {'on, batch sizes ' + str(list(batcher.batch_sizes)) if batcher else 'off'}")
         ok &= (batcher is not None) == (args.device.split(":")[0] == "cuda")
     print("GPU SMOKE", "OK" if ok else "FAILED")

@@ -319,7 +319,7 @@ def test_single_image_requests_interleave_with_a_job(client) -> None:
     analysis.join(5)
     assert final["status"] == "done" and final["result"]["n_images"] == 8
     del state.queue.submit
-    assert order.count("<lambda>") == 8 and order.index("_forward_and_cache") == 1, order
+    assert order.count("batch_mad") == 8 and order.index("_forward_and_cache") == 1, order
 
 
 def test_unknown_job_is_404(client) -> None:

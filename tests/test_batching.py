@@ -25,7 +25,8 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.batching import MicroBatcher, VisionRequest, batching_enabled, vision_batcher
+from app.backend.local import VisionRequest
+from app.batching import MicroBatcher, batching_enabled
 from app.compute import ComputeQueue, QueueFull
 from app.main import create_app
 from app.services import vision as vision_service
@@ -111,7 +112,7 @@ def test_concurrent_analyses_run_as_batches_with_merged_keys(tmp_path) -> None:
     state, gate = gated_state(tmp_path, batch_max_size=4)
     try:
         vm, res = state.vision_store.get_at(None, None)
-        batcher = vision_batcher(state)
+        batcher = state.backend.batcher
         assert batcher is not None
         images = [photo(i) for i in range(6)]
         uploads = [png(im) for im in images] + [png(images[0])]  # the last one repeats the first
@@ -154,7 +155,7 @@ def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
             return await asyncio.gather(*tasks)
 
         assert len(asyncio.run(main())) == 2
-        assert list(state.vision_batcher.batch_sizes) == [2]
+        assert list(state.backend.batcher.batch_sizes) == [2]
     finally:
         gate.set()
         state.shutdown()
@@ -174,19 +175,23 @@ def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
         assert r.status_code == 200 and not r.json()["cached"]
         aid = r.json()["analysis_id"]
         assert client.get(f"/api/vision/analysis/{aid}/attention?layer=0&query=0").status_code == 200
-        assert list(state.vision_batcher.batch_sizes) == [1]
+        assert list(state.backend.batcher.batch_sizes) == [1]
 
 
 def test_a_cancelled_request_leaves_its_batch_and_the_others_still_finish(tmp_path) -> None:
     state, gate = gated_state(tmp_path)
     try:
         vm, res = state.vision_store.get_at(None, None)
-        batcher = vision_batcher(state)
+        batcher = state.backend.batcher
         group = (vm.info.id, res)
         futures = []
         for i in range(3):
             x, shown = vm.preprocess(photo(i), res)
-            futures.append(batcher.submit(group, VisionRequest(vm, f"a{i}", x, shown), key=f"vision:a{i}"))
+            futures.append(
+                batcher.submit(
+                    group, VisionRequest(vm, f"a{i}", x, shown, state.analyses), key=f"vision:a{i}"
+                )
+            )
         assert futures[1].cancel()  # waiting behind the gate: cancellable, and the cancel must stick
         assert batcher.waiting == 2
         gate.set()
@@ -201,7 +206,7 @@ def test_a_cancelled_request_leaves_its_batch_and_the_others_still_finish(tmp_pa
         gate2 = threading.Event()
         state.queue.submit(gate2.wait, 30)
         x, shown = vm.preprocess(photo(5), res)
-        late = batcher.submit(group, VisionRequest(vm, "a5", x, shown), key="vision:a5")
+        late = batcher.submit(group, VisionRequest(vm, "a5", x, shown, state.analyses), key="vision:a5")
         state.queue.shutdown()
         assert late.cancelled() and batcher.waiting == 0
         gate2.set()

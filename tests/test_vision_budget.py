@@ -18,6 +18,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from app.backend import local as local_backend
 from app.main import create_app
 from app.serialization import decode_typed_array
 from app.services import distance as distance_service
@@ -170,8 +171,8 @@ def test_identical_in_flight_analyses_share_one_forward(client, monkeypatch) -> 
     state = client.app.state.atlas
     state.vision_store.get("tiny_vit")
     forwards: list[int] = []
-    real = vision_service.analyze_image
-    monkeypatch.setattr(vision_service, "analyze_image", lambda *a, **k: forwards.append(1) or real(*a, **k))
+    real = local_backend.analyze_image  # the local backend's forward (app/backend/local.py)
+    monkeypatch.setattr(local_backend, "analyze_image", lambda *a, **k: forwards.append(1) or real(*a, **k))
     release, started = threading.Event(), threading.Event()
     blocker = threading.Thread(target=state.queue.run_sync, args=(lambda: (started.set(), release.wait(20)),))
     blocker.start()

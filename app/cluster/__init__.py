@@ -4,7 +4,7 @@
   ``create_app(settings)`` (every route, page and cache as in ``make run``) and one deployment per model
   family, ``VisionModels`` and ``TextModels``, whose replicas hold the allowlisted models and run the
   forwards (:mod:`app.cluster.deployments`).
-- :mod:`app.cluster.client` is the ingress's side of the seam in :mod:`app.services.backend`: forwards go
+- :mod:`app.cluster.client` is the ingress's side of the seam in :mod:`app.backend`: forwards go
   to the model deployments through DeploymentHandles; Serve's backpressure and lost replicas become the
   app's usual 503 + ``Retry-After``.
 - :mod:`app.cluster.dataset` fans a dataset job's batches out as Ray tasks across the nodes.

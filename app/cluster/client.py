@@ -1,15 +1,15 @@
-"""The ingress's side of the Ray backend (:class:`app.services.backend.RemoteModels`).
+"""The ingress's side of the Ray backend (:class:`app.backend.ModelBackend`).
 
 - Forwards go to the ``VisionModels`` / ``TextModels`` deployments through DeploymentHandles. Identical
-  requests in flight in this ingress share one call (the key is the analysis id), as the local compute
-  queue merges them.
+  requests in flight in this ingress share one call (the key is the analysis id), merged by the same
+  :class:`app.inflight.InFlight` as the local compute queue; the result is cached before waiters wake.
 - Backpressure is Serve's own: each model replica runs at most ``max_ongoing_requests`` forwards and this
   ingress queues at most ``max_queued_requests`` per deployment; past that the handle raises
   ``BackPressureError`` (carrying the deployment's ``BackpressureConfig.retry_after_s``), answered like
   the local queue's :class:`app.compute.Busy`: 503, ``Retry-After`` and the same JSON body.
 - A replica that dies with a request on it (``RayActorError``), or a deployment with no replica yet, is
   also a 503 + ``Retry-After``: Serve starts a replacement and the client's retry succeeds.
-- Dataset jobs fan out as Ray tasks (:mod:`app.cluster.dataset`).
+- Dataset batches run as Ray tasks (:func:`app.cluster.dataset.ray_submit`) under the one dataset loop.
 """
 
 from __future__ import annotations
@@ -18,22 +18,25 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import ray
 from PIL import Image
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from app.cluster.dataset import TaskOptions, distributed_distance
+from app.cache import BoundedCache
+from app.cluster.dataset import TaskOptions, ray_submit
 from app.cluster.deployments import Failure
 from app.compute import Busy
+from app.inflight import InFlight
 from app.services.errors import ServiceError
 from app.settings import Settings
-from models.text.analysis import TextAnalysis
+from models.text.analysis import TextAnalysis, TextModel
 from models.vision.analysis import VisionAnalysis, VisionModel
-from models.vision.distance import DistanceResult
+from models.vision.distance import SubmitFn
 
 VISION = "VisionModels"
 TEXT = "TextModels"
@@ -54,7 +57,7 @@ class RayModels:
         self.settings = settings
         self.app_name = settings.serve_app_name
         self._handles: dict[str, Any] = {}
-        self._inflight: dict[str, asyncio.Future] = {}
+        self._inflight: InFlight[asyncio.Future] = InFlight()
         self._status: tuple[float, dict[str, int]] | None = None
         self.task_options = TaskOptions(
             num_cpus=settings.num_cpus_per_replica,
@@ -88,42 +91,58 @@ class RayModels:
 
     async def _merged(self, key: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """One call per key in flight; later identical requests await the same future."""
-        future = self._inflight.get(key)
+        future = self._inflight.find(key)
         if future is None:
-            future = asyncio.ensure_future(call())
-            self._inflight[key] = future
-
-            def forget(f: asyncio.Future) -> None:
-                if self._inflight.get(key) is f:
-                    del self._inflight[key]
-                if not f.cancelled():
-                    f.exception()  # retrieved: no "never retrieved" warning when every waiter left
-
-            future.add_done_callback(forget)
+            future = self._inflight.add(key, asyncio.ensure_future(call()))
+            # retrieved: no "never retrieved" warning when every waiter left
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
         return await asyncio.shield(future)
 
     async def vision_forward(
-        self, model_id: str, image: Image.Image, resolution: int, key: str
-    ) -> tuple[VisionAnalysis, float]:
-        return await self._merged(key, lambda: self._call(VISION, model_id, image, resolution))
-
-    async def text_forward(self, model_id: str, text: str, target: str | None, key: str) -> TextAnalysis:
-        return await self._merged(key, lambda: self._call(TEXT, model_id, text, target))
-
-    def dataset_distance(
         self,
         vm: VisionModel,
-        images: Sequence[Image.Image],
-        batch_size: int,
+        image: Image.Image,
         resolution: int,
-        renormalize: bool,
-        progress: Callable[[int, int | None], None],
-        cancel: threading.Event,
-    ) -> DistanceResult:
-        run = distributed_distance(
-            vm, images, batch_size, resolution, renormalize, self.task_options, progress, cancel
-        )
-        return run.result
+        *,
+        key: str,
+        cache: BoundedCache[VisionAnalysis],
+    ) -> tuple[VisionAnalysis, float]:
+        async def call() -> tuple[VisionAnalysis, float]:  # cached before the merged waiters wake
+            analysis, forward_ms = await self._call(VISION, vm.info.id, image, resolution)
+            cache.put(key, analysis)
+            return analysis, forward_ms
+
+        return await self._merged(f"vision:{key}", call)
+
+    async def text_forward(
+        self,
+        model: TextModel,
+        text: str,
+        target: str | None,
+        *,
+        key: str,
+        cache: BoundedCache[TextAnalysis],
+        cost: int = 0,
+    ) -> TextAnalysis:
+        async def call() -> TextAnalysis:  # cached before the merged waiters wake
+            analysis = await self._call(TEXT, model.info.id, text, target)
+            cache.put(key, analysis)
+            return analysis
+
+        return await self._merged(key, call)
+
+    @property
+    def dataset_window(self) -> int:
+        """Ray tasks in flight per dataset job: two per alive node."""
+        return 2 * max(1, sum(n["Alive"] for n in ray.nodes()))
+
+    def dataset_submit(
+        self, vm: VisionModel, resolution: int, renormalize: bool, cancel: threading.Event
+    ) -> SubmitFn:
+        return ray_submit(vm, resolution, renormalize, self.task_options)
+
+    def close(self) -> None:
+        """Nothing of its own: the client is shared per application (:func:`ray_models`)."""
 
     async def replicas(self) -> dict[str, int]:
         """RUNNING replicas per deployment of this application (cached for :data:`STATUS_TTL_S`)."""

@@ -14,7 +14,6 @@ status instead of a wrapped Ray error.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,14 +22,14 @@ from typing import Any, TypeVar
 from PIL import Image
 from ray import serve
 
-from app.batching import batching_enabled
+from app.batching import batching_enabled, forward_group
 from app.images import ImageError
 from app.services.errors import ServiceError
 from app.settings import Settings
 from app.store import InvalidOption, UnknownModel, text_store, vision_store
 from models.devices import resolve_device, resolve_dtype
 from models.text.analysis import TextAnalysis, TextInputError
-from models.vision.analysis import VisionAnalysis, analyze_images
+from models.vision.analysis import VisionAnalysis
 
 T = TypeVar("T")
 
@@ -78,7 +77,8 @@ class VisionModels(ModelReplica):
     With batching on for the replica's device (``settings.batching``: ``auto`` = CUDA only), concurrent
     single-image forwards are collected by Serve's own ``@serve.batch`` (at most ``batch_max_size`` images,
     waiting at most ``batch_wait_ms`` for company) and run as one batched forward per (model, resolution),
-    the cluster counterpart of the local :class:`app.batching.MicroBatcher`."""
+    the cluster counterpart of the local :class:`app.batching.MicroBatcher`; both run the same batched
+    forward, :func:`app.batching.forward_group`."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -122,13 +122,12 @@ class VisionModels(ModelReplica):
         for (model_id, resolution), idx in groups.items():
             try:
                 vm, res = self.store.get_at(model_id, resolution)
-                t0 = time.perf_counter()
-                analyses = analyze_images(vm, [images[i] for i in idx], res)
+                prepared = [vm.preprocess(images[i], res) for i in idx]  # (1, 3, R, R) and the shown image
             except (ServiceError, ImageError, UnknownModel, InvalidOption) as e:
                 for i in idx:
                     out[i] = _failure(e)
                 continue
-            ms = max((time.perf_counter() - t0) * 1000, 1e-3)
+            analyses, ms = forward_group(vm, [x for x, _ in prepared], [shown for _, shown in prepared])
             self.batches.append(len(idx))
             for i, analysis in zip(idx, analyses, strict=True):
                 out[i] = (analysis, ms)

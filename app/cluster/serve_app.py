@@ -8,7 +8,7 @@
                                            '-- Ray tasks for dataset batches (app.cluster.dataset)
 
 Every route, page, cache and derived view runs in the ingress exactly as in ``make run``; only model
-forwards and dataset batches leave it (:mod:`app.services.backend`). The ingress keeps a CPU copy of each
+forwards and dataset batches leave it (:mod:`app.backend`). The ingress keeps a CPU copy of each
 model it uses for metadata, preprocessing and the few captures that stay local (text neuron view and
 offsets), so it takes no GPU.
 

@@ -4,14 +4,12 @@ from fastapi import APIRouter
 
 from app.deps import StateDep
 from app.schemas.common import HealthResponse, ModelsResponse, ModelSummary
-from app.services.backend import remote_models
 
 router = APIRouter(prefix="/api", tags=["meta"])
 
 
 @router.get("/health", response_model=HealthResponse)
 async def health(state: StateDep) -> HealthResponse:
-    remote = remote_models(state)
     return HealthResponse(
         status="ok",
         device=str(state.device),
@@ -20,7 +18,7 @@ async def health(state: StateDep) -> HealthResponse:
         queue_pending=state.queue.pending,
         queue_size=state.queue.max_pending,
         backend=state.settings.backend,
-        replicas=await remote.replicas() if remote is not None else None,
+        replicas=await state.backend.replicas(),
     )
 
 

@@ -11,7 +11,8 @@ Budgets (README "Resource model"):
 - image sets: the job-slot and per-client checks come first; then :func:`parse_uploads` (CPU pool) reads
   only zip central directories and image headers (no pixel is decoded) and refuses a set over its pixel
   budget (:func:`pixel_budget`) with 413 at once. Each image is decoded inside the job (cancellable), in
-  the CPU pool under the decode slots, and each batch's forward goes through the compute queue.
+  the CPU pool under the decode slots, and each batch's forward goes to the backend
+  (``state.backend.dataset_submit``: the compute queue, or Ray tasks) through the one dataset loop.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.compute import Busy
+from app.backend.local import wait_for_room
 from app.images import ImageError
 from app.jobs import Job, UserError
 from app.schemas.vit_figures import (
@@ -40,13 +41,11 @@ from app.schemas.vit_figures import (
     ReceptiveFieldResponse,
 )
 from app.serialization import typed_array
-from app.services.backend import remote_models
 from app.services.images import decode_bounded, header_size
 from app.settings import Settings
 from app.state import AppState
 from models.vision.analysis import VisionAnalysis, VisionModel
 from models.vision.distance import (
-    Cancelled,
     convert_unit,
     dataset_mean_attention_distance,
     mean_attention_distance,
@@ -64,7 +63,6 @@ MAX_FILES = 64  # multipart file parts per job
 MAX_IMAGES = 256  # images per job, zips expanded
 MAX_UNCOMPRESSED_FACTOR = 4  # a zip's image members may total at most this times the upload limit
 ZIP_SUFFIXES = (*IMAGE_SUFFIXES, ".gif", ".tif", ".tiff")
-BUSY_POLL_S = 0.2  # a job waiting for the queue or the pool retries this often (and checks cancel)
 
 
 def pixel_budget(settings: Settings) -> int:
@@ -253,17 +251,6 @@ def parse_uploads(files: list[tuple[str, bytes]], settings: Settings) -> ParsedU
     return out
 
 
-def _wait_for_room(fn: Callable[[], object], cancel: threading.Event, what: str) -> object:
-    """Run ``fn`` (which submits to a bounded executor); while that is full, retry (cancellable)."""
-    while True:
-        if cancel.is_set():
-            raise Cancelled(f"cancelled while waiting for {what}")
-        try:
-            return fn()
-        except Busy:
-            cancel.wait(BUSY_POLL_S)
-
-
 class UploadedImages(Sequence[Image.Image]):
     """Checked uploads, decoded one at a time when the job reaches them (CPU pool, decode slots)."""
 
@@ -277,7 +264,7 @@ class UploadedImages(Sequence[Image.Image]):
     def __getitem__(self, index: int) -> Image.Image:  # type: ignore[override]
         state, name = self._state, self.names[index]
         try:
-            decoded = _wait_for_room(
+            decoded = wait_for_room(
                 lambda: state.cpu.run_sync(
                     _load_and_decode, self._loaders[index], state.settings, state.decode_slots
                 ),
@@ -333,26 +320,17 @@ def start_job(
     def run(job: Job) -> RunResult:
         images = SampleImages() if parsed is None else UploadedImages(state, parsed, job.cancel_event)
 
-        def execute(fn: Callable[[], None]) -> object:  # each batch through the compute queue
-            return _wait_for_room(lambda: state.queue.run_sync(fn), job.cancel_event, "the model")
-
-        remote = remote_models(state)
-        if remote is not None:  # ray backend: batches fan out as Ray tasks across the nodes
-            result = remote.dataset_distance(
-                vm, images, batch, resolution, renormalize, job.report, job.cancel_event
-            )
-        else:
-            result = dataset_mean_attention_distance(
-                vm,
-                images,
-                batch_size=batch,
-                resolution=resolution,
-                renormalize=renormalize,
-                unit="pixels",
-                progress=job.report,
-                cancel=job.cancel_event,
-                execute=execute,
-            )
+        result = dataset_mean_attention_distance(
+            vm,
+            images,
+            batch_size=batch,
+            resolution=resolution,
+            renormalize=renormalize,
+            progress=job.report,
+            cancel=job.cancel_event,
+            submit=state.backend.dataset_submit(vm, resolution, renormalize, job.cancel_event),
+            window=state.backend.dataset_window,
+        )
         return RunResult(
             mad_px=result.mad,
             n_images=result.n_images,

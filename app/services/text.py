@@ -3,8 +3,8 @@ views the page shows from the cached maps (framework-free: no FastAPI here).
 
 Budgets (README "Resource model"):
 
-- the forward pass runs in the model queue, ``await state.queue.run(model.analyze, ..., key=<analysis id>)``,
-  so identical in-flight requests share one forward;
+- the forward pass runs on the backend, ``await state.backend.text_forward(model, ..., key=<analysis id>)``
+  (app/backend: the model queue, or a Ray deployment), so identical in-flight requests share one forward;
 - every derived view (the model view's statistics and thumbnails, one layer for the head view, one map for
   the matrix view) runs in the CPU pool and is cached in ``state.views`` per (analysis id, options), so 40
   identical GETs cost one computation and at most ``cpu_workers`` views are computed at once;
@@ -34,7 +34,6 @@ from app.schemas.text import (
 )
 from app.schemas.text_lines import LinesSchema
 from app.serialization import typed_array
-from app.services.backend import remote_models
 from app.services.errors import ServiceError
 from app.services.views import cached_json, cached_view
 from app.state import AppState
@@ -97,18 +96,6 @@ def get_analysis(state: AppState, analysis_id: str) -> TextAnalysis:
     return a
 
 
-def _forward(state: AppState, model: TextModel, aid: str, text: str, target: str | None) -> TextAnalysis:
-    """Model-queue job: one captured forward, stored before the merged waiters wake up."""
-    a = state.text_analyses.get(aid)  # a merged twin may have finished just before this job started
-    if a is None:
-        try:
-            a = model.analyze(text, target)
-        except TextInputError as e:  # checked before queueing; kept for models whose limits move
-            raise TextError(422, str(e)) from e
-        state.text_analyses.put(aid, a)
-    return a
-
-
 async def analyze(
     state: AppState,
     text: str,
@@ -145,12 +132,9 @@ async def analyze(
         except TextInputError as e:
             raise TextError(422, str(e)) from e
         cost = 4 * len(text) + 4 * len(target or "")
-        remote = remote_models(state)
-        if remote is not None:  # ray backend: the forward runs in a TextModels replica
-            a = await remote.text_forward(model.info.id, text, target, aid)
-            state.text_analyses.put(aid, a)
-        else:
-            a = await state.queue.run(_forward, state, model, aid, text, target, key=aid, cost=cost)
+        a = await state.backend.text_forward(
+            model, text, target, key=aid, cache=state.text_analyses, cost=cost
+        )
     return await overview(state, aid, options, kind, layer, cached=cached, analysis=a)
 
 

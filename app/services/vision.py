@@ -4,11 +4,9 @@ Budgets (README "Resource model"):
 
 - hashing big uploads and decoding run in the CPU pool (``state.cpu``), decodes under
   ``state.decode_slots``; an analysis that is cached already needs no decode at all;
-- the forward pass runs in the compute queue (``state.queue``) with ``key`` = the analysis id, so identical
-  in-flight requests (same image + model + resolution) share one forward, and ``cost`` = the bytes of the
-  decoded image it holds while waiting; with batching on (``settings.batching``, app/batching.py) the image is
-  preprocessed in the CPU pool and concurrent forwards of one (model, resolution) run as one batch, each
-  request still admitted, merged and costed in the queue on its own;
+- the forward pass runs on the backend (``state.backend``, app/backend: the compute queue, batched when
+  batching is on, or a Ray deployment) with ``key`` = the analysis id, so identical in-flight requests
+  (same image + model + resolution) share one forward;
 - derived views (rollout with options, patch queries, the analysis image) run in the CPU pool and are cached
   in ``state.views`` per (analysis id, options); identical in-flight views are merged by their key.
 
@@ -20,7 +18,6 @@ analysis id of (image_hash, model, resolution). The same image gives the same id
 from __future__ import annotations
 
 import io
-import time
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -28,13 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.batching import analyze_batched, vision_batcher
 from app.images import ImageError, content_hash
-from app.services.backend import remote_models
 from app.services.images import decode_bounded, sample_bytes, sample_hashes
 from app.services.views import cached_json, cached_view, compute_view  # noqa: F401 (re-exported)
 from app.state import AppState
-from models.vision.analysis import VisionAnalysis, VisionModel, analyze_image
+from models.vision.analysis import VisionAnalysis, VisionModel
 from models.vision.rollout import HeadFusion, attention_rollout
 
 T = TypeVar("T")
@@ -108,24 +103,9 @@ async def analyze(
             image = await state.cpu.run(
                 _decode_and_cache, state, data, image_hash, key=f"decode:{image_hash}"
             )
-        remote = remote_models(state)
-        batcher = vision_batcher(state) if remote is None else None  # app/batching.py: same queue budget
-        if remote is not None:  # ray backend: the forward runs in a VisionModels replica
-            analysis, forward_ms = await remote.vision_forward(vm.info.id, image, resolution, f"vision:{aid}")
-            state.analyses.put(aid, analysis)
-        elif batcher is not None:
-            analysis, forward_ms = await analyze_batched(state, batcher, vm, image, resolution, aid)
-        else:
-            analysis, forward_ms = await state.queue.run(
-                _forward_and_cache,
-                state,
-                vm,
-                image,
-                resolution,
-                aid,
-                key=f"vision:{aid}",
-                cost=3 * image.width * image.height,
-            )
+        analysis, forward_ms = await state.backend.vision_forward(
+            vm, image, resolution, key=aid, cache=state.analyses
+        )
         cached = forward_ms == 0.0
     if head_fusion == "mean" and discard_ratio == 0.0:
         roll = analysis.rollout
@@ -140,20 +120,6 @@ def _decode_and_cache(state: AppState, data: bytes, image_hash: str) -> Image.Im
         image = decode_bounded(data, state.settings, state.decode_slots).image
         state.images.put(image_hash, image)
     return image
-
-
-def _forward_and_cache(
-    state: AppState, vm: VisionModel, image: Image.Image, resolution: int, aid: str
-) -> tuple[VisionAnalysis, float]:
-    """(analysis, forward ms; 0 when another request had just cached it)."""
-    analysis = state.analyses.get(aid)
-    if analysis is not None:
-        return analysis, 0.0
-    t0 = time.perf_counter()
-    analysis = analyze_image(vm, image, resolution)
-    forward_ms = max((time.perf_counter() - t0) * 1000, 1e-3)
-    state.analyses.put(aid, analysis)
-    return analysis, forward_ms
 
 
 # ----------------------------------------------------------------------------------------------------------

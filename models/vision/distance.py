@@ -41,6 +41,7 @@ import csv
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sized
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -276,6 +277,47 @@ def write_csv(result: DistanceResult, path: str | Path) -> None:
         writer.writerows(result.rows())
 
 
+@dataclass(frozen=True)
+class BatchMad:
+    """One batch's mean attention distance: the (L, H) mean over its images, in pixels, and where it ran."""
+
+    mad: np.ndarray  # (L, H) float64 pixels
+    n_images: int
+    where: str = ""  # a Ray node id, or "" for this process
+
+
+def batch_mad(vm: VisionModel, x: torch.Tensor, resolution: int, renormalize: bool) -> BatchMad:
+    """(B, 3, R, R) preprocessed images -> their mean attention distance (pixels), from one forward pass.
+
+    The attention hooks are installed here and removed when it returns, so whatever runs on the model
+    between two batches sees it unhooked and fused. Inference mode is thread-local: it is entered here,
+    on whichever thread (queue worker, Ray task) runs the batch."""
+    info = vm.info
+    grid = info.grid(resolution, resolution)
+    acc = DistanceAccumulator(grid, info.num_prefix_tokens, info.patch_size, renormalize)
+    with torch.inference_mode(), capture_attention(vm.model, reduce=acc.update):
+        vm.model.forward_features(x.to(vm.device, vm.dtype))
+    return BatchMad(acc.result(), int(x.shape[0]))  # (L, H)
+
+
+SubmitFn = Callable[[torch.Tensor], "Future[BatchMad]"]
+WAIT_S = 0.2  # while batches run, ``cancel`` is checked this often
+
+
+def _here(vm: VisionModel, resolution: int, renormalize: bool) -> SubmitFn:
+    """The default ``submit``: run the batch now, on the calling thread."""
+
+    def submit(x: torch.Tensor) -> Future[BatchMad]:
+        future: Future[BatchMad] = Future()
+        try:
+            future.set_result(batch_mad(vm, x, resolution, renormalize))
+        except Exception as e:  # noqa: BLE001 - raised where the loop collects it
+            future.set_exception(e)
+        return future
+
+    return submit
+
+
 def dataset_mean_attention_distance(
     vm: VisionModel,
     images: Iterable,
@@ -285,50 +327,62 @@ def dataset_mean_attention_distance(
     unit: Unit = "pixels",
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
-    execute: Callable[[Callable[[], None]], object] | None = None,
+    submit: SubmitFn | None = None,
+    window: int = 1,
 ) -> DistanceResult:
-    """Mean attention distance of ``vm`` over PIL ``images``, in batches, reduced on the model's device.
+    """Mean attention distance of ``vm`` over PIL ``images``, in batches: the one dataset loop of every door.
 
     Images go through ``vm.prepare`` (the model's own preprocessing) at ``resolution`` (default: the
-    model's), ``batch_size`` at a time, through ``vm.model.forward_features`` under
-    ``torch.inference_mode()``. ``progress(done, total)`` is called at the start and after each batch
-    (``total`` is None when ``images`` has no ``len``). ``cancel`` is checked before each image and
-    each batch; when set, :class:`Cancelled` is raised.
+    model's) on the calling thread, ``batch_size`` at a time. ``submit(x) -> Future[BatchMad]`` runs one
+    batch's forward (:func:`batch_mad`; default: right here). A server passes its backend's: the compute
+    queue locally, so single-image requests interleave with a long run batch by batch, or Ray tasks across
+    the nodes (``app/backend``). At most ``window`` batches are in flight. ``progress(done, total)`` is
+    called at the start and as batches finish (``total`` is None when ``images`` has no ``len``).
+    ``cancel`` is checked before each image and each batch and while batches run; when set, the batches
+    in flight are cancelled and :class:`Cancelled` is raised.
 
-    ``execute(fn)`` runs each batch's forward pass (default: call it here). A server passes its compute
-    queue, so single-image requests interleave with a long dataset run batch by batch. The attention
-    hooks are installed inside ``fn`` and removed when it returns, so whatever runs on the model between
-    two batches sees it unhooked and fused; preprocessing stays on the calling thread.
+    The batches' means are combined in batch order, MAD = sum_b n_b * MAD_b / sum_b n_b, then converted to
+    ``unit`` (MAD is linear in d).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    if batch_size < 1 or window < 1:
+        raise ValueError(f"batch_size and window must be >= 1, not {batch_size} and {window}")
     res = vm.check_resolution(resolution)
     info = vm.info
     grid = info.grid(res, res)
-    acc = DistanceAccumulator(grid, info.num_prefix_tokens, info.patch_size, renormalize, unit)
+    patch_distances(grid, info.patch_size, unit)  # validates the unit before any forward
+    submit = submit or _here(vm, res, renormalize)
     total = len(images) if isinstance(images, Sized) else None
+    futures: list[Future[BatchMad]] = []  # in batch order
+    pending: set[Future[BatchMad]] = set()
+    done_images = 0
 
     def check_cancel() -> None:
         if cancel is not None and cancel.is_set():
-            raise Cancelled(f"cancelled after {acc.n_images} images")
+            for f in pending:
+                f.cancel()
+            raise Cancelled(f"cancelled after {done_images} images")
 
-    def forward(x: torch.Tensor) -> None:
-        # inference mode is thread-local: entered here, on whichever thread ``execute`` runs this
-        with torch.inference_mode(), capture_attention(vm.model, reduce=acc.update):
-            vm.model.forward_features(x)
+    def collect(most: int) -> None:
+        """Wait until at most ``most`` batches are in flight, reporting progress as they finish."""
+        nonlocal done_images
+        while len(pending) > most:
+            check_cancel()
+            finished, _ = wait(pending, timeout=WAIT_S, return_when=FIRST_COMPLETED)
+            for f in finished:
+                pending.discard(f)
+                done_images += f.result().n_images
+            if finished and progress is not None:
+                progress(done_images, total)
 
     batch: list[torch.Tensor] = []
 
-    def run_batch() -> None:
+    def flush() -> None:
         check_cancel()
         x = torch.cat(batch, dim=0)  # (B, 3, R, R)
         batch.clear()
-        if execute is None:
-            forward(x)
-        else:
-            execute(lambda: forward(x))
-        if progress is not None:
-            progress(acc.n_images, total)
+        collect(window - 1)
+        futures.append(submit(x))
+        pending.add(futures[-1])
 
     if progress is not None:
         progress(0, total)
@@ -336,15 +390,19 @@ def dataset_mean_attention_distance(
         check_cancel()
         batch.append(vm.prepare(image, res)[0])  # (1, 3, R, R)
         if len(batch) == batch_size:
-            run_batch()
+            flush()
     if batch:
-        run_batch()
-    if acc.n_images == 0:
+        flush()
+    collect(0)
+    if not futures:
         raise ValueError("no images were given")
-    mad = acc.result()  # (L, H)
+    batches = [f.result() for f in futures]
+    n = sum(b.n_images for b in batches)
+    mad_px = sum(b.mad * b.n_images for b in batches) / n  # (L, H) float64
+    mad = convert_unit(mad_px, grid, info.patch_size, unit)  # (L, H)
     return DistanceResult(
         mad=mad,
-        n_images=acc.n_images,
+        n_images=n,
         model_id=info.id,
         resolution=res,
         unit=unit,
