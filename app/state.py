@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from fastapi import HTTPException
 
 from app.cache import BoundedCache
 from app.compute import ComputeQueue, CpuPool
 from app.jobs import JobRegistry
-from app.services.errors import ServiceError
+from app.services.errors import AnalysisExpired, InvalidOption, ModelUnavailable, UnknownModel
 from app.settings import Settings
 from models.devices import resolve_device, resolve_dtype
 from models.vision.analysis import VisionAnalysis, VisionModel, load_vision_model
@@ -37,14 +36,6 @@ if TYPE_CHECKING:
     from models.text.analysis import TextAnalysis, TextModel
 
 MB = 1024 * 1024
-
-
-class UnknownModel(LookupError):
-    """A request named a model that is not on the operator's allowlist."""
-
-
-class InvalidOption(ValueError):
-    """A request option the chosen model cannot take (answered with 400)."""
 
 
 def analysis_nbytes(a: VisionAnalysis) -> int:
@@ -146,7 +137,7 @@ class AppState:
                         specs[model_id], self.device, self.dtype, self.settings.cache_dir
                     )
                 except (OSError, ValueError, RuntimeError, ImportError) as e:  # e.g. a Hub repo not reachable
-                    raise ServiceError(503, f"The vision model {model_id!r} could not be loaded: {e}") from e
+                    raise ModelUnavailable(f"The vision model {model_id!r} could not be loaded: {e}") from e
             return self.vision_models[model_id]
 
     def vision_model_at(self, model_id: str | None, resolution: int | None) -> tuple[VisionModel, int]:
@@ -158,12 +149,10 @@ class AppState:
             raise InvalidOption(str(e)) from e
 
     def vision_analysis(self, analysis_id: str) -> VisionAnalysis:
-        """A cached vision analysis; HTTPException 404 once it has expired."""
+        """A cached vision analysis; :class:`AnalysisExpired` (404) once it has expired."""
         analysis = self.analyses.get(analysis_id)
         if analysis is None:
-            raise HTTPException(
-                404, "This analysis has expired from the server cache; analyse the image again."
-            )
+            raise AnalysisExpired("image")
         return analysis
 
     def loaded_vision_models(self) -> list[str]:

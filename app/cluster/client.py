@@ -29,7 +29,6 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from app.cluster.dataset import TaskOptions, distributed_distance
 from app.cluster.deployments import Failure
 from app.compute import Busy
-from app.services.errors import ServiceError
 from app.settings import Settings
 from models.text.analysis import TextAnalysis
 from models.vision.analysis import VisionAnalysis, VisionModel
@@ -83,7 +82,7 @@ class RayModels:
                 f"a {deployment} replica stopped while serving this request; a new one is starting", retry
             ) from e
         if isinstance(out, Failure):
-            raise ServiceError(out.status, out.message)
+            raise out.error
         return out
 
     async def _merged(self, key: str, call: Callable[[], Awaitable[Any]]) -> Any:

@@ -6,9 +6,9 @@ it a GPU), through the same code as ``make run``. Forwards run one at a time per
 thread (the replica's event loop stays free for Serve's health checks); Serve admits at most
 ``max_ongoing_requests`` per replica and queues at most ``max_queued_requests`` in each caller.
 
-Errors meant for the user (a text over the model's token limit, an image the model cannot take) come
-back as a :class:`Failure` value rather than an exception, so the ingress can answer them with their
-status instead of a wrapped Ray error.
+Errors meant for the user (the :mod:`app.services.errors` family: a text over the model's token limit, an
+unknown model, a resolution the model cannot take) come back as a :class:`Failure` value holding the
+exception itself rather than as a raised one (which Ray would wrap), and the ingress re-raises it unchanged.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from PIL import Image
 from ray import serve
 
 from app.batching import batching_enabled
-from app.images import ImageError
-from app.services.errors import ServiceError
+from app.services.errors import ServiceError, TextError
 from app.services.text import preload, text_model
 from app.settings import Settings
-from app.state import AppState, InvalidOption, UnknownModel
+from app.state import AppState
 from models.text.analysis import TextAnalysis, TextInputError
 from models.vision.analysis import VisionAnalysis, analyze_images
 
@@ -37,18 +36,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Failure:
-    """A user-facing error raised in a replica: the ingress re-raises it as ``ServiceError(status, message)``."""
+    """A user-facing error raised in a replica; the ingress re-raises ``error`` (same class and status)."""
 
-    status: int
-    message: str
-
-
-def _failure(e: Exception) -> Failure:
-    if isinstance(e, ServiceError | ImageError):
-        return Failure(e.status, str(e))
-    if isinstance(e, TextInputError):
-        return Failure(422, str(e))
-    return Failure(400, str(e))  # UnknownModel, InvalidOption (anything else is a 500, as locally)
+    error: ServiceError
 
 
 class ModelReplica:
@@ -61,8 +51,8 @@ class ModelReplica:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T | Failure:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._forward, fn, *args)
-        except (ServiceError, ImageError, TextInputError, UnknownModel, InvalidOption) as e:
-            return _failure(e)
+        except ServiceError as e:  # anything else is a 500, as locally
+            return Failure(e)
 
     async def device(self) -> str:
         return f"{self.state.device} {self.state.dtype}".replace("torch.", "")
@@ -122,9 +112,9 @@ class VisionModels(ModelReplica):
                 vm, res = self.state.vision_model_at(model_id, resolution)
                 t0 = time.perf_counter()
                 analyses = analyze_images(vm, [images[i] for i in idx], res)
-            except (ServiceError, ImageError, UnknownModel, InvalidOption) as e:
+            except ServiceError as e:
                 for i in idx:
-                    out[i] = _failure(e)
+                    out[i] = Failure(e)
                 continue
             ms = max((time.perf_counter() - t0) * 1000, 1e-3)
             self.batches.append(len(idx))
@@ -148,4 +138,7 @@ class TextModels(ModelReplica):
         return await self._run(self._analyze, model_id, text, target)
 
     def _analyze(self, model_id: str, text: str, target: str | None) -> TextAnalysis:
-        return text_model(self.state, model_id).analyze(text, target)
+        try:
+            return text_model(self.state, model_id).analyze(text, target)
+        except TextInputError as e:  # as the local backend answers it (app/services/text.py)
+            raise TextError(str(e)) from e

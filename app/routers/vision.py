@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 
 from app.deps import StateDep
-from app.schemas.common import ErrorResponse
+from app.errors import errors_doc
 from app.schemas.vision import (
     Grid,
     PatchAttentionResponse,
@@ -30,13 +30,7 @@ from app.services.images import sample_bytes, sample_names
 from models.vision.rollout import HeadFusion
 
 router = APIRouter(prefix="/api/vision", tags=["vision"])
-ERRORS = {
-    400: {"model": ErrorResponse},
-    404: {"model": ErrorResponse},
-    413: {"model": ErrorResponse},
-    415: {"model": ErrorResponse},
-    503: {"model": ErrorResponse},
-}
+ERRORS = errors_doc(400, 404, 413, 415, 503)
 
 
 @router.get("/samples", response_model=SamplesResponse)
@@ -49,7 +43,7 @@ async def list_samples() -> SamplesResponse:
     )
 
 
-@router.get("/samples/{name}.jpg", response_class=Response, responses={404: {"model": ErrorResponse}})
+@router.get("/samples/{name}.jpg", response_class=Response, responses=errors_doc(404))
 def sample_image(name: str) -> Response:
     data = sample_bytes().get(name)  # sync route: the first call encodes the samples (once per process)
     if data is None:
