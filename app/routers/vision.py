@@ -22,7 +22,6 @@ from app.schemas.vision import (
     SampleImage,
     SamplesResponse,
     VisionAnalysisResponse,
-    VisionModelInfoSchema,
 )
 from app.serialization import typed_array
 from app.services import vision as svc
@@ -94,14 +93,7 @@ async def analyze(
     return VisionAnalysisResponse(
         analysis_id=done.analysis_id,
         image_hash=done.image_hash,
-        model=VisionModelInfoSchema(
-            **{
-                **info.__dict__,
-                "resolutions": list(info.resolutions),
-                "mean": list(info.mean),
-                "std": list(info.std),
-            }
-        ),
+        model=info,
         grid=Grid(
             rows=analysis.grid[0],
             cols=analysis.grid[1],

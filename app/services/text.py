@@ -27,7 +27,6 @@ from app.schemas.text import (
     HeadSchema,
     LayerSchema,
     TextAnalysisResponse,
-    TextModelInfoSchema,
     TokenSide,
     ViewAxisSchema,
     ViewOptions,
@@ -330,7 +329,7 @@ def build_overview(
     info = text_model(state, a.model_id).info  # loaded: it made the analysis
     return TextAnalysisResponse(
         analysis_id=analysis_id,
-        model=TextModelInfoSchema(**info.__dict__),
+        model=info,
         source=_side(a.source),
         target=_side(a.target),
         generated_text=a.generated_text,
