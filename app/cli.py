@@ -25,10 +25,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 from app.model_args import CliError, check_settings, text_entry, text_kind, vision_entry  # noqa: F401 (text_kind: re-exported)
 from app.settings import Settings, SettingsFileError, load_settings
+from models.devices import DeviceName
+from models.vision.distance import Unit
+from models.vision.rollout import HeadFusion
 
 EXIT_USAGE = 2
 
@@ -84,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--arch", action=_Arch, help="timm architecture of the --vision-model checkpoint before it"
     )
     s.add_argument("--text-model", action="append", metavar="MODEL", help=f"add a text model ({MODEL_HELP})")
-    s.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides ATLAS_DEVICE and the file")
+    s.add_argument("--device", choices=get_args(DeviceName), help="overrides ATLAS_DEVICE and the file")
     s.add_argument("--check", action="store_true", help="check the settings and models, print them, exit")
     s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
 
@@ -102,20 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--arch", help="timm architecture of a --model checkpoint (or ,arch=NAME)")
     e.add_argument("--resolution", type=int, help="input side in pixels (default: the model's)")
-    e.add_argument(
-        "--head-fusion", default="mean", choices=("mean", "max", "min"), help="rollout head fusion"
-    )
+    e.add_argument("--head-fusion", default="mean", choices=get_args(HeadFusion), help="rollout head fusion")
     e.add_argument(
         "--discard-ratio", type=float, default=0.0, help="rollout: drop this share of weakest links"
     )
     e.add_argument(
         "--renormalize", action="store_true", help="distance: renormalise rows over patches (Walmer)"
     )
-    e.add_argument(
-        "--unit", default="pixels", choices=("pixels", "patches", "diagonal"), help="distance unit"
-    )
+    e.add_argument("--unit", default="pixels", choices=get_args(Unit), help="distance unit")
     e.add_argument("--config", help="TOML settings file (default: $ATLAS_CONFIG)")
-    e.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    e.add_argument("--device", choices=get_args(DeviceName))
     e.add_argument("--compress", action="store_true", help="np.savez_compressed (smaller, slower)")
     e.add_argument("--out", required=True, help="the .npz to write")
     return p

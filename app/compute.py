@@ -33,16 +33,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from app.inflight import InFlight
+from app.services.errors import Busy  # the error family's 503; re-exported here
 
 T = TypeVar("T")
-
-
-class Busy(RuntimeError):
-    """The executor is full; the API answers 503 + Retry-After (``retry_after_s``)."""
-
-    def __init__(self, message: str, retry_after_s: int = 2) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class QueueFull(Busy):

@@ -1,5 +1,9 @@
 """Every error leaves as JSON ``{"detail": "<human message>"}`` with a 4xx/5xx status.
 
+The services' error family (:mod:`app.services.errors`: images, unknown models, invalid options, expired
+analyses, busy executors, ...) is answered by ONE handler, each class with its own status. Request
+validation answers 422 with the list of ``errors``; routers may still raise FastAPI's ``HTTPException``.
+
 An unexpected exception becomes a JSON 500 with a generic message and the request id (also in the
 ``X-Request-ID`` header); the traceback goes to the log under that id and never into the response.
 """
@@ -7,16 +11,16 @@ An unexpected exception becomes a JSON 500 with a generic message and the reques
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.compute import Busy
-from app.images import ImageError
+from app.schemas.common import BusyResponse, ErrorResponse
 from app.services.errors import ServiceError
-from app.state import InvalidOption, UnknownModel
 
 log = logging.getLogger("atlas.errors")
 
@@ -34,6 +38,25 @@ def _describe(err: dict) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
+def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route that may answer these error statuses (JSON ``{"detail"}``; a 503
+    may carry ``retry_after_s``). The one description of error answers for every router."""
+    return {
+        status: {
+            "model": BusyResponse if status == 503 else ErrorResponse,
+            "description": HTTPStatus(status).phrase,
+        }
+        for status in statuses
+    }
+
+
+def service_error_response(exc: ServiceError) -> JSONResponse:
+    """The answer to any error of the family (:mod:`app.services.errors`): its status, headers and JSON."""
+    return JSONResponse(
+        {"detail": exc.detail(), **exc.extra()}, status_code=exc.status, headers=exc.headers()
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -49,26 +72,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(ImageError)
-    async def image_error(_request: Request, exc: ImageError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-
     @app.exception_handler(ServiceError)
     async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-
-    @app.exception_handler(UnknownModel)
-    @app.exception_handler(InvalidOption)
-    async def bad_option(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    @app.exception_handler(Busy)
-    async def busy(_request: Request, exc: Busy) -> JSONResponse:
-        return JSONResponse(
-            {"detail": f"{exc}; try again in a few seconds.", "retry_after_s": exc.retry_after_s},
-            status_code=503,
-            headers={"Retry-After": str(exc.retry_after_s)},
-        )
+        return service_error_response(exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -22,7 +22,7 @@ import numpy as np
 from app.images import ImageError, decode_image
 from app.model_args import CliError, check_text, check_vision, text_entry, vision_entry
 from app.services.errors import ServiceError
-from app.settings import Settings, TextModelEntry, VisionModelEntry
+from app.settings import Settings
 from app.store import text_store, vision_store
 from models.devices import resolve_device, resolve_dtype
 from models.text.analysis import TextModelSpec
@@ -33,21 +33,17 @@ def vision_spec(settings: Settings, model: str | None, arch: str | None = None) 
     """An allowlisted id, else a ``--vision-model`` argument; checked (one-line :class:`CliError`)."""
     model = model or settings.default_vision_model
     known = settings.vision_specs()
-    entry = (
-        VisionModelEntry.from_spec(known[model])
-        if model in known and arch is None
-        else vision_entry(model, arch)
-    )
-    check_vision(entry)
-    return entry.to_spec()
+    spec = known[model] if model in known and arch is None else vision_entry(model, arch)
+    check_vision(spec)
+    return spec
 
 
 def text_spec(settings: Settings, model: str | None) -> TextModelSpec:
     model = model or settings.default_text_model
     known = settings.text_specs()
-    entry = TextModelEntry.from_spec(known[model]) if model in known else text_entry(model)
-    check_text(entry)
-    return entry.to_spec()
+    spec = known[model] if model in known else text_entry(model)
+    check_text(spec)
+    return spec
 
 
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = False) -> Path:

@@ -28,6 +28,8 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from app.services.errors import ImageError  # the error family; re-exported here
+
 log = logging.getLogger("atlas.images")
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
@@ -38,14 +40,6 @@ MAX_DECODED_PIXELS = 4 * DRAFT_SIDE * DRAFT_SIDE  # ... and until at most this m
 _REDUCE_MODES = ("L", "LA", "I", "F", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 _NEAREST_MODES = ("1", "P", "PA")  # averaging palette indices would mix unrelated colours
 _HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-
-
-class ImageError(ValueError):
-    """A user-facing problem with an upload; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

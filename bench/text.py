@@ -126,7 +126,7 @@ def bytes_vs_bertviz(n: int) -> dict:
     from fastapi.testclient import TestClient
 
     from app.main import create_app
-    from app.settings import Settings, TextModelEntry
+    from app.settings import Settings
 
     model = load_text_model(MINILM)
     text = text_with_tokens(model, n)
@@ -137,7 +137,7 @@ def bytes_vs_bertviz(n: int) -> dict:
     bv_head = len(head_view(attention, tokens, html_action="return").data.encode())
     bv_model = len(model_view(attention, tokens, html_action="return").data.encode())
     settings = Settings(
-        device="cpu", preload=False, vision_models=[], text_models=[TextModelEntry.from_spec(MINILM)],
+        device="cpu", preload=False, vision_models=[], text_models=[MINILM],
         default_text_model=MINILM.id, default_seq2seq_model=MINILM.id,
     )  # fmt: skip
     with TestClient(create_app(settings), base_url="http://localhost") as c:
@@ -168,10 +168,10 @@ def bytes_vs_bertviz(n: int) -> dict:
 
 
 def _settings():
-    from app.settings import Settings, TextModelEntry
+    from app.settings import Settings
 
     return Settings(
-        device="cpu", preload=False, vision_models=[], text_models=[TextModelEntry.from_spec(MINILM)],
+        device="cpu", preload=False, vision_models=[], text_models=[MINILM],
         default_text_model=MINILM.id, default_seq2seq_model=MINILM.id,
     )  # fmt: skip
 

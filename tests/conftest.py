@@ -46,7 +46,7 @@ from collections.abc import Iterator  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from app.main import create_app  # noqa: E402
-from app.settings import Settings, VisionModelEntry  # noqa: E402
+from app.settings import Settings  # noqa: E402
 
 
 def tiny_text_settings() -> dict:
@@ -98,7 +98,7 @@ def tiny_settings(tmp_path, **overrides) -> Settings:
     base = dict(
         device="cpu",
         cache_dir=tmp_path / "cache",
-        vision_models=[VisionModelEntry.from_spec(s) for s in TINY_SPECS],
+        vision_models=[s for s in TINY_SPECS],
         default_vision_model=TINY_SPECS[0].id,
         max_upload_mb=1.0,
         max_image_pixels=4_000_000,

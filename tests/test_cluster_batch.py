@@ -19,6 +19,7 @@ from ray import serve  # noqa: E402
 
 from app.cluster.deployments import Failure, VisionModels  # noqa: E402
 from app.cluster.serve_app import replicas_batch  # noqa: E402
+from app.services.errors import UnknownModel  # noqa: E402
 from models.vision.analysis import analyze_image  # noqa: E402
 from tests.conftest import TINY_SPECS, run_in_own_loop, tiny_settings  # noqa: E402
 from tests.test_batching import assert_same, photo  # noqa: E402
@@ -78,7 +79,8 @@ def test_a_refused_request_fails_alone_and_its_batch_still_runs(batching_replica
         )
 
     ok1, bad, ok2 = asyncio.run_coroutine_threadsafe(burst(), loop).result(timeout=60)
-    assert isinstance(bad, Failure) and bad.status == 400 and "no-such-model" in bad.message
+    assert isinstance(bad, Failure) and isinstance(bad.error, UnknownModel)  # the family's class, unchanged
+    assert bad.error.status == 400 and "no-such-model" in str(bad.error)
     assert not isinstance(ok1, Failure) and not isinstance(ok2, Failure)
     assert r.batches[before:] == [2]
 

@@ -201,7 +201,7 @@ TEXTS = {  # (source, target): a given target skips generate() (slow in float16 
 
 @pytest.mark.parametrize("entry", tiny_text_settings()["text_models"], ids=lambda e: e.id)
 def test_text_models_in_half_precision_match_float32(entry) -> None:
-    spec = entry.to_spec()
+    spec = entry
     text, target = TEXTS[spec.name]
     tm = load_text_model(spec, "cpu")
     a32 = tm.analyze(text, target)

@@ -165,7 +165,7 @@ def test_long_input_html_stays_a_few_megabytes():
     """512 tokens through a MiniLM-shaped BERT (6 layers x 12 heads): bertviz inlines 869 MB of JSON."""
     from models.text.analysis import load_text_model
 
-    tm = load_text_model(minilm_shaped_bert().to_spec())
+    tm = load_text_model(minilm_shaped_bert())
     words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "attention"]
     t = show_text(tm, None, " ".join(words[i % len(words)] for i in range(510)))
     assert len(t.tokens) == 512 and t.tier() == "topk"

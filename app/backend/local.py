@@ -21,7 +21,7 @@ from PIL import Image
 from app.batching import MicroBatcher, batching_enabled, forward_group
 from app.cache import BoundedCache
 from app.compute import Busy, ComputeQueue, CpuPool
-from app.services.errors import ServiceError
+from app.services.errors import TextError
 from app.settings import Settings
 from models.text.analysis import TextAnalysis, TextInputError, TextModel
 from models.vision.analysis import VisionAnalysis, VisionModel, analyze_image
@@ -86,7 +86,7 @@ def _text_forward(
         try:
             a = model.analyze(text, target)
         except TextInputError as e:  # checked before queueing; kept for models whose limits move
-            raise ServiceError(422, str(e)) from e
+            raise TextError(str(e)) from e
         cache.put(aid, a)
     return a
 

@@ -32,7 +32,6 @@ from app.cluster.dataset import TaskOptions, ray_submit
 from app.cluster.deployments import Failure
 from app.compute import Busy
 from app.inflight import InFlight
-from app.services.errors import ServiceError
 from app.settings import Settings
 from models.text.analysis import TextAnalysis, TextModel
 from models.vision.analysis import VisionAnalysis, VisionModel
@@ -86,7 +85,7 @@ class RayModels:
                 f"a {deployment} replica stopped while serving this request; a new one is starting", retry
             ) from e
         if isinstance(out, Failure):
-            raise ServiceError(out.status, out.message)
+            raise out.error
         return out
 
     async def _merged(self, key: str, call: Callable[[], Awaitable[Any]]) -> Any:

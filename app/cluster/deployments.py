@@ -6,9 +6,9 @@ gives it a GPU), through the same code as ``make run``. Forwards run one at a ti
 thread (the replica's event loop stays free for Serve's health checks); Serve admits at most
 ``max_ongoing_requests`` per replica and queues at most ``max_queued_requests`` in each caller.
 
-Errors meant for the user (a text over the model's token limit, an image the model cannot take) come
-back as a :class:`Failure` value rather than an exception, so the ingress can answer them with their
-status instead of a wrapped Ray error.
+Errors meant for the user (the :mod:`app.services.errors` family: a text over the model's token limit, an
+unknown model, a resolution the model cannot take) come back as a :class:`Failure` value holding the
+exception itself rather than as a raised one (which Ray would wrap), and the ingress re-raises it unchanged.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from PIL import Image
 from ray import serve
 
 from app.batching import batching_enabled, forward_group
-from app.images import ImageError
-from app.services.errors import ServiceError
+from app.services.errors import ServiceError, TextError
 from app.settings import Settings
-from app.store import InvalidOption, UnknownModel, text_store, vision_store
+from app.store import text_store, vision_store
 from models.devices import resolve_device, resolve_dtype
 from models.text.analysis import TextAnalysis, TextInputError
 from models.vision.analysis import VisionAnalysis
@@ -36,18 +35,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Failure:
-    """A user-facing error raised in a replica: the ingress re-raises it as ``ServiceError(status, message)``."""
+    """A user-facing error raised in a replica; the ingress re-raises ``error`` (same class and status)."""
 
-    status: int
-    message: str
-
-
-def _failure(e: Exception) -> Failure:
-    if isinstance(e, ServiceError | ImageError):
-        return Failure(e.status, str(e))
-    if isinstance(e, TextInputError):
-        return Failure(422, str(e))
-    return Failure(400, str(e))  # UnknownModel, InvalidOption (anything else is a 500, as locally)
+    error: ServiceError
 
 
 class ModelReplica:
@@ -61,8 +51,8 @@ class ModelReplica:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T | Failure:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._forward, fn, *args)
-        except (ServiceError, ImageError, TextInputError, UnknownModel, InvalidOption) as e:
-            return _failure(e)
+        except ServiceError as e:  # anything else is a 500, as locally
+            return Failure(e)
 
     async def device(self) -> str:
         return f"{self.device} {self.dtype}".replace("torch.", "")
@@ -123,9 +113,9 @@ class VisionModels(ModelReplica):
             try:
                 vm, res = self.store.get_at(model_id, resolution)
                 prepared = [vm.preprocess(images[i], res) for i in idx]  # (1, 3, R, R) and the shown image
-            except (ServiceError, ImageError, UnknownModel, InvalidOption) as e:
+            except ServiceError as e:
                 for i in idx:
-                    out[i] = _failure(e)
+                    out[i] = Failure(e)
                 continue
             analyses, ms = forward_group(vm, [x for x, _ in prepared], [shown for _, shown in prepared])
             self.batches.append(len(idx))
@@ -150,4 +140,7 @@ class TextModels(ModelReplica):
         return await self._run(self._analyze, model_id, text, target)
 
     def _analyze(self, model_id: str, text: str, target: str | None) -> TextAnalysis:
-        return self.store.get(model_id).analyze(text, target)
+        try:
+            return self.store.get(model_id).analyze(text, target)
+        except TextInputError as e:  # as the local backend answers it (app/services/text.py)
+            raise TextError(str(e)) from e

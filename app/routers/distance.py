@@ -19,8 +19,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 
 from app.deps import StateDep
+from app.errors import errors_doc
 from app.jobs import Job
-from app.schemas.common import ErrorResponse
 from app.schemas.vit_figures import (
     DistanceJobResponse,
     DistanceResultSchema,
@@ -33,13 +33,7 @@ from app.services.vision import model_at
 from app.state import AppState
 
 router = APIRouter(tags=["distance"])
-ERRORS = {
-    400: {"model": ErrorResponse},
-    404: {"model": ErrorResponse},
-    413: {"model": ErrorResponse},
-    415: {"model": ErrorResponse},
-    503: {"model": ErrorResponse},
-}
+ERRORS = errors_doc(400, 404, 413, 415, 503)
 
 
 @router.get("/api/distance/analysis/{analysis_id}", response_model=DistanceResultSchema, responses=ERRORS)

@@ -12,13 +12,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from app.deps import StateDep
-from app.schemas.common import ErrorResponse
+from app.errors import errors_doc
 from app.schemas.paper1 import LearnedPositionsResponse, PositionalResponse, ScalingResponse
 from app.services import figures
 from app.services.figures import MAX_D_K, MAX_D_MODEL, MAX_FAR, MAX_LENGTH
 
 router = APIRouter(tags=["paper 1"])
-ERRORS = {422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+ERRORS = errors_doc(422, 503)
 
 
 def _json(body: bytes) -> Response:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 
 from app.deps import StateDep
-from app.schemas.common import ErrorResponse
+from app.errors import errors_doc
 from app.schemas.neuron import NeuronResponse
 from app.schemas.offsets import OffsetsResponse
 from app.schemas.text import (
@@ -31,7 +31,7 @@ from app.services import offsets as offsets_service
 from app.services import text as service
 
 router = APIRouter(prefix="/api/text", tags=["text"])
-ERRORS = {c: {"model": ErrorResponse} for c in (400, 404, 413, 422, 503)}
+ERRORS = errors_doc(400, 404, 413, 422, 503)
 
 Kind = Annotated[BlockKind, Query(description="encoder_self, decoder_self or cross")]
 Hide = Annotated[bool, Query()]

@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 
 from app.deps import StateDep
-from app.schemas.common import ErrorResponse
+from app.errors import errors_doc
 from app.schemas.vision import (
     Grid,
     PatchAttentionResponse,
@@ -22,7 +22,6 @@ from app.schemas.vision import (
     SampleImage,
     SamplesResponse,
     VisionAnalysisResponse,
-    VisionModelInfoSchema,
 )
 from app.serialization import typed_array
 from app.services import vision as svc
@@ -30,13 +29,7 @@ from app.services.images import sample_bytes, sample_names
 from models.vision.rollout import HeadFusion
 
 router = APIRouter(prefix="/api/vision", tags=["vision"])
-ERRORS = {
-    400: {"model": ErrorResponse},
-    404: {"model": ErrorResponse},
-    413: {"model": ErrorResponse},
-    415: {"model": ErrorResponse},
-    503: {"model": ErrorResponse},
-}
+ERRORS = errors_doc(400, 404, 413, 415, 503)
 
 
 @router.get("/samples", response_model=SamplesResponse)
@@ -49,7 +42,7 @@ async def list_samples() -> SamplesResponse:
     )
 
 
-@router.get("/samples/{name}.jpg", response_class=Response, responses={404: {"model": ErrorResponse}})
+@router.get("/samples/{name}.jpg", response_class=Response, responses=errors_doc(404))
 def sample_image(name: str) -> Response:
     data = sample_bytes().get(name)  # sync route: the first call encodes the samples (once per process)
     if data is None:
@@ -100,14 +93,7 @@ async def analyze(
     return VisionAnalysisResponse(
         analysis_id=done.analysis_id,
         image_hash=done.image_hash,
-        model=VisionModelInfoSchema(
-            **{
-                **info.__dict__,
-                "resolutions": list(info.resolutions),
-                "mean": list(info.mean),
-                "std": list(info.std),
-            }
-        ),
+        model=info,
         grid=Grid(
             rows=analysis.grid[0],
             cols=analysis.grid[1],

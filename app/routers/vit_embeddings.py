@@ -11,13 +11,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from app.deps import StateDep
-from app.schemas.common import ErrorResponse
+from app.errors import errors_doc
 from app.schemas.vit_figures import PatchFiltersResponse, PositionSimilarityResponse
 from app.services import embeddings
 from app.services.embeddings import MAX_COMPONENTS
 
 router = APIRouter(tags=["vit-embeddings"])
-ERRORS = {400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+ERRORS = errors_doc(400, 422, 503)
 
 
 @router.get(

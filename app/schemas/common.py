@@ -16,7 +16,16 @@ class TypedArray(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    detail: str
+    """Every error answer (app/errors.py)."""
+
+    detail: str = Field(description="what went wrong, for a person to read")
+
+
+class BusyResponse(ErrorResponse):
+    """A 503: a full queue or pool (``retry_after_s`` set, also as ``Retry-After``) or a model that could not
+    be loaded."""
+
+    retry_after_s: int | None = Field(None, description="seconds to wait before trying again (when busy)")
 
 
 class ModelSummary(BaseModel):

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.schemas.common import TypedArray
 from app.schemas.text_lines import LinesSchema
-from models.text.analysis import BlockKind
+from models.text.analysis import BlockKind, TextModelInfo
 
 
 def _valid_unicode(value: str | None) -> str | None:
@@ -44,15 +44,8 @@ class TextAnalyzeRequest(ViewOptions):
     _unicode = field_validator("text", "target")(_valid_unicode)
 
 
-class TextModelInfoSchema(BaseModel):
-    id: str
-    kind: Literal["encoder", "seq2seq", "causal"]
-    source: str
-    label: str
-    max_tokens: int
-    num_layers: int
-    num_heads: int
-    num_decoder_layers: int
+# The loaded model's description is the dataclass itself (pydantic reads it; no mirror of its fields).
+TextModelInfoSchema = TextModelInfo
 
 
 class TokenSide(BaseModel):
@@ -98,7 +91,7 @@ class LayerSchema(BaseModel):
 
 class TextAnalysisResponse(BaseModel):
     analysis_id: str
-    model: TextModelInfoSchema
+    model: TextModelInfo
     source: TokenSide
     target: TokenSide | None
     generated_text: str | None = Field(description="the greedy output (encoder-decoder, no target given)")

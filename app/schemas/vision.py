@@ -7,27 +7,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.schemas.common import TypedArray
+from models.vision.registry import VisionModelInfo
 from models.vision.rollout import HeadFusion
 
-
-class VisionModelInfoSchema(BaseModel):
-    id: str
-    arch_tag: str
-    label: str
-    source: str
-    num_layers: int
-    num_heads: int
-    embed_dim: int
-    patch_size: int
-    num_prefix_tokens: int
-    has_cls_token: bool
-    num_classes: int
-    resolutions: list[int]
-    default_resolution: int
-    mean: list[float]
-    std: list[float]
-    interpolation: str
-    crop_pct: float
+# The loaded model's description is the dataclass itself (pydantic reads it; no mirror of its fields).
+VisionModelInfoSchema = VisionModelInfo
 
 
 class Grid(BaseModel):
@@ -53,7 +37,7 @@ class RolloutOptions(BaseModel):
 class VisionAnalysisResponse(BaseModel):
     analysis_id: str
     image_hash: str
-    model: VisionModelInfoSchema
+    model: VisionModelInfo
     grid: Grid
     cls_query: Literal["cls", "mean_patch"] = Field(
         description="which query row cls_attention holds: the CLS token, or the mean over patch queries"

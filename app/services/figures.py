@@ -90,8 +90,7 @@ BOUNDS = {
 class FigureError(ServiceError):
     """Parameters the figure cannot take (422), or data it needs that is missing (``status`` 503)."""
 
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(status, message)
+    status = 422
 
 
 # --- positional encoding (Section 3.5) --------------------------------------------------------------

@@ -11,7 +11,7 @@ Budgets (README "Resource model"):
 - the per-query response (d_k-long q, the (T, d_k) keys and four T-long vectors) is built in the CPU pool
   and cached per (analysis id, kind, layer, head, query).
 
-Errors are :class:`app.services.text.TextError` with the HTTP status the router passes on.
+Errors are the :mod:`app.services.errors` family (InvalidOption, AnalysisExpired).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import numpy as np
 
 from app.schemas.neuron import NeuronResponse
 from app.serialization import typed_array
+from app.services.errors import InvalidOption
 from app.services.figures import cached_json
-from app.services.text import TextError, _check_block, get_analysis, text_model_async
+from app.services.text import _check_block, get_analysis, text_model_async
 from app.state import AppState
 from models.text.analysis import BlockKind, TextAnalysis, TextModel
 from models.text.neuron import (
@@ -50,7 +51,7 @@ def capture_layer(
     try:
         qk = capture_qk(model.model, kind, layer, a.source.ids, _dec_ids(a))
     except NeuronUnsupported as e:
-        raise TextError(400, f"The neuron view does not support {model.info.label}: {e}") from e
+        raise InvalidOption(f"The neuron view does not support {model.info.label}: {e}") from e
     for h in range(qk.q.shape[0]):
         state.views.put(_qk_key(analysis_id, kind, layer, h), qk.head(h))
     return qk
@@ -112,7 +113,7 @@ async def neuron(
     _check_block(a, kind, layer, head)
     n_query = a.blocks[kind].shape[2]
     if query >= n_query:
-        raise TextError(400, f"query {query} does not exist: {kind} has query tokens 0..{n_query - 1}.")
+        raise InvalidOption(f"query {query} does not exist: {kind} has query tokens 0..{n_query - 1}.")
     key = f"text-neuron|{analysis_id}|{kind}|{layer}|{head}|{query}"
     hit = state.views.get(key)
     if hit is not None:

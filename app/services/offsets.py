@@ -43,7 +43,9 @@ MIN_WINDOW, MAX_WINDOW = 1, 32
 
 
 class OffsetsError(ServiceError):
-    """A request the offsets view cannot serve."""
+    """A request the offsets view cannot serve (422)."""
+
+    status = 422
 
 
 def corpus_inputs(model: TextModel) -> list[str]:
@@ -116,7 +118,7 @@ def corpus_means(model: TextModel) -> _Corpus:
 
 def _check_window(window: int) -> None:
     if not MIN_WINDOW <= window <= MAX_WINDOW:
-        raise OffsetsError(422, f"window must be {MIN_WINDOW}..{MAX_WINDOW}, got {window}")
+        raise OffsetsError(f"window must be {MIN_WINDOW}..{MAX_WINDOW}, got {window}")
 
 
 async def corpus(state: AppState, model_id: str | None, window: int) -> bytes:

@@ -12,7 +12,7 @@ Budgets (README "Resource model"):
   (L, H, T, T) float64 copy; the heads' row entropies come from the capture itself when it recorded them
   (``TextAnalysis.entropy``), so the default view makes no log pass over the heads' maps.
 
-Errors are :class:`TextError` with an HTTP status the router passes on.
+Errors are the :mod:`app.services.errors` family (TextError, InvalidOption, AnalysisExpired, ...).
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ from app.schemas.text import (
     HeadSchema,
     LayerSchema,
     TextAnalysisResponse,
-    TextModelInfoSchema,
     TokenSide,
     ViewAxisSchema,
     ViewOptions,
 )
 from app.schemas.text_lines import LinesSchema
 from app.serialization import typed_array
-from app.services.errors import ServiceError
+from app.services.errors import AnalysisExpired, InvalidOption, TextError
 from app.services.views import cached_json, cached_view
 from app.state import AppState
 from models.text.analysis import (
@@ -59,10 +58,6 @@ from models.text.stats import (
 log = logging.getLogger("atlas.text")
 
 
-class TextError(ServiceError):
-    """A request the text explorer cannot serve."""
-
-
 # ----------------------------------------------------------------------------- models
 
 
@@ -81,18 +76,18 @@ async def text_model_async(state: AppState, model_id: str | None) -> TextModel:
 
 def check_text(state: AppState, text: str, what: str) -> None:
     if not text.strip():
-        raise TextError(422, f"The {what} is empty: type a sentence.")
+        raise TextError(f"The {what} is empty: type a sentence.")
     limit = state.settings.max_text_chars
     if len(text) > limit:
         raise TextError(
-            413, f"The {what} is {len(text):,} characters long; the limit is {limit:,} characters."
+            f"The {what} is {len(text):,} characters long; the limit is {limit:,} characters.", 413
         )
 
 
 def get_analysis(state: AppState, analysis_id: str) -> TextAnalysis:
     a = state.text_analyses.get(analysis_id)
     if a is None:
-        raise TextError(404, "This analysis has expired from the server cache; analyse the text again.")
+        raise AnalysisExpired("text")
     return a
 
 
@@ -115,8 +110,7 @@ async def analyze(
     target = target or None
     if target is not None:
         if model.info.kind != "seq2seq":
-            raise TextError(
-                400,
+            raise InvalidOption(
                 f"{model.info.label} is an {model.info.kind} model without a separate decoder: "
                 "a target text only applies to encoder-decoder models.",
             )
@@ -130,7 +124,7 @@ async def analyze(
             if target is not None:
                 model.tokenize_target(target)
         except TextInputError as e:
-            raise TextError(422, str(e)) from e
+            raise TextError(str(e)) from e
         cost = 4 * len(text) + 4 * len(target or "")
         a = await state.backend.text_forward(
             model, text, target, key=aid, cache=state.text_analyses, cost=cost
@@ -148,12 +142,12 @@ def _axis(seq: TokenSeq, options: ViewOptions, hide: bool | None = None) -> Axis
 
 def _check_block(a: TextAnalysis, kind: str, layer: int | None = None, head: int | None = None) -> None:
     if kind not in a.blocks:
-        raise TextError(400, f"This model has no {kind} attention; it has: {', '.join(a.blocks)}.")
+        raise InvalidOption(f"This model has no {kind} attention; it has: {', '.join(a.blocks)}.")
     L, H = a.blocks[kind].shape[:2]
     if layer is not None and layer >= L:
-        raise TextError(400, f"layer {layer} does not exist: {kind} has layers 0..{L - 1}.")
+        raise InvalidOption(f"layer {layer} does not exist: {kind} has layers 0..{L - 1}.")
     if head is not None and head >= H:
-        raise TextError(400, f"head {head} does not exist: {kind} has heads 0..{H - 1}.")
+        raise InvalidOption(f"head {head} does not exist: {kind} has heads 0..{H - 1}.")
 
 
 def layer_view(a: TextAnalysis, kind: str, layer: int, options: ViewOptions) -> np.ndarray:
@@ -284,7 +278,7 @@ def build_overview(
     info = text_model(state, a.model_id).info  # loaded: it made the analysis
     return TextAnalysisResponse(
         analysis_id=analysis_id,
-        model=TextModelInfoSchema(**info.__dict__),
+        model=info,
         source=_side(a.source),
         target=_side(a.target),
         generated_text=a.generated_text,

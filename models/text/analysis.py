@@ -39,15 +39,23 @@ BLOCK_ORDER: tuple[BlockKind, ...] = ("encoder_self", "decoder_self", "cross")
 @dataclass(frozen=True)
 class TextModelSpec:
     """Where a text model comes from. ``name``: package import name, Hub repo id, checkpoint path ("" =
-    the committed default) or random architecture ("bert", "gpt2", "marian", "dates")."""
+    the committed default) or random architecture ("bert", "gpt2", "marian", "dates"); "" means ``id``
+    except for a ``dates_checkpoint``. ``config``: extra from_pretrained kwargs, or the random model's
+    config overrides. It is also the operator's allowlist entry (settings, TOML), validated by pydantic."""
 
     id: str
     kind: TextKind
-    source: TextSource
-    name: str
+    source: TextSource = "hub"
+    name: str = ""
     label: str = ""
     max_tokens: int = 512
     config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name and self.source != "dates_checkpoint":
+            object.__setattr__(self, "name", self.id)
+        if self.max_tokens < 1:
+            raise ValueError(f"text model {self.id!r}: max_tokens must be at least 1, not {self.max_tokens}")
 
 
 MINILM = TextModelSpec(

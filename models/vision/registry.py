@@ -27,15 +27,20 @@ DEFAULT_VISION_MODEL = "dinov2_vits14"
 
 @dataclass(frozen=True)
 class VisionModelSpec:
-    """Where a vision model comes from. ``id`` is what users pick; ``arch_tag`` is timm's name."""
+    """Where a vision model comes from. ``id`` is what users pick; ``arch_tag`` is timm's ``arch.tag`` name
+    ("" = ``id``). It is also the operator's allowlist entry (settings, TOML), validated by pydantic."""
 
     id: str
-    arch_tag: str
-    source: Source
+    arch_tag: str = ""
+    source: Source = "hub"
     label: str = ""
     path: str | None = None
     resolutions: tuple[int, ...] = ()
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.arch_tag:
+            object.__setattr__(self, "arch_tag", self.id)
 
     @property
     def arch(self) -> str:
