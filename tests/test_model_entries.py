@@ -58,7 +58,7 @@ def test_entries_are_validated() -> None:
 
 def test_vision_response_carries_the_info_dataclass(client) -> None:
     body = client.post("/api/vision/analyze", data={"sample": "coffee"}).json()
-    info = client.app.state.atlas.vision_model(None).info
+    info = client.app.state.atlas.vision_store.get(None).info
     assert isinstance(info, VisionModelInfo)
     assert body["model"] == _json(dataclasses.asdict(info))
 
