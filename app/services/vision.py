@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-import torch
 from PIL import Image
 
 from app.batching import analyze_batched, vision_batcher
@@ -34,8 +33,9 @@ from app.services.backend import remote_models
 from app.services.images import decode_bounded, sample_bytes, sample_hashes
 from app.services.views import cached_json, cached_view, compute_view  # noqa: F401 (re-exported)
 from app.state import AppState
+from models.vision import views
 from models.vision.analysis import VisionAnalysis, VisionModel, analyze_image
-from models.vision.rollout import HeadFusion, attention_rollout
+from models.vision.rollout import HeadFusion
 
 T = TypeVar("T")
 HASH_INLINE_BYTES = 256 * 1024  # bigger uploads are hashed in the CPU pool, not on the event loop
@@ -168,11 +168,7 @@ def _forward_and_cache(
 
 def rollout_map(analysis: VisionAnalysis, head_fusion: HeadFusion, discard_ratio: float) -> np.ndarray:
     """(P,) float32 rollout from the cached (L, H, N, N) float16 maps, one layer at a time in float32."""
-    with torch.inference_mode():
-        r = attention_rollout(
-            analysis.attentions, head_fusion, discard_ratio, analysis.num_prefix_tokens, analysis.has_cls
-        )
-    return r.numpy()
+    return views.rollout(analysis, head_fusion, discard_ratio)
 
 
 async def rollout_view(
@@ -186,7 +182,7 @@ async def rollout_view(
 
 def patch_map(analysis: VisionAnalysis, layer: int, head: int | None, query: int) -> np.ndarray:
     """(rows, cols) float32: where patch ``query`` attends; IndexError for an index out of range."""
-    return analysis.patch_attention(layer, head, query).reshape(analysis.grid)  # (P,) -> (R, C)
+    return views.patch_map(analysis, layer, head, query)  # (R, C)
 
 
 async def patch_view(

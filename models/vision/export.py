@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 
+from models.vision import views
 from models.vision.analysis import VisionAnalysis, VisionModel
-from models.vision.distance import Unit, convert_unit, mean_attention_distance
-from models.vision.rollout import HeadFusion, attention_rollout
+from models.vision.distance import Unit
+from models.vision.rollout import HeadFusion
 
 FORMAT = "attention-atlas/vision-npz/1"
 
@@ -55,18 +55,9 @@ def vision_arrays(
     - ``image`` (R, R, 3) uint8: the crop the model saw; ``grid`` (2,) rows, cols; token layout (N,) each.
     """
     info = vm.info
-    if head_fusion == "mean" and discard_ratio == 0.0:
-        roll = analysis.rollout  # (P,) computed in float32 during the forward, as the API answers it
-    else:
-        with torch.inference_mode():
-            roll = attention_rollout(
-                analysis.attentions, head_fusion, discard_ratio, analysis.num_prefix_tokens, analysis.has_cls
-            ).numpy()  # (P,) from the float16 cache, as the API's rollout view
-    with torch.inference_mode():
-        mad_px = mean_attention_distance(
-            analysis.attentions, analysis.grid, analysis.num_prefix_tokens, info.patch_size, renormalize
-        )  # (L, H) pixels
-    mad = convert_unit(mad_px.double().numpy(), analysis.grid, info.patch_size, unit)  # (L, H) float64
+    roll = views.rollout(analysis, head_fusion, discard_ratio)  # (P,) as the API answers it
+    mad_px = views.attention_distance(analysis, info.patch_size, renormalize)  # (L, H) pixels
+    mad, per_layer = views.distance_in_unit(mad_px, analysis.grid, info.patch_size, unit)  # (L, H), (L,)
     meta = {
         "format": FORMAT,
         "model": info.id,
@@ -85,7 +76,7 @@ def vision_arrays(
         "cls_attention": analysis.cls_attention,  # (L, H, P) float32
         "rollout": np.asarray(roll, dtype=np.float32),  # (P,)
         "distance": mad,  # (L, H)
-        "distance_per_layer": mad.mean(axis=1),  # (L,)
+        "distance_per_layer": per_layer,  # (L,)
         "image": np.asarray(analysis.image.convert("RGB"), dtype=np.uint8),  # (R, R, 3)
         "grid": np.array(analysis.grid, dtype=np.int32),  # (2,) rows, cols
         "resolution": np.array(analysis.resolution, dtype=np.int32),
