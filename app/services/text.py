@@ -18,21 +18,17 @@ Errors are :class:`TextError` with an HTTP status the router passes on.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 
 from app.schemas.text import (
-    BlockSchema,
     HeadSchema,
     LayerSchema,
     TextAnalysisResponse,
-    TextModelInfoSchema,
-    TokenSide,
-    ViewAxisSchema,
     ViewOptions,
 )
 from app.schemas.text_lines import LinesSchema
+from app.schemas.text_views import Blocks, axes_schema, block_schema, overview_response
 from app.serialization import typed_array
 from app.services.backend import remote_models
 from app.services.errors import ServiceError
@@ -45,11 +41,8 @@ from models.text.analysis import (
     TextAnalysis,
     TextInputError,
     TextModel,
-    TextModelInfo,
-    TokenSeq,
     load_text_model,
 )
-from models.text.stats import STAT_LABELS, STAT_NAMES, BlockOverview
 
 log = logging.getLogger("atlas.text")
 
@@ -204,51 +197,9 @@ def _options_key(options: ViewOptions) -> str:
     return f"{int(options.hide_special)}{int(options.merge_words)}"
 
 
-@dataclass(frozen=True)
-class Blocks:
-    """The option-dependent part of an overview: axes and every block's schema (cached per options)."""
-
-    axes: dict[str, ViewAxisSchema]
-    blocks: list[BlockSchema]
-    inline: bool
-
-    @property
-    def nbytes(self) -> int:
-        arrays = [x for b in self.blocks for x in (b.thumbs, b.thumb_scale, b.stats, b.data) if x is not None]
-        labels = sum(len(x.labels) for x in self.axes.values())
-        return sum(len(x.bdata) for x in arrays) + 64 * labels + 1024
-
-
 def overview_view_bytes(a: TextAnalysis, options: ViewOptions) -> int:
     """float32 bytes of every block under the view options (decides whether maps go inline)."""
     return views.view_bytes(a, options.hide_special, options.merge_words)
-
-
-def block_schema(a: TextAnalysis, kind: str, ov: BlockOverview) -> BlockSchema:
-    """One block's overview (:func:`models.text.views.overviews`) as the response schema."""
-    q, k, causal = a.axes[kind]
-    L, H = a.blocks[kind].shape[:2]
-    return BlockSchema(
-        kind=kind,
-        query_side=q,
-        key_side=k,
-        causal=causal,
-        layers=L,
-        heads=H,
-        n_query=ov.n_query,
-        n_key=ov.n_key,
-        thumbs=typed_array(ov.thumbs, "u1"),
-        thumb_scale=typed_array(ov.thumb_scale),
-        stats=typed_array(ov.stats),
-        data=typed_array(ov.view) if ov.view is not None else None,
-    )
-
-
-def axes_schema(a: TextAnalysis, hide_special: bool, merge_words: bool) -> dict[str, ViewAxisSchema]:
-    return {
-        n: ViewAxisSchema(labels=x.labels, special=x.special, spans=x.spans)
-        for n, x in views.axes(a, hide_special, merge_words).items()
-    }
 
 
 def build_blocks(a: TextAnalysis, options: ViewOptions, thumb: int, inline_bytes: int) -> Blocks:
@@ -285,40 +236,6 @@ def build_head(a: TextAnalysis, kind: str, layer: int, head: int | None, options
     """CPU-pool job: one head (or the mean of the shown heads) at full float32 precision."""
     view = views.head_view(a, kind, layer, head, options.hide_special, options.merge_words)  # (Wq, Wk)
     return HeadSchema(kind=kind, layer=layer, head=head, data=typed_array(view))
-
-
-def _side(s: TokenSeq | None) -> TokenSide | None:
-    return None if s is None else TokenSide(tokens=s.tokens, special=s.special, word_ids=s.word_ids)
-
-
-def overview_response(
-    analysis_id: str,
-    info: TextModelInfo,
-    a: TextAnalysis,
-    blocks: Blocks,
-    options: ViewOptions,
-    first_lines: LinesSchema | None,
-    cached: bool,
-) -> TextAnalysisResponse:
-    """The overview response of an analysis whose blocks are built (the web route and the notebook)."""
-    return TextAnalysisResponse(
-        analysis_id=analysis_id,
-        model=TextModelInfoSchema(**info.__dict__),
-        source=_side(a.source),
-        target=_side(a.target),
-        generated_text=a.generated_text,
-        predicted=a.predicted,
-        options=options,
-        axes=blocks.axes,
-        blocks=blocks.blocks,
-        stat_names=list(STAT_NAMES),
-        stat_labels=[STAT_LABELS[n] for n in STAT_NAMES],
-        first=None,
-        first_lines=first_lines,
-        inline=blocks.inline,
-        forward_ms=round(a.forward_ms, 2),
-        cached=cached,
-    )
 
 
 def build_overview(

@@ -168,18 +168,26 @@ def max_entropy(a: VisionAnalysis) -> float:
     return math.log(a.grid[0] * a.grid[1])
 
 
-def entropy_map(a: VisionAnalysis, layer: int, head: int | None) -> np.ndarray:
-    """(rows, cols) float32: :func:`patch_entropy` of one layer for one head, or (head None) the mean over
-    heads of the per-head entropies (not the entropy of the head-mean attention). IndexError if out of
-    range."""
-    L, H = a.attentions.shape[:2]
+def select_entropy(entropy: np.ndarray, grid: tuple[int, int], layer: int, head: int | None) -> np.ndarray:
+    """(rows, cols) float32 of an (L, H, P) :func:`patch_entropy`: one head, or (head None) the mean over
+    heads of the per-head entropies (not the entropy of the head-mean attention). IndexError if out of range."""
+    L, H = entropy.shape[:2]
     if not 0 <= layer < L:
-        raise IndexError(f"layer {layer} out of range 0..{L - 1}")
+        raise IndexError(f"layer {layer} does not exist: the model has layers 0..{L - 1}")
     if head is not None and not 0 <= head < H:
-        raise IndexError(f"head {head} out of range 0..{H - 1}")
-    e = patch_entropy(a, [layer])[0]  # (H, P)
+        raise IndexError(f"head {head} does not exist: the model has heads 0..{H - 1}")
+    e = entropy[layer]  # (H, P)
     values = e.mean(axis=0) if head is None else e[head]  # (P,)
-    return values.reshape(a.grid).astype(np.float32)  # (R, C)
+    return values.reshape(grid).astype(np.float32)  # (R, C)
+
+
+def entropy_map(a: VisionAnalysis, layer: int, head: int | None) -> np.ndarray:
+    """(rows, cols) float32 :func:`patch_entropy` of one layer (computed for that layer only) for one head,
+    or the head mean (:func:`select_entropy`)."""
+    L = a.attentions.shape[0]
+    if not 0 <= layer < L:
+        raise IndexError(f"layer {layer} does not exist: the model has layers 0..{L - 1}")
+    return select_entropy(patch_entropy(a, [layer]), a.grid, 0, head)
 
 
 def mean_entropy(entropy: np.ndarray) -> np.ndarray:
