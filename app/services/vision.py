@@ -29,6 +29,7 @@ from PIL import Image
 
 from app.batching import analyze_batched, vision_batcher
 from app.images import ImageError, content_hash
+from app.schemas.vision_views import entropy_response
 from app.services.backend import remote_models
 from app.services.images import decode_bounded, sample_bytes, sample_hashes
 from app.services.views import cached_json, cached_view, compute_view  # noqa: F401 (re-exported)
@@ -202,3 +203,14 @@ def image_png(analysis: VisionAnalysis) -> bytes:
 
 async def image_view(state: AppState, aid: str, analysis: VisionAnalysis) -> bytes:
     return await cached_view(state, ("image.png", aid), image_png, analysis)
+
+
+async def entropy_view(
+    state: AppState, aid: str, vm: VisionModel, analysis: VisionAnalysis, layer: int, head: int | None
+) -> bytes:
+    """The entropy map of one layer and head (or the head mean) as EntropyResponse JSON. The (L, H, P)
+    entropies of every layer and head (:func:`models.vision.views.patch_entropy`) are computed once per
+    analysis in the CPU pool and cached; each (layer, head) response is cached as JSON bytes."""
+    entropy = await cached_view(state, ("entropy", aid), views.patch_entropy, analysis)  # (L, H, P)
+    key = ("entropy-map", aid, layer, "mean" if head is None else head)
+    return await cached_json(state, key, entropy_response, aid, vm.info, analysis, entropy, layer, head)
