@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from app.settings import Settings
-from models.text.analysis import TextKind, TextModelSpec
+from models.text.analysis import TextModelSpec
+from models.text.kinds import KINDS, config_kind
 from models.vision.registry import VisionModelSpec
 
 HEAD_KEYS = ("head.weight", "head.fc.weight", "fc.weight", "classifier.weight")
@@ -26,7 +27,7 @@ TOKENIZER_FILES = (
     "source.spm",
     "sentencepiece.bpe.model",
 )
-TEXT_KINDS: tuple[str, ...] = get_args(TextKind)
+TEXT_KINDS: tuple[str, ...] = KINDS
 
 
 class CliError(Exception):
@@ -170,24 +171,8 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def text_kind(config: dict[str, Any]) -> str:
-    """encoder / seq2seq / causal from a Hugging Face ``config.json``: encoder-decoder models are seq2seq;
-    decoders and model types that have a causal LM head but no masked one (GPT-2, Llama, ...) are causal."""
-    if config.get("is_encoder_decoder"):
-        return "seq2seq"
-    archs = config.get("architectures") or []
-    if config.get("is_decoder") or any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
-        return "causal"
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
-
-    mt = config.get("model_type")
-    return (
-        "causal"
-        if mt in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and mt not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-        else "encoder"
-    )
+    """encoder / seq2seq / causal from a Hugging Face ``config.json`` (:func:`models.text.kinds.config_kind`)."""
+    return config_kind(config)
 
 
 def text_entry(text: str) -> TextModelSpec:

@@ -1,4 +1,4 @@
-"""Notebook API (app/notebook.py): the numbers on tiny random models, the inlined HTML, and a real notebook
+"""Notebook API (app/notebook/): the numbers on tiny random models, the inlined HTML, and a real notebook
 executed headless with nbclient whose output HTML is opened in Chromium."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from app.notebook import show_text, show_vision, vision_stats
-from app.notebook_html import SPECIFIER, module_list
+from app.notebook.html import SPECIFIER, module_list
 from app.serialization import decode_typed_array
 from models.text.lines import top_k_lines
 from models.text.random_models import build_random_text_model

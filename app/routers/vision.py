@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from app.deps import StateDep
 from app.errors import errors_doc
 from app.schemas.vision import (
+    EntropyResponse,
     Grid,
     PatchAttentionResponse,
     Prediction,
@@ -156,3 +157,21 @@ async def analysis_image(state: StateDep, analysis_id: str) -> Response:
     analysis = state.vision_analysis(analysis_id)
     png = await svc.image_view(state, analysis_id, analysis)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/analysis/{analysis_id}/entropy", response_model=EntropyResponse, responses=ERRORS)
+async def entropy(
+    state: StateDep,
+    analysis_id: str,
+    layer: Annotated[int, Query(ge=0, description="0-based layer")],
+    head: Annotated[int | None, Query(ge=0, description="0-based head; omit for the mean over heads")] = None,
+) -> Response:
+    """Entropy (nats) of each query patch's attention over the patch keys, for one layer and head, from the
+    cache (models/vision/views.py: ``patch_entropy``; prefix tokens left out, rows renormalised)."""
+    analysis = state.vision_analysis(analysis_id)
+    vm = state.vision_store.get(analysis.model_id)
+    try:
+        body = await svc.entropy_view(state, analysis_id, vm, analysis, layer, head)
+    except IndexError as e:
+        raise HTTPException(400, str(e)) from e
+    return Response(body, media_type="application/json")

@@ -75,3 +75,20 @@ class SampleImage(BaseModel):
 
 class SamplesResponse(BaseModel):
     samples: list[SampleImage]
+
+
+class EntropyResponse(BaseModel):
+    """Entropy of the patch queries' attention (models/vision/views.py: ``patch_entropy``)."""
+
+    analysis_id: str
+    model: str = Field(description="the model id")
+    label: str
+    layer: int
+    head: int | None = Field(description="null means the mean over heads of the per-head entropies")
+    unit: Literal["nats"] = "nats"
+    max_entropy: float = Field(description="log(patches): the entropy of uniform attention over the patches")
+    values: TypedArray = Field(
+        description="(rows, cols) float32: entropy of each query patch's attention over the patch keys "
+        "(prefix tokens left out, each row renormalised over the patches)"
+    )
+    per_head: TypedArray = Field(description="(layers, heads) float32: the mean over query patches")

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import torch
 
 from app.jobs import Job
 from app.schemas.vit_figures import (
@@ -42,18 +41,10 @@ from app.services.image_sets import (  # noqa: F401 (MAX_FILES, MAX_IMAGES, pars
     sample_list,
 )
 from app.state import AppState
+from models.vision import views as vision_views
 from models.vision.analysis import VisionAnalysis, VisionModel
 from models.vision.distance import (
-    convert_unit,
     dataset_mean_attention_distance,
-    mean_attention_distance,
-)
-from models.vision.receptive_field import (
-    max_mad,
-    on_vit_depth_axis,
-    resnet50_receptive_fields,
-    uniform_image_mad,
-    uniform_window_mad,
 )
 from models.vision.samples import SAMPLE_NAMES
 
@@ -77,7 +68,7 @@ class RunResult:
 
     def to_schema(self, unit: str) -> DistanceResultSchema:
         g = self.geometry
-        mad = convert_unit(self.mad_px, (g.rows, g.cols), g.patch_size, unit)  # (L, H)
+        mad, per_layer = vision_views.distance_in_unit(self.mad_px, (g.rows, g.cols), g.patch_size, unit)
         return DistanceResultSchema(
             model=self.model,
             label=self.label,
@@ -88,7 +79,7 @@ class RunResult:
             renormalize=self.renormalize,
             geometry=g,
             mad=typed_array(mad, "f8"),
-            per_layer_mean=typed_array(mad.mean(axis=1), "f8"),
+            per_layer_mean=typed_array(per_layer, "f8"),
         )
 
 
@@ -112,12 +103,8 @@ def geometry(vm: VisionModel, resolution: int) -> DistanceGeometry:
 
 def analysis_distance(vm: VisionModel, analysis: VisionAnalysis, renormalize: bool) -> RunResult:
     """MAD in pixels of a cached analysis (no forward pass), computed layer by layer in float32."""
-    with torch.inference_mode():
-        mad = mean_attention_distance(
-            analysis.attentions, analysis.grid, analysis.num_prefix_tokens, vm.info.patch_size, renormalize
-        )  # (L, H) pixels
     return RunResult(
-        mad_px=mad.double().numpy(),
+        mad_px=vision_views.attention_distance(analysis, vm.info.patch_size, renormalize),  # (L, H) pixels
         n_images=1,
         renormalize=renormalize,
         model=vm.info.id,
@@ -213,35 +200,18 @@ def receptive_field_reference(
     comparable quantity: the MAD of uniform attention over that window on the ViT's R x C grid of
     ``patch_size`` px patches (:func:`models.vision.receptive_field.uniform_window_mad`), and the two
     ceilings (uniform attention over the whole image, and the largest MAD any head can have)."""
-    rfs = resnet50_receptive_fields()
-    points = on_vit_depth_axis(rfs, num_layers)
-    grid = (rows, cols)
-    px = np.array([p[1] for p in points], dtype=np.float64)  # (n,) widths in pixels
-    window = uniform_window_mad(grid, patch_size, px)  # (n,) pixels
-
-    def to_unit(v: np.ndarray) -> np.ndarray:
-        return convert_unit(v, grid, patch_size, unit)
-
-    scalars = to_unit(
-        np.array(
-            [
-                uniform_image_mad(grid, patch_size),
-                max_mad(grid, patch_size),
-                patch_size * np.hypot(rows, cols),
-            ]
-        )
-    )  # (3,)
+    ref = vision_views.receptive_field(num_layers, unit, patch_size, (rows, cols))  # type: ignore[arg-type]
     return ReceptiveFieldResponse(
         network="ResNet-50",
         unit=unit,
         num_layers=num_layers,
-        x=typed_array(np.array([p[0] for p in points]), "f8"),
-        rf=typed_array(to_unit(px), "f8"),
-        rf_pixels=[int(v) for v in px],
-        names=[rf.name for rf in rfs],
-        depth_index=[rf.depth_index for rf in rfs],
-        uniform_window=typed_array(to_unit(window), "f8"),
-        uniform_image=float(scalars[0]),
-        max_distance=float(scalars[1]),
-        image_diagonal=float(scalars[2]),
+        x=typed_array(ref.x, "f8"),
+        rf=typed_array(ref.rf, "f8"),
+        rf_pixels=[int(v) for v in ref.rf_pixels],
+        names=ref.names,
+        depth_index=ref.depth_index,
+        uniform_window=typed_array(ref.uniform_window, "f8"),
+        uniform_image=ref.uniform_image,
+        max_distance=ref.max_distance,
+        image_diagonal=ref.image_diagonal,
     )

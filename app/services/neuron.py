@@ -16,8 +16,6 @@ Errors are the :mod:`app.services.errors` family (InvalidOption, AnalysisExpired
 
 from __future__ import annotations
 
-import numpy as np
-
 from app.schemas.neuron import NeuronResponse
 from app.serialization import typed_array
 from app.services.errors import InvalidOption
@@ -25,15 +23,8 @@ from app.services.figures import cached_json
 from app.services.text import _check_block, get_analysis, text_model_async
 from app.state import AppState
 from models.text.analysis import BlockKind, TextAnalysis, TextModel
-from models.text.neuron import (
-    LayerQK,
-    NeuronUnsupported,
-    allowed_keys,
-    capture_qk,
-    key_keep,
-    neuron_row,
-    row_tolerance,
-)
+from models.text.neuron import LayerQK, NeuronUnsupported, capture_qk, key_keep
+from models.text.views import neuron_view
 
 
 def _qk_key(analysis_id: str, kind: str, layer: int, head: int) -> str:
@@ -76,11 +67,8 @@ def build_neuron(
 ) -> NeuronResponse:
     """CPU-pool job: Section 3.2.1 for one query row, checked against the captured probabilities."""
     q_side, k_side, causal = a.axes[kind]
-    n_key = qk.k.shape[1]
-    row = neuron_row(qk, 0, query, allowed_keys(query, n_key, causal, keep))
-    captured = a.blocks[kind][layer, head, query].astype(np.float64)  # (Tk,)
-    diff = float(np.abs(row.probs - captured).max())
-    tol = row_tolerance(row)
+    v = neuron_view(a, qk, keep, kind, layer, head, query)
+    row = v.row
     return NeuronResponse(
         kind=kind,
         layer=layer,
@@ -97,11 +85,11 @@ def build_neuron(
         dot=typed_array(row.dot),
         scaled=typed_array(row.scaled),
         probs=typed_array(row.probs),
-        captured=typed_array(captured),
+        captured=typed_array(v.captured),
         allowed=typed_array(row.allowed, "u1"),
-        max_abs_diff=diff,
-        tolerance=tol,
-        matches=diff <= tol,
+        max_abs_diff=v.max_abs_diff,
+        tolerance=v.tolerance,
+        matches=v.matches,
     )
 
 

@@ -9,6 +9,7 @@ window) and the result is cached in ``state.views``; profiles of one analysis ru
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,9 +20,10 @@ from app.services.errors import ServiceError
 from app.services.figures import cached_json
 from app.services.text import get_analysis, text_model, text_model_async
 from app.state import AppState
+from models.text import views
 from models.text.analysis import BLOCK_ORDER, TextAnalysis, TextModel
 from models.text.dates import generate_pairs
-from models.text.offsets import ProfileMean, narrow, offsets, positional_score
+from models.text.offsets import offsets
 
 # A fixed set of plain English sentences (8 to 30 tokens), varied in structure, none about attention.
 SENTENCES = (
@@ -60,8 +62,7 @@ def _response(
 ) -> OffsetsResponse:
     blocks = []
     for kind in (b for b in BLOCK_ORDER if b in means):
-        profile = narrow(means[kind], window).astype(np.float32)  # (L, H, 2W + 3)
-        score, best = positional_score(profile)  # (L, H) each
+        profile, score, best = views.offset_view(means[kind], window)  # (L, H, 2W + 3), (L, H), (L, H)
         q, k, _ = axes[kind]
         blocks.append(
             OffsetBlockSchema(
@@ -86,11 +87,6 @@ def _response(
     )
 
 
-def _add(means: dict[str, ProfileMean], a: TextAnalysis, window: int) -> None:
-    for kind, block in a.blocks.items():  # block: (L, H, Tq, Tk)
-        means.setdefault(kind, ProfileMean()).add(block, window)
-
-
 @dataclass(frozen=True)
 class _Corpus:
     """One model's corpus profiles at the widest window (every narrower window is derived exactly)."""
@@ -107,13 +103,17 @@ class _Corpus:
 def corpus_means(model: TextModel) -> _Corpus:
     """Model-queue job: one forward per bundled input, profiles averaged over inputs (row-weighted)."""
     inputs = corpus_inputs(model)
-    means: dict[str, ProfileMean] = {}
     axes: dict = {}
-    for text in inputs:
-        a = model.analyze(text)
-        _add(means, a, MAX_WINDOW)
-        axes = a.axes
-    return _Corpus(inputs, {k: m.mean() for k, m in means.items()}, axes)
+
+    def each() -> Iterator[TextAnalysis]:  # one analysis alive at a time
+        nonlocal axes
+        for text in inputs:
+            a = model.analyze(text)
+            axes = a.axes
+            yield a
+
+    means = views.offset_means(each(), MAX_WINDOW)
+    return _Corpus(inputs, means, axes)
 
 
 def _check_window(window: int) -> None:
@@ -137,9 +137,7 @@ async def corpus(state: AppState, model_id: str | None, window: int) -> bytes:
 
 def analysis_profiles(state: AppState, a: TextAnalysis, window: int) -> OffsetsResponse:
     """CPU-pool job: the offset profiles of one analysis (no view options: token positions as tokenised)."""
-    acc: dict[str, ProfileMean] = {}
-    _add(acc, a, window)
-    means = {k: m.mean() for k, m in acc.items()}
+    means = views.offset_means([a], window)  # kind -> (L, H, 2W + 3)
     text = "".join(a.source.tokens) if a.kind == "seq2seq" else " ".join(a.source.tokens)
     return _response(text_model(state, a.model_id), "analysis", [text], window, means, a.axes)
 

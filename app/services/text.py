@@ -18,41 +18,28 @@ Errors are the :mod:`app.services.errors` family (TextError, InvalidOption, Anal
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 
 from app.schemas.text import (
-    BlockSchema,
     HeadSchema,
     LayerSchema,
     TextAnalysisResponse,
-    TokenSide,
-    ViewAxisSchema,
     ViewOptions,
 )
 from app.schemas.text_lines import LinesSchema
+from app.schemas.text_views import Blocks, axes_schema, block_schema, overview_response
 from app.serialization import typed_array
 from app.services.errors import AnalysisExpired, InvalidOption, TextError
 from app.services.views import cached_json, cached_view
 from app.state import AppState
+from models.text import views
 from models.text.analysis import (
     BLOCK_ORDER,
     BlockKind,
     TextAnalysis,
     TextInputError,
     TextModel,
-    TokenSeq,
-)
-from models.text.lines import top_k_lines
-from models.text.stats import (
-    STAT_LABELS,
-    STAT_NAMES,
-    Axis,
-    apply_view,
-    block_overview,
-    build_axis,
-    quantise_u8,
 )
 
 log = logging.getLogger("atlas.text")
@@ -135,11 +122,6 @@ async def analyze(
 # ----------------------------------------------------------------------------- views
 
 
-def _axis(seq: TokenSeq, options: ViewOptions, hide: bool | None = None) -> Axis:
-    hide = options.hide_special if hide is None else hide
-    return build_axis(seq.tokens, seq.special, seq.word_ids, hide, options.merge_words)
-
-
 def _check_block(a: TextAnalysis, kind: str, layer: int | None = None, head: int | None = None) -> None:
     if kind not in a.blocks:
         raise InvalidOption(f"This model has no {kind} attention; it has: {', '.join(a.blocks)}.")
@@ -152,86 +134,30 @@ def _check_block(a: TextAnalysis, kind: str, layer: int | None = None, head: int
 
 def layer_view(a: TextAnalysis, kind: str, layer: int, options: ViewOptions) -> np.ndarray:
     """(H, Wq, Wk) float32: every head of one layer under the view options."""
-    q, k, _ = a.axes[kind]
-    qa, ka = _axis(a.side(q), options), _axis(a.side(k), options)
-    return apply_view(a.blocks[kind][layer], qa, ka, renormalise=options.hide_special)  # (H, Wq, Wk)
+    return views.layer_view(a, kind, layer, options.hide_special, options.merge_words)
 
 
 def _options_key(options: ViewOptions) -> str:
     return f"{int(options.hide_special)}{int(options.merge_words)}"
 
 
-@dataclass(frozen=True)
-class _Blocks:
-    """The option-dependent part of an overview: axes and every block's schema (cached per options)."""
-
-    axes: dict[str, ViewAxisSchema]
-    blocks: list[BlockSchema]
-    inline: bool
-
-    @property
-    def nbytes(self) -> int:
-        arrays = [x for b in self.blocks for x in (b.thumbs, b.thumb_scale, b.stats, b.data) if x is not None]
-        labels = sum(len(x.labels) for x in self.axes.values())
-        return sum(len(x.bdata) for x in arrays) + 64 * labels + 1024
-
-
 def overview_view_bytes(a: TextAnalysis, options: ViewOptions) -> int:
     """float32 bytes of every block under the view options (decides whether maps go inline)."""
-    axes = {"source": len(_axis(a.source, options).spans)}
-    if a.target is not None:
-        axes["target"] = len(_axis(a.target, options).spans)
-    return sum(
-        4 * b.shape[0] * b.shape[1] * axes[a.axes[n][0]] * axes[a.axes[n][1]] for n, b in a.blocks.items()
-    )
+    return views.view_bytes(a, options.hide_special, options.merge_words)
 
 
-def build_blocks(a: TextAnalysis, options: ViewOptions, thumb: int, inline_bytes: int) -> _Blocks:
+def build_blocks(a: TextAnalysis, options: ViewOptions, thumb: int, inline_bytes: int) -> Blocks:
     """CPU-pool job: statistics and thumbnails of every block, one layer at a time in float32."""
-    axes = {"source": _axis(a.source, options)}
-    if a.target is not None:
-        axes["target"] = _axis(a.target, options)
     inline = overview_view_bytes(a, options) <= inline_bytes
-    blocks = []
-    for kind in (b for b in BLOCK_ORDER if b in a.blocks):
-        q, k, causal = a.axes[kind]
-        ov = block_overview(
-            a.blocks[kind],
-            axes[q],
-            axes[k],
-            _axis(a.side(q), options, hide=False),
-            _axis(a.side(k), options, hide=False),
-            options.hide_special,
-            same_axis=q == k,
-            thumb=thumb,
-            keep_view=inline,
-            row_entropy=a.entropy.get(kind),
-        )
-        L, H = a.blocks[kind].shape[:2]
-        blocks.append(
-            BlockSchema(
-                kind=kind,
-                query_side=q,
-                key_side=k,
-                causal=causal,
-                layers=L,
-                heads=H,
-                n_query=ov.n_query,
-                n_key=ov.n_key,
-                thumbs=typed_array(ov.thumbs, "u1"),
-                thumb_scale=typed_array(ov.thumb_scale),
-                stats=typed_array(ov.stats),
-                data=typed_array(ov.view) if ov.view is not None else None,
-            )
-        )
-    schemas = {n: ViewAxisSchema(labels=x.labels, special=x.special, spans=x.spans) for n, x in axes.items()}
-    return _Blocks(schemas, blocks, inline)
+    ovs = views.overviews(a, options.hide_special, options.merge_words, thumb, keep_view=inline)
+    blocks = [block_schema(a, kind, ov) for kind, ov in ovs.items()]
+    return Blocks(axes_schema(a, options.hide_special, options.merge_words), blocks, inline)
 
 
 def build_layer(a: TextAnalysis, kind: str, layer: int, options: ViewOptions, dtype: str) -> LayerSchema:
     """CPU-pool job: one layer, every head, as uint8 (probability x 255) or float32."""
     view = layer_view(a, kind, layer, options)  # (H, Wq, Wk)
-    data = typed_array(quantise_u8(view, per_map=False)[0], "u1") if dtype == "u1" else typed_array(view)
+    data = typed_array(views.layer_u8(view), "u1") if dtype == "u1" else typed_array(view)
     return LayerSchema(kind=kind, layer=layer, data=data)
 
 
@@ -240,7 +166,7 @@ LINES_K = 6  # head view lines per (head, query) in the first response of a long
 
 def build_lines(a: TextAnalysis, kind: str, layer: int, options: ViewOptions, k: int) -> LinesSchema:
     """CPU-pool job: one layer's k strongest lines per (head, query) for the head view (index + uint8)."""
-    index, weight = top_k_lines(layer_view(a, kind, layer, options), k)  # (H, Wq, k) each
+    index, weight = views.layer_lines(a, kind, layer, options.hide_special, options.merge_words, k)
     return LinesSchema(
         kind=kind,
         layer=layer,
@@ -252,20 +178,15 @@ def build_lines(a: TextAnalysis, kind: str, layer: int, options: ViewOptions, k:
 
 def build_head(a: TextAnalysis, kind: str, layer: int, head: int | None, options: ViewOptions) -> HeadSchema:
     """CPU-pool job: one head (or the mean of the shown heads) at full float32 precision."""
-    views = layer_view(a, kind, layer, options)  # (H, Wq, Wk)
-    view = views[head] if head is not None else views.mean(axis=0)  # (Wq, Wk)
+    view = views.head_view(a, kind, layer, head, options.hide_special, options.merge_words)  # (Wq, Wk)
     return HeadSchema(kind=kind, layer=layer, head=head, data=typed_array(view))
-
-
-def _side(s: TokenSeq | None) -> TokenSide | None:
-    return None if s is None else TokenSide(tokens=s.tokens, special=s.special, word_ids=s.word_ids)
 
 
 def build_overview(
     state: AppState,
     analysis_id: str,
     a: TextAnalysis,
-    blocks: _Blocks,
+    blocks: Blocks,
     options: ViewOptions,
     kind: str,
     layer: int,
@@ -276,24 +197,7 @@ def build_overview(
     and rows are fetched on demand (``layer_maps``, ``head_map``, ``layer_lines``)."""
     first_lines = None if blocks.inline else build_lines(a, kind, layer, options, LINES_K)
     info = text_model(state, a.model_id).info  # loaded: it made the analysis
-    return TextAnalysisResponse(
-        analysis_id=analysis_id,
-        model=info,
-        source=_side(a.source),
-        target=_side(a.target),
-        generated_text=a.generated_text,
-        predicted=a.predicted,
-        options=options,
-        axes=blocks.axes,
-        blocks=blocks.blocks,
-        stat_names=list(STAT_NAMES),
-        stat_labels=[STAT_LABELS[n] for n in STAT_NAMES],
-        first=None,
-        first_lines=first_lines,
-        inline=blocks.inline,
-        forward_ms=round(a.forward_ms, 2),
-        cached=cached,
-    )
+    return overview_response(analysis_id, info, a, blocks, options, first_lines, cached)
 
 
 async def overview(
@@ -315,7 +219,7 @@ async def overview(
     _check_block(a, kind, layer)
     opt = _options_key(options)
     thumb, inline_bytes = state.settings.text_thumb_size, state.settings.text_inline_kb * 1024
-    blocks: _Blocks = await cached_view(
+    blocks: Blocks = await cached_view(
         state, f"text-blocks|{analysis_id}|{opt}", build_blocks, a, options, thumb, inline_bytes
     )
     key = f"text-overview|{analysis_id}|{opt}|{kind}|{layer if not blocks.inline else 0}|{int(cached)}"

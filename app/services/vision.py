@@ -22,15 +22,16 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-import torch
 from PIL import Image
 
 from app.images import ImageError, content_hash
+from app.schemas.vision_views import entropy_response
 from app.services.images import decode_bounded, sample_bytes, sample_hashes
 from app.services.views import cached_json, cached_view, compute_view  # noqa: F401 (re-exported)
 from app.state import AppState
+from models.vision import views
 from models.vision.analysis import VisionAnalysis, VisionModel
-from models.vision.rollout import HeadFusion, attention_rollout
+from models.vision.rollout import HeadFusion
 
 T = TypeVar("T")
 HASH_INLINE_BYTES = 256 * 1024  # bigger uploads are hashed in the CPU pool, not on the event loop
@@ -128,11 +129,7 @@ def _decode_and_cache(state: AppState, data: bytes, image_hash: str) -> Image.Im
 
 def rollout_map(analysis: VisionAnalysis, head_fusion: HeadFusion, discard_ratio: float) -> np.ndarray:
     """(P,) float32 rollout from the cached (L, H, N, N) float16 maps, one layer at a time in float32."""
-    with torch.inference_mode():
-        r = attention_rollout(
-            analysis.attentions, head_fusion, discard_ratio, analysis.num_prefix_tokens, analysis.has_cls
-        )
-    return r.numpy()
+    return views.rollout(analysis, head_fusion, discard_ratio)
 
 
 async def rollout_view(
@@ -146,7 +143,7 @@ async def rollout_view(
 
 def patch_map(analysis: VisionAnalysis, layer: int, head: int | None, query: int) -> np.ndarray:
     """(rows, cols) float32: where patch ``query`` attends; IndexError for an index out of range."""
-    return analysis.patch_attention(layer, head, query).reshape(analysis.grid)  # (P,) -> (R, C)
+    return views.patch_map(analysis, layer, head, query)  # (R, C)
 
 
 async def patch_view(
@@ -166,3 +163,14 @@ def image_png(analysis: VisionAnalysis) -> bytes:
 
 async def image_view(state: AppState, aid: str, analysis: VisionAnalysis) -> bytes:
     return await cached_view(state, ("image.png", aid), image_png, analysis)
+
+
+async def entropy_view(
+    state: AppState, aid: str, vm: VisionModel, analysis: VisionAnalysis, layer: int, head: int | None
+) -> bytes:
+    """The entropy map of one layer and head (or the head mean) as EntropyResponse JSON. The (L, H, P)
+    entropies of every layer and head (:func:`models.vision.views.patch_entropy`) are computed once per
+    analysis in the CPU pool and cached; each (layer, head) response is cached as JSON bytes."""
+    entropy = await cached_view(state, ("entropy", aid), views.patch_entropy, analysis)  # (L, H, P)
+    key = ("entropy-map", aid, layer, "mean" if head is None else head)
+    return await cached_json(state, key, entropy_response, aid, vm.info, analysis, entropy, layer, head)

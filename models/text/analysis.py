@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from models.text.dates import TARGET_LEN, CharTokenizer, load_date_model
+from models.text.kinds import TextKind  # declared once, in kinds.py
 from models.text.random_models import MINILM_PACKAGE, build_random_text_model, package_model_dir
 from models.text.stats import char_word_ids, word_ids_from_pieces
 from models.transformer import Transformer, greedy_decode
 
-TextKind = Literal["encoder", "seq2seq", "causal"]
 TextSource = Literal["package", "hub", "dates_checkpoint", "random"]
 BlockKind = Literal["encoder_self", "decoder_self", "cross"]
 BLOCK_ORDER: tuple[BlockKind, ...] = ("encoder_self", "decoder_self", "cross")

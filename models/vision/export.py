@@ -2,8 +2,9 @@
 
 The numbers are the web app's: the maps are the float16 cache the API serves its patch queries from, the
 CLS maps and the rollout are those of ``/api/vision/analyze`` (Abnar & Zuidema 2020, Section 3, with the
-same head fusion and discard options), and the mean attention distance is that of
-``/api/distance/analysis/{id}`` (ViT paper, Appendix D.7), computed from the same cached maps.
+same head fusion and discard options), the mean attention distance is that of
+``/api/distance/analysis/{id}`` (ViT paper, Appendix D.7), and the entropy that of
+``/api/vision/analysis/{id}/entropy``, all computed by :mod:`models.vision.views` from the same cached maps.
 
 Array axes are 0-based indices (layer 0 is the first block; the pages show it as layer 1). Tokens are in the
 model's order: the ``num_prefix_tokens`` prefix tokens ([CLS], distillation, registers) first, then the
@@ -15,11 +16,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 
+from models.vision import views
 from models.vision.analysis import VisionAnalysis, VisionModel
-from models.vision.distance import Unit, convert_unit, mean_attention_distance
-from models.vision.rollout import HeadFusion, attention_rollout
+from models.vision.distance import Unit
+from models.vision.rollout import HeadFusion
 
 FORMAT = "attention-atlas/vision-npz/1"
 
@@ -52,21 +53,14 @@ def vision_arrays(
     - ``attentions`` (L, H, N, N) float16: every map, row = query token (the server's cache, exactly);
     - ``cls_attention`` (L, H, P) float32: the [CLS] query's row over patches (mean patch row if no [CLS]);
     - ``rollout`` (P,) float32; ``distance`` (L, H) and ``distance_per_layer`` (L,) float64 in ``unit``;
+    - ``entropy`` (L, H, P) float32: each query patch's attention entropy over the patch keys in nats
+      (:func:`models.vision.views.patch_entropy`; at most log(P), ``meta["entropy"]["max"]``);
     - ``image`` (R, R, 3) uint8: the crop the model saw; ``grid`` (2,) rows, cols; token layout (N,) each.
     """
     info = vm.info
-    if head_fusion == "mean" and discard_ratio == 0.0:
-        roll = analysis.rollout  # (P,) computed in float32 during the forward, as the API answers it
-    else:
-        with torch.inference_mode():
-            roll = attention_rollout(
-                analysis.attentions, head_fusion, discard_ratio, analysis.num_prefix_tokens, analysis.has_cls
-            ).numpy()  # (P,) from the float16 cache, as the API's rollout view
-    with torch.inference_mode():
-        mad_px = mean_attention_distance(
-            analysis.attentions, analysis.grid, analysis.num_prefix_tokens, info.patch_size, renormalize
-        )  # (L, H) pixels
-    mad = convert_unit(mad_px.double().numpy(), analysis.grid, info.patch_size, unit)  # (L, H) float64
+    roll = views.rollout(analysis, head_fusion, discard_ratio)  # (P,) as the API answers it
+    mad_px = views.attention_distance(analysis, info.patch_size, renormalize)  # (L, H) pixels
+    mad, per_layer = views.distance_in_unit(mad_px, analysis.grid, info.patch_size, unit)  # (L, H), (L,)
     meta = {
         "format": FORMAT,
         "model": info.id,
@@ -78,6 +72,11 @@ def vision_arrays(
         "cls_query": "cls" if analysis.has_cls else "mean_patch",
         "rollout": {"head_fusion": head_fusion, "discard_ratio": discard_ratio},
         "distance": {"unit": unit, "renormalize": renormalize},
+        "entropy": {
+            "unit": "nats",
+            "over": "patch keys, prefix tokens left out, rows renormalised",
+            "max": views.max_entropy(analysis),
+        },
         "indexing": "0-based array indices; the pages number layers, heads and patches from 1",
     }
     arrays: dict[str, np.ndarray] = {
@@ -85,7 +84,10 @@ def vision_arrays(
         "cls_attention": analysis.cls_attention,  # (L, H, P) float32
         "rollout": np.asarray(roll, dtype=np.float32),  # (P,)
         "distance": mad,  # (L, H)
-        "distance_per_layer": mad.mean(axis=1),  # (L,)
+        "distance_per_layer": per_layer,  # (L,)
+        "entropy": views.patch_entropy(
+            analysis
+        ),  # (L, H, P) float32 nats, as /api/vision/analysis/{id}/entropy
         "image": np.asarray(analysis.image.convert("RGB"), dtype=np.uint8),  # (R, R, 3)
         "grid": np.array(analysis.grid, dtype=np.int32),  # (2,) rows, cols
         "resolution": np.array(analysis.resolution, dtype=np.int32),

@@ -1,4 +1,4 @@
-// Classic-script loader of a notebook output (app/notebook_html.py): the payload's ES modules become blob:
+// Classic-script loader of a notebook output (app/notebook/html.py): the payload's ES modules become blob:
 // URLs, dependencies first, each module's "__ATLAS_MODULE_<i>__" placeholders replaced by the URL of module i;
 // then the entry (the last module) is imported and mount(root, data) draws the views. plotly.js, when the
 // payload carries it, is run once per page as a classic script (its UMD wrapper sees no module system).

@@ -1,4 +1,4 @@
-// Notebook output of show_text() (app/notebook.py): the text page's head view, model view, matrix view and
+// Notebook output of show_text() (app/notebook/text.py): the text page's head view, model view, matrix view and
 // per-head statistics table (text/headview.js, modelview.js, matrix.js, table.js) on data carried inside the
 // output, with no server. The data has the server's overview shape (text/data.js reads it); each block's
 // maps sit under `nb`: float32 or uint8 (1/255 steps) maps of every layer, or for long inputs each query's

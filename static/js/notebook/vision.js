@@ -1,4 +1,4 @@
-// Notebook output of show_vision() (app/notebook.py): the vision page's model view grid (vision/grid.js) and
+// Notebook output of show_vision() (app/notebook/vision.py): the vision page's model view grid (vision/grid.js) and
 // attention overlay (vision/overlay.js) on data carried inside the output, with no server: [CLS] maps, patch
 // probing (hover a patch or move the cursor with the arrow keys; click or Enter pins, Esc returns), rollout with its options, and the mean attention
 // distance per head. Layers, heads and patches count from 1 on screen, as on the /vision page.
@@ -6,6 +6,7 @@ import { drawColorbar, fmtValue } from "../lib/colormap.js";
 import { el } from "../lib/dom.js";
 import { decodeTyped } from "../lib/typed.js";
 import { renderModelGrid } from "../vision/grid.js";
+import { entropyCaption } from "../vision/entropy.js";
 import { renderOverlay } from "../vision/overlay.js";
 
 function loadImage(src) {
@@ -16,14 +17,15 @@ function loadImage(src) {
 
 export async function mount(root, D) {
   const { num_layers: L, num_heads: H } = D.model, g = D.grid, P = g.rows * g.cols;
-  const cls = decodeTyped(D.cls).data; // (L, H, P)
+  const cls = decodeTyped(D.cls_attention).data; // (L, H, P)
   const means = new Float32Array(L * P); // (L, P): mean over heads
   for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) for (let p = 0; p < P; p++) means[l * P + p] += cls[(l * H + h) * P + p] / H;
   const probe = decodeTyped(D.probe).data, probeScale = decodeTyped(D.probe_scale).data; // (Lp, H, P, P) u8, (Lp, H, P)
   const probeIndex = new Map(D.probe_layers.map((l, i) => [l, i]));
   const rollouts = Object.fromEntries(Object.entries(D.rollouts).map(([k, v]) => [k, decodeTyped(v).data]));
   const dist = decodeTyped(D.distance).data; // (L, H) pixels
-  const image = await loadImage(D.image);
+  const entropy = decodeTyped(D.entropy).data; // (L, H, P) nats
+  const image = await loadImage(D.image_url);
   const sel = D.selected;
   const S = { layer: sel.layer, head: sel.head, view: sel.view, query: sel.query, hover: null,
     fusion: D.fusions[0], discard: D.discards[0], colormap: "viridis", clip: true, fade: true };
@@ -47,7 +49,7 @@ export async function mount(root, D) {
   // ---- layout ----
   const seg = el("div", { class: "nb-seg", role: "group", "aria-label": "View" });
   const viewBtn = (v, label) => el("button", { type: "button", dataset: { view: v }, onclick: () => { S.view = v; S.hover = null; update(); } }, label);
-  seg.append(viewBtn("head", "Head"), viewBtn("mean", "Mean of heads"), viewBtn("rollout", "Rollout"));
+  seg.append(viewBtn("head", "Head"), viewBtn("mean", "Mean of heads"), viewBtn("rollout", "Rollout"), viewBtn("entropy", "Entropy"));
   const fusion = el("select", { "aria-label": "Rollout head fusion" }, D.fusions.map((f) => el("option", { value: f }, `fuse heads: ${f}`)));
   const discard = el("select", { "aria-label": "Rollout discard ratio" }, D.discards.map((d) => el("option", { value: d.toFixed(2) }, `discard ${Math.round(d * 100)}%`)));
   const onRollout = () => { S.fusion = fusion.value; S.discard = Number(discard.value); S.view = "rollout"; update(); };
@@ -61,7 +63,7 @@ export async function mount(root, D) {
   const cbMin = el("span", { class: "mono small" }), cbMax = el("span", { class: "mono small" });
   const title = el("h3", {}), caption = el("p", { class: "nb-caption" });
   const preds = D.predictions ? el("p", { class: "small" }, "Top-5 predictions: ",
-    D.predictions.map(([name, p], i) => `${i ? "; " : ""}${name} ${(100 * p).toFixed(1)}%`).join("")) : null;
+    D.predictions.map(({ label, probability }, i) => `${i ? "; " : ""}${label} ${(100 * probability).toFixed(1)}%`).join("")) : null;
   const header = el("p", {}, el("b", {}, D.model.label), ` \u00b7 ${L} layers \u00d7 ${H} heads \u00b7 ${g.rows}\u00d7${g.cols} patches of ${g.patch_size} px at ${g.resolution} px`);
   const probeNote = D.probe_layers.length < L ? el("p", { class: "nb-note" },
     `Patch probing is included for layers ${D.probe_layers.map((l) => l + 1).join(", ")} (max_mb); other layers show their ${clsWhat} map.`) : null;
@@ -94,7 +96,7 @@ export async function mount(root, D) {
       selected: { layer: S.layer, col: S.view === "mean" ? H : S.head }, maxHeight: 560,
       onSelect: (layer, col) => {
         S.layer = layer;
-        if (col === H) S.view = "mean"; else { S.head = col; S.view = "head"; }
+        if (col === H) S.view = "mean"; else { S.head = col; S.view = S.view === "entropy" ? "entropy" : "head"; }
         update();
       },
     });
@@ -109,6 +111,11 @@ export async function mount(root, D) {
         caption: `Rollout (Abnar & Zuidema 2020; ViT paper Fig. 6, App. D.8): heads fused by ${S.fusion}, ${Math.round(S.discard * 100)}% of the weakest entries discarded, `
           + `identity added for the residual connection, rows renormalised, layers multiplied from 1 up to ${L}. `
           + (D.cls_query === "cls" ? "Shown: row [CLS] of the product, how much each patch feeds the final [CLS] token." : "This model has no [CLS] token: shown is the mean over the patch rows of the product.") };
+    }
+    if (S.view === "entropy") {
+      const values = entropy.subarray((l * H + S.head) * P, (l * H + S.head + 1) * P);
+      return { values, meta: { view: "entropy", layer: l, head: S.head }, query: null, title: `Attention entropy \u00b7 layer ${l + 1} \u00b7 head ${S.head + 1}`,
+        caption: entropyCaption(D.model.label, l, S.head, P, D.max_entropy) };
     }
     const q = S.query ?? S.hover;
     const row = q === null ? null : patchRow(l, head, q);
@@ -131,7 +138,7 @@ export async function mount(root, D) {
     fusion.value = S.fusion; discard.value = S.discard.toFixed(2);
     renderGrid();
     const m = current();
-    const probing = S.view !== "rollout" && probeIndex.has(S.layer);
+    const probing = S.view !== "rollout" && S.view !== "entropy" && probeIndex.has(S.layer);
     const { range } = renderOverlay(overlayHost, {
       image, values: m.values, rows: g.rows, cols: g.cols, patchSize: g.patch_size, resolution: g.resolution,
       colormap: S.colormap, opacity: 0.6, smooth: false, clip: S.clip, fade: S.fade, gridlines: false,

@@ -7,6 +7,7 @@ import { $, el } from "../lib/dom.js";
 import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
 import { mountCompare, wireCompareLink } from "./compare.js";
+import { entropyMap } from "./entropy.js";
 import { renderExports } from "./exports.js";
 import { renderModelGrid } from "./grid.js";
 import { CLIP_QUANTILE, renderOverlay } from "./overlay.js";
@@ -24,7 +25,7 @@ const S = {
   res: url.res || 0,
   layer: url.layer > 0 ? url.layer - 1 : null, // 0-based; null = last layer once known
   head: Math.max(0, url.head - 1),
-  view: ["head", "mean", "rollout"].includes(url.view) ? url.view : "head",
+  view: ["head", "mean", "rollout", "entropy"].includes(url.view) ? url.view : "head",
   query: url.query >= 0 ? url.query : null, // pinned query patch (0-based, row-major)
   hover: null,
   cursor: null, // the keyboard's query cursor on the big map (0-based patch index), kept across Esc
@@ -159,7 +160,7 @@ function renderGrid() {
     onSelect: (layer, col) => {
       S.layer = layer;
       if (col === A.H) S.view = "mean";
-      else { S.head = col; S.view = "head"; }
+      else { S.head = col; S.view = S.view === "entropy" ? "entropy" : "head"; }
       renderGrid();
       refreshMap();
     },
@@ -201,6 +202,7 @@ async function currentMap(signal) {
   const q = S.view === "rollout" ? null : (S.query ?? S.hover);
   const where = `Layer ${l + 1} \u00b7 ${head === null ? `mean of ${A.H} heads` : `head ${head + 1}`}`;
   const meta = { view: S.view, layer: l, head: head ?? "mean", query: q };
+  if (S.view === "entropy") return entropyMap(A, l, head, signal); // entropy.js
   if (S.view === "rollout") {
     const values = await fetchRollout(signal);
     return { values, meta, title: `Attention rollout \u00b7 layers 1\u2013${A.L}`,
@@ -384,7 +386,7 @@ function fillResolutions(list, current) {
 function updateControls() {
   for (const b of document.querySelectorAll(".vz-viewbar [data-view]")) b.setAttribute("aria-pressed", String(b.dataset.view === S.view));
   const q = S.view === "rollout" ? null : S.query ?? S.hover;
-  $("vz-query-text").textContent = S.view === "rollout" ? `Query: ${S.A.clsQuery === "cls" ? "[CLS]" : "mean of patches"} (rollout)`
+  $("vz-query-text").textContent = S.view === "entropy" ? "Query: every patch, one entropy each" : S.view === "rollout" ? `Query: ${S.A.clsQuery === "cls" ? "[CLS]" : "mean of patches"} (rollout)`
     : q === null ? `Query: ${S.A.clsQuery === "cls" ? "[CLS] token" : "mean of patch queries"} \u00b7 hover a patch to probe it`
       : `Query: ${patchName(q)}${S.query !== null ? " (pinned)" : ""}`;
   $("vz-back").classList.toggle("hidden", S.query === null || S.view === "rollout");

@@ -3,7 +3,7 @@
 Why self-contained and not a server on 127.0.0.1: an output cell must still draw when the notebook is saved,
 reopened after the kernel is gone, or sent to someone else; a local server would also be one more process
 per kernel to keep alive and to secure. The cost is the data: it goes in once, as compact typed arrays
-(``app.serialization``), and only what the views draw (see ``app/notebook.py`` for the budgets).
+(``app.serialization``), and only what the views draw (see ``app/notebook/vision.py`` and ``text.py`` for the budgets).
 
 How the modules run without a server: every module under ``static/js`` that the entry module imports
 (transitively) is read here, its relative import specifiers replaced by placeholders, and the list shipped in
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import posixpath
 import re
 import uuid
@@ -27,11 +28,21 @@ from pathlib import Path
 
 import plotly
 
-STATIC_JS = Path(__file__).resolve().parent.parent / "static" / "js"
+STATIC_JS = Path(__file__).resolve().parents[2] / "static" / "js"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 # `from "./x.js"`, `import "./x.js"`, `import("./x.js")`: relative specifiers only (bare ones do not occur).
 SPECIFIER = re.compile(r"""(\bfrom\s*|\bimport\s*\(?\s*)(["'])(\.{1,2}/[^"'\s]+)\2""")
 PLACEHOLDER = "__ATLAS_MODULE_{}__"
+
+
+def css() -> str:
+    """The notebook outputs' stylesheet (static/js/notebook/notebook.css)."""
+    return (STATIC_JS / "notebook" / "notebook.css").read_text(encoding="utf-8")
+
+
+def b64_size(n_bytes: int) -> int:
+    """Bytes of n raw bytes once base64-encoded (what an array costs in the output)."""
+    return 4 * math.ceil(n_bytes / 3)
 
 
 class BundleError(RuntimeError):
