@@ -39,7 +39,11 @@ from models.vision.distance import Cancelled
 if TYPE_CHECKING:
     from models.text.analysis import TextAnalysis, TextModel, TextModelSpec
 
-__all__ = ["AppState", "InvalidOption", "UnknownModel"]  # re-exported: the error family is app/services/errors.py
+__all__ = [
+    "AppState",
+    "InvalidOption",
+    "UnknownModel",
+]  # re-exported: the error family is app/services/errors.py
 
 MB = 1024 * 1024
 

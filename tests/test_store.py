@@ -127,7 +127,9 @@ def test_vision_store_loads_the_settings_models_as_load_vision_model_does(tmp_pa
     vm = store.get(None)
     direct = load_vision_model(TINY_SPECS[0], "cpu", torch.float32, tmp_path / "other")
     assert vm.info == direct.info
-    for (k, v), (k2, v2) in zip(vm.model.state_dict().items(), direct.model.state_dict().items(), strict=True):
+    for (k, v), (k2, v2) in zip(
+        vm.model.state_dict().items(), direct.model.state_dict().items(), strict=True
+    ):
         assert k == k2 and torch.equal(v, v2)
     assert store.get_at("tiny_vit", None) == (vm, vm.info.default_resolution)
     with pytest.raises(InvalidOption):

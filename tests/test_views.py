@@ -106,7 +106,7 @@ def test_vision_stats_rollout_distance_probe(vision):
 
 @pytest.fixture(scope="module")
 def text():
-    spec = next(e for e in tiny_text_settings()["text_models"] if e.id == "tiny-bert").to_spec()
+    spec = next(e for e in tiny_text_settings()["text_models"] if e.id == "tiny-bert")
     return load_text_model(spec).analyze(SENTENCE)
 
 

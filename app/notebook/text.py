@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.notebook import models
+import app.notebook.models as models
 from app.notebook.html import b64_size, css, render_output, standalone_page
 from app.schemas.text import ViewOptions
 from app.schemas.text_views import Blocks, axes_schema, block_schema, overview_response

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.notebook import models
+import app.notebook.models as models
 from app.notebook.html import b64_size, css, render_output, standalone_page
 from app.schemas.vision import RolloutOptions
 from app.schemas.vision_views import analysis_response
