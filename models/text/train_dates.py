@@ -232,14 +232,25 @@ def train(tc: TrainConfig) -> dict:
     return info
 
 
-def write_model_card(path: Path, cfg: TransformerConfig, info: dict, size_bytes: int) -> None:
-    tc = info["train_config"]
-    n_params = sum(p.numel() for p in Transformer(cfg).parameters())  # a tied matrix counts once
+def _card_tables(info: dict) -> tuple[str, str, str]:
+    """The model card's markdown table rows: accuracy per format, training history, the hand-written dates."""
     per_fmt = "\n".join(f"| {f} | {a:.4f} |" for f, a in info["per_format"].items())
     history = "\n".join(
         f"| {h['step']} | {h['loss']} | {h['probe_acc']:.3f} | {h['s']} | {h['cpu_s']} |"
         for h in info["history"]
     )
+    human_rows = "\n".join(
+        f"| `{h['text']}` | {h['iso']} | {h['pred']} | {'yes' if h['pred'] == h['iso'] else '**no**'} |"
+        for h in info["human"]
+    )
+    return per_fmt, history, human_rows
+
+
+def write_model_card(path: Path, cfg: TransformerConfig, info: dict, size_bytes: int) -> None:
+    """Write the checkpoint's markdown card: mostly one template, filled from ``info`` (see train())."""
+    tc = info["train_config"]
+    n_params = sum(p.numel() for p in Transformer(cfg).parameters())  # a tied matrix counts once
+    per_fmt, history, human_rows = _card_tables(info)
     stopped = (
         f"; this run was started with `--steps {tc['steps']}` and stopped by that CPU budget"
         if info["steps"] < tc["steps"]
@@ -247,10 +258,6 @@ def write_model_card(path: Path, cfg: TransformerConfig, info: dict, size_bytes:
     )
     human = info["human"]
     n_human = sum(h["pred"] == h["iso"] for h in human)
-    human_rows = "\n".join(
-        f"| `{h['text']}` | {h['iso']} | {h['pred']} | {'yes' if h['pred'] == h['iso'] else '**no**'} |"
-        for h in human
-    )
     tied = (
         "Tied as in Section 3.4: the source embedding, the target embedding and the generator's weight are "
         "one (vocab, d_model) matrix, stored once in the checkpoint (the generator keeps its own bias)."
