@@ -37,8 +37,8 @@ from bench.common import interleaved  # noqa: E402
 from models.vision.analysis import VisionModel, load_vision_model  # noqa: E402
 from models.vision.capture import capture_attention  # noqa: E402
 from models.vision.distance import DistanceAccumulator  # noqa: E402
-from models.vision.fused_distance import (  # noqa: E402
-    fused_distance_attention,
+from models.vision.fused_distance import fused_distance_attention  # noqa: E402
+from models.vision.fused_kernel import (  # noqa: E402
     interpreter_active,
     mean_attention_distance_fused,
     mean_attention_distance_reference,

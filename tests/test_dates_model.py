@@ -1,4 +1,4 @@
-"""The date-normalisation task (models/text/dates.py) and the committed trained checkpoint."""
+"""The date-normalisation task (models/text/dates/) and the committed trained checkpoint."""
 
 import datetime as dt
 import random
@@ -281,3 +281,11 @@ def test_trained_model_greedy_decode_attention(date_model):
     assert attn.cross.shape == (cfg.n_dec_layers, 1, cfg.n_heads, T, Ts)
     assert (attn.dec_self[..., ~subsequent_mask(T)] == 0).all()
     torch.testing.assert_close(attn.cross.sum(-1), torch.ones(cfg.n_dec_layers, 1, cfg.n_heads, T))
+
+
+def test_date_files_live_next_to_the_checkpoint_not_in_tests():
+    """Production code reads no test data: the hand-written dates sit beside the checkpoint."""
+    from models.text.dates import HUMAN_EVAL
+
+    assert HUMAN_EVAL.parent == DEFAULT_CHECKPOINT.parent and HUMAN_EVAL.is_file()
+    assert "tests" not in HUMAN_EVAL.relative_to(DEFAULT_CHECKPOINT.parents[2]).parts

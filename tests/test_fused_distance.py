@@ -1,4 +1,4 @@
-"""The fused attention + mean-attention-distance kernel (models/vision/fused_distance.py).
+"""The fused attention + mean-attention-distance kernel (models/vision/fused_kernel.py, fused_distance.py).
 
 Two claims are tested:
 
@@ -34,8 +34,8 @@ if str(ROOT) not in sys.path:  # run as a script in the child process
 
 from models.vision.capture import CaptureError, capture_attention  # noqa: E402
 from models.vision.distance import DistanceAccumulator, mean_attention_distance  # noqa: E402
-from models.vision.fused_distance import (  # noqa: E402
-    fused_distance_attention,
+from models.vision.fused_distance import fused_distance_attention  # noqa: E402
+from models.vision.fused_kernel import (  # noqa: E402
     interpreter_active,
     mean_attention_distance_fused,
     mean_attention_distance_reference,
@@ -191,7 +191,7 @@ def test_kernel_compiles_for_hopper_without_a_gpu():
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from models.vision.fused_distance import _mad_attention_kernel
+    from models.vision.fused_kernel import _mad_attention_kernel
 
     fn = triton.jit(_mad_attention_kernel)
     pointers = {

@@ -18,7 +18,6 @@ Blocks are float32 numpy arrays ``(L, H, Tq, Tk)`` named ``encoder_self``, ``dec
 from __future__ import annotations
 
 import time
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,7 +25,16 @@ import numpy as np
 import torch
 
 from models.text.dates import TARGET_LEN, CharTokenizer, load_date_model
+<<<<<<< HEAD
 from models.text.kinds import TextKind  # declared once, in kinds.py
+=======
+from models.text.entropy_attention import (  # noqa: F401 (eager_attention_with_entropy: re-exported)
+    ENTROPY_ATTENTION,
+    eager_attention_with_entropy,
+    recording_entropy,
+    register_entropy_attention,
+)
+>>>>>>> wt-files
 from models.text.random_models import MINILM_PACKAGE, build_random_text_model, package_model_dir
 from models.text.stats import char_word_ids, word_ids_from_pieces
 from models.transformer import Transformer, greedy_decode
@@ -128,58 +136,6 @@ class TextModelInfo:
     num_decoder_layers: int
 
 
-# Row entropies recorded by the capture's attention function, one (B, H, Tq) tensor per call (layer order).
-_ENTROPY: ContextVar[list[torch.Tensor] | None] = ContextVar("atlas_entropy", default=None)
-ENTROPY_ATTENTION = "atlas_eager"  # registered with transformers' AttentionInterface on first use
-
-
-def eager_attention_with_entropy(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float | None = None,
-    dropout: float = 0.0,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hugging Face's eager attention (BERT's ``eager_attention_forward``, the same operations in the same
-    order, so the probabilities are bit-identical) that also records each row's entropy from the scores.
-
-    Section 3.2.1: P = softmax(S), S = QK^T / sqrt(d_k) (+ mask). With m = max_j S_j, log P_j = S_j - m +
-    log P_max (the row's largest probability is exp(0) / Z), so H = -sum_j P_j log P_j
-    = -sum_j P_j (S_j - m) - log P_max: a multiply-add and a max per row instead of a log per weight, the
-    one pass over the maps that the statistics would otherwise make. Terms are <= 0 and the largest ones
-    are O(1), so float32 keeps it to ~1e-6 (tests/test_text_models.py checks it against -sum P log P).
-    """
-    if scaling is None:
-        scaling = query.size(-1) ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, Tq, Tk)
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    probs = torch.nn.functional.softmax(scores, dim=-1)  # (B, H, Tq, Tk)
-    probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
-    out = torch.matmul(probs, value).transpose(1, 2).contiguous()  # (B, Tq, H, d_v)
-    record = _ENTROPY.get()
-    if record is not None:
-        # in place on the scores (no longer needed): no new (B, H, Tq, Tk) buffer
-        terms = scores.sub_(scores.amax(-1, keepdim=True)).mul_(probs)  # (B, H, Tq, Tk) P_j (S_j - m) <= 0
-        if attention_mask is not None:  # masked keys: P = 0, and 0 x -inf = NaN where the mask is -inf
-            terms.nan_to_num_(nan=0.0)
-        record.append(-terms.sum(-1) - torch.log(probs.amax(-1)))  # (B, H, Tq)
-    return out, probs
-
-
-def _register_entropy_attention() -> None:
-    """Register the attention function and, for its masks, eager's own (additive float masks: without
-    it transformers would build another implementation's boolean mask, and ``scores + mask`` would not mask)."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
-
-    AttentionInterface.register(ENTROPY_ATTENTION, eager_attention_with_entropy)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(ENTROPY_ATTENTION, eager_mask)
-
-
 def _stack(attentions) -> np.ndarray:
     """tuple of L (1, H, Tq, Tk) tensors -> (L, H, Tq, Tk) float32 numpy."""
     return torch.stack([a[0] for a in attentions]).float().cpu().numpy()  # (L, H, Tq, Tk)
@@ -204,7 +160,7 @@ class HFTextModel:
             and getattr(cfg, "_attn_implementation", "") == "eager"
         )
         if self.records_entropy:
-            _register_entropy_attention()
+            register_entropy_attention()
             model.set_attn_implementation(ENTROPY_ATTENTION)
         layers = (
             getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "encoder_layers", None) or cfg.n_layer
@@ -276,12 +232,8 @@ class HFTextModel:
         src = self.tokenize(text)
         tgt = self.tokenize_target(target) if target is not None else None
         if self.spec.kind != "seq2seq":
-            record: list[torch.Tensor] = []
-            token = _ENTROPY.set(record if self.records_entropy else None)
-            try:
+            with recording_entropy(self.records_entropy) as record:
                 out = self.forward(src)
-            finally:
-                _ENTROPY.reset(token)
             block = "encoder_self" if self.spec.kind == "encoder" else "decoder_self"
             causal = self.spec.kind == "causal"
             maps = _stack(out.attentions)  # (L, H, T, T)

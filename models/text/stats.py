@@ -185,7 +185,7 @@ def _stats(
 
     view (..., Wq, Wk); to_special (..., Uq) float64 or None (no special key: the share is 0);
     special_queries (Uq,); row_entropy (..., Wq): each row's entropy when the forward recorded it
-    (:func:`models.text.analysis.eager_attention_with_entropy`), else it is computed here. Every term is a
+    (:func:`models.text.entropy_attention.eager_attention_with_entropy`), else it is computed here. Every term is a
     row reduction or a few diagonals of ``view``: one log pass (the entropy, unless given), one
     multiply-add pass (the offset) and O(rows) more, in the map's dtype with float64 sums.
     """

@@ -4,7 +4,7 @@
 
 Adam with the paper's warmup schedule (Section 5.3) and label smoothing (Section 5.4); fresh generated
 training examples every step (no epochs, no repeats); greedy-decoding exact-match evaluation on held-out
-calendar days that training never sees (see models/text/dates.py for the conventions).
+calendar days that training never sees (see models/text/dates/forms.py for the conventions).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class TrainConfig:
     n_layers: int = 3
     dropout: float = 0.0  # fresh examples every step (no repeats), so no regularisation is needed
     tie_embeddings: bool = True  # Section 3.4: both embeddings and the generator share one matrix
-    human_eval: str = "tests/data/human_dates.tsv"  # hand-written dates; their days are kept out of training
+    human_eval: str = "models/checkpoints/human_dates.tsv"  # hand-written; their days never train
 
 
 def rate(step: int, d_model: int, warmup: int, factor: float) -> float:
@@ -232,14 +232,25 @@ def train(tc: TrainConfig) -> dict:
     return info
 
 
-def write_model_card(path: Path, cfg: TransformerConfig, info: dict, size_bytes: int) -> None:
-    tc = info["train_config"]
-    n_params = sum(p.numel() for p in Transformer(cfg).parameters())  # a tied matrix counts once
+def _card_tables(info: dict) -> tuple[str, str, str]:
+    """The model card's markdown table rows: accuracy per format, training history, the hand-written dates."""
     per_fmt = "\n".join(f"| {f} | {a:.4f} |" for f, a in info["per_format"].items())
     history = "\n".join(
         f"| {h['step']} | {h['loss']} | {h['probe_acc']:.3f} | {h['s']} | {h['cpu_s']} |"
         for h in info["history"]
     )
+    human_rows = "\n".join(
+        f"| `{h['text']}` | {h['iso']} | {h['pred']} | {'yes' if h['pred'] == h['iso'] else '**no**'} |"
+        for h in info["human"]
+    )
+    return per_fmt, history, human_rows
+
+
+def write_model_card(path: Path, cfg: TransformerConfig, info: dict, size_bytes: int) -> None:
+    """Write the checkpoint's markdown card: mostly one template, filled from ``info`` (see train())."""
+    tc = info["train_config"]
+    n_params = sum(p.numel() for p in Transformer(cfg).parameters())  # a tied matrix counts once
+    per_fmt, history, human_rows = _card_tables(info)
     stopped = (
         f"; this run was started with `--steps {tc['steps']}` and stopped by that CPU budget"
         if info["steps"] < tc["steps"]
@@ -247,10 +258,6 @@ def write_model_card(path: Path, cfg: TransformerConfig, info: dict, size_bytes:
     )
     human = info["human"]
     n_human = sum(h["pred"] == h["iso"] for h in human)
-    human_rows = "\n".join(
-        f"| `{h['text']}` | {h['iso']} | {h['pred']} | {'yes' if h['pred'] == h['iso'] else '**no**'} |"
-        for h in human
-    )
     tied = (
         "Tied as in Section 3.4: the source embedding, the target embedding and the generator's weight are "
         "one (vocab, d_model) matrix, stored once in the checkpoint (the generator keeps its own bias)."
@@ -281,7 +288,7 @@ Differences from the paper's equations (Section 3):
 - Size: d_model {cfg.d_model}, {cfg.n_heads} heads, d_ff {cfg.d_ff}, {cfg.n_enc_layers}+{cfg.n_dec_layers} layers
   (the base model is 512, 8, 2048, 6+6), no dropout, character tokens instead of BPE.
 
-## Data (generated, `models/text/dates.py`)
+## Data (generated, `models/text/dates/forms.py`)
 Dates {FIRST_DATE}..{LAST_DATE} written in {len(info["per_format"])} format families (English month-day-year,
 day-month-year, "the Nth of Month", dd-Mon-yy, numeric `/`, dotted d.m.y, d-m-y, year-first ISO-like,
 French, German, Spanish; optional correct weekday, ordinals, "Sept."/"Tues"/"Thurs" abbreviations, 2-digit

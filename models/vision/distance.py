@@ -25,7 +25,9 @@ patch sizes). Walmer et al. put the patch centres on a [0, 1] square by dividing
 
 Dataset statistics never keep the maps: :class:`DistanceAccumulator` is passed to
 :func:`models.vision.capture.capture_attention` as ``reduce=acc.update`` and reduces each block's (B, H, N, N)
-probabilities to per-(layer, head) sums on the device as they are produced.
+probabilities to per-(layer, head) sums on the device as they are produced. The arithmetic (units, patch
+distances, the per-map reduction, the running sums) is :mod:`models.vision.mad`, re-exported here; this
+module is the dataset run, its result and the CLI.
 
 CLI::
 
@@ -43,9 +45,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -53,188 +53,26 @@ import torch
 from models.devices import DTYPES, resolve_device, resolve_dtype
 from models.vision.analysis import VisionModel, load_vision_model
 from models.vision.capture import capture_attention
+from models.vision.mad import (  # noqa: F401 (the distance API, re-exported: one name per concept)
+    CHUNK_BYTES,
+    UNITS,
+    DistanceAccumulator,
+    HeadSums,
+    Unit,
+    convert_unit,
+    grid_unit_scale,
+    mean_attention_distance,
+    patch_distances,
+    pixels_per_unit,
+)
 from models.vision.registry import VisionModelSpec, builtin_specs
 from models.vision.samples import ImageFiles, sample_images
 
-Unit = Literal["pixels", "patches", "diagonal"]
-UNITS: tuple[str, ...] = ("pixels", "patches", "diagonal")
 ProgressFn = Callable[[int, "int | None"], None]
 
 
 class Cancelled(Exception):
     """Raised by :func:`dataset_mean_attention_distance` when its ``cancel`` event is set."""
-
-
-def patch_distances(
-    grid: tuple[int, int],
-    patch_size: int,
-    unit: Unit = "pixels",
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Distances between all pairs of patches of an R x C grid, row-major: (P, P) float32.
-
-    Computed once per (grid, patch size, unit) in float64 (``cdist`` in float32 loses digits to
-    cancellation) and kept; the returned tensor is shared, so callers must not modify it in place."""
-    if unit not in UNITS:
-        raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
-    d = _patch_distances_cpu(int(grid[0]), int(grid[1]), int(patch_size), unit)  # (P, P)
-    return d if device is None or torch.device(device) == d.device else d.to(device)
-
-
-@lru_cache(maxsize=8)
-def _patch_distances_cpu(rows: int, cols: int, patch_size: int, unit: str) -> torch.Tensor:
-    if rows < 1 or cols < 1:
-        raise ValueError(f"grid must be positive, got {(rows, cols)}")
-    r = torch.arange(rows, dtype=torch.float64).repeat_interleave(cols)  # (P,) row of each patch
-    c = torch.arange(cols, dtype=torch.float64).repeat(rows)  # (P,) column of each patch
-    pos = torch.stack([r, c], dim=1)  # (P, 2)
-    d = torch.cdist(pos, pos)  # (P, P) in grid units
-    if unit == "pixels":
-        d *= float(patch_size)
-    elif unit == "diagonal":
-        d /= float(np.hypot(rows, cols))
-    return d.to(torch.float32)
-
-
-def convert_unit(values: np.ndarray, grid: tuple[int, int], patch_size: int, unit: Unit) -> np.ndarray:
-    """Distances in pixels -> ``unit``. Exact: MAD is linear in d, and the units differ by a constant
-    (pixels = patch_size * patches; diagonal = patches / sqrt(R^2 + C^2)), as in :func:`patch_distances`."""
-    values = np.asarray(values, dtype=np.float64)
-    if unit == "pixels":
-        return values
-    if unit == "patches":
-        return values / float(patch_size)
-    if unit == "diagonal":
-        return values / (float(patch_size) * float(np.hypot(grid[0], grid[1])))
-    raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
-
-
-def _mad(
-    attn: torch.Tensor, distances: torch.Tensor, num_prefix_tokens: int, renormalize: bool
-) -> torch.Tensor:
-    """(..., H, N, N) probabilities and (P, P) distances -> (..., H) float32 mean attention distance."""
-    num_patches = distances.shape[0]
-    n = num_prefix_tokens + num_patches
-    if attn.ndim < 3 or attn.shape[-1] != n or attn.shape[-2] != n:
-        raise ValueError(
-            f"attention must be (..., H, {n}, {n}) for {num_prefix_tokens} prefix tokens + {num_patches} "
-            f"patches, got {tuple(attn.shape)}"
-        )
-    if not renormalize:
-        # Distances zero-padded over the prefix rows and columns: the sum of A * d over the whole N x N
-        # map is then the patch-to-patch sum, one matrix-vector product over the contiguous map, with no
-        # (P, P) slice copy and no elementwise temporary (bench/distance.py measures the difference).
-        p = num_prefix_tokens
-        d_full = torch.nn.functional.pad(distances, (p, 0, p, 0))  # (N, N)
-        flat = attn.reshape(*attn.shape[:-2], n * n)  # (..., H, N*N), a view of a contiguous map
-        if flat.dtype != torch.float32:
-            flat = flat.float()
-        return (flat @ d_full.reshape(n * n)) / num_patches  # (..., H)
-    a = attn[..., num_prefix_tokens:, num_prefix_tokens:].float()  # (..., H, P, P)
-    weighted = (a * distances).sum(dim=-1)  # (..., H, P) sum_j A[i, j] d(i, j)
-    mass = a.sum(dim=-1).clamp_min(1e-12)  # (..., H, P) each row's patch mass
-    return (weighted / mass).mean(dim=-1)  # (..., H) rows renormalised to sum 1 over patches
-
-
-CHUNK_BYTES = 16 * 1024 * 1024  # float32 bytes of the maps reduced at once by mean_attention_distance
-
-
-def mean_attention_distance(
-    attn: torch.Tensor,
-    grid: tuple[int, int],
-    num_prefix_tokens: int,
-    patch_size: int,
-    renormalize: bool = False,
-    unit: Unit = "pixels",
-) -> torch.Tensor:
-    """Mean attention distance (module docstring) of (..., H, N, N) probabilities -> (..., H) float32.
-
-    Computed on ``attn``'s device; N must equal ``num_prefix_tokens + R * C``. The (N, N) maps are reduced
-    a chunk at a time (:data:`CHUNK_BYTES` of float32, at least one map), so a cached (L, H, N, N) float16
-    analysis is never copied whole to float32. Peak extra memory: 2 * max(CHUNK_BYTES, 4 N^2) (the chunk's
-    float32 copy, and its A * d product when ``renormalize``) + 8 N^2 (distances, padded), about 45 MB
-    for a 448 px DINOv2 ViT-S/14 (N = 1025), whatever L and H.
-    """
-    distances = patch_distances(grid, patch_size, unit, device=attn.device)
-    num_patches = distances.shape[0]
-    n = num_prefix_tokens + num_patches
-    if attn.ndim < 3 or attn.shape[-1] != n or attn.shape[-2] != n:
-        raise ValueError(
-            f"attention must be (..., H, {n}, {n}) for {num_prefix_tokens} prefix tokens + {num_patches} "
-            f"patches, got {tuple(attn.shape)}"
-        )
-    maps = attn.reshape(-1, n, n)  # (M, N, N), a view of a contiguous cache
-    step = max(1, CHUNK_BYTES // (4 * n * n))
-    if step >= maps.shape[0]:
-        return _mad(attn, distances, num_prefix_tokens, renormalize)
-    out = torch.cat(
-        [
-            _mad(maps[i : i + step], distances, num_prefix_tokens, renormalize)
-            for i in range(0, len(maps), step)
-        ]
-    )  # (M,)
-    return out.reshape(attn.shape[:-2])  # (..., H)
-
-
-class DistanceAccumulator:
-    """Per-(layer, head) mean attention distance over images, reduced on the device as batches arrive.
-
-    Use as ``capture_attention(model, reduce=acc.update)``: each call adds the (H,) sum over the batch
-    to its layer's running sum (float64, on the probabilities' device) and counts the images. Only
-    ``result()`` copies to the host, so there is no device sync per batch.
-    """
-
-    def __init__(
-        self,
-        grid: tuple[int, int],
-        num_prefix_tokens: int,
-        patch_size: int,
-        renormalize: bool = False,
-        unit: Unit = "pixels",
-    ):
-        self.grid = (int(grid[0]), int(grid[1]))
-        self.num_prefix_tokens = int(num_prefix_tokens)
-        self.patch_size = int(patch_size)
-        self.renormalize = bool(renormalize)
-        self.unit = unit
-        patch_distances(self.grid, self.patch_size, unit)  # validates grid and unit now
-        self._distances: dict[torch.device, torch.Tensor] = {}
-        self._sums: dict[int, torch.Tensor] = {}  # layer -> (H,) float64
-        self._counts: dict[int, int] = {}
-
-    def update(self, block_index: int, probs: torch.Tensor) -> None:
-        """Add one block's (B, H, N, N) probabilities."""
-        if probs.ndim != 4:
-            raise ValueError(f"probs must be (B, H, N, N), got {tuple(probs.shape)}")
-        d = self._distances.get(probs.device)
-        if d is None:
-            d = self._distances[probs.device] = patch_distances(
-                self.grid, self.patch_size, self.unit, probs.device
-            )
-        mad = _mad(probs, d, self.num_prefix_tokens, self.renormalize)  # (B, H)
-        batch_sum = mad.sum(dim=0, dtype=torch.float64)  # (H,)
-        # out of place: the running sum may be an inference-mode tensor from an earlier batch
-        self._sums[block_index] = (
-            self._sums[block_index] + batch_sum if block_index in self._sums else batch_sum
-        )
-        self._counts[block_index] = self._counts.get(block_index, 0) + probs.shape[0]
-
-    @property
-    def n_images(self) -> int:
-        return self._counts.get(0, 0)
-
-    def result(self) -> np.ndarray:
-        """(L, H) float64: mean over the images seen of each layer's and head's distance."""
-        if not self._sums:
-            raise ValueError("no attention maps were accumulated")
-        layers = sorted(self._sums)
-        if layers != list(range(len(layers))):
-            raise ValueError(f"blocks {layers} were seen; expected 0..{len(layers) - 1}")
-        counts = {self._counts[i] for i in layers}
-        if len(counts) != 1:
-            raise ValueError(f"blocks saw unequal numbers of images: {sorted(counts)}")
-        sums = torch.stack([self._sums[i] for i in layers]).cpu().numpy()  # (L, H)
-        return sums / counts.pop()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@
 // k strongest keys per head and layer (index + uint8 weight), as the server's head view of a long input.
 import { el } from "../lib/dom.js";
 import { decodeTyped } from "../lib/typed.js";
-import { Analysis, fromApi, kindLabel } from "../text/data.js";
+import { fromApi } from "../lib/numbering.js";
+import { Analysis, kindLabel } from "../text/data.js";
 import { renderHeadView } from "../text/headview.js";
 import { renderMatrix } from "../text/matrix.js";
 import { renderModelView } from "../text/modelview.js";

@@ -1,12 +1,14 @@
-// Notebook output of show_vision() (app/notebook/vision.py): the vision page's model view grid (vision/grid.js) and
+// Notebook output of show_vision() (app/notebook.py): the vision page's model view grid (vision/grid.js) and
 // attention overlay (vision/overlay.js) on data carried inside the output, with no server: [CLS] maps, patch
 // probing (hover a patch or move the cursor with the arrow keys; click or Enter pins, Esc returns), rollout with its options, and the mean attention
 // distance per head. Layers, heads and patches count from 1 on screen, as on the /vision page.
 import { drawColorbar, fmtValue } from "../lib/colormap.js";
 import { el } from "../lib/dom.js";
+import { fromApi, patchName as patchNameIn } from "../lib/numbering.js";
 import { decodeTyped } from "../lib/typed.js";
-import { renderModelGrid } from "../vision/grid.js";
+import { headMeans } from "../vision/data.js";
 import { entropyCaption } from "../vision/entropy.js";
+import { renderModelGrid } from "../vision/grid.js";
 import { renderOverlay } from "../vision/overlay.js";
 
 function loadImage(src) {
@@ -15,24 +17,11 @@ function loadImage(src) {
   return img.decode().then(() => img);
 }
 
-export async function mount(root, D) {
-  const { num_layers: L, num_heads: H } = D.model, g = D.grid, P = g.rows * g.cols;
-  const cls = decodeTyped(D.cls_attention).data; // (L, H, P)
-  const means = new Float32Array(L * P); // (L, P): mean over heads
-  for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) for (let p = 0; p < P; p++) means[l * P + p] += cls[(l * H + h) * P + p] / H;
+// patchRow(layer, head, query): one query patch's row over the patches (dequantised), for one head or the mean of
+// heads (head null); null when the layer's patch rows were left out of the output (max_mb).
+function probeRows(D, probeIndex, H, P) {
   const probe = decodeTyped(D.probe).data, probeScale = decodeTyped(D.probe_scale).data; // (Lp, H, P, P) u8, (Lp, H, P)
-  const probeIndex = new Map(D.probe_layers.map((l, i) => [l, i]));
-  const rollouts = Object.fromEntries(Object.entries(D.rollouts).map(([k, v]) => [k, decodeTyped(v).data]));
-  const dist = decodeTyped(D.distance).data; // (L, H) pixels
-  const entropy = decodeTyped(D.entropy).data; // (L, H, P) nats
-  const image = await loadImage(D.image_url);
-  const sel = D.selected;
-  const S = { layer: sel.layer, head: sel.head, view: sel.view, query: sel.query, hover: null,
-    fusion: D.fusions[0], discard: D.discards[0], colormap: "viridis", clip: true, fade: true };
-
-  // One query patch's row over the patches (dequantised), for one head or the mean of heads; null when the
-  // layer's patch rows were left out of the output (max_mb).
-  function patchRow(l, head, q) {
+  return (l, head, q) => {
     const i = probeIndex.get(l);
     if (i === undefined) return null;
     const out = new Float32Array(P);
@@ -42,8 +31,67 @@ export async function mount(root, D) {
       for (let p = 0; p < P; p++) out[p] += probe[base + p] * s;
     }
     return out;
-  }
-  const patchName = (idx) => `patch row ${Math.floor(idx / g.cols) + 1}, col ${(idx % g.cols) + 1}`;
+  };
+}
+
+// Mean attention distance per layer (rows) and head (columns), ViT paper Fig. 7 right.
+function distanceTable(dist, L, H) {
+  return el("table", { class: "nb-dist" },
+    el("caption", { class: "small muted" }, "Mean attention distance (pixels of the model input) per layer and head: the attention-weighted distance from each query patch to the patches it attends to (ViT paper, Fig. 7 right; App. D.7)."),
+    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "layer"), [...Array(H).keys()].map((h) => el("th", { scope: "col" }, `H${fromApi(h)}`)))),
+    el("tbody", {}, [...Array(L).keys()].map((l) => el("tr", {}, el("th", { scope: "row" }, `L${fromApi(l)}`),
+      [...Array(H).keys()].map((h) => el("td", {}, dist[l * H + h].toFixed(1)))))));
+}
+
+// The lines above the views: model and grid, the predictions, and which layers can be probed.
+function summary(D, clsWhat) {
+  const { num_layers: L, num_heads: H } = D.model, g = D.grid;
+  return [
+    el("p", {}, el("b", {}, D.model.label), ` \u00b7 ${L} layers \u00d7 ${H} heads \u00b7 ${g.rows}\u00d7${g.cols} patches of ${g.patch_size} px at ${g.resolution} px`),
+    D.predictions ? el("p", { class: "small" }, "Top-5 predictions: ",
+      D.predictions.map(({ label, probability }, i) => `${i ? "; " : ""}${label} ${(100 * probability).toFixed(1)}%`).join("")) : null,
+    D.probe_layers.length < L ? el("p", { class: "nb-note" },
+      `Patch probing is included for layers ${D.probe_layers.map(fromApi).join(", ")} (max_mb); other layers show their ${clsWhat} map.`) : null,
+  ].filter(Boolean);
+}
+
+// Keyboard probing on the photo: the arrow keys move a query cursor over the patch grid, Enter pins it, Esc returns
+// to the [CLS] map. Handled on this output only (not on document), and stopped there, so the notebook's own
+// shortcuts stay untouched.
+function wireKeys(root, overlayHost, S, g, probing, update) {
+  overlayHost.addEventListener("keydown", (e) => {
+    if (S.view === "rollout" || !probing(S.layer) || e.altKey || e.ctrlKey || e.metaKey) return;
+    const cur = S.hover ?? S.query ?? Math.floor(g.rows / 2) * g.cols + Math.floor(g.cols / 2);
+    const r = Math.floor(cur / g.cols), c = cur % g.cols;
+    const to = { ArrowLeft: [r, c - 1], ArrowRight: [r, c + 1], ArrowUp: [r - 1, c], ArrowDown: [r + 1, c] }[e.key];
+    if (to) {
+      S.hover = Math.max(0, Math.min(g.rows - 1, to[0])) * g.cols + Math.max(0, Math.min(g.cols - 1, to[1]));
+    } else if (e.key === "Enter" || e.key === " ") {
+      S.query = S.query === cur ? null : cur; S.hover = cur;
+    } else return;
+    e.preventDefault(); e.stopPropagation();
+    update();
+  });
+  root.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && (S.query !== null || S.hover !== null)) { e.stopPropagation(); S.query = null; S.hover = null; update(); }
+  });
+}
+
+export async function mount(root, D) {
+  const { num_layers: L, num_heads: H } = D.model, g = D.grid, P = g.rows * g.cols;
+  const cls = decodeTyped(D.cls_attention).data; // (L, H, P)
+  const means = headMeans(cls, L, H, P); // (L, P): mean over heads
+  const probeIndex = new Map(D.probe_layers.map((l, i) => [l, i]));
+  const patchRow = probeRows(D, probeIndex, H, P);
+  const rollouts = Object.fromEntries(Object.entries(D.rollouts).map(([k, v]) => [k, decodeTyped(v).data]));
+  const dist = decodeTyped(D.distance).data; // (L, H) pixels
+  const entropy = decodeTyped(D.entropy).data; // (L, H, P) nats
+  const image = await loadImage(D.image_url);
+  const sel = D.selected;
+  const S = { layer: sel.layer, head: sel.head, view: sel.view, query: sel.query, hover: null,
+    fusion: D.fusions[0], discard: D.discards[0], colormap: "viridis", clip: true, fade: true };
+
+  const patchName = (idx) => patchNameIn(idx, g.cols);
   const clsWhat = D.cls_query === "cls" ? "[CLS] token" : "mean patch query";
 
   // ---- layout ----
@@ -62,21 +110,8 @@ export async function mount(root, D) {
   const cb = el("canvas", { width: 320, height: 10, "aria-hidden": "true" });
   const cbMin = el("span", { class: "mono small" }), cbMax = el("span", { class: "mono small" });
   const title = el("h3", {}), caption = el("p", { class: "nb-caption" });
-  const preds = D.predictions ? el("p", { class: "small" }, "Top-5 predictions: ",
-    D.predictions.map(({ label, probability }, i) => `${i ? "; " : ""}${label} ${(100 * probability).toFixed(1)}%`).join("")) : null;
-  const header = el("p", {}, el("b", {}, D.model.label), ` \u00b7 ${L} layers \u00d7 ${H} heads \u00b7 ${g.rows}\u00d7${g.cols} patches of ${g.patch_size} px at ${g.resolution} px`);
-  const probeNote = D.probe_layers.length < L ? el("p", { class: "nb-note" },
-    `Patch probing is included for layers ${D.probe_layers.map((l) => l + 1).join(", ")} (max_mb); other layers show their ${clsWhat} map.`) : null;
-
-  // mean attention distance per layer (rows) and head (columns), ViT paper Fig. 7 right
-  const distTable = el("table", { class: "nb-dist" },
-    el("caption", { class: "small muted" }, "Mean attention distance (pixels of the model input) per layer and head: the attention-weighted distance from each query patch to the patches it attends to (ViT paper, Fig. 7 right; App. D.7)."),
-    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "layer"), [...Array(H).keys()].map((h) => el("th", { scope: "col" }, `H${h + 1}`)))),
-    el("tbody", {}, [...Array(L).keys()].map((l) => el("tr", {}, el("th", { scope: "row" }, `L${l + 1}`),
-      [...Array(H).keys()].map((h) => el("td", {}, dist[l * H + h].toFixed(1)))))));
-
   root.append(
-    header, ...(preds ? [preds] : []), ...(probeNote ? [probeNote] : []),
+    ...summary(D, clsWhat),
     el("div", { class: "nb-cols" },
       el("section", { class: "nb-panel", style: "flex: 1 1 320px; max-width: 520px" },
         el("h3", {}, "Model view"), gridHost,
@@ -87,7 +122,7 @@ export async function mount(root, D) {
         overlayHost,
         el("div", { class: "nb-bar" }, cbMin, cb, cbMax),
         caption)),
-    el("details", { class: "nb-panel", style: "margin-top: 10px" }, el("summary", {}, "Mean attention distance per head"), distTable),
+    el("details", { class: "nb-panel", style: "margin-top: 10px" }, el("summary", {}, "Mean attention distance per head"), distanceTable(dist, L, H)),
   );
 
   function renderGrid() {
@@ -104,7 +139,7 @@ export async function mount(root, D) {
 
   function current() {
     const l = S.layer, head = S.view === "mean" ? null : S.head;
-    const where = `Layer ${l + 1} \u00b7 ${head === null ? `mean of ${H} heads` : `head ${head + 1}`}`;
+    const where = `Layer ${fromApi(l)} \u00b7 ${head === null ? `mean of ${H} heads` : `head ${fromApi(head)}`}`;
     if (S.view === "rollout") {
       return { values: rollouts[`${S.fusion}|${S.discard.toFixed(2)}`], meta: { view: "rollout", layer: l, head: head ?? "mean" },
         title: `Attention rollout \u00b7 layers 1\u2013${L}`,
@@ -114,14 +149,14 @@ export async function mount(root, D) {
     }
     if (S.view === "entropy") {
       const values = entropy.subarray((l * H + S.head) * P, (l * H + S.head + 1) * P);
-      return { values, meta: { view: "entropy", layer: l, head: S.head }, query: null, title: `Attention entropy \u00b7 layer ${l + 1} \u00b7 head ${S.head + 1}`,
+      return { values, meta: { view: "entropy", layer: l, head: S.head }, query: null, title: `Attention entropy \u00b7 layer ${fromApi(l)} \u00b7 head ${fromApi(S.head)}`,
         caption: entropyCaption(D.model.label, l, S.head, P, D.max_entropy) };
     }
     const q = S.query ?? S.hover;
     const row = q === null ? null : patchRow(l, head, q);
     if (row) {
       return { values: row, meta: { view: S.view, layer: l, head: head ?? "mean" }, query: q, title: `${where} \u00b7 query ${patchName(q)}`,
-        caption: `Where the outlined patch (${patchName(q)}) attends in layer ${l + 1}, ${head === null ? "averaged over heads" : `head ${head + 1}`}: its row of the attention matrix over the patches`
+        caption: `Where the outlined patch (${patchName(q)}) attends in layer ${fromApi(l)}, ${head === null ? "averaged over heads" : `head ${fromApi(head)}`}: its row of the attention matrix over the patches`
           + `${g.num_prefix_tokens ? " (its share for the prefix tokens is not drawn)" : ""}, in 1/255 steps of the row's maximum. `
           + (S.query === null ? "Click to pin this query." : "Esc or \u201cBack\u201d returns to the map you started from.") };
     }
@@ -161,25 +196,7 @@ export async function mount(root, D) {
     root.dataset.view = S.view; root.dataset.query = S.view === "rollout" || q === null ? "cls" : q;
   }
 
-  // Keyboard probing on the photo: the arrow keys move a query cursor over the patch grid, Enter pins it,
-  // Esc returns to the [CLS] map. Handled on this output only (not on document), and stopped there, so the
-  // notebook's own shortcuts stay untouched.
-  overlayHost.addEventListener("keydown", (e) => {
-    if (S.view === "rollout" || !probeIndex.has(S.layer) || e.altKey || e.ctrlKey || e.metaKey) return;
-    const cur = S.hover ?? S.query ?? Math.floor(g.rows / 2) * g.cols + Math.floor(g.cols / 2);
-    const r = Math.floor(cur / g.cols), c = cur % g.cols;
-    const to = { ArrowLeft: [r, c - 1], ArrowRight: [r, c + 1], ArrowUp: [r - 1, c], ArrowDown: [r + 1, c] }[e.key];
-    if (to) {
-      S.hover = Math.max(0, Math.min(g.rows - 1, to[0])) * g.cols + Math.max(0, Math.min(g.cols - 1, to[1]));
-    } else if (e.key === "Enter" || e.key === " ") {
-      S.query = S.query === cur ? null : cur; S.hover = cur;
-    } else return;
-    e.preventDefault(); e.stopPropagation();
-    update();
-  });
-  root.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && (S.query !== null || S.hover !== null)) { e.stopPropagation(); S.query = null; S.hover = null; update(); }
-  });
+  wireKeys(root, overlayHost, S, g, (l) => probeIndex.has(l), update);
   update();
   // One Tab stop for the photo: the overlay's canvas when it takes the focus itself, else its host.
   if (overlayHost.querySelector("canvas").tabIndex >= 0) overlayHost.removeAttribute("tabindex");

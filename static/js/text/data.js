@@ -3,13 +3,7 @@
 import { apiGet, apiPost } from "../lib/api.js";
 import { decodeTyped } from "../lib/typed.js";
 
-// Layers and heads are numbered from 1 wherever a person reads them (controls, titles, URL, exports), as on
-// the vision page; the API and every array index in these modules are 0-based. These two are the only bridge.
-export const fromApi = (index) => (index === "mean" ? "mean" : Number(index) + 1);
-// 1-based (URL, <select> value) -> 0-based; anything below 1 or not a number (old links: layer=0) becomes 0.
-export const toApi = (n) => (n === "mean" ? "mean" : Math.max(1, Math.round(Number(n)) || 1) - 1);
-export const NUMBERING = "layers, heads and token indexes are 1-based, as on screen (the API counts from 0)";
-
+// Layers and heads are 1-based on screen and 0-based here and in the API: lib/numbering.js converts.
 const KIND_LABELS = {
   encoder_self: "Encoder self-attention",
   decoder_self: "Decoder masked self-attention",

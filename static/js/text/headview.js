@@ -4,7 +4,7 @@
 import { announce, srTable, topK } from "../lib/a11y.js";
 import { el } from "../lib/dom.js";
 import { downloadCSV, downloadJSON, exportButtons, canvasToPNG, downloadText } from "../lib/export.js";
-import { fromApi, NUMBERING } from "./data.js";
+import { fromApi, NUMBERING } from "../lib/numbering.js";
 
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
   "#bcbd22", "#17becf", "#3949ab", "#00897b"];
@@ -22,7 +22,7 @@ function inkOn(rgb) {
   return (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) ? "#000000" : "#ffffff";
 }
 
-// The token pinned with Enter (or a click) survives re-renders of the same analysis and kind (a head toggled).
+// The token pinned with Enter (or a click), kept across re-renders of the same analysis, kind and layer.
 let PIN = null; // {key: "analysisId/kind/layer", side, index}
 
 function hexToRGB(c) {
@@ -96,23 +96,10 @@ function focusWeights(layer, dims, heads, focus) {
   return out;
 }
 
-// `data` is the full layer ({values, factor}) or null for a long input, whose first draw uses `lines` (top-k per
-// query) and whose hover, focus and data exports fetch the full layer once through `loadFull()`.
-export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadFull, selected, onSelect, exportSlot, title }) {
-  let full = data, pending = null; // one fetch of the full layer, however many hovers ask for it
-  const fullLayer = async () => {
-    if (!full) { pending = pending || loadFull(); try { full = await pending; } finally { pending = full ? pending : null; } }
-    return full;
-  };
-  const b = analysis.block(kind), qAxis = analysis.queryAxis(kind), kAxis = analysis.keyAxis(kind);
-  const dims = { nq: b.n_query, nk: b.n_key };
-  const heads = () => [...selected].filter((h) => h < b.heads).sort((x, y) => x - y);
-  // A re-render (a head toggled from the keyboard) puts the focus back on the control that had it.
-  const hadFocus = pane.contains(document.activeElement) ? document.activeElement.dataset.focus : null;
-  pane.replaceChildren();
-
+// The head chips: one toggle per head (double-click or Shift+Enter: only this head), then "all" and "none".
+function headChips(nHeads, selected, onSelect) {
   const chips = el("div", { class: "tx-chips", role: "group", "aria-label": "Heads shown" });
-  for (let h = 0; h < b.heads; h++) {
+  for (let h = 0; h < nHeads; h++) {
     const on = selected.has(h);
     const only = () => { selected.clear(); selected.add(h); onSelect(); };
     chips.append(el("button", {
@@ -125,118 +112,155 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
     }, String(fromApi(h))));
   }
   chips.append(
-    el("button", { type: "button", class: "tx-chip-all", dataset: { focus: "all" }, onclick: () => { for (let h = 0; h < b.heads; h++) selected.add(h); onSelect(); } }, "all"),
+    el("button", { type: "button", class: "tx-chip-all", dataset: { focus: "all" }, onclick: () => { for (let h = 0; h < nHeads; h++) selected.add(h); onSelect(); } }, "all"),
     el("button", { type: "button", class: "tx-chip-all", dataset: { focus: "none" }, onclick: () => { selected.clear(); onSelect(); } }, "none"),
   );
+  return chips;
+}
 
-  const rows = Math.max(dims.nq, dims.nk), width = 240;
-  const canvas = el("canvas", { class: "tx-hv-canvas", role: "img", "aria-label": `${title}: attention lines`, "aria-describedby": "tx-hv-topk-table" });
-  const dpr = window.devicePixelRatio || 1;
-  canvas.width = width * dpr; canvas.height = rows * ROW * dpr;
-  canvas.style.width = `${width}px`; canvas.style.height = `${rows * ROW}px`;
-  const ctx = canvas.getContext("2d");
-  // Tokens are buttons in a roving tab order (one Tab stop for the whole view): see the keyboard map below.
+// The canvas between two columns of token buttons (a roving tab order: one Tab stop for the whole view).
+function tokenColumns(V) {
+  const { b, dims, qAxis, kAxis, width, rows, dpr } = V;
+  V.canvas = el("canvas", { class: "tx-hv-canvas", role: "img", "aria-label": `${V.title}: attention lines`, "aria-describedby": "tx-hv-topk-table" });
+  V.canvas.width = width * dpr; V.canvas.height = rows * ROW * dpr;
+  V.canvas.style.width = `${width}px`; V.canvas.style.height = `${rows * ROW}px`;
+  V.ctx = V.canvas.getContext("2d");
   const tok = (label, special, side, index) => el("div", {
     class: `tx-tok${special ? " special" : ""}`, dataset: { side, index, focus: `${side}${index}` }, title: label,
     role: "button", tabindex: "-1", "aria-pressed": "false",
-    "aria-label": `${side === "q" ? "query" : "key"} ${index + 1} of ${side === "q" ? dims.nq : dims.nk}: ${label}`,
+    "aria-label": `${side === "q" ? "query" : "key"} ${fromApi(index)} of ${side === "q" ? dims.nq : dims.nk}: ${label}`,
   }, label);
-  const left = el("div", { class: "tx-col tx-col-q", role: "group", "aria-label": `Queries (${b.query_side})` },
+  V.left = el("div", { class: "tx-col tx-col-q", role: "group", "aria-label": `Queries (${b.query_side})` },
     qAxis.labels.map((l, i) => tok(l, qAxis.special[i], "q", i)));
-  const right = el("div", { class: "tx-col tx-col-k", role: "group", "aria-label": `Keys (${b.key_side})` },
+  V.right = el("div", { class: "tx-col tx-col-k", role: "group", "aria-label": `Keys (${b.key_side})` },
     kAxis.labels.map((l, j) => tok(l, kAxis.special[j], "k", j)));
-  const body = el("div", { class: "tx-hv-body" }, left, canvas, right);
-  const legend = el("p", { class: "small muted tx-hv-legend" },
-    `${title}. Left: queries (${b.query_side}); right: keys (${b.key_side}). Hover a token to see only its lines, click to pin it ` +
-    "(keyboard: Tab to the tokens, arrow keys move, Enter pins, Esc returns); line opacity = attention weight" +
-    (analysis.resp.inline ? "" : " (sent as bytes, 1/255 steps)") +
-    (!full || dims.nq * dims.nk > LONG ? `; long input: each query's ${TOP_K} strongest lines per head until you hover.` : "."));
+  V.body = el("div", { class: "tx-hv-body" }, V.left, V.canvas, V.right);
+}
 
-  let hovered = null, drawSeq = 0;
-  // Long input, no hover: the first CHUNK query rows (more than a screenful) are painted at once, the rest
-  // in CHUNK-row steps, one per frame (after the previous one is painted), so the first frame rasterises
-  // one chunk of lines, not all of them.
-  // canvas.dataset.lines = "done" once all rows are painted.
-  function drawChunked(seq) {
-    const CHUNK = 48, hs = heads();
-    canvas.dataset.lines = "partial";
-    const step = (i0) => {
-      if (seq !== drawSeq) return; // a newer draw took over
-      if (i0 >= dims.nq) { canvas.dataset.lines = "done"; return; }
-      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-      drawTopLines(ctx, lines, dims, hs, 4, width - 4, i0, Math.min(dims.nq, i0 + CHUNK));
-      nextFrame(() => step(i0 + CHUNK));
-    };
-    const nextFrame = (fn) => requestAnimationFrame(() => setTimeout(fn, 0));
-    // The first chunk's lines (to keys anywhere, e.g. a final [SEP] 10,000 px down) in two halves: the part
-    // inside the first 720 px (more than the 640 px scroll box) in the first frame, the rest in the next.
-    const firstChunk = (y0, y1) => {
-      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-      ctx.save(); ctx.beginPath(); ctx.rect(0, y0, width, y1 - y0); ctx.clip();
-      drawTopLines(ctx, lines, dims, hs, 4, width - 4, 0, Math.min(dims.nq, CHUNK));
-      ctx.restore();
-    };
-    firstChunk(0, FIRST_PX);
-    nextFrame(() => { if (seq === drawSeq) firstChunk(FIRST_PX, rows * ROW); step(CHUNK); });
-  }
-  function draw(focus) {
-    const seq = ++drawSeq;
+// Long input, no hover: the first CHUNK query rows (more than a screenful) are painted at once, the rest in
+// CHUNK-row steps, one per frame (after the previous one is painted), so the first frame rasterises one chunk of
+// lines, not all of them. canvas.dataset.lines = "done" once all rows are painted.
+function drawChunked(V, seq) {
+  const CHUNK = 48, hs = V.heads(), { ctx, dpr, dims, width, canvas } = V;
+  canvas.dataset.lines = "partial";
+  const nextFrame = (fn) => requestAnimationFrame(() => setTimeout(fn, 0));
+  const step = (i0) => {
+    if (seq !== V.drawSeq) return; // a newer draw took over
+    if (i0 >= dims.nq) { canvas.dataset.lines = "done"; return; }
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, width, rows * ROW);
-    canvas.dataset.lines = "done";
-    if (!full && focus) { // first hover of a long input: fetch the whole layer, then draw if still hovered
-      const want = focus;
-      fullLayer().then(() => { if (hovered === want) { draw(want); describe(want); } }).catch(() => {});
-      focus = null;
-    }
-    if (full) drawLines(ctx, full, dims, heads(), focus, 4, width - 4);
-    else drawChunked(seq);
-    for (const node of left.children) { node.style.background = ""; node.style.color = ""; }
-    for (const node of right.children) { node.style.background = ""; node.style.color = ""; }
-    if (!focus || !heads().length) return;
-    const w = focusWeights(full, dims, heads(), focus);
-    const other = focus.side === "q" ? right : left, self = focus.side === "q" ? left : right;
-    // Blue up to 55% over white keeps the token text (in ink) at >= 6:1 contrast.
-    w.forEach((v, t) => {
-      if (v < 0.005) return;
-      Object.assign(other.children[t].style, { background: `rgba(36, 86, 199, ${Math.min(0.55, v * 1.2)})`, color: "var(--ink)" });
+    drawTopLines(ctx, V.lines, dims, hs, 4, width - 4, i0, Math.min(dims.nq, i0 + CHUNK));
+    nextFrame(() => step(i0 + CHUNK));
+  };
+  // The first chunk's lines (to keys anywhere, e.g. a final [SEP] 10,000 px down) in two halves: the part
+  // inside the first 720 px (more than the 640 px scroll box) in the first frame, the rest in the next.
+  const firstChunk = (y0, y1) => {
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.save(); ctx.beginPath(); ctx.rect(0, y0, width, y1 - y0); ctx.clip();
+    drawTopLines(ctx, V.lines, dims, hs, 4, width - 4, 0, Math.min(dims.nq, CHUNK));
+    ctx.restore();
+  };
+  firstChunk(0, FIRST_PX);
+  nextFrame(() => { if (seq === V.drawSeq) firstChunk(FIRST_PX, V.rows * ROW); step(CHUNK); });
+}
+
+// Lines of the token in focus (all lines when none), and the other column shaded by its weights.
+function draw(V, focus) {
+  const seq = ++V.drawSeq, { ctx, dpr, dims, width, left, right } = V;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, V.rows * ROW);
+  V.canvas.dataset.lines = "done";
+  if (!V.full && focus) { // first hover of a long input: fetch the whole layer, then draw if still hovered
+    const want = focus;
+    V.fullLayer().then(() => { if (V.hovered === want) { draw(V, want); describe(V, want); } }).catch(() => {});
+    focus = null;
+  }
+  if (V.full) drawLines(ctx, V.full, dims, V.heads(), focus, 4, width - 4);
+  else drawChunked(V, seq);
+  for (const node of left.children) { node.style.background = ""; node.style.color = ""; }
+  for (const node of right.children) { node.style.background = ""; node.style.color = ""; }
+  if (!focus || !V.heads().length) return;
+  const w = focusWeights(V.full, dims, V.heads(), focus);
+  const other = focus.side === "q" ? right : left, self = focus.side === "q" ? left : right;
+  // Blue up to 55% over white keeps the token text (in ink) at >= 6:1 contrast.
+  w.forEach((v, t) => {
+    if (v < 0.005) return;
+    Object.assign(other.children[t].style, { background: `rgba(36, 86, 199, ${Math.min(0.55, v * 1.2)})`, color: "var(--ink)" });
+  });
+  self.children[focus.index].style.background = "#ffe9a8";
+}
+
+// ---- text alternative: a hidden table of the focused token's strongest partners, and a live summary ----
+function describe(V, f) {
+  const hs = V.heads(), { dims, title, srHost, live } = V, full = V.full;
+  const label = (side, i) => `${side === "q" ? V.qAxis.labels[i] : V.kAxis.labels[i]} (${fromApi(i)})`;
+  const pct = (v) => `${(v * 100).toFixed(1)}%`;
+  if (!hs.length) {
+    srTable(srHost, { id: "tx-hv-topk-table", caption: `${title}: no head is shown.`, headers: ["Token", "Weight"], rows: [] });
+    announce(live, "No head is shown.");
+    return;
+  }
+  const what = `head${hs.length > 1 ? "s" : ""} ${hs.map(fromApi).join(", ")}`;
+  if (f && full) {
+    const w = focusWeights(full, dims, hs, f), best = topK(w, SR_K), partner = f.side === "q" ? "k" : "q";
+    const table = srTable(srHost, {
+      id: "tx-hv-topk-table",
+      caption: `${title}, mean of ${what}: the ${best.length} ${partner === "k" ? "keys" : "queries"} with the most attention `
+        + `${f.side === "q" ? "from" : "to"} ${f.side === "q" ? "query" : "key"} ${label(f.side, f.index)}`,
+      headers: [partner === "k" ? "Key" : "Query", "Weight"],
+      rows: best.map((j) => [label(partner, j), pct(w[j])]),
     });
-    self.children[focus.index].style.background = "#ffe9a8";
+    table.dataset.focus = `${f.side}${f.index}`;
+    const pinned = V.pinned && V.pinned.side === f.side && V.pinned.index === f.index;
+    announce(live, `${f.side === "q" ? "Query" : "Key"} ${label(f.side, f.index)}${pinned ? ", pinned" : ""}: `
+      + best.slice(0, 3).map((j) => `${label(partner, j)} ${pct(w[j])}`).join(", "));
+    return;
   }
-  // ---- pointer and keyboard: a token in focus (hovered, keyboard-focused or pinned) shows only its lines ----
-  const pinKey = `${analysis.id}/${kind}/${layer}`;
-  let pinned = PIN && PIN.key === pinKey && PIN.index < (PIN.side === "q" ? dims.nq : dims.nk) ? { side: PIN.side, index: PIN.index } : null;
-  const col = (side) => (side === "q" ? left : right);
-  const nodeOf = (f) => col(f.side).children[f.index];
-  function show(f) { hovered = f; draw(f); describe(f); }
-  function setPin(f) {
-    if (pinned) nodeOf(pinned).setAttribute("aria-pressed", "false");
-    pinned = f;
-    PIN = f ? { key: pinKey, ...f } : null;
+  if (f) { announce(live, `${f.side === "q" ? "Query" : "Key"} ${label(f.side, f.index)}: loading its weights`); return; }
+  if (!full || dims.nq > SR_OVERVIEW_MAX) { // long input: no table of every query (the DOM stays small)
+    srTable(srHost, { id: "tx-hv-topk-table", caption: `${title}: long input; focus a token to list its strongest partners.`, headers: ["Token", "Weight"], rows: [] });
+    return;
+  }
+  if (!V.overview) { // no token in focus: each query's strongest key (mean of the shown heads), computed once
+    V.overview = [];
+    for (let i = 0; i < dims.nq; i++) {
+      const w = focusWeights(full, dims, hs, { side: "q", index: i }), j = topK(w, 1)[0];
+      V.overview.push([label("q", i), label("k", j), pct(w[j])]);
+    }
+  }
+  srTable(srHost, { id: "tx-hv-topk-table", caption: `${title}, mean of ${what}: each query's most attended key`, headers: ["Query", "Key", "Weight"], rows: V.overview });
+}
+
+// ---- pointer and keyboard: a token in focus (hovered, keyboard-focused or pinned) shows only its lines ----
+function wireTokens(V) {
+  const { dims, body } = V;
+  const nodeOf = (f) => (f.side === "q" ? V.left : V.right).children[f.index];
+  const same = (x, y) => x && y && x.side === y.side && x.index === y.index;
+  const show = (f) => { V.hovered = f; draw(V, f); describe(V, f); };
+  const setPin = (f) => {
+    if (V.pinned) nodeOf(V.pinned).setAttribute("aria-pressed", "false");
+    V.pinned = f;
+    PIN = f ? { key: V.pinKey, ...f } : null;
     if (f) nodeOf(f).setAttribute("aria-pressed", "true");
-  }
-  let rover = pinned || { side: "q", index: 0 }; // the one token in the Tab order
-  function moveRover(f, focus = true) {
+  };
+  let rover = V.pinned || { side: "q", index: 0 }; // the one token in the Tab order
+  const moveRover = (f, focus = true) => {
     nodeOf(rover).tabIndex = -1;
     rover = f;
     const node = nodeOf(f);
     node.tabIndex = 0;
     if (focus) node.focus();
-  }
+  };
   const at = (t) => ({ side: t.dataset.side, index: Number(t.dataset.index) });
-  body.addEventListener("mouseover", (e) => {
-    const t = e.target.closest(".tx-tok");
-    if (t) show(at(t));
-  });
+  body.addEventListener("mouseover", (e) => { const t = e.target.closest(".tx-tok"); if (t) show(at(t)); });
   body.addEventListener("mouseleave", () => {
     const t = body.contains(document.activeElement) ? document.activeElement.closest(".tx-tok") : null;
-    show(t ? at(t) : pinned);
+    show(t ? at(t) : V.pinned);
   });
   body.addEventListener("click", (e) => {
     const t = e.target.closest(".tx-tok");
     if (!t) return;
     const f = at(t);
-    setPin(pinned && pinned.side === f.side && pinned.index === f.index ? null : f);
+    setPin(same(V.pinned, f) ? null : f);
     moveRover(f);
     show(f);
   });
@@ -244,10 +268,10 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
     const t = e.target.closest(".tx-tok");
     if (!t) return;
     const f = at(t);
-    if (rover.side !== f.side || rover.index !== f.index) moveRover(f, false);
-    if (!hovered || hovered.side !== f.side || hovered.index !== f.index) show(f);
+    if (!same(rover, f)) moveRover(f, false);
+    if (!same(V.hovered, f)) show(f);
   });
-  body.addEventListener("focusout", (e) => { if (!body.contains(e.relatedTarget)) show(pinned); });
+  body.addEventListener("focusout", (e) => { if (!body.contains(e.relatedTarget)) show(V.pinned); });
   body.addEventListener("keydown", (e) => {
     const t = e.target.closest(".tx-tok");
     if (!t || e.altKey || e.ctrlKey || e.metaKey) return;
@@ -265,7 +289,7 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
       if (to) moveRover(to); // Left on a query, Right on a key: stay
     } else if (e.key === "Enter" || e.key === " ") {
       e.preventDefault();
-      setPin(pinned && pinned.side === f.side && pinned.index === f.index ? null : f);
+      setPin(same(V.pinned, f) ? null : f);
       show(f);
     } else if (e.key === "Escape") {
       e.preventDefault();
@@ -273,90 +297,83 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
       show(null);
     }
   });
-
-  // ---- text alternative: a hidden table of the focused token's strongest partners, and a live summary ----
-  const srHost = el("div", { class: "tx-hv-sr" }), live = el("p", { class: "sr-only", "aria-live": "polite" });
-  const label = (side, i) => `${side === "q" ? qAxis.labels[i] : kAxis.labels[i]} (${i + 1})`;
-  const pct = (v) => `${(v * 100).toFixed(1)}%`;
-  let overview = null; // no token in focus: each query's strongest key (mean of the shown heads), computed once
-  function describe(f) {
-    const hs = heads();
-    if (!hs.length) {
-      srTable(srHost, { id: "tx-hv-topk-table", caption: `${title}: no head is shown.`, headers: ["Token", "Weight"], rows: [] });
-      announce(live, "No head is shown.");
-      return;
-    }
-    const what = `head${hs.length > 1 ? "s" : ""} ${hs.map(fromApi).join(", ")}`;
-    if (f && full) {
-      const w = focusWeights(full, dims, hs, f), best = topK(w, SR_K), partner = f.side === "q" ? "k" : "q";
-      const table = srTable(srHost, {
-        id: "tx-hv-topk-table",
-        caption: `${title}, mean of ${what}: the ${best.length} ${partner === "k" ? "keys" : "queries"} with the most attention `
-          + `${f.side === "q" ? "from" : "to"} ${f.side === "q" ? "query" : "key"} ${label(f.side, f.index)}`,
-        headers: [partner === "k" ? "Key" : "Query", "Weight"],
-        rows: best.map((j) => [label(partner, j), pct(w[j])]),
-      });
-      table.dataset.focus = `${f.side}${f.index}`;
-      announce(live, `${f.side === "q" ? "Query" : "Key"} ${label(f.side, f.index)}${pinned && pinned.side === f.side && pinned.index === f.index ? ", pinned" : ""}: `
-        + best.slice(0, 3).map((j) => `${label(partner, j)} ${pct(w[j])}`).join(", "));
-      return;
-    }
-    if (f) { announce(live, `${f.side === "q" ? "Query" : "Key"} ${label(f.side, f.index)}: loading its weights`); return; }
-    if (!full || dims.nq > SR_OVERVIEW_MAX) { // long input: no table of every query (the DOM stays small)
-      srTable(srHost, { id: "tx-hv-topk-table", caption: `${title}: long input; focus a token to list its strongest partners.`, headers: ["Token", "Weight"], rows: [] });
-      return;
-    }
-    if (!overview) {
-      overview = [];
-      for (let i = 0; i < dims.nq; i++) {
-        const w = focusWeights(full, dims, hs, { side: "q", index: i }), j = topK(w, 1)[0];
-        overview.push([label("q", i), label("k", j), pct(w[j])]);
-      }
-    }
-    srTable(srHost, { id: "tx-hv-topk-table", caption: `${title}, mean of ${what}: each query's most attended key`, headers: ["Query", "Key", "Weight"], rows: overview });
-  }
-
-  if (pinned) nodeOf(pinned).setAttribute("aria-pressed", "true");
+  if (V.pinned) nodeOf(V.pinned).setAttribute("aria-pressed", "true");
   nodeOf(rover).tabIndex = 0;
-  show(pinned);
-  pane.append(chips, legend, body, srHost, live);
-  if (hadFocus) pane.querySelector(`[data-focus="${hadFocus}"]`)?.focus();
+  show(V.pinned);
+}
 
-  // Export: a picture with the token labels, and the numbers of the heads shown.
+// Export: a picture with the token labels, and the numbers of the heads shown.
+function headViewExports(V) {
+  const { dims, qAxis, kAxis, width, rows, analysis, kind, layer } = V;
   const name = `attention_${kind}_layer${fromApi(layer)}_heads`;
   function picture() {
     const lw = 170, out = document.createElement("canvas");
     out.width = (lw * 2 + width) * 2; out.height = (rows * ROW + 30) * 2;
     const c = out.getContext("2d");
     c.scale(2, 2); c.fillStyle = "#fff"; c.fillRect(0, 0, lw * 2 + width, rows * ROW + 30);
-    c.fillStyle = "#1d2430"; c.font = "12px system-ui, sans-serif"; c.fillText(`${title} · heads ${heads().map(fromApi).join(", ")}`, 6, 16);
+    c.fillStyle = "#1d2430"; c.font = "12px system-ui, sans-serif"; c.fillText(`${V.title} · heads ${V.heads().map(fromApi).join(", ")}`, 6, 16);
     c.translate(0, 26); c.textBaseline = "middle";
     c.textAlign = "right"; qAxis.labels.forEach((l, i) => c.fillText(l, lw - 6, i * ROW + ROW / 2));
     c.textAlign = "left"; kAxis.labels.forEach((l, j) => c.fillText(l, lw + width + 6, j * ROW + ROW / 2));
     c.translate(lw, 0);
-    if (full) drawLines(c, full, dims, heads(), null, 4, width - 4); else drawTopLines(c, lines, dims, heads(), 4, width - 4);
+    if (V.full) drawLines(c, V.full, dims, V.heads(), null, 4, width - 4); else drawTopLines(c, V.lines, dims, V.heads(), 4, width - 4);
     return out;
   }
   const matrixOf = (d, h) => Array.from({ length: dims.nq }, (_, i) => Array.from({ length: dims.nk }, (_, j) => d.values[(h * dims.nq + i) * dims.nk + j] * d.factor));
-  exportSlot.replaceChildren(exportButtons({
+  return exportButtons({
     png: () => { const a = el("a", { href: canvasToPNG(picture()), download: `${name}.png` }); document.body.append(a); a.click(); a.remove(); },
     svg: () => {
       const p = picture(), url = canvasToPNG(p);
       downloadText(`${name}.svg`, `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="${p.width / 2}" height="${p.height / 2}"><image width="${p.width / 2}" height="${p.height / 2}" xlink:href="${url}"/></svg>`, "image/svg+xml");
     },
     csv: async () => {
-      const data = await fullLayer(), rowsOut = [];
-      for (const h of heads()) for (let i = 0; i < dims.nq; i++) for (let j = 0; j < dims.nk; j++) {
-        rowsOut.push([kind, fromApi(layer), fromApi(h), i + 1, qAxis.labels[i], j + 1, kAxis.labels[j], data.values[(h * dims.nq + i) * dims.nk + j] * data.factor]);
+      const data = await V.fullLayer(), rowsOut = [];
+      for (const h of V.heads()) for (let i = 0; i < dims.nq; i++) for (let j = 0; j < dims.nk; j++) {
+        rowsOut.push([kind, fromApi(layer), fromApi(h), fromApi(i), qAxis.labels[i], fromApi(j), kAxis.labels[j], data.values[(h * dims.nq + i) * dims.nk + j] * data.factor]);
       }
       downloadCSV(`${name}.csv`, ["kind", "layer", "head", "query_index", "query", "key_index", "key", "weight"], rowsOut);
     },
     json: async () => {
-      const data = await fullLayer();
+      const data = await V.fullLayer();
       downloadJSON(`${name}.json`, {
         meta: { model: analysis.resp.model.id, kind, layer: fromApi(layer), numbering: NUMBERING, options: analysis.options, quantised: !analysis.resp.inline },
-        queries: qAxis.labels, keys: kAxis.labels, heads: heads().map(fromApi), weights: heads().map((h) => matrixOf(data, h)),
+        queries: qAxis.labels, keys: kAxis.labels, heads: V.heads().map(fromApi), weights: V.heads().map((h) => matrixOf(data, h)),
       });
     },
-  }, "Export head view"));
+  }, "Export head view");
+}
+
+// `data` is the full layer ({values, factor}) or null for a long input, whose first draw uses `lines` (top-k per
+// query) and whose hover, focus and data exports fetch the full layer once through `loadFull()`. The view's
+// state V is shared by the helpers above: the layer (V.full, once here), the token hovered and pinned.
+export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadFull, selected, onSelect, exportSlot, title }) {
+  const b = analysis.block(kind), dims = { nq: b.n_query, nk: b.n_key };
+  const pinKey = `${analysis.id}/${kind}/${layer}`;
+  const V = {
+    analysis, kind, layer, lines, title, b, dims, qAxis: analysis.queryAxis(kind), kAxis: analysis.keyAxis(kind),
+    full: data, pending: null, hovered: null, drawSeq: 0, overview: null, pinKey,
+    width: 240, rows: Math.max(dims.nq, dims.nk), dpr: window.devicePixelRatio || 1,
+    heads: () => [...selected].filter((h) => h < b.heads).sort((x, y) => x - y),
+    // The token pinned with Enter (or a click) survives re-renders of the same analysis and kind (a head toggled).
+    pinned: PIN && PIN.key === pinKey && PIN.index < (PIN.side === "q" ? dims.nq : dims.nk) ? { side: PIN.side, index: PIN.index } : null,
+    srHost: el("div", { class: "tx-hv-sr" }), live: el("p", { class: "sr-only", "aria-live": "polite" }),
+  };
+  V.fullLayer = async () => { // one fetch of the full layer, however many hovers ask for it
+    if (!V.full) { V.pending = V.pending || loadFull(); try { V.full = await V.pending; } finally { V.pending = V.full ? V.pending : null; } }
+    return V.full;
+  };
+  // A re-render (a head toggled from the keyboard) puts the focus back on the control that had it.
+  const hadFocus = pane.contains(document.activeElement) ? document.activeElement.dataset.focus : null;
+  pane.replaceChildren();
+  const chips = headChips(b.heads, selected, onSelect);
+  tokenColumns(V);
+  const legend = el("p", { class: "small muted tx-hv-legend" },
+    `${title}. Left: queries (${b.query_side}); right: keys (${b.key_side}). Hover a token to see only its lines, click to pin it ` +
+    "(keyboard: Tab to the tokens, arrow keys move, Enter pins, Esc returns); line opacity = attention weight" +
+    (analysis.resp.inline ? "" : " (sent as bytes, 1/255 steps)") +
+    (!V.full || dims.nq * dims.nk > LONG ? `; long input: each query's ${TOP_K} strongest lines per head until you hover.` : "."));
+  wireTokens(V);
+  pane.append(chips, legend, V.body, V.srHost, V.live);
+  if (hadFocus) pane.querySelector(`[data-focus="${hadFocus}"]`)?.focus();
+  exportSlot.replaceChildren(headViewExports(V));
 }

@@ -3,13 +3,14 @@ import { syncTabs, wireTabs } from "../lib/a11y.js";
 import { pageData, showError } from "../lib/api.js";
 import { $, el, fillSelect } from "../lib/dom.js";
 import { readState, writeState } from "../lib/urlstate.js";
-import { analyze, fromApi, kindLabel, review, toApi } from "./data.js";
+import { fromApi, toApi } from "../lib/numbering.js";
+import { analyze, kindLabel, review } from "./data.js";
 import { renderHeadView } from "./headview.js";
 import { renderMatrix } from "./matrix.js";
 import { renderModelView } from "./modelview.js";
 import { renderNeuron } from "./neuron.js";
 import { renderTable } from "./table.js";
-import { mountCompare, wireCompareLink } from "./compare.js";
+import { mountCompare, wireCompareLink } from "./compare/main.js";
 
 const EXAMPLES = {
   encoder: "The animal didn't cross the street because it was too tired.",
@@ -229,5 +230,5 @@ let resizeTimer = null;
 window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (st.view === "model") render(); }, 200); });
 
 st.kind = st.kind || "";
-if (url.compare) mountCompare(pd); // side by side (compare.js); the single view stays as it is
+if (url.compare) mountCompare(pd); // side by side (compare/); the single view stays as it is
 else { wireCompareLink($("tx-compare-link")); run(); }

@@ -2,7 +2,7 @@
 // hover string is HTML-escaped first: plotly interprets tags such as <b>, <a>, <br> in ticks and hovers.
 import { el, escapeHTML } from "../lib/dom.js";
 import { exportButtons, plotlyExports } from "../lib/export.js";
-import { fromApi, NUMBERING } from "./data.js";
+import { fromApi, NUMBERING } from "../lib/numbering.js";
 
 const MAX_HOVER_CELLS = 70000, TICK_PX = 13; // at most one tick label per 13 px (readable, never overlapping)
 

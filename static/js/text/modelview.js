@@ -4,7 +4,7 @@ import { el } from "../lib/dom.js";
 import { gridStep } from "../lib/a11y.js";
 import { colormapLUT, drawColorbar } from "../lib/colormap.js";
 import { downloadCanvas, downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
-import { fromApi, NUMBERING } from "./data.js";
+import { fromApi, NUMBERING } from "../lib/numbering.js";
 
 const MASKED = [236, 239, 243]; // masked (future) cells of causal blocks: visibly empty
 

@@ -8,7 +8,8 @@ import { el } from "../lib/dom.js";
 import { downloadCanvas, downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
 import { DIVERGING, fmt } from "../lib/plot.js";
 import { decodeTyped } from "../lib/typed.js";
-import { fromApi, kindLabel, NUMBERING } from "./data.js";
+import { fromApi, NUMBERING } from "../lib/numbering.js";
+import { kindLabel } from "./data.js";
 
 const cache = new Map(); // "id/kind/layer/head/query" -> decoded response (LRU, 32 entries)
 const LABEL_W = 112, GAP = 14, NUM_W = 62, BAR_W = 120, RIGHT = 62, HEAD_H = 44, FOOT_H = 40;

@@ -6,7 +6,8 @@ import { $, el, fillSelect } from "../lib/dom.js";
 import { CONFIG, fmt, layout, mountExports } from "../lib/plot.js";
 import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
-import { fromApi, kindLabel, NUMBERING } from "./data.js";
+import { fromApi, NUMBERING } from "../lib/numbering.js";
+import { kindLabel } from "./data.js";
 
 const pd = pageData();
 const models = new Map(pd.models.map((m) => [m.id, m]));

@@ -2,7 +2,7 @@
 // sortable by any column; clicking a row opens that head in the matrix view.
 import { el } from "../lib/dom.js";
 import { downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
-import { fromApi, NUMBERING } from "./data.js";
+import { fromApi, NUMBERING } from "../lib/numbering.js";
 
 const SHORT = { entropy: "entropy", special: "→special", self: "→self", previous: "→prev", next: "→next", offset: "offset", positional: "pos. score" };
 let sortKey = null, sortDir = 1;

@@ -4,6 +4,7 @@
 // (show_vision: the same function). Prefix tokens ([CLS], registers) are left out and each row renormalised
 // over the patches, so 0 = the patch looks at one patch, log(P) = it looks at every patch equally.
 import { apiGet } from "../lib/api.js";
+import { fromApi } from "../lib/numbering.js";
 import { decodeTyped } from "../lib/typed.js";
 
 const cache = new Map(); // `${aid}|${layer}|${head}` -> {values, maxEntropy, perHead, label}
@@ -11,7 +12,7 @@ const CACHE_MAX = 500;
 
 // What the map shows, in words (layers and heads count from 1 on screen).
 export function entropyCaption(label, layer, head, numPatches, maxEntropy, mean = null) {
-  const who = head === null ? `the mean over heads of layer ${layer + 1}` : `layer ${layer + 1}, head ${head + 1}`;
+  const who = head === null ? `the mean over heads of layer ${fromApi(layer)}` : `layer ${fromApi(layer)}, head ${fromApi(head)}`;
   return `Attention entropy of ${label}, ${who}: for each query patch, the Shannon entropy in nats of its attention `
     + `row over the ${numPatches} patches (softmax probabilities, Section 3.2.1 of \u201cAttention Is All You Need\u201d), `
     + "with the prefix tokens left out and the row renormalised over the patches. "
@@ -33,7 +34,7 @@ export async function entropyMap(A, layer, head, signal) {
     if (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value);
   }
   const mean = head === null ? null : r.perHead[layer * A.H + head];
-  const title = `Attention entropy \u00b7 layer ${layer + 1} \u00b7 ${head === null ? `mean of ${A.H} heads` : `head ${head + 1}`}`;
+  const title = `Attention entropy \u00b7 layer ${fromApi(layer)} \u00b7 ${head === null ? `mean of ${A.H} heads` : `head ${fromApi(head)}`}`;
   return { values: r.values, meta: { view: "entropy", layer, head: head ?? "mean", query: null }, title,
     caption: entropyCaption(r.label, layer, head, A.P, r.maxEntropy, mean) };
 }

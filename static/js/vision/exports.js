@@ -4,9 +4,8 @@
 import { fmtValue } from "../lib/colormap.js";
 import { $ } from "../lib/dom.js";
 import { downloadCanvas, downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
+import { fromApi, PATCH_NUMBERING as INDEXING, patchRowCol } from "../lib/numbering.js";
 import { figureCanvas } from "./overlay.js";
-
-const INDEXING = "layer, head, query and patch count from 1, as on screen (the API counts from 0); patches row-major";
 
 function baseName(S) {
   const img = S.sample || (S.A ? S.A.hash.slice(0, 10) : "image");
@@ -15,9 +14,9 @@ function baseName(S) {
 
 function mapName(S) {
   if (S.view === "rollout") return `${baseName(S)}-rollout-${S.fusion}-d${S.discard}`;
-  const h = S.view === "mean" ? "mean" : `H${S.head + 1}`;
-  const q = (S.query ?? S.hover) !== null ? `-q${(S.query ?? S.hover) + 1}` : "-cls";
-  return `${baseName(S)}-L${S.layer + 1}${h}${q}`;
+  const h = S.view === "mean" ? "mean" : `H${fromApi(S.head)}`;
+  const q = (S.query ?? S.hover) !== null ? `-q${fromApi(S.query ?? S.hover)}` : "-cls";
+  return `${baseName(S)}-L${fromApi(S.layer)}${h}${q}`;
 }
 
 function mapMeta(S, m) {
@@ -25,8 +24,8 @@ function mapMeta(S, m) {
   return {
     model: A.model.id, image: S.sample ? { sample: S.sample } : { image_hash: A.hash }, resolution: A.grid.resolution,
     grid: [A.grid.rows, A.grid.cols], patch_size: A.grid.patch_size, cls_query: A.clsQuery,
-    indexing: INDEXING, view: m.meta.view, layer: m.meta.layer + 1,
-    head: m.meta.head === "mean" ? "mean" : m.meta.head + 1, query: m.meta.query === null ? null : m.meta.query + 1,
+    indexing: INDEXING, view: m.meta.view, layer: fromApi(m.meta.layer),
+    head: fromApi(m.meta.head), query: m.meta.query === null ? null : fromApi(m.meta.query),
     ...(S.view === "rollout" ? { head_fusion: S.fusion, discard_ratio: S.discard } : {}), title: m.title,
   };
 }
@@ -37,7 +36,8 @@ function gridRows(A) {
     for (let h = 0; h <= A.H; h++) {
       for (let p = 0; p < A.P; p++) {
         const v = h < A.H ? A.cls[(l * A.H + h) * A.P + p] : A.means[l * A.P + p];
-        rows.push([l + 1, h < A.H ? h + 1 : "mean", p + 1, Math.floor(p / A.grid.cols) + 1, (p % A.grid.cols) + 1, v]);
+        const { row, col } = patchRowCol(p, A.grid.cols);
+        rows.push([fromApi(l), h < A.H ? fromApi(h) : "mean", fromApi(p), row, col, v]);
       }
     }
   }
@@ -59,7 +59,7 @@ export function renderExports(state, shown) {
     csv: () => {
       const S = state(), c = S.A.grid.cols;
       downloadCSV(`${mapName(S)}.csv`, ["patch", "row", "col", "value"],
-        Array.from(shown().values, (v, i) => [i + 1, Math.floor(i / c) + 1, (i % c) + 1, v]));
+        Array.from(shown().values, (v, i) => { const { row, col } = patchRowCol(i, c); return [fromApi(i), row, col, v]; }));
     },
     json: () => {
       const S = state(), m = shown();

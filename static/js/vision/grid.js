@@ -1,6 +1,7 @@
 // Model view: every layer x head CLS map as a small thumbnail on ONE canvas (plotly slows past ~30 traces),
 // rows = layers, columns = heads + a "mean" column. Click or arrow keys select; the selection is outlined.
 import { paintGrid, valueRange } from "../lib/colormap.js";
+import { fromApi } from "../lib/numbering.js";
 import { CLIP_QUANTILE } from "./overlay.js";
 
 const LABEL_W = 30, HEAD_H = 18, GAP = 3, MEAN_GAP = 8;
@@ -59,13 +60,13 @@ function draw(canvas, props) {
   for (let c = 0; c < g.n; c++) {
     ctx.fillStyle = c === sc && props.active ? "#2456c7" : "#5d6675";
     ctx.textAlign = "center";
-    ctx.fillText(c === g.n - 1 ? "mean" : `H${c + 1}`, g.x(c) + g.tw / 2, HEAD_H / 2);
+    ctx.fillText(c === g.n - 1 ? "mean" : `H${fromApi(c)}`, g.x(c) + g.tw / 2, HEAD_H / 2);
   }
   ctx.imageSmoothingEnabled = false;
   for (let l = 0; l < g.L; l++) {
     ctx.fillStyle = l === sl && props.active ? "#2456c7" : "#5d6675";
     ctx.textAlign = "right";
-    ctx.fillText(`L${l + 1}`, LABEL_W - 6, g.y(l) + g.th / 2);
+    ctx.fillText(`L${fromApi(l)}`, LABEL_W - 6, g.y(l) + g.th / 2);
     for (let c = 0; c < g.n; c++) ctx.drawImage(maps[l][c], g.x(c), g.y(l), g.tw, g.th);
   }
   // Selection: a thick outline (dashed while the rollout view, which does not use it, is shown).
@@ -81,8 +82,8 @@ function draw(canvas, props) {
     layers: g.L, heads: g.n - 1, selected: `${sl},${sc}`, originX: g.x(0), originY: g.y(0),
     pitchX: g.tw + GAP, pitchY: g.th + GAP, meanGap: MEAN_GAP, thumbW: g.tw, thumbH: g.th,
   });
-  canvas.setAttribute("aria-label", `Model view, ${g.L} layers by ${g.n - 1} heads plus mean. Selected: layer ${sl + 1}, ${
-    sc === g.n - 1 ? "mean of heads" : `head ${sc + 1}`}. Arrow keys move the selection.`);
+  canvas.setAttribute("aria-label", `Model view, ${g.L} layers by ${g.n - 1} heads plus mean. Selected: layer ${fromApi(sl)}, ${
+    sc === g.n - 1 ? "mean of heads" : `head ${fromApi(sc)}`}. Arrow keys move the selection.`);
   return g;
 }
 
@@ -119,7 +120,7 @@ export function renderModelGrid(host, props) {
       const r = canvas.getBoundingClientRect();
       const cell = hit(host._g, e.clientX - r.left, e.clientY - r.top);
       const H = host._props.H;
-      canvas.title = cell ? `Layer ${cell.layer + 1}, ${cell.col === H ? "mean of heads" : `head ${cell.col + 1}`}` : "";
+      canvas.title = cell ? `Layer ${fromApi(cell.layer)}, ${cell.col === H ? "mean of heads" : `head ${fromApi(cell.col)}`}` : "";
       canvas.style.cursor = cell ? "pointer" : "default";
     });
     canvas.addEventListener("keydown", (e) => {

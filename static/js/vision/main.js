@@ -1,30 +1,31 @@
 // Vision page: one forward pass per (image, model, resolution); everything else is slices of the server's cache.
 // State lives in `S` and in the URL (layer/head 1-based there and on screen; 0-based in the API).
-import { apiGet, apiPost, pageData, showError } from "../lib/api.js";
+import { apiGet, pageData, showError } from "../lib/api.js";
 import { COLORMAPS, drawColorbar, fmtValue } from "../lib/colormap.js";
 import { announce, gridStep, srTable, topK } from "../lib/a11y.js";
 import { $, el } from "../lib/dom.js";
-import { decodeTyped } from "../lib/typed.js";
+import { fromApi, patchWhere, toApi, toApiOr } from "../lib/numbering.js";
 import { readState, writeState } from "../lib/urlstate.js";
-import { mountCompare, wireCompareLink } from "./compare.js";
+import { mountCompare, wireCompareLink } from "./compare/main.js";
+import { analyzeImage, mapOf, patchLabel } from "./data.js";
 import { entropyMap } from "./entropy.js";
 import { renderExports } from "./exports.js";
 import { renderModelGrid } from "./grid.js";
-import { CLIP_QUANTILE, renderOverlay } from "./overlay.js";
+import { outlierNote, renderOverlay } from "./overlay.js";
 import { renderPredictions } from "./predictions.js";
 import { renderSamples, renderUpload } from "./upload.js";
 
 const PD = pageData();
 const MODELS = PD.models || [];
-const HOVER_MS = 70, ROLLOUT_MS = 150, CACHE_MAX = 3000, TOP_K = 5;
+const HOVER_MS = 70, ROLLOUT_MS = 150, TOP_K = 5;
 
 const url = readState({ model: PD.default_model, res: 0, layer: 0, head: 1, view: "head", query: -1,
   img: "", sample: "", fusion: "mean", discard: 0, cmap: "viridis", clip: true, fade: true });
 const S = {
   model: MODELS.some((m) => m.id === url.model) ? url.model : PD.default_model,
   res: url.res || 0,
-  layer: url.layer > 0 ? url.layer - 1 : null, // 0-based; null = last layer once known
-  head: Math.max(0, url.head - 1),
+  layer: toApiOr(url.layer, null), // 0-based; null = last layer once known
+  head: toApi(url.head),
   view: ["head", "mean", "rollout", "entropy"].includes(url.view) ? url.view : "head",
   query: url.query >= 0 ? url.query : null, // pinned query patch (0-based, row-major)
   hover: null,
@@ -34,10 +35,8 @@ const S = {
   discard: Math.min(0.95, Math.max(0, url.discard || 0)),
   colormap: COLORMAPS.includes(url.cmap) ? url.cmap : "viridis",
   opacity: 0.6, smooth: false, clip: url.clip, gridlines: false, fade: url.fade,
-  A: null, // the current analysis
+  A: null, // the current analysis (vision/data.js)
 };
-const attnCache = new Map(); // `${aid}|${layer}|${head}|${query}` -> Float32Array (rows*cols)
-const rolloutCache = new Map(); // `${aid}|${fusion}|${discard}` -> Float32Array (P)
 const errBox = $("vz-error");
 let shown = null; // what the big view shows now: {values, range, canvas, title, meta}
 
@@ -46,7 +45,7 @@ function syncURL() {
   const A = S.A;
   writeState({
     sample: S.sample, img: S.img, model: S.model, res: S.res || "",
-    view: S.view, layer: A ? S.layer + 1 : "", head: A ? S.head + 1 : "",
+    view: S.view, layer: A ? fromApi(S.layer) : "", head: A ? fromApi(S.head) : "",
     query: S.query ?? "",
     fusion: S.view === "rollout" && S.fusion !== "mean" ? S.fusion : "",
     discard: S.view === "rollout" && S.discard ? S.discard : "",
@@ -75,23 +74,15 @@ async function analyze(source, { restore = false } = {}) {
   const my = ++analyzeToken;
   if (analyzing) analyzing.abort(); // a newer choice replaces a request still queued or running
   const ctl = analyzing = new AbortController();
-  const fd = new FormData();
-  let name;
-  if (source.file) { fd.append("image", source.file, source.file.name || "pasted-image.png"); name = source.file.name || "the pasted image"; }
-  else if (source.sample) { fd.append("sample", source.sample); name = `the "${source.sample}" photo`; }
-  else { fd.append("image_hash", source.hash); name = "your image"; }
-  fd.append("model", S.model);
-  if (S.res) fd.append("resolution", String(S.res));
-  const label = modelLabel(S.model);
-  setBusy(`Running ${label} on ${name}${S.res ? ` at ${S.res} px` : ""}\u2026`);
+  const name = source.file ? source.file.name || "the pasted image" : source.sample ? `the "${source.sample}" photo` : "your image";
+  setBusy(`Running ${modelLabel(S.model)} on ${name}${S.res ? ` at ${S.res} px` : ""}\u2026`);
   showError(errBox, null); delete errBox.dataset.from;
   try {
-    const r = await apiPost("/api/vision/analyze", fd, { signal: ctl.signal });
-    const image = await loadImage(r.image_url);
+    const A = await analyzeImage(source, { model: S.model, res: S.res, signal: ctl.signal });
     if (my !== analyzeToken) return;
-    adopt(r, image, source, restore);
-    lastStatus = `${r.model.label} \u00b7 ${r.grid.rows}\u00d7${r.grid.cols} patches of ${r.grid.patch_size} px \u00b7 ${
-      r.cached ? "from the server cache" : `forward pass ${Math.round(r.forward_ms)} ms`}`;
+    adopt(A, source, restore);
+    lastStatus = `${A.model.label} \u00b7 ${A.grid.rows}\u00d7${A.grid.cols} patches of ${A.grid.patch_size} px \u00b7 ${
+      A.cached ? "from the server cache" : `forward pass ${Math.round(A.forwardMs)} ms`}`;
     setStatus(lastStatus);
   } catch (e) {
     if (my !== analyzeToken) return;
@@ -103,40 +94,28 @@ async function analyze(source, { restore = false } = {}) {
   }
 }
 
-function loadImage(src) {
-  const img = new Image();
-  img.src = src;
-  return img.decode().then(() => img, () => { throw new Error("The analysed image could not be loaded; analyse it again."); });
-}
-
-function adopt(r, image, source, restore) {
-  const cls = decodeTyped(r.cls_attention).data; // (L, H, P)
-  const { num_layers: L, num_heads: H } = r.model;
-  const P = r.grid.rows * r.grid.cols;
-  const means = new Float32Array(L * P); // (L, P): mean over heads
-  for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) for (let p = 0; p < P; p++) means[l * P + p] += cls[(l * H + h) * P + p] / H;
+// Make the analysis A (vision/data.js) the page's: keep what of the selection still fits it, then draw.
+function adopt(A, source, restore) {
   const prev = S.A;
-  $("vision-app").dataset.analysis = r.analysis_id;
-  $("vz-distance-link").href = `/distance?analysis=${encodeURIComponent(r.analysis_id)}`;
-  S.A = { id: r.analysis_id, hash: r.image_hash, model: r.model, grid: r.grid, clsQuery: r.cls_query, L, H, P,
-    cls, means, predictions: r.predictions, image };
-  rolloutCache.set(rolloutKey(r.rollout_options.head_fusion, r.rollout_options.discard_ratio), decodeTyped(r.rollout).data);
+  $("vision-app").dataset.analysis = A.id;
+  $("vz-distance-link").href = `/distance?analysis=${encodeURIComponent(A.id)}`;
+  S.A = A;
   S.sample = source.sample || "";
-  S.img = S.sample ? "" : r.image_hash;
-  S.res = r.grid.resolution;
-  S.layer = S.layer === null || S.layer >= L ? L - 1 : S.layer;
-  S.head = Math.min(S.head, H - 1);
+  S.img = S.sample ? "" : A.hash;
+  S.res = A.grid.resolution;
+  S.layer = S.layer === null || S.layer >= A.L ? A.L - 1 : S.layer;
+  S.head = Math.min(S.head, A.H - 1);
   // A pinned query survives a model switch on the same image with the same patch grid, and a permalink.
-  const keepQuery = prev ? prev.hash === r.image_hash && prev.grid.rows === r.grid.rows && prev.grid.cols === r.grid.cols : restore;
-  if (!keepQuery || (S.query !== null && S.query >= P)) S.query = null;
+  const keepQuery = prev ? prev.hash === A.hash && prev.grid.rows === A.grid.rows && prev.grid.cols === A.grid.cols : restore;
+  if (!keepQuery || (S.query !== null && S.query >= A.P)) S.query = null;
   S.hover = null;
-  fillResolutions(r.model.resolutions, r.grid.resolution);
+  fillResolutions(A.model.resolutions, A.grid.resolution);
   setActiveSample(S.sample || null);
   $("vz-empty").classList.add("hidden");
   $("vz-main").classList.remove("hidden");
-  $("vz-grid-what").textContent = r.cls_query === "cls" ? "[CLS] attention" : "mean patch-query attention";
-  renderPredictions($("vz-preds"), r.predictions, r.model.label);
-  $("vz-preds-export").classList.toggle("hidden", !r.predictions);
+  $("vz-grid-what").textContent = A.clsQuery === "cls" ? "[CLS] attention" : "mean patch-query attention";
+  renderPredictions($("vz-preds"), A.predictions, A.model.label);
+  $("vz-preds-export").classList.toggle("hidden", !A.predictions);
   renderGrid();
   refreshMap();
 }
@@ -168,62 +147,15 @@ function renderGrid() {
 }
 
 // ---- the big map ----------------------------------------------------------------------------------------
-const rolloutKey = (f, d) => `${S.A.id}|${f}|${Number(d).toFixed(2)}`;
-
-async function fetchRollout(signal) {
-  const key = rolloutKey(S.fusion, S.discard);
-  if (!rolloutCache.has(key)) {
-    const r = await apiGet(`/api/vision/analysis/${S.A.id}/rollout?head_fusion=${S.fusion}&discard_ratio=${S.discard}`, { signal });
-    rolloutCache.set(key, decodeTyped(r.rollout).data);
-  }
-  return rolloutCache.get(key);
-}
-
-async function fetchAttention(layer, head, query, signal) {
-  const key = `${S.A.id}|${layer}|${head ?? "mean"}|${query}`;
-  if (attnCache.has(key)) return attnCache.get(key);
-  const q = new URLSearchParams({ layer, query });
-  if (head !== null) q.set("head", head);
-  const r = await apiGet(`/api/vision/analysis/${S.A.id}/attention?${q}`, { signal });
-  const values = decodeTyped(r.values).data;
-  attnCache.set(key, values);
-  if (attnCache.size > CACHE_MAX) attnCache.delete(attnCache.keys().next().value);
-  return values;
-}
-
-function patchName(idx) {
-  const c = S.A.grid.cols;
-  return `patch row ${Math.floor(idx / c) + 1}, col ${(idx % c) + 1}`;
-}
-
-// What the big view should show for the current state: {values, title, caption, meta}.
+// What the big view should show for the current state (vision/data.js mapOf), with this page's hints added.
 async function currentMap(signal) {
-  const A = S.A, P = A.P, l = S.layer, head = S.view === "mean" ? null : S.head;
   const q = S.view === "rollout" ? null : (S.query ?? S.hover);
-  const where = `Layer ${l + 1} \u00b7 ${head === null ? `mean of ${A.H} heads` : `head ${head + 1}`}`;
-  const meta = { view: S.view, layer: l, head: head ?? "mean", query: q };
-  if (S.view === "entropy") return entropyMap(A, l, head, signal); // entropy.js
-  if (S.view === "rollout") {
-    const values = await fetchRollout(signal);
-    return { values, meta, title: `Attention rollout \u00b7 layers 1\u2013${A.L}`,
-      caption: `Rollout (Abnar & Zuidema 2020; ViT Fig. 6): heads fused by ${S.fusion}, ${Math.round(S.discard * 100)}% of the `
-        + `weakest entries discarded, identity added for the residual connection, rows renormalised, layers multiplied from 1 up to ${A.L}. `
-        + (A.clsQuery === "cls" ? "Shows row [CLS] of the product: how much each patch feeds the final [CLS] token."
-          : "This model has no [CLS] token: shown is the mean over the patch rows of the product.")
-        + " Patch queries are per layer: switch to Head or Mean of heads to probe a patch." };
-  }
-  if (q !== null) {
-    const values = await fetchAttention(l, head, q, signal);
-    return { values, meta, heading: where, title: `${where} \u00b7 query ${patchName(q)}`,
-      caption: `Where the outlined patch (${patchName(q)}) attends in layer ${l + 1}, ${head === null ? "averaged over heads" : `head ${head + 1}`}: `
-        + `its row of the attention matrix, over the image patches${A.grid.num_prefix_tokens ? " (the share it gives the [CLS] and other prefix tokens is not drawn)" : ""}. `
-        + (S.query === null ? "Click (or press Enter) to pin this query." : "Esc or the \u201cBack\u201d button returns to the map you started from.") };
-  }
-  const values = head === null ? A.means.subarray(l * P, (l + 1) * P) : A.cls.subarray((l * A.H + head) * P, (l * A.H + head + 1) * P);
-  const what = A.clsQuery === "cls"
-    ? "how strongly the [CLS] token attends to each patch (its row of the softmax attention matrix without the prefix tokens, so the patch weights sum to less than 1)"
-    : "this model has no [CLS] token, so the map is the attention of the average patch query: each patch's mean weight as a key";
-  return { values, meta, title: where, caption: `${where}: ${what}. Hover over the photo, or focus it and use the arrow keys, to see where any single patch looks.` };
+  if (S.view === "entropy") return entropyMap(S.A, S.layer, S.head, signal); // entropy.js
+  const m = await mapOf(S.A, { view: S.view, layer: S.layer, head: S.head, query: q, fusion: S.fusion, discard: S.discard }, signal);
+  const hint = S.view === "rollout" ? "Patch queries are per layer: switch to Head or Mean of heads to probe a patch."
+    : q === null ? "Hover over the photo, or focus it and use the arrow keys, to see where any single patch looks."
+      : S.query === null ? "Click (or press Enter) to pin this query." : "Esc or the \u201cBack\u201d button returns to the map you started from.";
+  return { ...m, caption: `${m.caption} ${hint}` };
 }
 
 let mapToken = 0, mapping = null;
@@ -267,25 +199,9 @@ async function refreshMap() {
   $("vz-colorbar").setAttribute("aria-label", `Colour scale (${S.colormap}): ${fmtValue(range.min)} at the bottom to ${
     range.clipped ? "at least " : ""}${fmtValue(range.max)} at the top`);
   describeMap(m, range);
-  const out = outliers(m.values);
-  $("vz-outlier").classList.toggle("hidden", !out || S.clip);
-  if (out) {
-    const probe = m.meta.query !== null && m.meta.query !== undefined;
-    $("vz-outlier").textContent = `${out === 1 ? "One patch is" : `${out} patches are`} far brighter than the rest and set`
-      + " the colour scale; tick \u201cClip top 2%\u201d to see the rest of the map."
-      + (probe ? "" : " In trained ViTs such outliers are often low-content background patches that soak up attention"
-        + " (Darcet et al. 2023, \u201cVision Transformers Need Registers\u201d).");
-  }
-}
-
-// How many values stand far above the 98th percentile (0 when none): they would wash out the map.
-function outliers(values) {
-  if (values.length < 50) return 0;
-  const sorted = Float64Array.from(values).sort();
-  const min = sorted[0], q = sorted[Math.floor(CLIP_QUANTILE * (sorted.length - 1))], max = sorted[sorted.length - 1];
-  if (max - min <= 4 * (q - min)) return 0;
-  const cut = min + 4 * (q - min);
-  return sorted.filter((v) => v > cut).length;
+  const note = outlierNote(m.values, m.q !== null);
+  $("vz-outlier").classList.toggle("hidden", !note || S.clip);
+  $("vz-outlier").textContent = note;
 }
 
 function paintColorbar() {
@@ -349,7 +265,7 @@ function onMapKey(e) {
 // canvas) and a one-line summary in the polite live region.
 function describeMap(m, range) {
   const A = S.A, cols = A.grid.cols, best = topK(m.values, TOP_K);
-  const where = (i) => `row ${Math.floor(i / cols) + 1}, col ${(i % cols) + 1}`;
+  const where = (i) => patchWhere(i, cols);
   const table = srTable($("vz-topk"), {
     id: "vz-topk-table",
     caption: `${m.title}: the ${best.length} patches with the highest values, of ${A.P} (rows and columns count from 1, top left)`,
@@ -388,7 +304,7 @@ function updateControls() {
   const q = S.view === "rollout" ? null : S.query ?? S.hover;
   $("vz-query-text").textContent = S.view === "entropy" ? "Query: every patch, one entropy each" : S.view === "rollout" ? `Query: ${S.A.clsQuery === "cls" ? "[CLS]" : "mean of patches"} (rollout)`
     : q === null ? `Query: ${S.A.clsQuery === "cls" ? "[CLS] token" : "mean of patch queries"} \u00b7 hover a patch to probe it`
-      : `Query: ${patchName(q)}${S.query !== null ? " (pinned)" : ""}`;
+      : `Query: ${patchLabel(S.A, q)}${S.query !== null ? " (pinned)" : ""}`;
   $("vz-back").classList.toggle("hidden", S.query === null || S.view === "rollout");
   $("vz-back").textContent = S.A.clsQuery === "cls" ? "\u2190 Back to CLS" : "\u2190 Back to mean map";
   $("vz-rollout-opts").classList.toggle("dim", S.view !== "rollout");
@@ -450,7 +366,7 @@ function redraw() { if (S.A) refreshMap(); }
 // ---- start ----------------------------------------------------------------------------------------------
 let setActiveSample = () => {};
 async function main() {
-  if (url.compare) { mountCompare(PD); return; } // side by side (compare.js); the single view below is untouched
+  if (url.compare) { mountCompare(PD); return; } // side by side (compare/); the single view below is untouched
   wireCompareLink($("vz-compare-link"), MODELS);
   wireControls();
   renderExports(() => S, () => shown);

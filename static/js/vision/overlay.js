@@ -129,3 +129,24 @@ export function figureCanvas({ title, source, colormap, labels, note }) {
   if (note) { ctx.fillStyle = "#5d6675"; ctx.fillText(note, pad, by + barH + 22); }
   return out;
 }
+
+// How many values stand far above the 98th percentile (0 when none): they would wash out the map.
+export function outlierCount(values) {
+  if (values.length < 50) return 0;
+  const sorted = Float64Array.from(values).sort();
+  const min = sorted[0], q = sorted[Math.floor(CLIP_QUANTILE * (sorted.length - 1))], max = sorted[sorted.length - 1];
+  if (max - min <= 4 * (q - min)) return 0;
+  const cut = min + 4 * (q - min);
+  return sorted.filter((v) => v > cut).length;
+}
+
+// The sentence under a map whose few brightest patches set the colour scale ("" when none do). `probe`: the map
+// is one query patch's row (the register-token reading applies to [CLS] maps only).
+export function outlierNote(values, probe) {
+  const out = outlierCount(values);
+  if (!out) return "";
+  return `${out === 1 ? "One patch is" : `${out} patches are`} far brighter than the rest and set`
+    + " the colour scale; tick \u201cClip top 2%\u201d to see the rest of the map."
+    + (probe ? "" : " In trained ViTs such outliers are often low-content background patches that soak up attention"
+      + " (Darcet et al. 2023, \u201cVision Transformers Need Registers\u201d).");
+}

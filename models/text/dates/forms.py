@@ -1,4 +1,4 @@
-"""A generated date-normalisation task: free-form dates in four languages -> ISO 8601 ``YYYY-MM-DD``.
+"""The surface-form generator of the date task: free-form dates in four languages -> ISO 8601 ``YYYY-MM-DD``.
 
 Conventions (they make every surface form map to exactly one date, so the task is learnable):
 - Dates lie in 1000-01-01 .. 2999-12-31 (four-digit years). 30% of the sampled dates come from the
@@ -29,17 +29,10 @@ Conventions (they make every surface form map to exactly one date, so the task i
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
 import re
-import string
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from pathlib import Path
-
-import torch
-
-from models.transformer import Transformer, TransformerConfig, greedy_decode
 
 FIRST_DATE = dt.date(1000, 1, 1)
 LAST_DATE = dt.date(2999, 12, 31)
@@ -48,8 +41,6 @@ TWO_DIGIT_LAST = dt.date(2049, 12, 31)
 YEAR_PIVOT = 50  # two-digit yy < 50 -> 20yy, else 19yy
 TWO_DIGIT_SHARE = 0.3  # share of sampled dates drawn from the two-digit-year window
 HELDOUT_PERCENT = 10
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "dates_seq2seq.safetensors"
-HUMAN_EVAL = Path(__file__).resolve().parents[2] / "tests" / "data" / "human_dates.tsv"
 TARGET_LEN = 10  # len("YYYY-MM-DD")
 
 # (full month names, abbreviated month names, full weekday names Monday-first, abbreviated weekdays)
@@ -334,145 +325,3 @@ def generate_examples(
 def generate_pairs(n: int, seed: int, split: str = "train") -> list[tuple[str, str]]:
     """``n`` (surface form, ISO date) pairs; see :func:`generate_examples`."""
     return [(e.text, e.iso) for e in generate_examples(n, seed, split)]
-
-
-def load_human_eval(path: str | Path | None = None) -> list[tuple[str, str]]:
-    """The hand-written evaluation set: (text, ISO date) rows of a TSV, by default HUMAN_EVAL.
-
-    HUMAN_EVAL is ``tests/data/human_dates.tsv``. Lines starting with ``#`` and the header
-    ``text<TAB>iso`` are skipped.
-    """
-    rows = []
-    for line in Path(path or HUMAN_EVAL).read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.startswith("#") or line == "text\tiso":
-            continue
-        text, iso = line.split("\t")[:2]
-        rows.append((text, dt.date.fromisoformat(iso).isoformat()))
-    return rows
-
-
-# ----------------------------------------------------------------------------- tokenizer
-
-
-class CharTokenizer:
-    """Character-level tokenizer; ids 0..3 are ``<pad> <s> </s> <unk>``, then one id per character."""
-
-    PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-    SPECIALS = (PAD, BOS, EOS, UNK)
-
-    def __init__(self, chars: list[str]) -> None:
-        self.itos: list[str] = list(self.SPECIALS) + [c for c in chars if c not in self.SPECIALS]
-        self.stoi: dict[str, int] = {s: i for i, s in enumerate(self.itos)}
-        self.pad_id, self.bos_id, self.eos_id, self.unk_id = range(4)
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
-        ids = [self.stoi.get(c, self.unk_id) for c in text]
-        return [self.bos_id] * bos + ids + [self.eos_id] * eos
-
-    def decode(self, ids: list[int] | torch.Tensor) -> str:
-        """Characters up to the first ``</s>``; other special tokens are dropped."""
-        out = []
-        for i in ids.tolist() if isinstance(ids, torch.Tensor) else ids:
-            if i == self.eos_id:
-                break
-            if i >= len(self.SPECIALS):
-                out.append(self.itos[i])
-        return "".join(out)
-
-    def tokens(self, text: str, bos: bool = False, eos: bool = False) -> list[str]:
-        """Display tokens for axis labels: one per character, spaces shown as '␣', unknowns as '<unk>'."""
-        return [self.itos[i] if self.itos[i] != " " else "␣" for i in self.encode(text, bos, eos)]
-
-    def to_json(self) -> str:
-        return json.dumps({"type": "char", "itos": self.itos}, ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, s: str) -> CharTokenizer:
-        itos = json.loads(s)["itos"]
-        if tuple(itos[:4]) != cls.SPECIALS:
-            raise ValueError("tokenizer JSON does not start with the special tokens")
-        return cls(itos[4:])
-
-
-def build_date_tokenizer() -> CharTokenizer:
-    """Every character any format can produce, in every casing, in a fixed (sorted) order."""
-    chars = set(string.ascii_letters + string.digits + " ,./-'")
-    for lang in LANGUAGES.values():
-        for names in lang:
-            for name in names:
-                chars.update(name + name.lower() + name.upper())
-    return CharTokenizer(sorted(chars))
-
-
-def encode_batch(tok: CharTokenizer, texts: list[str], bos: bool = False, eos: bool = False) -> torch.Tensor:
-    """Right-padded id matrix (B, T_max)."""
-    rows = [tok.encode(t, bos, eos) for t in texts]
-    out = torch.full((len(rows), max(map(len, rows))), tok.pad_id, dtype=torch.long)  # (B, T_max)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
-
-
-# ----------------------------------------------------------------------------- checkpoint I/O
-
-
-def _tied_aliases(cfg: TransformerConfig) -> tuple[str, ...]:
-    """State-dict keys that share ``src_embed.lut.weight`` when the embeddings are tied (Section 3.4)."""
-    return ("tgt_embed.lut.weight", "generator.weight") if cfg.tie_embeddings else ()
-
-
-def save_date_model(
-    model: Transformer, tok: CharTokenizer, path: str | Path, info: dict | None = None
-) -> None:
-    """float16 safetensors; config, tokenizer and ``info`` go into the header metadata as JSON strings."""
-    from safetensors.torch import save_file
-
-    tensors = {
-        k: v.detach().to("cpu", torch.float16).contiguous()
-        for k, v in model.state_dict().items()
-        if k not in _tied_aliases(model.cfg)
-    }  # a tied matrix is stored once, under src_embed.lut.weight
-    metadata = {
-        "config": json.dumps(model.cfg.__dict__),
-        "tokenizer": tok.to_json(),
-        "info": json.dumps(info or {}),
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
-
-
-def load_date_model(path: str | Path | None = None, device: str = "cpu") -> tuple[Transformer, CharTokenizer]:
-    """Load a checkpoint (default: the committed models/checkpoints/dates_seq2seq.safetensors).
-
-    Returns the model in float32 and eval mode on ``device``, and its tokenizer.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata()
-    cfg = TransformerConfig(**json.loads(metadata["config"]))
-    tok = CharTokenizer.from_json(metadata["tokenizer"])
-    model = Transformer(cfg)
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
-    for alias in _tied_aliases(cfg):
-        state[alias] = state["src_embed.lut.weight"]
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval(), tok
-
-
-def normalise_dates(
-    model: Transformer, tok: CharTokenizer, texts: list[str], batch_size: int = 512
-) -> list[str]:
-    """Greedy-decode each text to its predicted ISO string."""
-    device = next(model.parameters()).device
-    preds: list[str] = []
-    for i in range(0, len(texts), batch_size):
-        src = encode_batch(tok, texts[i : i + batch_size]).to(device)  # (B, Ts)
-        ys, _ = greedy_decode(model, src, tok.bos_id, tok.eos_id, TARGET_LEN + 1, return_attention=False)
-        preds.extend(tok.decode(row[1:]) for row in ys)
-    return preds
