@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from models.text.dates import TARGET_LEN, CharTokenizer, load_date_model
-from models.text.kinds import TextKind  # declared once, in kinds.py
 from models.text.entropy_attention import (  # noqa: F401 (eager_attention_with_entropy: re-exported)
     ENTROPY_ATTENTION,
     eager_attention_with_entropy,
     recording_entropy,
     register_entropy_attention,
 )
+from models.text.kinds import TextKind  # declared once, in kinds.py
 from models.text.random_models import MINILM_PACKAGE, build_random_text_model, package_model_dir
 from models.text.stats import char_word_ids, word_ids_from_pieces
 from models.transformer import Transformer, greedy_decode
