@@ -21,7 +21,7 @@ from app.services.text import get_analysis, text_model, text_model_async
 from app.state import AppState
 from models.text.analysis import BLOCK_ORDER, TextAnalysis, TextModel
 from models.text.dates import generate_pairs
-from models.text.offsets import ProfileMean, narrow, offsets, positional_score
+from models.text.offsets import OffsetSummary, ProfileMean, excess_score, offsets, positional_score
 
 # A fixed set of plain English sentences (8 to 30 tokens), varied in structure, none about attention.
 SENTENCES = (
@@ -54,13 +54,16 @@ def corpus_inputs(model: TextModel) -> list[str]:
 
 
 def _response(
-    model: TextModel, source: str, inputs: list[str], window: int, means: dict[str, np.ndarray], axes: dict
+    model: TextModel, source: str, inputs: list[str], window: int, means: dict[str, OffsetSummary], axes: dict
 ) -> OffsetsResponse:
     blocks = []
     for kind in (b for b in BLOCK_ORDER if b in means):
-        profile = narrow(means[kind], window).astype(np.float32)  # (L, H, 2W + 3)
+        s = means[kind].at_window(window)
+        profile = s.profile.astype(np.float32)  # (L, H, 2W + 3)
         score, best = positional_score(profile)  # (L, H) each
-        q, k, _ = axes[kind]
+        null_score, null_at = positional_score(s.null)  # () each
+        excess, excess_at = excess_score(s.profile, s.null)  # (L, H) each
+        q, k, causal = axes[kind]
         blocks.append(
             OffsetBlockSchema(
                 kind=kind,
@@ -71,6 +74,14 @@ def _response(
                 profile=typed_array(profile),
                 score=typed_array(score),
                 best_offset=typed_array(best, "i2"),
+                causal=causal,
+                null_profile=typed_array(s.null.astype(np.float32)),
+                null_score=float(null_score),
+                null_offset=int(null_at),
+                excess=typed_array(excess.astype(np.float32)),
+                excess_offset=typed_array(excess_at, "i2"),
+                offset_share=typed_array(s.share.astype(np.float32)),
+                null_offset_share=None if np.isnan(s.null_share) else s.null_share,
             )
         )
     return OffsetsResponse(
@@ -86,7 +97,7 @@ def _response(
 
 def _add(means: dict[str, ProfileMean], a: TextAnalysis, window: int) -> None:
     for kind, block in a.blocks.items():  # block: (L, H, Tq, Tk)
-        means.setdefault(kind, ProfileMean()).add(block, window)
+        means.setdefault(kind, ProfileMean()).add(block, window, causal=a.axes[kind][2])
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,7 @@ class _Corpus:
     """One model's corpus profiles at the widest window (every narrower window is derived exactly)."""
 
     inputs: list[str]
-    means: dict[str, np.ndarray]  # kind -> (L, H, 2 * MAX_WINDOW + 3)
+    means: dict[str, OffsetSummary]  # kind -> profiles at 2 * MAX_WINDOW + 3 columns, null, shares
     axes: dict
 
     @property
@@ -111,7 +122,7 @@ def corpus_means(model: TextModel) -> _Corpus:
         a = model.analyze(text)
         _add(means, a, MAX_WINDOW)
         axes = a.axes
-    return _Corpus(inputs, {k: m.mean() for k, m in means.items()}, axes)
+    return _Corpus(inputs, {k: m.summary() for k, m in means.items()}, axes)
 
 
 def _check_window(window: int) -> None:
@@ -137,7 +148,7 @@ def analysis_profiles(state: AppState, a: TextAnalysis, window: int) -> OffsetsR
     """CPU-pool job: the offset profiles of one analysis (no view options: token positions as tokenised)."""
     acc: dict[str, ProfileMean] = {}
     _add(acc, a, window)
-    means = {k: m.mean() for k, m in acc.items()}
+    means = {k: m.summary() for k, m in acc.items()}
     text = "".join(a.source.tokens) if a.kind == "seq2seq" else " ".join(a.source.tokens)
     return _response(text_model(state, a.model_id), "analysis", [text], window, means, a.axes)
 
