@@ -602,9 +602,18 @@ def show_text(
         full["target"] = build_axis(t.tokens, t.special, t.word_ids, False, merge_words)
     overviews, stats, distance = {}, {}, {}
     for name in (b for b in BLOCK_ORDER if b in a.blocks):
-        q, k, _ = a.axes[name]
+        q, k, causal = a.axes[name]
         ov = block_overview(
-            a.blocks[name], axes[q], axes[k], full[q], full[k], hide_special, q == k, THUMB, keep_view=True
+            a.blocks[name],
+            axes[q],
+            axes[k],
+            full[q],
+            full[k],
+            hide_special,
+            q == k,
+            THUMB,
+            True,
+            causal=causal,
         )
         overviews[name], stats[name] = ov, ov.stats
         distance[name] = (

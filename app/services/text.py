@@ -263,6 +263,7 @@ def build_blocks(a: TextAnalysis, options: ViewOptions, thumb: int, inline_bytes
             thumb=thumb,
             keep_view=inline,
             row_entropy=a.entropy.get(kind),
+            causal=causal,
         )
         L, H = a.blocks[kind].shape[:2]
         blocks.append(

@@ -75,6 +75,19 @@ def offset_profile(block: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarra
     return out
 
 
+def offset_masses(v: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
+    """(..., W, W) square maps -> (2w + 1, ...) float64: M[d] for |d| <= w = min(window, W - 1) (offset first:
+    the head table's positional score is the max over axis 0)."""
+    wq = v.shape[-1]
+    w = min(window, wq - 1)
+    return np.stack(
+        [
+            np.diagonal(v, offset=d, axis1=-2, axis2=-1).sum(-1, dtype=np.float64) / wq
+            for d in range(-w, w + 1)
+        ]
+    )  # (2w + 1, ...)
+
+
 def narrow(profile: np.ndarray, window: int) -> np.ndarray:
     """A (..., 2W + 3) profile -> the same profile at a smaller window w <= W (exact: the columns beyond
     ±w move into the two tails)."""
