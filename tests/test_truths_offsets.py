@@ -172,3 +172,16 @@ def brute_toeplitz_r2_masked(a: np.ndarray, allowed: np.ndarray) -> float:
         t.update(dict.fromkeys(cells, np.mean([a[c] for c in cells])))
     mu = np.mean([a[c] for c in valid])
     return 1 - sum((a[c] - t[c]) ** 2 for c in valid) / sum((a[c] - mu) ** 2 for c in valid)
+
+
+def test_the_committed_date_model_gets_dates_not_sentences() -> None:
+    """The shipped checkpoint's spec has name "" (source dates_checkpoint): it was measured on English
+    sentences before, which a date normaliser never sees."""
+    from types import SimpleNamespace
+
+    from app.services.offsets import N_DATES, SENTENCES, corpus_inputs
+    from models.text.analysis import DATES, MINILM
+
+    dates = corpus_inputs(SimpleNamespace(spec=DATES))
+    assert len(dates) == N_DATES and all(any(c.isdigit() for c in t) for t in dates)
+    assert corpus_inputs(SimpleNamespace(spec=MINILM)) == list(SENTENCES)

@@ -47,8 +47,9 @@ class OffsetsError(ServiceError):
 
 
 def corpus_inputs(model: TextModel) -> list[str]:
-    """The bundled input set for a model: generated dates (held out) for the date model, else sentences."""
-    if model.spec.name == "dates":
+    """The bundled input set for a model: generated dates (held out) for a date model (the committed checkpoint
+    or the random test architecture), else sentences."""
+    if model.spec.source == "dates_checkpoint" or model.spec.name == "dates":
         return [src for src, _ in generate_pairs(N_DATES, seed=8, split="heldout")]
     return list(SENTENCES)
 
