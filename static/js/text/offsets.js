@@ -85,10 +85,10 @@ function render() {
     `the share of attention at one fixed offset beyond what uniform attention over each query's allowed keys puts there, on the same inputs ` +
     `(0 = no more positional than the null). The raw positional score (the brightest cell of a row) has a floor set by the mask and the lengths: ` +
     `here the null scores ${fmt(b.null_score)} at d = ${signed(b.null_offset)}` +
-    `${b.causal ? " (in a causal block of n tokens uniform attention gives H_n/n at d = 0: 0.27 at n = 11)" : " (1/n at d = 0 for n keys without a mask)"}. ` +
+    `${b.causal ? " (in a causal block of n tokens uniform attention gives H_n/n at d = 0: 0.27 at n = 11)" : " (without a mask, 1/n at d = 0 for a block of n queries and n keys)"}. ` +
     `Offset-only R² = 1 − Σ(A − T(A))² / Σ(A − mean A)² over the allowed entries, T(A) the mean of each diagonal d: the share of the head's weight ` +
     `variance that the offset alone explains (1 = a function of key − query only; low for fixed absolute positions or content), pooled over the inputs; ` +
-    `the null scores ${nullShare}. Section 3.5 of the paper hypothesises attention by relative position; this tests it. ` +
+    `the null's R² is ${nullShare}. Section 3.5 of the paper hypothesises attention by relative position; this tests it. ` +
     `The head table on /text shows the score, its null and the excess (window 8) for the text you analyse.`;
   $("of-inputs").textContent = R.source === "corpus" ? `Inputs: ${R.inputs.map((t) => `“${t}”`).join(" · ")}` : `Input tokens: ${R.inputs[0]}`;
 }
