@@ -87,7 +87,7 @@ function draw(canvas, n, keys, queryToken, unscaled, avail) {
   // column titles
   ctx.fillStyle = INK; ctx.font = font(12, true); ctx.textBaseline = "middle";
   ctx.fillText("key k", g.xk, 12); ctx.fillText("q ⊙ k", g.xp, 12);
-  ctx.fillText("q · k", g.xd, 12); ctx.fillText("q·k × factor", g.xs, 12); ctx.fillText("softmax", g.xb, 12);
+  ctx.fillText("q · k", g.xd, 12); ctx.fillText("scaled", g.xs, 12); ctx.fillText("softmax", g.xb, 12);
   ctx.font = font(11); ctx.fillStyle = MUTED;
   ctx.fillText(`${d} dims`, g.xk, 28); ctx.fillText("summed → q · k", g.xp, 28);
   ctx.fillText(`× ${fmt(n.scale, 4)}`, g.xs, 28); ctx.fillText("weight", g.xb, 28);
