@@ -43,6 +43,14 @@ def test_neuron_view_encoder_from_permalink(strict_page, base_url):
     assert painted(page)
     assert page.locator(".nv-check.ok").count() == 1, page.locator(".nv-check").inner_text()
     assert "Section 3.2.1" in page.locator(".nv-lead").first.inner_text()
+    # the model's own factor is printed (tiny-bert: d_k = 8), and a factor other than 1/sqrt(d_k) says so
+    lead = page.locator(".nv-lead").first.inner_text()
+    assert "own factor 0.3536 = 1/√8" in lead, lead
+    words = page.evaluate(
+        "async () => { const m = await import('/static/js/text/neuron.js');"
+        " return [m.scaleWords(0.0625, 64, 'scores'), m.scaleWords(0.125, 64, 'scores')]; }"
+    )
+    assert "0.0625 (not 1/√64 = 0.125" in words[0] and "0.125 = 1/√64" in words[1], words
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "text_neuron_encoder.png"), full_page=True)
 

@@ -74,10 +74,11 @@ def test_text_page_end_to_end(page, base_url):
         and len(table_labels) == 4 * 5
     )
     assert "layer=1" in page.url and "head=1" in page.url
-    # every column of the head table fits its 440 px panel at 1280 px wide, "pos. score" (the last) included
+    # every column of the head table fits its 530 px panel at 1280 px wide, "pos. score", "null", "excess" included
     fit = page.eval_on_selector("#tx-table", "n => [n.scrollWidth, n.clientWidth]")
     assert fit[0] <= fit[1], f"the head table is {fit[0]} px wide in a {fit[1]} px box"
     assert "pos. score" in page.inner_text("#tx-table thead")
+    assert "null" in page.inner_text("#tx-table thead") and "excess" in page.inner_text("#tx-table thead")
 
     # open layer 3 (1-based: the third of the 4 layers; the API gets index 2)
     page.select_option("#tx-layer", "3")

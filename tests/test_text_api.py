@@ -40,7 +40,8 @@ def test_encoder_default_model_inline(client):
     assert decode_typed_array(b["thumbs"]).shape == (2, 5, n, n)
     stats = decode_typed_array(b["stats"])
     assert stats.shape == (2, 5, len(j["stat_names"]))
-    assert j["stat_names"] == ["entropy", "special", "self", "previous", "next", "offset", "positional"]
+    names = ["entropy", "special", "self", "previous", "next", "offset", "positional"]
+    assert j["stat_names"] == [*names, "positional_null", "positional_excess"]
     again = post(client, text=SENTENCE).json()
     assert again["cached"] and again["analysis_id"] == j["analysis_id"]
 

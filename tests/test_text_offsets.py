@@ -91,6 +91,15 @@ def check_blocks(j: dict, kinds: list[str]) -> None:
         score, best = decode_typed_array(b["score"]), decode_typed_array(b["best_offset"])
         np.testing.assert_allclose(score, p[..., 1:-1].max(-1), atol=0)
         assert ((best >= -w) & (best <= w)).all()
+        # the null (uniform attention over the allowed keys) and the excess over it, offset by offset
+        null = decode_typed_array(b["null_profile"])  # (2W + 3,)
+        np.testing.assert_allclose(null.sum(), 1.0, atol=1e-5)
+        assert b["null_score"] == pytest.approx(float(null[1:-1].max()), abs=1e-6)
+        excess = decode_typed_array(b["excess"])  # (L, H)
+        np.testing.assert_allclose(excess, (p - null)[..., 1:-1].max(-1), atol=1e-6)
+        share = decode_typed_array(b["offset_share"])  # (L, H)
+        ok = np.isnan(share) | ((share >= -1e-6) & (share <= 1 + 1e-6))
+        assert share.shape == excess.shape and ok.all()
 
 
 def test_corpus_for_an_encoder_and_for_the_date_model(client) -> None:

@@ -144,7 +144,7 @@ def test_pool_max_is_max_over_the_reduceat_blocks(n, size):
 def test_block_overview_matches_head_stats_and_uses_recorded_entropy_only_as_is(hide_special, merge_words):
     """block_overview's statistics are head_stats of the view (and its head mean); the forward's row
     entropies replace the log pass only when the view is the token map itself (nothing hidden or merged)."""
-    from models.text.stats import block_overview
+    from models.text.stats import block_overview, null_masses
 
     a = random_rows(2, 3, 6, 6)  # (L, H, T, T)
     qa = build_axis(TOKENS, SPECIAL, WORDS, hide_special, merge_words)
@@ -158,7 +158,12 @@ def test_block_overview_matches_head_stats_and_uses_recorded_entropy_only_as_is(
 
     plain = overview(None)
     ref = head_stats(
-        with_head_mean(plain.view), with_head_mean(apply_view(a, un, un, False)), special, special, True
+        with_head_mean(plain.view),
+        with_head_mean(apply_view(a, un, un, False)),
+        special,
+        special,
+        True,
+        null=null_masses(a, qa, qa, False, hide_special),  # the null through the same view transform
     )
     np.testing.assert_allclose(plain.stats, ref, rtol=1e-6, atol=1e-7)  # float32 rounding, different order
     exact = -(a * np.log(a)).sum(-1, dtype=np.float64)  # (L, H, T)

@@ -137,11 +137,12 @@ def test_offsets_and_lines(text):
     a = text
     block = a.blocks["encoder_self"]  # (L, H, T, T)
     T, W = block.shape[-1], 3
-    means = tv.offset_means([a, a], W)["encoder_self"]  # the same input twice: the mean is its profile
+    means = tv.offset_view(tv.offset_means([a, a], W)["encoder_self"], W).profile  # the same input twice
     for c, d in enumerate(range(-W, W + 1), start=1):
         mass = sum(block[..., i, i + d] for i in range(T) if 0 <= i + d < T) / T  # (L, H)
         np.testing.assert_allclose(means[..., c], mass, rtol=1e-5, atol=1e-7)
-    profile, score, best = tv.offset_view(tv.offset_means([a], 8)["encoder_self"], W)
+    v = tv.offset_view(tv.offset_means([a], 8)["encoder_self"], W)
+    profile, score, best = v.profile, v.score, v.best
     np.testing.assert_allclose(profile, means, rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(score, profile[..., 1:-1].max(-1))
     np.testing.assert_array_equal(best, profile[..., 1:-1].argmax(-1) - W)

@@ -21,6 +21,24 @@ class OffsetBlockSchema(BaseModel):
     )
     score: TypedArray = Field(description="(layers, heads) float32: positional score = max over |d| <= W")
     best_offset: TypedArray = Field(description="(layers, heads) int16: the offset d of that maximum")
+    causal: bool = Field(description="keys after the query are masked (the null allows keys j <= i only)")
+    null_profile: TypedArray = Field(
+        description="(2W + 3,) float32: the profile of uniform attention over each query's allowed keys, "
+        "on the same inputs' lengths and mask (models/text/offsets.py)"
+    )
+    null_score: float = Field(description="the null's positional score (H_n / n at d = 0 in a causal block)")
+    null_offset: int = Field(description="the offset d of the null's score")
+    excess: TypedArray = Field(
+        description="(layers, heads) float32: max over |d| <= W of profile[d] - null_profile[d] (the ranking)"
+    )
+    excess_offset: TypedArray = Field(description="(layers, heads) int16: the offset d of that maximum")
+    offset_share: TypedArray = Field(
+        description="(layers, heads) float32: R^2 of the maps' projection onto offset-only (Toeplitz) maps, "
+        "1 - sum (A - T(A))^2 / sum (A - mean)^2 over valid entries, pooled over inputs; NaN if undefined"
+    )
+    null_offset_share: float | None = Field(
+        description="the same R^2 for the null; null when undefined (uniform attention without a mask)"
+    )
 
 
 class OffsetsResponse(BaseModel):

@@ -23,7 +23,7 @@ from app.state import AppState
 from models.text import views
 from models.text.analysis import BLOCK_ORDER, TextAnalysis, TextModel
 from models.text.dates import generate_pairs
-from models.text.offsets import offsets
+from models.text.offsets import OffsetSummary, offsets
 
 # A fixed set of plain English sentences (8 to 30 tokens), varied in structure, none about attention.
 SENTENCES = (
@@ -51,19 +51,21 @@ class OffsetsError(ServiceError):
 
 
 def corpus_inputs(model: TextModel) -> list[str]:
-    """The bundled input set for a model: generated dates (held out) for the date model, else sentences."""
-    if model.spec.name == "dates":
+    """The bundled input set for a model: generated dates (held out) for a date model (the committed checkpoint
+    or the random test architecture), else sentences."""
+    if model.spec.source == "dates_checkpoint" or model.spec.name == "dates":
         return [src for src, _ in generate_pairs(N_DATES, seed=8, split="heldout")]
     return list(SENTENCES)
 
 
 def _response(
-    model: TextModel, source: str, inputs: list[str], window: int, means: dict[str, np.ndarray], axes: dict
+    model: TextModel, source: str, inputs: list[str], window: int, means: dict[str, OffsetSummary], axes: dict
 ) -> OffsetsResponse:
     blocks = []
     for kind in (b for b in BLOCK_ORDER if b in means):
-        profile, score, best = views.offset_view(means[kind], window)  # (L, H, 2W + 3), (L, H), (L, H)
-        q, k, _ = axes[kind]
+        v = views.offset_view(means[kind], window)
+        profile = v.profile  # (L, H, 2W + 3)
+        q, k, causal = axes[kind]
         blocks.append(
             OffsetBlockSchema(
                 kind=kind,
@@ -72,8 +74,16 @@ def _response(
                 layers=profile.shape[0],
                 heads=profile.shape[1],
                 profile=typed_array(profile),
-                score=typed_array(score),
-                best_offset=typed_array(best, "i2"),
+                score=typed_array(v.score),
+                best_offset=typed_array(v.best, "i2"),
+                causal=causal,
+                null_profile=typed_array(v.null.astype(np.float32)),
+                null_score=v.null_score,
+                null_offset=v.null_at,
+                excess=typed_array(v.excess.astype(np.float32)),
+                excess_offset=typed_array(v.excess_at, "i2"),
+                offset_share=typed_array(v.share.astype(np.float32)),
+                null_offset_share=None if np.isnan(v.null_share) else v.null_share,
             )
         )
     return OffsetsResponse(
@@ -92,7 +102,7 @@ class _Corpus:
     """One model's corpus profiles at the widest window (every narrower window is derived exactly)."""
 
     inputs: list[str]
-    means: dict[str, np.ndarray]  # kind -> (L, H, 2 * MAX_WINDOW + 3)
+    means: dict[str, OffsetSummary]  # kind -> profiles at 2 * MAX_WINDOW + 3 columns, null, shares
     axes: dict
 
     @property

@@ -113,10 +113,12 @@ class LinearityResult:
       residual: float64 (P,) max over the d_model components of |M_k PE(pos) - PE(pos + k)|.
       max_residual: float, the max of `residual`.
       rounding_scale: float64 (P,) eps64 * (|pos| + |k|), the size of one rounding error in the largest
-        angle. The residual is a fraction of this: pos * w_0 = pos is exact for integer pos (w_0 = 1), but
-        w_i for i >= 1 is rounded in float64, so the angles pos * w_i carry errors ~eps * (pos + k) * w_i
-        (w_i < 1) that sin/cos pass through; the residual grows linearly with pos (~1e-14 at pos ~ 1e2,
-        ~1e-12 at 1e4, ~1e-10 at 1e6). The map itself stays exact; only the arithmetic rounds.
+        angle. The residual is a fraction of this. The rounding of w_i itself cancels: M_k and PE use the
+        same float64 w_i, and the identity holds for any real w. What rounds is the product pos * w_i
+        (and (pos + k) * w_i, k * w_i): exact when it fits in 53 bits (always for w_0 = 1 at integer pos),
+        else off by at most eps/2 * pos * w_i, which sin/cos pass through (:func:`pair_residual`: w = 0.75
+        gives ~1e-16 at pos 1e6, w = 0.75 + 2^-40 ~1e-10). So the residual grows linearly with pos (~1e-14
+        at pos ~ 1e2, ~1e-12 at 1e4, ~1e-10 at 1e6). The map itself stays exact; only the products round.
       orthogonality_error: float, max |M_k^T M_k - I|.
     """
 
@@ -171,6 +173,23 @@ def linearity_check(
         max_residual=float(residual.max()) if residual.size else 0.0,
         rounding_scale=eps * (np.abs(pos) + abs(float(k))),
         orthogonality_error=float(ortho),
+    )
+
+
+def pair_residual(w: float, positions: ArrayLike, k: float) -> np.ndarray:
+    """max over the pair of |B_k (sin(pos w), cos(pos w)) - (sin((pos+k) w), cos((pos+k) w))| for one
+    frequency w, computed as :func:`linearity_check` does: float64 (P,).
+
+    Both sides use the same float64 w, so w's own rounding cancels; the residual comes from rounding the
+    products pos * w, (pos + k) * w and k * w, each off by at most eps/2 times its size (zero when exact).
+    """
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1)  # (P,)
+    phi = float(k) * float(w)
+    c, s = np.cos(phi), np.sin(phi)
+    sin_p, cos_p = np.sin(pos * w), np.cos(pos * w)  # (P,) each
+    shifted = (pos + float(k)) * w  # (P,)
+    return np.maximum(
+        np.abs(c * sin_p + s * cos_p - np.sin(shifted)), np.abs(-s * sin_p + c * cos_p - np.cos(shifted))
     )
 
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STAT_NAMES = ("entropy", "special", "self", "previous", "next", "offset", "positional")
-POSITIONAL_WINDOW = 8  # the positional score looks at offsets -8..8 (models/text/offsets.py)
+from models.text.offsets import allowed_keys, masked_keys, offset_masses, uniform_map
+
+STAT_NAMES = ("entropy", "special", "self", "previous", "next", "offset", "positional", "positional_null")
+STAT_NAMES += ("positional_excess",)  # the positional score, its null and the excess over the null
 STAT_LABELS = {
     "entropy": "mean row entropy (nats)",
     "special": "share of attention to special tokens",
@@ -27,7 +29,11 @@ STAT_LABELS = {
     "next": "share to the next token",
     "offset": "mean attended offset (key − query position)",
     "positional": "positional score: the largest mean weight at one fixed offset d = key − query, |d| ≤ 8 "
-    "(1 = always the same relative position; about 1/n for weight spread over n tokens); see /offsets",
+    "(1 = always the same relative position). Read it against the null: see /offsets",
+    "positional_null": "null: the positional score of uniform attention over each query's allowed keys, on the "
+    "same tokens and mask (1/n at d = 0 without a mask; H_n/n at d = 0 in a decoder, 0.27 at n = 11)",
+    "positional_excess": "excess: max over |d| ≤ 8 of (mean weight at offset d − the null's at d); 0 = no more "
+    "positional than uniform attention over the allowed keys (the /offsets ranking)",
 }
 CONTINUATION = "##"  # WordPiece continuation marker (BERT)
 WORD_START = ("Ġ", "▁")  # byte-level BPE (GPT-2) and SentencePiece (Marian) word-start markers
@@ -158,6 +164,8 @@ def head_stats(
     special_keys: np.ndarray,
     special_queries: np.ndarray,
     same_axis: bool,
+    causal: bool = False,
+    null: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-head statistics -> (..., len(STAT_NAMES)) float32; NaN where a statistic does not apply.
 
@@ -165,13 +173,32 @@ def head_stats(
     unhidden  (..., Uq, Uk): the same map with special tokens kept (merged the same way), for "special";
     special_keys (Uk,), special_queries (Uq,): boolean masks of ``unhidden``'s axes.
     Self / previous / next / offset need queries and keys on the same sequence (``same_axis``).
+    ``null`` (2w + 1,): the positional score's null (:func:`null_masses`, as :func:`block_overview` builds
+    it through the view options); by default uniform attention over the keys j <= i (``causal``) or all
+    keys of ``view`` itself.
 
     Memory: the maps stay in their own dtype (float32 from the explorer); only the per-row sums are
     accumulated in float64, so no float64 copy of a map is ever made. Peak extra memory is about one
     float32 copy of ``view`` (the entropy term) plus O(rows).
     """
     to_special = unhidden[..., special_keys].sum(-1, dtype=np.float64) if special_keys.any() else None
-    return _stats(view, to_special, special_queries, same_axis)  # (..., S)
+    wq, wk = view.shape[-2:]
+    if null is None and wq == wk and wq:
+        null = offset_masses(uniform_map(allowed_keys(wq, wk, causal)).astype(np.float32))  # (2w + 1,)
+    return _stats(view, to_special, special_queries, same_axis, null_masses=null)  # (..., S)
+
+
+def null_masses(block: np.ndarray, q_axis: Axis, k_axis: Axis, causal: bool, hide: bool) -> np.ndarray | None:
+    """The positional score's null under the view options: (2w + 1,) float64 offset masses of uniform
+    attention over each token query's allowed keys (the causal mask, and the keys the model masks, read from
+    the first layer by :func:`models.text.offsets.masked_keys`), put through the same view transform as the
+    heads (hide, renormalise, merge). None when the view's queries and keys differ in number."""
+    if len(q_axis.spans) != len(k_axis.spans) or not q_axis.spans:
+        return None
+    tq, tk = block.shape[-2:]
+    allowed = allowed_keys(tq, tk, causal, masked_keys(block[0]))  # (Tq, Tk)
+    u = uniform_map(allowed).astype(np.float32)[None]  # (1, Tq, Tk)
+    return offset_masses(apply_view(u, q_axis, k_axis, renormalise=hide)[0])  # (2w + 1,)
 
 
 def _stats(
@@ -180,6 +207,7 @@ def _stats(
     special_queries: np.ndarray,
     same_axis: bool,
     row_entropy: np.ndarray | None = None,
+    null_masses: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`head_stats` from the map as shown and, per unhidden query row, its weight on special keys.
 
@@ -188,6 +216,8 @@ def _stats(
     (:func:`models.text.entropy_attention.eager_attention_with_entropy`), else it is computed here. Every term is a
     row reduction or a few diagonals of ``view``: one log pass (the entropy, unless given), one
     multiply-add pass (the offset) and O(rows) more, in the map's dtype with float64 sums.
+    ``null_masses`` (2w + 1,): the null's offset masses (:func:`null_masses`); without it the null and the
+    excess are NaN.
     """
     eps = 1e-12  # log(0 + eps) * 0 = 0: a zero probability contributes nothing to the entropy
     lead = view.shape[:-2]
@@ -216,11 +246,12 @@ def _stats(
         row_sum = v.sum(-1, dtype=np.float64)  # (..., Wq)
         out[..., 5] = (at_k - idx * row_sum).mean(-1)
         # positional score (models/text/offsets.py): max over |d| <= W of mean_i A[i, i + d], keys outside = 0
-        per_offset = [
-            np.diagonal(v, offset=d, axis1=-2, axis2=-1).sum(-1, dtype=np.float64) / wq
-            for d in range(-min(POSITIONAL_WINDOW, wq - 1), min(POSITIONAL_WINDOW, wq - 1) + 1)
-        ]  # (2W' + 1) x (...,)
-        out[..., 6] = np.max(per_offset, axis=0)
+        per_offset = offset_masses(v)  # (2w + 1, ...)
+        out[..., 6] = per_offset.max(0)
+        if null_masses is not None and len(null_masses) == len(per_offset):
+            out[..., 7] = null_masses.max()  # the null's own positional score
+            gap = per_offset - null_masses.reshape(-1, *([1] * (per_offset.ndim - 1)))  # (2w + 1, ...)
+            out[..., 8] = gap.max(0)
     return out.astype(np.float32)
 
 
@@ -323,6 +354,7 @@ def block_overview(
     thumb: int,
     keep_view: bool = False,
     row_entropy: np.ndarray | None = None,
+    causal: bool = False,
 ) -> BlockOverview:
     """Statistics and thumbnails of an (L, H, Tq, Tk) float32 block, one layer at a time.
 
@@ -336,6 +368,7 @@ def block_overview(
     ``q_unhidden`` / ``k_unhidden``: the same axes with special tokens kept (for the "special" share).
     ``row_entropy`` (L, H, Tq): the heads' row entropies recorded by the forward; used when the view is the
     token map itself (nothing hidden or merged), which then leaves only the mean map's log pass.
+    ``causal``: the block masks keys after the query (for the positional score's null, :func:`null_masses`).
     """
     L, H = block.shape[:2]
     wq, wk = len(q_axis.spans), len(k_axis.spans)
@@ -349,14 +382,15 @@ def block_overview(
         not hide_special and _is_identity(q_axis, block.shape[-2]) and _is_identity(k_axis, block.shape[-1])
     )
     entropy = row_entropy if as_is and row_entropy is not None and row_entropy.shape == (L, H, wq) else None
+    null = null_masses(block, q_axis, k_axis, causal, hide_special) if same_axis else None  # (2w + 1,)
     for layer in range(L):
         view = apply_view(block[layer], q_axis, k_axis, renormalise=hide_special)  # (H, Wq, Wk)
         mean = view.mean(axis=0, keepdims=True)  # (1, Wq, Wk): the mean over heads, a virtual extra head
         to_special = _to_special(block[layer], q_unhidden, k_unhidden)  # (H, Uq) or None
         to_special_mean = None if to_special is None else to_special.mean(0, keepdims=True)  # (1, Uq)
         row_h = None if entropy is None else entropy[layer]  # (H, Wq)
-        stats[layer, :H] = _stats(view, to_special, special_q, same_axis, row_h)
-        stats[layer, H:] = _stats(mean, to_special_mean, special_q, same_axis)
+        stats[layer, :H] = _stats(view, to_special, special_q, same_axis, row_h, null)
+        stats[layer, H:] = _stats(mean, to_special_mean, special_q, same_axis, null_masses=null)
         pooled = np.concatenate([pool_max(view, thumb), pool_max(mean, thumb)])  # (H + 1, tq, tk)
         thumbs[layer], scales[layer] = quantise_u8(pooled, per_map=True)
         if views is not None:

@@ -20,7 +20,7 @@ import numpy as np
 from models.text.analysis import BLOCK_ORDER, TextAnalysis, TokenSeq
 from models.text.lines import top_k_lines
 from models.text.neuron import LayerQK, NeuronRow, allowed_keys, neuron_row, row_tolerance
-from models.text.offsets import ProfileMean, narrow, positional_score
+from models.text.offsets import OffsetSummary, ProfileMean, excess_score, positional_score
 from models.text.stats import Axis, BlockOverview, apply_view, block_overview, build_axis, quantise_u8
 
 
@@ -91,7 +91,7 @@ def overviews(
     shown, full = axes(a, hide_special, merge_words), axes(a, False, merge_words)
     out = {}
     for kind in block_names(a):
-        q, k, _ = a.axes[kind]
+        q, k, causal = a.axes[kind]
         out[kind] = block_overview(
             a.blocks[kind],
             shown[q],
@@ -103,6 +103,7 @@ def overviews(
             thumb=thumb,
             keep_view=keep_view,
             row_entropy=a.entropy.get(kind),
+            causal=causal,
         )
     return out
 
@@ -127,22 +128,54 @@ def token_distance(a: TextAnalysis) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------- offsets
 
 
-def offset_means(analyses: Iterable[TextAnalysis], window: int) -> dict[str, np.ndarray]:
-    """Per block (L, H, 2W + 3): the relative-offset profile of every head averaged over the analyses
-    (row-weighted; :class:`models.text.offsets.ProfileMean`)."""
+def offset_means(analyses: Iterable[TextAnalysis], window: int) -> dict[str, OffsetSummary]:
+    """Per block: the relative-offset profile (L, H, 2W + 3) of every head averaged over the analyses
+    (row-weighted), with the null of uniform attention over the allowed keys for the same lengths and masks
+    and the offset-only share (:class:`models.text.offsets.ProfileMean`, ``.summary()``)."""
     acc: dict[str, ProfileMean] = {}
     for a in analyses:
         for kind, block in a.blocks.items():  # (L, H, Tq, Tk)
-            acc.setdefault(kind, ProfileMean()).add(block, window)
-    return {k: m.mean() for k, m in acc.items()}
+            acc.setdefault(kind, ProfileMean()).add(block, window, causal=a.axes[kind][2])
+    return {k: m.summary() for k, m in acc.items()}
 
 
-def offset_view(mean: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A wide profile narrowed to ``window``: profile (L, H, 2W + 3) float32, the positional score (L, H)
-    and its best offset (L, H) (:func:`models.text.offsets.positional_score`)."""
-    profile = narrow(mean, window).astype(np.float32)  # (L, H, 2W + 3)
+@dataclass(frozen=True)
+class OffsetView:
+    """One block's offset profiles narrowed to a window, scored against the null of uniform attention over the
+    allowed keys (:mod:`models.text.offsets`)."""
+
+    profile: np.ndarray  # (L, H, 2W + 3) float32: mass beyond -W, at each d = -W..W, beyond +W
+    score: np.ndarray  # (L, H): the positional score, max over |d| <= W of the profile
+    best: np.ndarray  # (L, H): the offset d where it peaks
+    null: np.ndarray  # (2W + 3,) float64: the same profile for uniform attention over the allowed keys
+    null_score: float  # the null's positional score
+    null_at: int  # the null's best offset
+    excess: np.ndarray  # (L, H): max over d of profile - null (models.text.offsets.excess_score)
+    excess_at: np.ndarray  # (L, H): where that excess peaks
+    share: np.ndarray  # (L, H): the offset-only share (R^2 of the projection onto Toeplitz maps)
+    null_share: float  # the same share for the null maps (NaN where undefined)
+
+
+def offset_view(summary: OffsetSummary, window: int) -> OffsetView:
+    """A wide summary narrowed to ``window`` and scored (:func:`models.text.offsets.positional_score`,
+    :func:`models.text.offsets.excess_score`)."""
+    s = summary.at_window(window)
+    profile = s.profile.astype(np.float32)  # (L, H, 2W + 3)
     score, best = positional_score(profile)  # (L, H) each
-    return profile, score, best
+    null_score, null_at = positional_score(s.null)  # () each
+    excess, excess_at = excess_score(s.profile, s.null)  # (L, H) each
+    return OffsetView(
+        profile,
+        score,
+        best,
+        s.null,
+        float(null_score),
+        int(null_at),
+        excess,
+        excess_at,
+        s.share,
+        s.null_share,
+    )
 
 
 # ------------------------------------------------------------------------------------------ neuron

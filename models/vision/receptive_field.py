@@ -19,13 +19,14 @@ ResNet-50 here is torchvision / timm's "v1.5": stem conv 7x7/2, max-pool 3x3/2, 
 A receptive field is a *width* (how many pixels one unit can see); mean attention distance is a *mean
 distance* (how far, on average, a query's attention lands). They are not the same quantity: at 224 px with
 16 px patches, uniform attention over the whole image has a mean distance of only ~116 px, and no head can
-exceed ~230 px (every query attending only to its farthest patch), while ResNet-50's last receptive fields
+exceed ~229 px (228.5: every query attending only to its farthest patch), while ResNet-50's last receptive fields
 are 267 and 427 px wide. To put the CNN on the chart in the chart's own quantity,
 :func:`uniform_window_mad` computes the mean attention distance that *uniform attention over the CNN
 layer's receptive-field window* would have: for every query patch, spread the attention uniformly over the
 pixels of a k x k window centred on the patch centre (clipped to the image), give each key patch the share
 of the window it covers, and apply the same MAD formula (:mod:`models.vision.distance`) on the ViT's own
-patch grid and resolution. A window smaller than a patch stays inside the query's patch: distance 0. For
+patch grid and resolution. A window no wider than a patch stays inside the query's patch: distance exactly 0
+(ResNet-50's first two layers, RF 7 and 11 px, on 16 px patches; 14 px patches too). For
 an unclipped window the continuous value is ~0.383 k (the mean distance from a square's centre to its
 points); large windows approach uniform attention over the whole image.
 """
@@ -220,7 +221,7 @@ def uniform_image_mad(grid: tuple[int, int], patch_size: int) -> float:
 
 def max_mad(grid: tuple[int, int], patch_size: int) -> float:
     """The largest mean attention distance any head can have (pixels): every query puts all its attention
-    on its farthest patch (a corner). ~230 px at 224 px with 16 px patches, well under the diagonal."""
+    on its farthest patch (a corner). 228.5 px at 224 px with 16 px patches, well under the diagonal."""
     rows, cols, p = _check_grid(grid, patch_size)
     far_r = np.maximum(np.arange(rows), rows - 1 - np.arange(rows)).astype(np.float64)  # (R,)
     far_c = np.maximum(np.arange(cols), cols - 1 - np.arange(cols)).astype(np.float64)  # (C,)

@@ -42,7 +42,7 @@ async function loadPositional() {
   drawTable($("tour-pe"), body, { compact: true });
   const lin = body.linearity, far = lin.far.find((f) => f.pos === 1e6);
   $("tour-pe-evidence").replaceChildren("For k = 4: max over pos < 64 of |M₄PE(pos) − PE(pos+4)| = ", num(fmt(lin.max_residual)),
-    "; at pos = 10⁶ it is ", num(fmt(far.residual)), ` = ${fmt(far.ratio, 2)} × ε·pos: rounding of the angle, not a failure of the map.`);
+    "; at pos = 10⁶ it is ", num(fmt(far.residual)), ` = ${fmt(far.ratio, 2)} × ε·(pos+k): rounding of the angle (the product pos·wᵢ), not a failure of the map.`);
 }
 
 async function main() {

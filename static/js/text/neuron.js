@@ -11,6 +11,16 @@ import { decodeTyped } from "../lib/typed.js";
 import { fromApi, NUMBERING } from "../lib/numbering.js";
 import { kindLabel } from "./data.js";
 
+// The model's own factor, in words: printed as the model has it, compared with 1/√d_k (GPT-2 and others may
+// use another factor, e.g. scale_attn_by_inverse_layer_idx, or none). Exported for the browser test.
+export function scaleWords(scale, d, where) {
+  const paper = 1 / Math.sqrt(d), same = Math.abs(scale - paper) <= 1e-6 * paper;
+  const vs = same ? `= 1/√${d}` : `(not 1/√${d} = ${fmt(paper, 4)})`;
+  return where === "query"
+    ? `divides q by √${d} before the product, (q/√d_k)·k: its factor is ${fmt(scale, 4)} ${vs} (models/transformer.py)`
+    : `multiplies q·k by its own factor ${fmt(scale, 4)} ${vs} (Hugging Face eager attention)`;
+}
+
 const cache = new Map(); // "id/kind/layer/head/query" -> decoded response (LRU, 32 entries)
 const LABEL_W = 112, GAP = 14, NUM_W = 62, BAR_W = 120, RIGHT = 62, HEAD_H = 44, FOOT_H = 40;
 const MASKED = "#d5d9e0", BAR = "#3b6fb6", UNSCALED = "#e07b00", INK = "#1d2430", MUTED = "#5d6675";
@@ -77,9 +87,8 @@ function draw(canvas, n, keys, queryToken, unscaled, avail) {
   const font = (px, bold = false) => `${bold ? "600 " : ""}${px}px system-ui, -apple-system, Segoe UI, Roboto, sans-serif`;
   // column titles
   ctx.fillStyle = INK; ctx.font = font(12, true); ctx.textBaseline = "middle";
-  const sq = `√${d}`;
   ctx.fillText("key k", g.xk, 12); ctx.fillText("q ⊙ k", g.xp, 12);
-  ctx.fillText("q · k", g.xd, 12); ctx.fillText(`q·k / ${sq}`, g.xs, 12); ctx.fillText("softmax", g.xb, 12);
+  ctx.fillText("q · k", g.xd, 12); ctx.fillText("scaled", g.xs, 12); ctx.fillText("softmax", g.xb, 12);
   ctx.font = font(11); ctx.fillStyle = MUTED;
   ctx.fillText(`${d} dims`, g.xk, 28); ctx.fillText("summed → q · k", g.xp, 28);
   ctx.fillText(`× ${fmt(n.scale, 4)}`, g.xs, 28); ctx.fillText("weight", g.xb, 28);
@@ -119,7 +128,7 @@ function draw(canvas, n, keys, queryToken, unscaled, avail) {
   ctx.fillStyle = MUTED; ctx.font = font(11); ctx.textAlign = "left";
   ctx.fillText(`q, k: ±${fmt(mv, 3)} · q ⊙ k: ±${fmt(mp, 3)} (blue < 0 < red)`, g.xk + steps * 2 + 8, yl + 5);
   ctx.fillStyle = BAR; ctx.fillRect(g.xb, yl, 12, 10);
-  ctx.fillStyle = MUTED; ctx.fillText("with 1/√d_k", g.xb + 16, yl + 5);
+  ctx.fillStyle = MUTED; ctx.fillText("with the factor", g.xb + 16, yl + 5);
   ctx.fillStyle = UNSCALED; ctx.fillRect(g.xb, yl + 16, 12, 3);
   ctx.fillStyle = MUTED; ctx.fillText("without it", g.xb + 16, yl + 18);
   return g;
@@ -142,7 +151,7 @@ function readout(n, g, keys, x, y) {
     }
   }
   if (!n.allowedT[j]) return `${head}: masked, weight exactly 0`;
-  return `${head}: q·k = ${fmt(n.dotT[j], 4)}, q·k/√${g.d} = ${fmt(n.scaledT[j], 4)}, softmax = ${fmt(n.probsT[j], 4)} (the model's own: ${fmt(n.capturedT[j], 4)})`;
+  return `${head}: q·k = ${fmt(n.dotT[j], 4)}, q·k × ${fmt(n.scale, 4)} = ${fmt(n.scaledT[j], 4)}, softmax = ${fmt(n.probsT[j], 4)} (the model's own: ${fmt(n.capturedT[j], 4)})`;
 }
 
 function range(values, allowed) {
@@ -162,9 +171,7 @@ export async function renderNeuron(pane, { analysis, kind, layer, head, query, e
   const pmax = (p) => { let m = 0, at = 0; for (let j = 0; j < p.length; j++) if (p[j] > m) { m = p[j]; at = j; } return [m, at]; };
   const [ps, js] = pmax(n.probsT), [pu, ju] = pmax(unscaled);
   const [lo, hi] = range(n.dotT, n.allowedT), [slo, shi] = range(n.scaledT, n.allowedT);
-  const where = n.scale_where === "query"
-    ? `divides q by √${d} before the product, (q/√d_k)·k (models/transformer.py)`
-    : `multiplies q·k by ${fmt(n.scale, 4)} = 1/√${d} (Hugging Face eager attention)`;
+  const where = scaleWords(n.scale, d, n.scale_where);
   const title = `${kindLabel(kind, model.kind)} · layer ${fromApi(layer)} · head ${fromApi(head)} · query ${query + 1} “${qTokens[query]}”`;
 
   const strip = el("div", { class: "nv-queries", role: "group", "aria-label": "Query token" },
@@ -178,30 +185,31 @@ export async function renderNeuron(pane, { analysis, kind, layer, head, query, e
   const srHost = el("div", {});
   const ok = n.matches;
   const check = el("p", { class: `small nv-check ${ok ? "ok" : "bad"}` },
-    `Check: max |softmax(q·k/√d_k) − the model's own probabilities| = ${n.max_abs_diff.toExponential(1)} `,
+    `Check: max |softmax(q·k × ${fmt(n.scale, 4)}) − the model's own probabilities| = ${n.max_abs_diff.toExponential(1)} `,
     ok ? `≤ ${n.tolerance.toExponential(1)}, the float32 rounding bound ✓` : `> ${n.tolerance.toExponential(1)}, the float32 rounding bound ✗`);
   pane.replaceChildren(
     el("h3", { class: "nv-title" }, title),
     el("p", { class: "small nv-lead" },
       "Scaled dot-product attention (", el("em", {}, "Attention Is All You Need"), ", Section 3.2.1): the query q of one token is ",
       "compared with the key k of every token by the dot product q·k (the sum of q ⊙ k over the ", String(d), " dimensions of this head), ",
-      `divided by √d_k = √${d}, and the softmax over the keys gives the weights. Shown: ${model.label}, ${kindLabel(kind, model.kind).toLowerCase()}, `,
+      `scaled (the paper divides by √d_k = √${d}; this model's own factor is ${fmt(n.scale, 4)}), and the softmax over the keys gives the weights. Shown: ${model.label}, ${kindLabel(kind, model.kind).toLowerCase()}, `,
       `layer ${fromApi(layer)}, head ${fromApi(head)}, on the text you analysed; q and k come from one extra forward pass with hooks on this layer's query and key projections. `,
       `This model ${where}.`),
     el("p", { class: "small nv-lead" },
       `Here the scores q·k span ${fmt(lo, 3)} … ${fmt(hi, 3)}, after scaling ${fmt(slo, 3)} … ${fmt(shi, 3)}. `,
-      `The largest weight is ${fmt(ps, 3)} (key ${js + 1} “${kTokens[js]}”); without the division it would be ${fmt(pu, 3)} (key ${ju + 1}, orange ticks). `,
+      `The largest weight is ${fmt(ps, 3)} (key ${js + 1} “${kTokens[js]}”); this head's q and k without the factor would give ${fmt(pu, 3)} (key ${ju + 1}, orange ticks). `,
+      "A model trained without the factor would have learned other q and k, so that number is not what such a model would do. ",
       "The paper motivates the scaling (Section 3.2.1, footnote 4) with q and k whose components are independent with mean 0 and variance 1, so that q·k has variance d_k; ",
       "this head's q and k need not satisfy that assumption: the chart shows what the division does here, not the paper's argument. ",
       b.causal || n.allowedT.some((a) => !a) ? "Grey rows: keys the mask removes (future tokens in the decoder, padding); their weight is exactly 0." : ""),
     strip, check, hover, el("div", { class: "nv-scroll" }, canvas), srHost,
   );
-  // The canvas's text alternative (screen readers): every key's q·k, q·k/√d_k and weight for this query,
+  // The canvas's text alternative (screen readers): every key's q·k, q·k × the factor and weight for this query,
   // strongest weight first (the hover readout is mouse-only; the same numbers are in the CSV export).
   const order = topK(Array.from(n.probsT), kTokens.length);
   srTable(srHost, {
     caption: `Neuron view values, ${title}, keys by weight`, id: "nv-sr",
-    headers: ["key", "q·k", `q·k/√${d}`, "weight", "weight without 1/√d_k"],
+    headers: ["key", "q·k", `q·k × ${fmt(n.scale, 4)}`, "weight", "weight without the factor"],
     rows: order.map((j) => [`${j + 1} “${kTokens[j]}”${n.allowedT[j] ? "" : " (masked)"}`,
       fmt(n.dotT[j], 3), fmt(n.scaledT[j], 3), fmt(n.probsT[j], 3), fmt(unscaled[j], 3)]),
   });

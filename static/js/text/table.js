@@ -1,10 +1,11 @@
 // Head table: per-head statistics of the current view (computed on the server, models/text/stats.py),
-// sortable by any column; clicking a row opens that head in the matrix view.
+// sortable by any column; clicking a row opens that head in the matrix view. "null" is the positional score of
+// uniform attention over the allowed keys (same tokens and mask), "excess" the head's largest gain over it.
 import { el } from "../lib/dom.js";
 import { downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
 import { fromApi, NUMBERING } from "../lib/numbering.js";
 
-const SHORT = { entropy: "entropy", special: "→special", self: "→self", previous: "→prev", next: "→next", offset: "offset", positional: "pos. score" };
+const SHORT = { entropy: "entropy", special: "→special", self: "→self", previous: "→prev", next: "→next", offset: "offset", positional: "pos. score", positional_null: "null", positional_excess: "excess" };
 let sortKey = null, sortDir = 1;
 
 function fmt(v) { return Number.isFinite(v) ? (Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(3)) : "—"; }
