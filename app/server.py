@@ -16,7 +16,9 @@
   * a connection cap (``max_connections``): the connection past it gets the app's JSON 503 with
     ``Retry-After`` and is closed, before any byte of its request is read.
 
-:func:`uvicorn_options` gathers these for ``uvicorn.run``; a reverse proxy in front (docs/deploy/nginx.conf)
+:func:`uvicorn_options` gathers these for ``uvicorn.run``, with one worker process whatever
+``WEB_CONCURRENCY`` says (several workers would each have their own secret, caches, job registry and
+budget); a reverse proxy in front (docs/deploy/nginx.conf)
 does the same at the edge.
 """
 
@@ -189,6 +191,7 @@ class SlowClientGuard(HttpToolsProtocol):
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config``: the guard and uvicorn's own limits."""
     return dict(
+        workers=1,  # one process: one secret, one job registry, one budget (WEB_CONCURRENCY is ignored)
         http=SlowClientGuard.configure(settings),
         timeout_keep_alive=settings.keep_alive_s,
         h11_max_incomplete_event_size=settings.max_header_kb * 1024,  # only if h11 is chosen instead

@@ -224,3 +224,29 @@ def test_serve_warns_on_a_non_loopback_bind(tmp_path, monkeypatch, caplog) -> No
     assert [c["host"] for c in calls] == ["0.0.0.0", "127.0.0.1"]
     assert calls[0]["timeout_keep_alive"] == 5 and calls[0]["http"].header_timeout_s == 10.0
     assert warn_if_exposed("10.0.0.5", "x") and not warn_if_exposed("127.0.0.1", "x")
+
+
+def test_one_worker_whatever_web_concurrency_says(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "4")
+    options = uvicorn_options(tiny_settings(tmp_path, preload=False))
+    assert uvicorn.Config("app.main:create_app", factory=True, **options).workers == 1
+    assert uvicorn.Config("app.main:create_app", factory=True).workers == 4  # what the option prevents
+
+
+def test_make_binds_atlas_host_and_ignores_host() -> None:
+    """``make run`` / ``make run-cluster`` take ATLAS_HOST (default 127.0.0.1); a stray HOST is ignored."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+
+    def dry_run(target: str, **env: str) -> str:
+        full = {k: v for k, v in os.environ.items() if k not in ("HOST", "ATLAS_HOST")} | env
+        out = subprocess.run(["make", "-n", target], env=full, capture_output=True, text=True, check=True)
+        return next(line for line in out.stdout.splitlines() if " --port " in line)
+
+    for target in ("run", "run-cluster"):
+        assert "--host 127.0.0.1 " in dry_run(target, HOST="0.0.0.0"), target
+        assert "--host 10.1.2.3 " in dry_run(target, ATLAS_HOST="10.1.2.3"), target
