@@ -150,6 +150,7 @@ class SlowClientGuard(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        self._disarm()  # answered (perhaps before reading the whole body): the next request starts the clock
         self._in_headers, self._header_bytes = True, 0
         super().on_response_complete()
 
