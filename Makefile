@@ -2,7 +2,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-HOST   ?= 127.0.0.1
+# where `make run` / `make run-cluster` listen: ATLAS_HOST only (a stray HOST in the environment is ignored)
+ATLAS_HOST ?= 127.0.0.1
 PORT   ?= 8000
 
 .PHONY: run test lint format bench load fuzz install install-dev train-dates clean
@@ -28,11 +29,12 @@ install-dev: $(VENV)/.installed-dev
 run load: export MALLOC_ARENA_MAX = 2
 run load: export MALLOC_MMAP_THRESHOLD_ = 1048576
 
-## Serve the app on http://$(HOST):$(PORT) with the offline default models; MODELS passes flags to
+## Serve the app on http://$(ATLAS_HOST):$(PORT) (anything but loopback logs a warning) with the offline
+## default models; MODELS passes flags to
 ## `python -m app serve`, e.g. make run MODELS="--vision-model w.safetensors,arch=vit_small_patch16_224"
 ## or MODELS="--config atlas.toml --text-model ./my-bert" (README "Command line").
 run: $(VENV)/.installed
-	$(PY) -m app serve --host $(HOST) --port $(PORT) $(MODELS)
+	$(PY) -m app serve --host $(ATLAS_HOST) --port $(PORT) $(MODELS)
 
 ## Every test, browser tests included (headless Debian Chromium at /usr/bin/chromium), and a bounded
 ## schemathesis run (tests/test_fuzz.py).
@@ -78,7 +80,7 @@ clean:
 train-dates: $(VENV)/.installed
 	$(PY) -m models.text.train_dates --out models/checkpoints/dates_seq2seq.safetensors
 
-## Serve the same API and pages through Ray Serve on http://$(HOST):$(PORT) (README "Local and Ray backends").
+## Serve the same API and pages through Ray Serve on http://$(ATLAS_HOST):$(PORT) (README "Local and Ray backends").
 ## Starts a local Ray instance on loopback, or joins RAY_ADDRESS (`make run-cluster RAY_ADDRESS=head:6379`).
 ## Replicas, GPUs and limits: ATLAS_VISION_REPLICAS, ATLAS_TEXT_REPLICAS, ATLAS_NUM_GPUS_PER_REPLICA, ...
 .PHONY: run-cluster
@@ -89,7 +91,7 @@ $(VENV)/.installed-ray: requirements-ray.txt $(VENV)/.installed
 
 run-cluster: export MALLOC_ARENA_MAX = 2
 run-cluster: $(VENV)/.installed-ray
-	$(PY) -m app.cluster --host $(HOST) --port $(PORT) $(if $(RAY_ADDRESS),--address $(RAY_ADDRESS))
+	$(PY) -m app.cluster --host $(ATLAS_HOST) --port $(PORT) $(if $(RAY_ADDRESS),--address $(RAY_ADDRESS))
 
 
 ## Run every cell of the notebook quickstart headless (nbclient, the venv's python3 kernel) to check it works;
@@ -97,3 +99,10 @@ run-cluster: $(VENV)/.installed-ray
 .PHONY: notebook
 notebook: $(VENV)/.installed-dev
 	$(VENV)/bin/jupyter-execute notebooks/quickstart.ipynb
+
+## Build the Dockerfile with podman, run it on 127.0.0.1 and check health, a vision and a text analysis from
+## outside; prints build time, image size and time to healthy, then removes what it started
+## (scripts/docker_check.sh; installs podman / builds a debootstrap base where needed). Not part of `make test`.
+.PHONY: docker-check
+docker-check:
+	scripts/docker_check.sh

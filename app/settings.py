@@ -174,6 +174,13 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(16, ge=1)  # images in one batched forward at most
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)  # how long a lone request waits for company
 
+    # --- slow clients (app/server.py, `python -m app serve`): past a limit the connection is closed
+    header_timeout_s: float = Field(10.0, gt=0)  # to send the request line and headers
+    body_timeout_s: float = Field(60.0, gt=0)  # to send the whole body (20 MB at >= 350 kB/s)
+    keep_alive_s: int = Field(5, ge=1)  # an idle kept-alive connection
+    max_header_kb: int = Field(64, ge=1)  # request line + headers
+    max_connections: int = Field(1000, ge=1)  # open at once; the next gets a JSON 503 + Retry-After
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)

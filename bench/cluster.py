@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 import ray  # noqa: E402
 from ray import serve  # noqa: E402
 
-from app.cluster.deployments import VisionModels  # noqa: E402
+from app.cluster.loopback import init_ray  # noqa: E402
+from app.cluster.serve_app import VisionReplica  # noqa: E402
 from app.settings import Settings, VisionModelEntry  # noqa: E402
 
 BENCH_VIT = VisionModelEntry(
@@ -76,14 +77,12 @@ async def window(handle, image: Image.Image, in_flight: int, seconds: float) -> 
 
 def scaling(args: argparse.Namespace) -> None:
     settings = bench_settings(args.max_ongoing)
-    ray.init(
-        num_cpus=sum(REPLICAS), _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False
-    )
+    init_ray(None, num_cpus=sum(REPLICAS), log_to_driver=False)  # a new local instance, on 127.0.0.1
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
         handles = {}
         for n in REPLICAS:
-            dep = serve.deployment(VisionModels).options(
+            dep = serve.deployment(VisionReplica).options(
                 name="VisionModels",
                 num_replicas=n,
                 max_ongoing_requests=args.max_ongoing,

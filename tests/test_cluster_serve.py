@@ -23,8 +23,10 @@ from PIL import Image
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
 
-from app.cluster.serve_app import build_app  # noqa: E402
+from app.cluster.__main__ import start, stop  # noqa: E402
+from app.cluster.loopback import listeners, local_ray_processes  # noqa: E402
 from app.main import create_app  # noqa: E402
+from app.server import is_loopback  # noqa: E402
 from app.settings import Settings, VisionModelEntry  # noqa: E402
 from tests.conftest import run_in_own_loop, tiny_settings  # noqa: E402
 
@@ -62,17 +64,15 @@ def make_settings(tmp_path) -> Settings:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[tuple[str, Settings]]:
-    """(base URL, settings) of the Serve app on a fresh local Ray instance; torn down after the module."""
+    """(base URL, settings) of the Serve app on a fresh local Ray instance, started and stopped as
+    ``python -m app.cluster`` does (app/cluster/__main__.py); torn down after the module."""
     settings = make_settings(tmp_path_factory.mktemp("cluster"))
     port = free_port()
-    ray.init(num_cpus=3, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    started = start(settings, "127.0.0.1", port, None, num_cpus=3, log_to_driver=False)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(settings), name=APP, route_prefix="/", blocking=False)
         yield f"http://127.0.0.1:{port}", settings
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        stop(started)
 
 
 @pytest.fixture(scope="module")
@@ -158,9 +158,21 @@ def test_distance_job_through_serve_equals_local(cluster, local) -> None:
     np.testing.assert_allclose(decode(job["result"]["mad"]), decode(want["result"]["mad"]), rtol=1e-5)
 
 
+def assert_app_503(r: httpx.Response) -> None:
+    """The app's refusal: 503, ``Retry-After`` and the JSON body of app/errors.py ``busy``."""
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == str(RETRY_AFTER_S), r.headers
+    assert r.headers["content-type"] == "application/json", r.text
+    body = r.json()
+    assert set(body) == {"detail", "retry_after_s"}, body
+    assert body["retry_after_s"] == RETRY_AFTER_S and "try again" in body["detail"]
+
+
 def test_overload_answers_503_with_retry_after(cluster) -> None:
-    """1 replica x max_ongoing_requests 1 + max_queued_requests 2: a burst of 16 distinct forwards must see
-    Serve's backpressure as the app's 503 JSON + Retry-After, and nothing else fails."""
+    """1 replica x max_ongoing_requests 1 + max_queued_requests 2: a burst of 16 distinct forwards sees
+    Serve's backpressure as the app's 503 JSON + Retry-After, every one of them, and nothing else fails.
+    (Serve's proxy never refuses: the ingress's queue is unbounded, so which component is faster does not
+    decide the answer's shape.)"""
     url, _ = cluster
 
     async def burst() -> list[httpx.Response]:
@@ -180,10 +192,38 @@ def test_overload_answers_503_with_retry_after(cluster) -> None:
     codes = [r.status_code for r in responses]
     assert set(codes) <= {200, 503}, codes
     assert 503 in codes and 200 in codes, codes
-    refused = next(r for r in responses if r.status_code == 503)
-    assert refused.headers["Retry-After"] == str(RETRY_AFTER_S)
-    body = refused.json()
-    assert body["retry_after_s"] == RETRY_AFTER_S and "try again" in body["detail"]
+    for r in responses:
+        if r.status_code == 503:
+            assert_app_503(r)
+
+
+def test_proxy_never_refuses_a_burst(cluster) -> None:
+    """40 concurrent cheap requests reach the app (the ingress's queue in Serve's proxy is unbounded): all
+    200. With the ingress's queue bounded at max_queued_requests=2, Serve's proxy refused most of such a
+    burst itself with a plain-text 503 while requests were being assigned to the replica."""
+    url, _ = cluster
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            return await asyncio.gather(*(http.get("/api/health") for _ in range(40)))
+
+    codes = [r.status_code for r in run_in_own_loop(burst)]
+    assert codes == [200] * 40, codes
+
+
+def test_every_listener_is_on_loopback(cluster) -> None:
+    """Local mode: every listening socket of the driver and the Ray processes under it (GCS, raylet,
+    dashboard agent, runtime-env agent, Serve controller, proxy and replicas) and the app's HTTP port is
+    on loopback (psutil ``net_connections(kind="inet")``, LISTEN)."""
+    url, _ = cluster
+    port = int(url.rsplit(":", 1)[1])
+    found = listeners(local_ray_processes())
+    names = {lsn.name for lsn in found}
+    assert {"gcs_server", "raylet"} <= names, names
+    assert sum(n.startswith("ray::ServeReplica") for n in names) >= 3, names  # ingress, vision, text
+    assert any(lsn.port == port and lsn.name.startswith("ray::ProxyActor") for lsn in found), found
+    exposed = [str(lsn) for lsn in found if not is_loopback(lsn.ip)]
+    assert exposed == [], exposed
 
 
 def test_killed_model_replica_is_replaced(cluster) -> None:

@@ -1,8 +1,14 @@
-"""``python -m app.cluster``: start (or join) a Ray cluster and serve the app through Ray Serve.
+"""``python -m app.cluster``: serve the app through Ray Serve, on a new local Ray instance or a given cluster.
 
-Without ``--address`` / ``ATLAS_RAY_ADDRESS`` / ``RAY_ADDRESS`` a local single-node cluster is started with
-every Ray process on loopback (``--node-ip-address 127.0.0.1``). Serve's HTTP proxy binds ``--host``
-(127.0.0.1 by default) and ``--port``. Ctrl-C (or SIGTERM) deletes the application and disconnects.
+Without ``--address`` / ``ATLAS_RAY_ADDRESS`` / ``RAY_ADDRESS`` a **new** local Ray instance is started
+(never a cluster found on disk) with every Ray process on 127.0.0.1, no dashboard, token authentication
+(Ray 2.60's default for a new local instance); any listener of it found beyond loopback is logged as a
+warning. Serve's HTTP proxy binds ``--host`` (127.0.0.1 by default; anything else logs a warning) and
+``--port``. The log says which cluster was joined.
+
+On Ctrl-C / SIGTERM it removes only what it started: our Serve application (and its analyses index)
+always; Serve and Ray themselves only on the local instance it started. On a given cluster an application
+of the same name that is already running is never replaced: the command refuses to start.
 """
 
 from __future__ import annotations
@@ -12,20 +18,86 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import ray
 from ray import serve
 
-from app.cluster.loopback import init_ray
+from app.cluster.loopback import exposed_listeners, init_ray
 from app.cluster.serve_app import build_app
-from app.settings import get_settings
+from app.server import warn_if_exposed
+from app.settings import Settings, get_settings
 
 log = logging.getLogger("atlas.cluster")
 
 
-def main(argv: list[str] | None = None) -> None:
+class AlreadyRunning(RuntimeError):
+    """The given cluster already runs a Serve application of our name (someone else's, or a stale one)."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """What :func:`start` started, so that :func:`stop` removes exactly that."""
+
+    app_name: str
+    local: bool  # a new local Ray instance (Serve and Ray are ours to shut down)
+    cluster: str  # the description init_ray logged
+
+
+def start(settings: Settings, host: str, port: int, address: str | None, **ray_options: Any) -> Started:
+    """Join (or start) the cluster, then deploy the app; raises :class:`AlreadyRunning` on a name clash.
+    ``ray_options`` go to ``ray.init`` (the tests: ``num_cpus``, ``log_to_driver``)."""
+    local = address in (None, "local")
+    cluster = init_ray(None if local else address, **ray_options)
+    try:
+        if local:
+            for lsn in exposed_listeners():
+                log.warning("a Ray process listens beyond loopback: %s", lsn)
+        elif settings.serve_app_name in _running_apps():
+            raise AlreadyRunning(
+                f"the cluster at {address} already runs a Serve application named "
+                f"{settings.serve_app_name!r}; stop it, or pick another ATLAS_SERVE_APP_NAME"
+            )
+        warn_if_exposed(host, "Serve's HTTP proxy", log)
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(build_app(settings), name=settings.serve_app_name, route_prefix="/", blocking=False)
+    except BaseException:
+        if local:
+            with contextlib.suppress(Exception):
+                serve.shutdown()
+        ray.shutdown()
+        raise
+    return Started(settings.serve_app_name, local, cluster)
+
+
+def _running_apps() -> set[str]:
+    """Serve applications on the connected cluster (none when Serve is not running there)."""
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        return set()
+    return set(serve.status().applications)
+
+
+def stop(started: Started) -> None:
+    """Remove what :func:`start` started: our application always; Serve and Ray only if they are ours."""
+    try:
+        serve.delete(started.app_name)
+        with contextlib.suppress(ValueError):  # ValueError: never created (one ingress replica)
+            ray.kill(ray.get_actor(f"{started.app_name}-analyses", namespace="atlas"))
+        if started.local:
+            serve.shutdown()
+    finally:
+        ray.shutdown()  # on a given cluster: only disconnects this driver
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -38,31 +110,30 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings().model_copy(update={"backend": "ray"})
     address = args.address or settings.ray_address or os.environ.get("RAY_ADDRESS") or None
     t0 = time.perf_counter()
-    init_ray(address)  # None: a new local instance, every process on 127.0.0.1
-    serve.start(http_options={"host": args.host, "port": args.port})
-    serve.run(build_app(settings), name=settings.serve_app_name, route_prefix="/", blocking=False)
+    try:
+        started = start(settings, args.host, args.port, address)
+    except AlreadyRunning as e:
+        print(f"python -m app.cluster: error: {e}", file=sys.stderr)
+        return 2
     log.info(
-        "Attention Atlas on Ray Serve: http://%s:%d (healthy after %.1f s; %d vision, %d text replicas)",
+        "Attention Atlas on Ray Serve: http://%s:%d on %s (healthy after %.1f s; %d vision, %d text replicas)",
         args.host,
         args.port,
+        started.cluster,
         time.perf_counter() - t0,
         settings.vision_replicas,
         settings.text_replicas,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
-        stop.wait()
+        done.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        serve.delete(settings.serve_app_name)
-        with contextlib.suppress(ValueError):  # ValueError: never created (one ingress replica)
-            ray.kill(ray.get_actor(f"{settings.serve_app_name}-analyses", namespace="atlas"))
-        if not address:
-            serve.shutdown()
-        ray.shutdown()
+        stop(started)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,11 +12,16 @@ forwards and dataset batches leave it (:mod:`app.backend`). The ingress keeps a 
 model it uses for metadata, preprocessing and the few captures that stay local (text neuron view and
 offsets), so it takes no GPU.
 
-Backpressure is Serve's own, per deployment: ``max_ongoing_requests`` per replica, ``max_queued_requests``
-per caller, and a ``BackpressureConfig`` with ``retry_after_s`` so a refused request carries
-``Retry-After``. The ingress turns the model deployments' refusals into the app's JSON 503
-(:mod:`app.cluster.client`); the ingress's own limit (:data:`INGRESS_MAX_ONGOING` HTTP requests per
-replica) is answered by the Serve proxy with the same status and header (plain-text body).
+Backpressure is Serve's own, on the model deployments: ``max_ongoing_requests`` per replica,
+``max_queued_requests`` per caller, and a ``BackpressureConfig`` with ``retry_after_s``. The ingress turns
+their refusals into the app's JSON 503 + ``Retry-After`` (:mod:`app.cluster.client`), as the local queue
+does. The ingress itself never refuses in Serve's name: its queue in the HTTP proxy is unbounded
+(``max_queued_requests=-1``) and :data:`INGRESS_MAX_ONGOING` requests run in it at once, each either
+served or refused by the app in a few milliseconds. (A bounded ingress queue made Serve's proxy refuse
+bursts itself, with a plain-text body, whenever a few requests were still being assigned to the replica.)
+
+Every replica keeps its inter-deployment gRPC server on the node's address, not on every interface
+(:func:`app.cluster.loopback.keep_replica_server_on_node_ip`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ray.serve.config import BackpressureConfig
 
 from app.cluster.client import INGRESS, TEXT, VISION
 from app.cluster.deployments import TextModels, VisionModels
+from app.cluster.loopback import keep_replica_server_on_node_ip
 from app.settings import Settings
 
 INGRESS_MAX_ONGOING = 256  # HTTP requests one ingress replica holds at once (its event loop awaits them)
@@ -39,6 +45,7 @@ class Ingress:
     """The FastAPI app, built in the replica (``__serve_build_asgi_app__``) from the settings."""
 
     def __init__(self, settings: Settings, *model_deployments: Any) -> None:
+        keep_replica_server_on_node_ip()
         self.settings = settings  # the model deployments are reached by name, see build_app
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -49,6 +56,22 @@ class Ingress:
         if self.settings.ingress_replicas > 1:  # a follow-up GET may land on another replica
             share_analyses(app, self.settings)
         return app
+
+
+class VisionReplica(VisionModels):
+    """``VisionModels`` with its replica's gRPC server on the node's address."""
+
+    def __init__(self, settings: Settings) -> None:
+        keep_replica_server_on_node_ip()
+        super().__init__(settings)
+
+
+class TextReplica(TextModels):
+    """``TextModels`` with its replica's gRPC server on the node's address."""
+
+    def __init__(self, settings: Settings) -> None:
+        keep_replica_server_on_node_ip()
+        super().__init__(settings)
 
 
 def ingress_settings(settings: Settings) -> Settings:
@@ -77,22 +100,21 @@ def build_app(settings: Settings) -> Any:
         },
     )
     replica_settings = settings.model_copy(update={"backend": "local"})
-    vision = serve.deployment(VisionModels).options(
+    vision = serve.deployment(VisionReplica).options(
         name=VISION, num_replicas=settings.vision_replicas, **model_options
     )
     if replicas_batch(settings):  # a batch can only form from requests the replica holds at once
         vision = vision.options(
             max_ongoing_requests=max(settings.max_ongoing_requests, settings.batch_max_size)
         )
-    text = serve.deployment(TextModels).options(
+    text = serve.deployment(TextReplica).options(
         name=TEXT, num_replicas=settings.text_replicas, **model_options
     )
     ingress = serve.deployment(Ingress).options(
         name=INGRESS,
         num_replicas=settings.ingress_replicas,
         max_ongoing_requests=INGRESS_MAX_ONGOING,
-        max_queued_requests=settings.max_queued_requests,
-        backpressure_config=backpressure,
+        max_queued_requests=-1,  # the proxy never refuses: the app answers every refusal (JSON 503)
         ray_actor_options={"num_cpus": 0},
     )
     # The model deployments are bound as arguments only so that serve.run deploys them with the app; the
