@@ -97,3 +97,18 @@ def test_entropy_through_web_notebook_and_export(tmp_path, image_path, monkeypat
     # one function behind the three doors: the same photo and model give the same numbers everywhere
     np.testing.assert_array_equal(web, z["entropy"])
     np.testing.assert_array_equal(nb.entropy(), z["entropy"])
+
+
+def test_web_entropy_is_computed_once_per_analysis(client, monkeypatch):
+    """Every layer and head of one analysis come from one (L, H, P) computation in the pool, then the cache."""
+    from models.vision import views
+
+    calls: list[int] = []
+    real = views.patch_entropy
+    monkeypatch.setattr(views, "patch_entropy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    aid = client.post("/api/vision/analyze", data={"sample": "coffee"}).json()["analysis_id"]
+    for _ in range(2):
+        for layer, head in ((0, 0), (2, 3), (1, None)):
+            params = {"layer": layer} | ({} if head is None else {"head": head})
+            assert client.get(f"/api/vision/analysis/{aid}/entropy", params=params).status_code == 200
+    assert calls == [1]
