@@ -17,19 +17,7 @@ from app.main import create_app
 from app.notebook import show_vision
 from app.serialization import decode_typed_array
 from tests.conftest import tiny_settings
-
-
-def brute_entropy(maps: np.ndarray, p0: int) -> np.ndarray:
-    """(L, H, P) in float64 loops: each patch query's row over the patch keys, renormalised; -sum p log p."""
-    L, H, N, _ = maps.shape
-    out = np.zeros((L, H, N - p0))
-    for layer in range(L):
-        for h in range(H):
-            for i in range(N - p0):
-                row = maps[layer, h, p0 + i, p0:].astype(np.float64)
-                p = row / row.sum()
-                out[layer, h, i] = -sum(x * math.log(x) for x in p if x > 0)
-    return out
+from tests.test_views import brute_entropy
 
 
 @pytest.fixture
