@@ -17,19 +17,7 @@ from app.main import create_app
 from app.notebook import show_vision
 from app.serialization import decode_typed_array
 from tests.conftest import tiny_settings
-
-
-def brute_entropy(maps: np.ndarray, p0: int) -> np.ndarray:
-    """(L, H, P) in float64 loops: each patch query's row over the patch keys, renormalised; -sum p log p."""
-    L, H, N, _ = maps.shape
-    out = np.zeros((L, H, N - p0))
-    for layer in range(L):
-        for h in range(H):
-            for i in range(N - p0):
-                row = maps[layer, h, p0 + i, p0:].astype(np.float64)
-                p = row / row.sum()
-                out[layer, h, i] = -sum(x * math.log(x) for x in p if x > 0)
-    return out
+from tests.test_views import brute_entropy
 
 
 @pytest.fixture
@@ -97,3 +85,18 @@ def test_entropy_through_web_notebook_and_export(tmp_path, image_path, monkeypat
     # one function behind the three doors: the same photo and model give the same numbers everywhere
     np.testing.assert_array_equal(web, z["entropy"])
     np.testing.assert_array_equal(nb.entropy(), z["entropy"])
+
+
+def test_web_entropy_is_computed_once_per_analysis(client, monkeypatch):
+    """Every layer and head of one analysis come from one (L, H, P) computation in the pool, then the cache."""
+    from models.vision import views
+
+    calls: list[int] = []
+    real = views.patch_entropy
+    monkeypatch.setattr(views, "patch_entropy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    aid = client.post("/api/vision/analyze", data={"sample": "coffee"}).json()["analysis_id"]
+    for _ in range(2):
+        for layer, head in ((0, 0), (2, 3), (1, None)):
+            params = {"layer": layer} | ({} if head is None else {"head": head})
+            assert client.get(f"/api/vision/analysis/{aid}/entropy", params=params).status_code == 200
+    assert calls == [1]

@@ -267,6 +267,11 @@ def test_executed_notebook_draws_in_chromium(tmp_path, page):
     assert vis.get_attribute("data-query") == "cls"
     vis.get_by_role("button", name="Rollout").click()
     assert overlay.get_attribute("data-view") == "rollout"
+    # the entropy view: models/vision/views.py patch_entropy, carried in the output, with its caption
+    vis.get_by_role("button", name="Entropy").click()
+    assert overlay.get_attribute("data-view") == "entropy" and vis.get_attribute("data-view") == "entropy"
+    caption = vis.locator(".nb-caption").last.inner_text()
+    assert "layer 1, head 2" in caption and "nats" in caption and "log(16) = 2.77 nats" in caption
 
     # text: head view lines; a head chip toggles; a table row opens the matrix (plotly); the model view
     assert txt.locator("canvas.tx-hv-canvas").count() == 1

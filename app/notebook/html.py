@@ -125,3 +125,23 @@ def standalone_page(body: str, title: str) -> str:
         f"<title>{html.escape(title)}</title></head>"
         f'<body style="font-family: system-ui, sans-serif; margin: 16px">{body}</body></html>\n'
     )
+
+
+class Output:
+    """A notebook result that displays as one output: subclasses give the entry module, the payload, and the
+    text shown until the script runs (``ENTRY``, ``payload()``, ``fallback()``, ``label``)."""
+
+    ENTRY = ""
+    PLOTLY = False
+
+    def _repr_html_(self) -> str:
+        plotly = bool(getattr(self, "include_plotly", self.PLOTLY))
+        return render_output(
+            self.ENTRY, self.payload(), css(), include_plotly=plotly, fallback=self.fallback()
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the views as a standalone HTML page."""
+        path = Path(path)
+        path.write_text(standalone_page(self._repr_html_(), f"{self.label} attention"), encoding="utf-8")
+        return path

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 import app.notebook.models as models
-from app.notebook.html import b64_size, css, render_output, standalone_page
+from app.notebook.html import Output, b64_size
 from app.schemas.text import ViewOptions
 from app.schemas.text_views import Blocks, axes_schema, block_schema, overview_response
 from app.serialization import typed_array
@@ -82,7 +81,7 @@ class EagerAttention:
 
 
 @dataclass(repr=False)
-class TextResult:
+class TextResult(Output):
     """One input through one text model: the numbers, and the views when displayed.
 
     blocks    dict kind -> (L, H, Tq, Tk) float32 attention probabilities per block: ``encoder_self``,
@@ -110,6 +109,7 @@ class TextResult:
     overviews: dict[str, BlockOverview] = field(default_factory=dict, repr=False)
     stat_names: tuple[str, ...] = STAT_NAMES
 
+    ENTRY = "notebook/text.js"
     label = property(lambda self: self.info.label)
 
     def __repr__(self) -> str:
@@ -160,21 +160,11 @@ class TextResult:
         selected = {"layer": self.layer, "head": self.head, "view": self.view}
         return {**d, "tier": tier, "top_k": self.top_k, "selected": selected}
 
-    def _repr_html_(self) -> str:
-        return render_output(
-            "notebook/text.js",
-            self.payload(),
-            css(),
-            include_plotly=self.include_plotly,
-            fallback=f"Attention Atlas: {self.label}, {len(self.tokens)} tokens. Run the cell (or trust the "
-            "notebook) to see the interactive views; the numbers are on the result (.maps, .stats).",
+    def fallback(self) -> str:
+        return (
+            f"Attention Atlas: {self.label}, {len(self.tokens)} tokens. Run the cell (or trust the notebook) to "
+            "see the interactive views; the numbers are on the result (.maps, .stats)."
         )
-
-    def save(self, path: str | Path) -> Path:
-        """Write the views as a standalone HTML page."""
-        path = Path(path)
-        path.write_text(standalone_page(self._repr_html_(), f"{self.label} attention"), encoding="utf-8")
-        return path
 
 
 def show_text(

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 import app.notebook.models as models
-from app.notebook.html import b64_size, css, render_output, standalone_page
+from app.notebook.html import Output, b64_size
 from app.schemas.vision import RolloutOptions
 from app.schemas.vision_views import analysis_response
 from app.serialization import typed_array
@@ -82,7 +82,7 @@ def vision_model(model: Any, resolution: int | None, device: str | None) -> Visi
 
 
 @dataclass(repr=False)
-class VisionResult:
+class VisionResult(Output):
     """One image through one ViT-family model: the numbers, and the views when displayed.
 
     maps      (L, H, N, N) float32: every layer's and head's attention probabilities over the N tokens
@@ -108,6 +108,7 @@ class VisionResult:
     query: int | None
     max_mb: float
 
+    ENTRY = "notebook/vision.js"
     model_id = property(lambda self: self.vm.info.id)
     label = property(lambda self: self.vm.info.label)
     patch_size = property(lambda self: self.vm.info.patch_size)
@@ -180,21 +181,11 @@ class VisionResult:
             "selected": {"layer": self.layer, "head": self.head, "view": self.view, "query": self.query},
         }
 
-    def _repr_html_(self) -> str:
-        return render_output(
-            "notebook/vision.js",
-            self.payload(),
-            css(),
-            include_plotly=False,
-            fallback=f"Attention Atlas: {self.label}, {self.grid[0]}x{self.grid[1]} patches. Run the cell "
-            "(or trust the notebook) to see the interactive views; the numbers are on the result (.maps).",
+    def fallback(self) -> str:
+        return (
+            f"Attention Atlas: {self.label}, {self.grid[0]}x{self.grid[1]} patches. Run the cell (or trust the "
+            "notebook) to see the interactive views; the numbers are on the result (.maps)."
         )
-
-    def save(self, path: str | Path) -> Path:
-        """Write the views as a standalone HTML page."""
-        path = Path(path)
-        path.write_text(standalone_page(self._repr_html_(), f"{self.label} attention"), encoding="utf-8")
-        return path
 
 
 def show_vision(

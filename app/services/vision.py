@@ -128,7 +128,7 @@ def _decode_and_cache(state: AppState, data: bytes, image_hash: str) -> Image.Im
 
 
 def rollout_map(analysis: VisionAnalysis, head_fusion: HeadFusion, discard_ratio: float) -> np.ndarray:
-    """(P,) float32 rollout from the cached (L, H, N, N) float16 maps, one layer at a time in float32."""
+    """CPU-pool job: (P,) float32 rollout from the cached maps (:func:`models.vision.views.rollout`)."""
     return views.rollout(analysis, head_fusion, discard_ratio)
 
 
