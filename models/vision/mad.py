@@ -74,17 +74,23 @@ def _patch_distances_cpu(rows: int, cols: int, patch_size: int, unit: Unit) -> t
     return d.to(torch.float32)
 
 
-def _mad(
-    attn: torch.Tensor, distances: torch.Tensor, num_prefix_tokens: int, renormalize: bool
-) -> torch.Tensor:
-    """(..., H, N, N) probabilities and (P, P) distances -> (..., H) float32 mean attention distance."""
-    num_patches = distances.shape[0]
+def _check_maps(attn: torch.Tensor, num_prefix_tokens: int, num_patches: int) -> int:
+    """N = prefix tokens + patches, after checking that ``attn`` is (..., H, N, N)."""
     n = num_prefix_tokens + num_patches
     if attn.ndim < 3 or attn.shape[-1] != n or attn.shape[-2] != n:
         raise ValueError(
             f"attention must be (..., H, {n}, {n}) for {num_prefix_tokens} prefix tokens + {num_patches} "
             f"patches, got {tuple(attn.shape)}"
         )
+    return n
+
+
+def _mad(
+    attn: torch.Tensor, distances: torch.Tensor, num_prefix_tokens: int, renormalize: bool
+) -> torch.Tensor:
+    """(..., H, N, N) probabilities and (P, P) distances -> (..., H) float32 mean attention distance."""
+    num_patches = distances.shape[0]
+    n = _check_maps(attn, num_prefix_tokens, num_patches)
     if not renormalize:
         # Distances zero-padded over the prefix rows and columns: the sum of A * d over the whole N x N
         # map is then the patch-to-patch sum, one matrix-vector product over the contiguous map, with no
@@ -121,13 +127,7 @@ def mean_attention_distance(
     + 8 N^2 (distances, padded), about 45 MB for a 448 px DINOv2 ViT-S/14 (N = 1025), whatever L and H.
     """
     distances = patch_distances(grid, patch_size, unit, device=attn.device)
-    num_patches = distances.shape[0]
-    n = num_prefix_tokens + num_patches
-    if attn.ndim < 3 or attn.shape[-1] != n or attn.shape[-2] != n:
-        raise ValueError(
-            f"attention must be (..., H, {n}, {n}) for {num_prefix_tokens} prefix tokens + {num_patches} "
-            f"patches, got {tuple(attn.shape)}"
-        )
+    n = _check_maps(attn, num_prefix_tokens, distances.shape[0])
     maps = attn.reshape(-1, n, n)  # (M, N, N), a view of a contiguous cache
     step = max(1, CHUNK_BYTES // (4 * n * n))
     if step >= maps.shape[0]:

@@ -77,6 +77,14 @@ function wireKeys(root, overlayHost, S, g, probing, update) {
   });
 }
 
+// The rollout's discard-ratio select; changing it or the head-fusion select switches the view to rollout.
+function rolloutDiscard(D, S, fusion, update) {
+  const discard = el("select", { "aria-label": "Rollout discard ratio" }, D.discards.map((d) => el("option", { value: d.toFixed(2) }, `discard ${Math.round(d * 100)}%`)));
+  const onRollout = () => { S.fusion = fusion.value; S.discard = Number(discard.value); S.view = "rollout"; update(); };
+  fusion.addEventListener("change", onRollout); discard.addEventListener("change", onRollout);
+  return discard;
+}
+
 export async function mount(root, D) {
   const { num_layers: L, num_heads: H } = D.model, g = D.grid, P = g.rows * g.cols;
   const cls = decodeTyped(D.cls_attention).data; // (L, H, P)
@@ -99,16 +107,12 @@ export async function mount(root, D) {
   const viewBtn = (v, label) => el("button", { type: "button", dataset: { view: v }, onclick: () => { S.view = v; S.hover = null; update(); } }, label);
   seg.append(viewBtn("head", "Head"), viewBtn("mean", "Mean of heads"), viewBtn("rollout", "Rollout"), viewBtn("entropy", "Entropy"));
   const fusion = el("select", { "aria-label": "Rollout head fusion" }, D.fusions.map((f) => el("option", { value: f }, `fuse heads: ${f}`)));
-  const discard = el("select", { "aria-label": "Rollout discard ratio" }, D.discards.map((d) => el("option", { value: d.toFixed(2) }, `discard ${Math.round(d * 100)}%`)));
-  const onRollout = () => { S.fusion = fusion.value; S.discard = Number(discard.value); S.view = "rollout"; update(); };
-  fusion.addEventListener("change", onRollout); discard.addEventListener("change", onRollout);
-  const back = el("button", { type: "button", class: "hidden", onclick: () => { S.query = null; S.hover = null; update(); } },
-    D.cls_query === "cls" ? "\u2190 Back to CLS (Esc)" : "\u2190 Back to mean map (Esc)");
+  const discard = rolloutDiscard(D, S, fusion, () => update());
+  const back = el("button", { type: "button", class: "hidden", onclick: () => { S.query = null; S.hover = null; update(); } }, D.cls_query === "cls" ? "\u2190 Back to CLS (Esc)" : "\u2190 Back to mean map (Esc)");
   const queryText = el("span", { class: "small" });
   const gridHost = el("div", { class: "vz-grid" });
   const overlayHost = el("div", { class: "vz-overlay", tabindex: "0", role: "group", "aria-label": "Attention over the photo: the arrow keys move the query patch, Enter pins it, Esc returns" });
-  const cb = el("canvas", { width: 320, height: 10, "aria-hidden": "true" });
-  const cbMin = el("span", { class: "mono small" }), cbMax = el("span", { class: "mono small" });
+  const cb = el("canvas", { width: 320, height: 10, "aria-hidden": "true" }), cbMin = el("span", { class: "mono small" }), cbMax = el("span", { class: "mono small" });
   const title = el("h3", {}), caption = el("p", { class: "nb-caption" });
   root.append(
     ...summary(D, clsWhat),

@@ -199,7 +199,7 @@ async function refreshMap() {
   $("vz-colorbar").setAttribute("aria-label", `Colour scale (${S.colormap}): ${fmtValue(range.min)} at the bottom to ${
     range.clipped ? "at least " : ""}${fmtValue(range.max)} at the top`);
   describeMap(m, range);
-  const note = outlierNote(m.values, m.q !== null);
+  const note = outlierNote(m.values, m.meta.query !== null && m.meta.query !== undefined);
   $("vz-outlier").classList.toggle("hidden", !note || S.clip);
   $("vz-outlier").textContent = note;
 }
