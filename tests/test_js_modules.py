@@ -83,10 +83,11 @@ def test_vision_head_means_maps_and_captions():
     assert got["cls"]["title"] == "Layer 3 \u00b7 head 2" and got["cls"]["what"] == "[CLS] attention"
     assert got["probe"]["title"] == "Layer 1 \u00b7 mean of 4 heads \u00b7 query patch row 2, col 3"
     assert "prefix tokens is not drawn" in got["probe"]["caption"]
-    assert (
-        "fused by max, 25% of the weakest" in got["rollout"]["caption"]
-        and "layers 1 to 3" in got["rollout"]["caption"]
-    )
+    rollout = got["rollout"]["caption"]
+    assert "fused by max, the weakest 25% of the patch-to-patch entries discarded" in rollout
+    assert "never a prefix row or column" in rollout and "layers 1 to 3" in rollout
+    assert "rollout's estimate of how much each patch feeds the final [CLS] token" in rollout
+    assert "not a measured contribution" in rollout
 
 
 def test_compare_differences_and_query_geometry():
@@ -119,3 +120,55 @@ def test_compare_differences_and_query_geometry():
         np.arange(12), 4
     )  # on a grid twice as fine, a patch centre falls in its lower-right child
     assert got["onBig"] == ((2 * r + 1) * 8 + 2 * c + 1).tolist()
+
+
+def test_renormalised_difference_and_cross_model_captions():
+    """B-hat - A-hat: each map divided by its own patch sum (float64, summed in patch order), rounded to float32."""
+    rng = np.random.default_rng(2)
+    a = (rng.random(12) * 0.05).astype(np.float32)  # sums to ~0.3: the rest went to [CLS] / registers
+    b = (rng.random(12) / 12).astype(np.float32)
+    got = run_js(
+        """
+        globalThis.location = { search: "" };
+        const V = await import(js("vision/compare/difference.js"));
+        const K = await import(js("vision/compare/captions.js"));
+        const r = V.renormalisedDifference(Float32Array.from(data.a), Float32Array.from(data.b));
+        out.r = { d: Array.from(r.d), m: r.m, arg: r.arg, l1: r.l1, sa: r.sa, sb: r.sb };
+        out.zero = Array.from(V.renormalisedDifference(new Float32Array(3), Float32Array.of(1, 1, 2)).d);
+        const grid = (rows, cols, ps, res) => ({ rows, cols, patch_size: ps, resolution: res });
+        const side = (id, label, g, view, head) => ({ A: { model: { id, label }, grid: g }, view, head });
+        const a = side("m1", "Model one", grid(4, 4, 8, 32), "head", 2), b = side("m2", "Model two", grid(4, 4, 16, 64), "head", 0);
+        out.heads = K.crossModelHeadCaption(a, b);
+        out.oneHead = K.crossModelHeadCaption(a, { ...b, view: "mean" });
+        out.renormCross = K.renormCaption(a, b, 0.5);
+        out.renormSame = K.renormCaption(a, { ...b, A: { ...b.A, model: a.A.model } }, 0.5);
+        out.geometry = K.geometryClause(a, b);
+        out.sameGeometry = K.geometryClause(a, a);
+        out.mismatch = K.gridMismatchCaption(a, side("m1", "Model one", grid(3, 3, 16, 48), "mean", 0));
+        """,
+        {"a": a.tolist(), "b": b.tolist()},
+    )
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    sa = sb = 0.0
+    for x, y in zip(a64, b64, strict=True):  # the page's order of summation
+        sa += x
+        sb += y
+    expected = (b64 / sb - a64 / sa).astype(np.float32)
+    np.testing.assert_array_equal(np.array(got["r"]["d"], dtype=np.float32), expected)
+    assert abs(float(np.sum(np.array(got["r"]["d"], dtype=np.float64)))) < 1e-6
+    assert got["r"]["sa"] == pytest.approx(float(a64.sum()), rel=1e-12)
+    assert got["r"]["sb"] == pytest.approx(float(b64.sum()), rel=1e-12)
+    assert got["r"]["m"] == pytest.approx(float(np.abs(expected).max()), rel=1e-7)
+    assert got["r"]["arg"] == int(np.abs(expected).argmax())
+    assert got["r"]["l1"] == pytest.approx(float(np.abs(expected.astype(np.float64)).sum()), rel=1e-7)
+    assert got["zero"] == [0.25, 0.25, 0.5]  # a map that sums to 0 has no share anywhere
+    assert "Head 3 of one model has nothing to do with head 1 of the other" in got["heads"]
+    assert "only the head mean and rollout compare" in got["heads"] and "Model one" in got["heads"]
+    assert "Head 3 of A has no counterpart" in got["oneHead"]
+    assert "only the head mean and rollout compare" in got["oneHead"]
+    assert got["renormCross"].startswith("A and B are different models (A: Model one, B: Model two)")
+    assert "renormalised over its 4×4 patches" in got["renormCross"] and "= 0.5" in got["renormCross"]
+    assert got["renormSame"].startswith("Shown: B̂ − Â")
+    assert "A has 8 px patches at 32 px and B 16 px patches at 64 px" in got["geometry"]
+    assert "grid cells, not image regions" in got["geometry"] and got["sameGeometry"] == ""
+    assert "same grid of rows × columns" in got["mismatch"] and "patch size" not in got["mismatch"]

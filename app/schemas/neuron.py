@@ -24,7 +24,10 @@ class NeuronResponse(BaseModel):
     key_side: Literal["source", "target"]
     causal: bool = Field(description="future keys are masked (decoder self-attention)")
     d_k: int
-    scale: float = Field(description="the factor the model applies: 1/sqrt(d_k)")
+    scale: float = Field(
+        description="the factor the model applies (1/sqrt(d_k) for the paper's Transformer and BERT; a model may use "
+        "another, e.g. GPT-2 with scale_attn_by_inverse_layer_idx)"
+    )
     scale_where: Literal["query", "scores"] = Field(
         description='"query": q is divided by sqrt(d_k) before the product (paper Transformer); '
         '"scores": the product q·k is multiplied (Hugging Face eager attention)'

@@ -147,9 +147,13 @@ export async function mount(root, D) {
     if (S.view === "rollout") {
       return { values: rollouts[`${S.fusion}|${S.discard.toFixed(2)}`], meta: { view: "rollout", layer: l, head: head ?? "mean" },
         title: `Attention rollout \u00b7 layers 1\u2013${L}`,
-        caption: `Rollout (Abnar & Zuidema 2020; ViT paper Fig. 6, App. D.8): heads fused by ${S.fusion}, ${Math.round(S.discard * 100)}% of the weakest entries discarded, `
+        caption: `Rollout (Abnar & Zuidema 2020; ViT paper Fig. 6, App. D.8): heads fused by ${S.fusion}, the weakest ${Math.round(S.discard * 100)}% of the `
+          + "patch-to-patch entries discarded (never a prefix row or column: [CLS] and registers included), "
           + `identity added for the residual connection, rows renormalised, layers multiplied from 1 up to ${L}. `
-          + (D.cls_query === "cls" ? "Shown: row [CLS] of the product, how much each patch feeds the final [CLS] token." : "This model has no [CLS] token: shown is the mean over the patch rows of the product.") };
+          + (D.cls_query === "cls"
+            ? "Shown: row [CLS] of the product, rollout's estimate of how much each patch feeds the final [CLS] token "
+              + "(it mixes attention linearly; the values, the output projections and the MLPs are ignored, so it is not a measured contribution)."
+            : "This model has no [CLS] token: shown is the mean over the patch rows of the product.") };
     }
     if (S.view === "entropy") {
       const values = entropy.subarray((l * H + S.head) * P, (l * H + S.head + 1) * P);

@@ -96,9 +96,11 @@ export function describeMap(A, sel) {
     return {
       title: `Attention rollout \u00b7 layers 1\u2013${A.L}`, where: `rollout, layers 1\u2013${A.L}`,
       what: cls ? "rollout from [CLS]" : "rollout, mean of patch rows",
-      caption: `Attention rollout (Abnar & Zuidema 2020; ViT Fig. 6): heads fused by ${fusion}, ${pct}% of the weakest entries discarded, `
-        + `identity added for the residual connection, rows renormalised, layers 1 to ${A.L} multiplied. `
-        + (cls ? "Row [CLS] of the product: how much each patch feeds the final [CLS] token."
+      caption: `Attention rollout (Abnar & Zuidema 2020; ViT Fig. 6 and App. D.8): heads fused by ${fusion}, the weakest ${pct}% `
+        + "of the patch-to-patch entries discarded (never a prefix row or column: [CLS] and registers included), identity added "
+        + `for the residual connection, rows renormalised, layers 1 to ${A.L} multiplied. `
+        + (cls ? "Row [CLS] of the product: rollout's estimate of how much each patch feeds the final [CLS] token "
+          + "(it mixes attention linearly; the values, the output projections and the MLPs are ignored, so it is not a measured contribution)."
           : "This model has no [CLS] token: shown is the mean over the patch rows of the product."),
     };
   }

@@ -221,6 +221,7 @@ export function mountCompare(PD) {
     if (u >= 0 && v >= 0 && u < 1 && v < 1) ctx.onClick(a, idxOf(a.A, { u, v }));
   });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape" && C.query) { C.query = null; refresh(ctx); } });
+  ctx.diff.renorm.addEventListener("change", () => { C.renorm = ctx.diff.renorm.checked; syncURL(ctx); drawDiff(C, ctx.diff); });
   let resizeTimer = 0;
   window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => drawDiff(C, ctx.diff), 150); });
 

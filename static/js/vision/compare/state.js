@@ -1,6 +1,6 @@
 // Side by side on /vision, the state: what the permalink holds, how it is read and written, and the geometry that
 // carries one query patch across two patch grids. State lives in the URL (lib/urlstate.js): compare=1, link, cmap,
-// qrow/qcol (the pinned query in A's grid) and per side a.model, a.res, a.sample | a.img, a.view, a.layer, a.head
+// renorm (the difference renormalised over the patches; always on across models), qrow/qcol (the pinned query in A's grid) and per side a.model, a.res, a.sample | a.img, a.view, a.layer, a.head
 // (and b.*). URLs and the screen count from 1, the API and this state from 0 (lib/numbering.js converts).
 import { COLORMAPS } from "../../lib/colormap.js";
 import { fromApi, patchRowCol, toApi, toApiOr } from "../../lib/numbering.js";
@@ -26,9 +26,9 @@ export function compareHref(search, models) {
   return `/vision?${q}`;
 }
 
-// The whole compare state C from the URL: {link, cmap, sides: {a, b}, pendingQuery, query, hover, cursor, kbdSide}.
+// The whole compare state C from the URL: {link, cmap, renorm, sides: {a, b}, pendingQuery, query, hover, cursor, kbdSide}.
 export function readCompareState(PD) {
-  const defaults = { link: true, cmap: "viridis", qrow: 0, qcol: 0 };
+  const defaults = { link: true, cmap: "viridis", renorm: false, qrow: 0, qcol: 0 };
   for (const s of SIDES) Object.assign(defaults, { [`${s}.model`]: PD.default_model, [`${s}.res`]: 0, [`${s}.sample`]: "",
     [`${s}.img`]: "", [`${s}.view`]: "head", [`${s}.layer`]: 0, [`${s}.head`]: 1 });
   const u = readState(defaults);
@@ -49,7 +49,7 @@ export function readCompareState(PD) {
   }
   if (!sides.a.sample && !sides.a.img && !sides.b.sample && !sides.b.img) sides.a.sample = sides.b.sample = "__first__";
   return {
-    link: u.link, cmap: COLORMAPS.includes(u.cmap) ? u.cmap : "viridis", sides,
+    link: u.link, cmap: COLORMAPS.includes(u.cmap) ? u.cmap : "viridis", renorm: u.renorm, sides,
     pendingQuery: u.qrow > 0 && u.qcol > 0 ? { row: toApi(u.qrow), col: toApi(u.qcol) } : null,
     query: null, hover: null, // {u, v}: the patch centre as a fraction of the grid, so it maps onto any grid
     cursor: null, kbdSide: null, // the keyboard's query cursor ({u, v}) and the panel whose photo has the focus
@@ -61,7 +61,7 @@ export const otherSide = (C, s) => C.sides[s.name === "a" ? "b" : "a"];
 
 // The permalink's fields for state C (written with lib/urlstate.js writeState).
 export function urlFields(C) {
-  const out = { compare: 1, link: C.link ? 1 : 0, cmap: C.cmap !== "viridis" ? C.cmap : "" };
+  const out = { compare: 1, link: C.link ? 1 : 0, cmap: C.cmap !== "viridis" ? C.cmap : "", renorm: C.renorm ? 1 : "" };
   for (const s of sidesOf(C)) {
     Object.assign(out, { [`${s.name}.model`]: s.model, [`${s.name}.res`]: s.res || "", [`${s.name}.sample`]: s.img ? "" : s.sample,
       [`${s.name}.img`]: s.img, [`${s.name}.view`]: s.view, [`${s.name}.layer`]: s.layer === null ? "" : fromApi(s.layer),
