@@ -6,6 +6,7 @@ single view is unchanged when compare is off; and both compare pages run under t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,7 @@ def test_vision_side_by_side(base_url, page) -> None:
     # 8 x 8 against 4 x 4 patches: no difference map, and the page says why
     page.wait_for_selector("#cmp-diff-caption:has-text('No difference map')")
     assert "8×8" in page.text_content("#cmp-diff-caption") and "4×4" in page.text_content("#cmp-diff-caption")
+    assert "same grid of rows × columns" in page.text_content("#cmp-diff-caption")
     href = page.get_attribute("#cmp-distance", "href")
     assert href.startswith("/distance?analysis=") and f"{TINY_NOHEAD.id}~samples~0" in href.replace(
         "%7E", "~"
@@ -159,6 +161,101 @@ def test_vision_side_by_side(base_url, page) -> None:
     p = params(page)
     assert "compare" not in p and p["layer"] == "3" and p["model"] == TINY_VIT12.id
     assert page.locator("#vz-compare").is_hidden() and page.locator("#vz-main").is_visible()
+    assert real_errors(page) == []
+
+
+def vision_rollout(page, base_url: str, model: str, sample: str = "astronaut") -> np.ndarray:
+    """(P,) rollout (mean fusion, nothing discarded) of (sample, model), as the API gives it."""
+    r = page.request.post(f"{base_url}/api/vision/analyze", multipart={"sample": sample, "model": model})
+    assert r.ok, r.text()
+    return decode_typed_array(r.json()["rollout"])
+
+
+def renormalised(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """B-hat - A-hat in float64, each map divided by its sum over the patches, summed in patch order as the page does."""
+    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    sa = sb = 0.0
+    for x, y in zip(a64, b64, strict=True):
+        sa += x
+        sb += y
+    return b64 / sb - a64 / sa
+
+
+def export_json(page) -> dict:
+    with page.expect_download() as dl:
+        page.click("#cmp-diff-export [data-export=json]")
+    return json.loads(Path(dl.value.path()).read_text())
+
+
+def test_vision_difference_across_models(base_url, page) -> None:
+    """Two different models on one 4 x 4 grid: no head difference; rollout compared as B-hat - A-hat over the patches."""
+    a_id, b_id = "tiny_vit", TINY_NOHEAD.id  # 3 layers x 4 heads with [CLS]; 2 layers x 2 heads without
+    page.goto(
+        f"{base_url}/vision?compare=1&link=1&a.model={a_id}&b.model={b_id}&a.sample=astronaut&b.sample=astronaut"
+    )
+    wait_panels(page)
+    page.wait_for_selector(
+        "#cmp-diff-caption:has-text('only the head mean and rollout compare')", timeout=TIMEOUT
+    )
+    caption = page.text_content("#cmp-diff-caption")
+    assert "Head 1 of one model has nothing to do with head 1 of the other" in caption
+    assert page.get_attribute("#cmp-diff", "data-state") == "none"  # not drawn
+    assert page.locator("#cmp-diff-export [data-export]").count() == 0
+
+    # rollout on both (linked): B-hat - A-hat, each map renormalised over its 16 patches
+    page.click('#cmp-a [data-view="rollout"]')
+    page.wait_for_selector(f'{DIFF}[data-state="ready"][data-normalisation="patches"]', timeout=TIMEOUT)
+    caption = page.text_content("#cmp-diff-caption")
+    assert (
+        caption.startswith("A and B are different models")
+        and "only the head mean and rollout compare" in caption
+    )
+    assert "renormalised over its 4×4 patches" in caption
+    assert page.is_checked("#cmp-renorm") and page.is_disabled("#cmp-renorm")
+    panel_a = page.text_content("#cmp-a .vz-caption")
+    assert (
+        "the weakest 0% of the patch-to-patch entries discarded" in panel_a
+        and "rollout's estimate" in panel_a
+    )
+    ra, rb = vision_rollout(page, base_url, a_id), vision_rollout(page, base_url, b_id)
+    assert ra.sum() < 1 - 1e-3 and rb.sum() == pytest.approx(
+        1, abs=1e-5
+    )  # [CLS] keeps some mass; no prefix in B
+    expected = renormalised(ra, rb)
+    page.wait_for_function(
+        f"document.querySelector('{DIFF}').dataset.checksum === '{fnv1a(expected.astype(np.float32))}'"
+    )
+    # the export: the panels' own values, the normalisation named, and d recomputed from those values
+    data = export_json(page)
+    assert data["meta"]["normalisation"] == "each map divided by its sum over the patches"
+    assert data["header"] == ["patch", "row", "col", "A", "B", "A_hat", "B_hat", "B_hat_minus_A_hat"]
+    rows = np.array([r[3:] for r in data["rows"]], dtype=np.float64)
+    np.testing.assert_array_equal(rows[:, 0], ra.astype(np.float64))  # A as panel A shows it, bit for bit
+    np.testing.assert_array_equal(rows[:, 1], rb.astype(np.float64))
+    d, ref = rows[:, 4], renormalised(rows[:, 0], rows[:, 1])
+    assert abs(d.sum()) < 1e-6  # the shares of both maps sum to 1
+    margin = 4  # d is stored in float32: one rounding of each share and one of the difference, bounded x 4
+    np.testing.assert_allclose(d, ref, rtol=0, atol=margin * 2.0**-24 * float(np.abs(rows[:, 2:4]).max()))
+    np.testing.assert_allclose(d, rows[:, 3] - rows[:, 2], rtol=0, atol=margin * 2.0**-24)
+    assert data["meta"]["A"]["patch_sum"] == pytest.approx(float(ra.astype(np.float64).sum()), rel=1e-12)
+
+    # one model: raw B - A by default, renormalised on request (and in the permalink)
+    page.select_option("#cmp-b [data-role=model]", a_id)
+    page.wait_for_selector(f'{DIFF}[data-state="ready"][data-normalisation="none"]', timeout=TIMEOUT)
+    assert not page.is_checked("#cmp-renorm") and not page.is_disabled("#cmp-renorm")
+    page.uncheck("#cmp-link")
+    page.click('#cmp-b [data-view="mean"]')
+    page.wait_for_function("document.querySelector('#cmp-b .vz-overlay-canvas').dataset.head === 'mean'")
+    page.wait_for_selector(f'{DIFF}[data-state="ready"][data-normalisation="none"]', timeout=TIMEOUT)
+    raw = export_json(page)
+    assert raw["meta"]["normalisation"].startswith("none") and raw["header"][-1] == "B_minus_A"
+    va, vb = (np.array([r[i] for r in raw["rows"]], dtype=np.float32) for i in (3, 4))
+    assert page.get_attribute(DIFF, "data-checksum") == fnv1a(vb - va)
+    page.check("#cmp-renorm")
+    page.wait_for_selector(f'{DIFF}[data-normalisation="patches"]', timeout=TIMEOUT)
+    assert params(page).get("renorm") == "1"
+    assert page.get_attribute(DIFF, "data-checksum") == fnv1a(renormalised(va, vb).astype(np.float32))
+    assert page.text_content("#cmp-diff-caption").startswith("Shown: B\u0302 \u2212 \u00c2")
     assert real_errors(page) == []
 
 
