@@ -54,6 +54,7 @@ JOB_CANCEL = ("post", "/api/distance/jobs/{job_id}/cancel")
 _VISION_VIEWS = {
     "PatchAttention": "/api/vision/analysis/{analysis_id}/attention",
     "Rollout": "/api/vision/analysis/{analysis_id}/rollout",
+    "AttentionEntropy": "/api/vision/analysis/{analysis_id}/entropy",
     "AnalysisImage": "/api/vision/analysis/{analysis_id}/image.png",
     "AttentionDistance": "/api/distance/analysis/{analysis_id}",
 }

@@ -214,6 +214,7 @@ def _field_of(expression: str) -> str:
 # The smallest valid request for each link target: these must succeed (2xx) with the linked id.
 VALID_EXTRAS: dict[str, dict[str, Any]] = {
     "GET /api/vision/analysis/{analysis_id}/attention": {"query": {"layer": 0, "query": 0}},
+    "GET /api/vision/analysis/{analysis_id}/entropy": {"query": {"layer": 0}},
     "GET /api/text/analysis/{analysis_id}/layer": {"query": {"kind": "encoder_self", "layer": 0}},
     "GET /api/text/analysis/{analysis_id}/head": {"query": {"kind": "encoder_self", "layer": 0}},
 }

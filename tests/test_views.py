@@ -12,6 +12,7 @@ from PIL import Image
 
 from models.text import views as tv
 from models.text.analysis import load_text_model
+from models.text.export import text_arrays
 from models.vision import views as vv
 from models.vision.analysis import analyze_image, load_vision_model
 from models.vision.rollout import attention_rollout
@@ -117,6 +118,10 @@ def test_token_distance_and_head_views(text):
     ref = np.array([[np.mean([sum(block[n, h, i, j] * abs(j - i) for j in range(T)) for i in range(T)])
                      for h in range(block.shape[1])] for n in range(block.shape[0])])  # fmt: skip
     np.testing.assert_allclose(tv.token_distance(a)["encoder_self"], ref, rtol=1e-5)
+    z = text_arrays(a)  # the export door: the same functions
+    np.testing.assert_allclose(z["encoder_self_distance"], ref, rtol=1e-5)
+    ovs0 = tv.overviews(a, False, False, thumb=1, keep_view=False)
+    np.testing.assert_array_equal(z["encoder_self_stats"], ovs0["encoder_self"].stats)
     np.testing.assert_array_equal(
         tv.layer_view(a, "encoder_self", 1, False, False), a.blocks["encoder_self"][1]
     )

@@ -4,7 +4,9 @@ One array per attention block of "Attention Is All You Need" Section 3.2.3 that 
 ``encoder_self`` (L, H, Ts, Ts), ``decoder_self`` (L, H, Tt, Tt) (masked), ``cross`` (L, H, Tt, Ts),
 float32, row = query token, exactly the maps the web app caches. Per block also ``<block>_stats``
 (L, H + 1, S) float32: the text page's head statistics (the last head row is the mean over heads; names in
-``stat_names``), with every token shown. Tokens per side: ``source_tokens``, ``source_ids``,
+``stat_names``), with every token shown, and ``<block>_distance`` (L, H) float32, the mean token distance
+(sum_j A[i, j] |j - i| over the queries i; NaN for cross-attention), both from :mod:`models.text.views` as
+the page and the notebook compute them. Tokens per side: ``source_tokens``, ``source_ids``,
 ``source_special``, ``source_word_ids`` (-1: no word), and the same for ``target_`` when there is a decoder.
 Indices are 0-based.
 """
@@ -15,8 +17,9 @@ import json
 
 import numpy as np
 
-from models.text.analysis import BLOCK_ORDER, TextAnalysis
-from models.text.stats import STAT_NAMES, block_overview, build_axis
+from models.text import views
+from models.text.analysis import TextAnalysis
+from models.text.stats import STAT_NAMES
 
 FORMAT = "attention-atlas/text-npz/1"
 
@@ -34,17 +37,12 @@ def text_arrays(analysis: TextAnalysis) -> dict[str, np.ndarray]:
         arrays[f"{name}_word_ids"] = np.array(
             [-1 if w is None else w for w in seq.word_ids], np.int32
         )  # (T,)
-    for kind in (b for b in BLOCK_ORDER if b in analysis.blocks):
-        block = analysis.blocks[kind]  # (L, H, Tq, Tk) float32
-        q_side, k_side, _ = analysis.axes[kind]
-        q, k = analysis.side(q_side), analysis.side(k_side)
-        q_axis = build_axis(q.tokens, q.special, q.word_ids, False, False)
-        k_axis = build_axis(k.tokens, k.special, k.word_ids, False, False)
-        overview = block_overview(
-            block, q_axis, k_axis, q_axis, k_axis, False, same_axis=q_side == k_side, thumb=1
-        )
-        arrays[kind] = block
+    overviews = views.overviews(analysis, False, False, thumb=1, keep_view=False)  # the page's statistics
+    distance = views.token_distance(analysis)
+    for kind, overview in overviews.items():
+        arrays[kind] = analysis.blocks[kind]  # (L, H, Tq, Tk) float32
         arrays[f"{kind}_stats"] = overview.stats  # (L, H + 1, S)
+        arrays[f"{kind}_distance"] = distance[kind]  # (L, H) mean token distance (NaN for cross-attention)
     arrays["stat_names"] = np.array(STAT_NAMES)
     if analysis.predicted is not None:
         arrays["predicted_tokens"] = np.array(analysis.predicted)  # (Tt,) the next token at each decoder row
