@@ -110,11 +110,11 @@ class ModelStore(Generic[S, M]):
         with self._lock:
             self._models[model_id] = model
 
-    def _claim(self, model_id: str) -> tuple[M | None, Future, bool]:
+    def _claim(self, model_id: str) -> tuple[M | None, Future | None, bool]:
         """Under the lock: (loaded model, or None with the load's future and whether this caller loads)."""
         with self._lock:
             if model_id in self._models:
-                return self._models[model_id], Future(), False
+                return self._models[model_id], None, False
             future = self._loading.get(model_id)
             if future is not None:
                 return None, future, False
@@ -149,16 +149,16 @@ class ModelStore(Generic[S, M]):
         """The model, loaded once per process (blocking: for worker threads, replicas, scripts)."""
         spec = self.spec(model)
         loaded, future, owner = self._claim(spec.id)  # type: ignore[attr-defined]
-        if loaded is not None:
-            return loaded
+        if loaded is not None or future is None:
+            return loaded  # type: ignore[return-value]
         return self._run_load(spec, future) if owner else future.result()
 
     async def get_async(self, model: str | S | None = None) -> M:
         """The model; a first load runs on the loader thread (merged per id), off the event loop."""
         spec = self.spec(model)
         loaded, future, owner = self._claim(spec.id)  # type: ignore[attr-defined]
-        if loaded is not None:
-            return loaded
+        if loaded is not None or future is None:
+            return loaded  # type: ignore[return-value]
         if owner:
             loader(self._nice).submit(self._run_load_quietly, spec, future)
         return await asyncio.shield(asyncio.wrap_future(future))

@@ -17,7 +17,6 @@ Errors are :class:`TextError` with an HTTP status the router passes on.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,8 +54,6 @@ from models.text.stats import (
     build_axis,
     quantise_u8,
 )
-
-log = logging.getLogger("atlas.text")
 
 
 class TextError(ServiceError):
