@@ -8,8 +8,9 @@ A store maps our model ids to loaded models, once per process:
   its id, without the allowlist;
 - load once: concurrent first requests for one id share one load (the first caller loads, the others wait
   for its future), whether they come from worker threads (:meth:`ModelStore.get`) or from the event loop
-  (:meth:`ModelStore.get_async`, which loads on the store's own single loader thread, so the event loop
-  never blocks and forwards waiting in the compute queue do not delay it);
+  (:meth:`ModelStore.get_async`, which loads on the one loader thread of the process, shared by every
+  store, so the event loop never blocks, forwards waiting in the compute queue do not delay it, and two
+  models never load at once);
 - a model that cannot be loaded (a Hub repo not reachable, a bad checkpoint) is a
   :class:`app.services.errors.ServiceError` 503 naming it; nothing is kept, so a later call tries again;
 - ``loaded()`` lists the ids in memory (``/api/health``); ``preload(ids)`` loads the defaults at start-up;
@@ -43,6 +44,20 @@ S = TypeVar("S")  # a spec: VisionModelSpec or TextModelSpec (has ``.id``)
 M = TypeVar("M")  # a loaded model
 log = logging.getLogger("atlas.models")
 LOAD_ERRORS = (OSError, ValueError, RuntimeError, ImportError)  # what a failed load raises (503)
+_loader: ThreadPoolExecutor | None = None  # the process's one loader thread (get_async), made on first use
+_loader_lock = threading.Lock()
+
+
+def loader(nice: int = 0) -> ThreadPoolExecutor:
+    """The one executor models load on off the event loop (one thread, at ``nice`` below normal priority,
+    fixed by its first caller)."""
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            _loader = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="atlas-load", initializer=lower_priority, initargs=(nice,)
+            )
+        return _loader
 
 
 class ModelStore(Generic[S, M]):
@@ -65,7 +80,6 @@ class ModelStore(Generic[S, M]):
         self._lock = threading.Lock()
         self._models: dict[str, M] = {}
         self._loading: dict[str, Future] = {}  # id -> the future of its load in progress
-        self._executor: ThreadPoolExecutor | None = None
         self.loads = 0  # loads started (tests)
 
     def spec(self, model: str | S | None = None) -> S:
@@ -88,11 +102,11 @@ class ModelStore(Generic[S, M]):
         with self._lock:
             self._models[model_id] = model
 
-    def _claim(self, model_id: str) -> tuple[M | None, Future, bool]:
+    def _claim(self, model_id: str) -> tuple[M | None, Future | None, bool]:
         """Under the lock: (loaded model, or None with the load's future and whether this caller loads)."""
         with self._lock:
             if model_id in self._models:
-                return self._models[model_id], Future(), False
+                return self._models[model_id], None, False
             future = self._loading.get(model_id)
             if future is not None:
                 return None, future, False
@@ -127,34 +141,23 @@ class ModelStore(Generic[S, M]):
         """The model, loaded once per process (blocking: for worker threads, replicas, scripts)."""
         spec = self.spec(model)
         loaded, future, owner = self._claim(spec.id)  # type: ignore[attr-defined]
-        if loaded is not None:
-            return loaded
+        if loaded is not None or future is None:
+            return loaded  # type: ignore[return-value]
         return self._run_load(spec, future) if owner else future.result()
 
     async def get_async(self, model: str | S | None = None) -> M:
-        """The model; a first load runs on the store's loader thread (merged per id), off the event loop."""
+        """The model; a first load runs on the loader thread (merged per id), off the event loop."""
         spec = self.spec(model)
         loaded, future, owner = self._claim(spec.id)  # type: ignore[attr-defined]
-        if loaded is not None:
-            return loaded
+        if loaded is not None or future is None:
+            return loaded  # type: ignore[return-value]
         if owner:
-            self._loader().submit(self._run_load_quietly, spec, future)
+            loader(self._nice).submit(self._run_load_quietly, spec, future)
         return await asyncio.shield(asyncio.wrap_future(future))
 
     def _run_load_quietly(self, spec: Any, future: Future) -> None:
         with contextlib.suppress(Exception):  # the error is on the future, for its waiters
             self._run_load(spec, future)
-
-    def _loader(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=1,
-                    thread_name_prefix=f"atlas-load-{self.family}",
-                    initializer=lower_priority,
-                    initargs=(self._nice,),
-                )
-            return self._executor
 
     def preload(self, ids: Iterable[str | None], required: bool = False) -> dict[str, str]:
         """Load ``ids`` now (the lifespan); returns id -> error for those that failed (logged). With
@@ -174,8 +177,7 @@ class ModelStore(Generic[S, M]):
         return failed
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        """Nothing to release: the loader thread is the process's, and models go with the store."""
 
 
 class VisionStore(ModelStore["VisionModelSpec", "VisionModel"]):

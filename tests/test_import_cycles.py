@@ -121,7 +121,7 @@ def test_the_graph_reads_our_imports() -> None:
     edges = graph()
     assert "app.store" in edges["app.state"]  # module level
     assert "app.cluster.client" in edges["app.backend"]  # a lazy import inside a function
-    assert "app.cache" in edges["app.backend"]  # under TYPE_CHECKING only
+    assert "app.compute" in edges["app.backend"]  # under TYPE_CHECKING only
     assert "app.backend.local" in edges["app.services.image_sets"]  # from pkg.mod import name
     assert not any(m.startswith(("fastapi", "torch")) for targets in edges.values() for m in targets)
 

@@ -27,6 +27,7 @@ class Loader:
 
     def __init__(self, delay: float = 0.2) -> None:
         self.calls: list[str] = []
+        self.threads: list[str] = []
         self.delay = delay
         self.fail = False
         self._lock = threading.Lock()
@@ -34,6 +35,7 @@ class Loader:
     def __call__(self, spec: Spec) -> object:
         with self._lock:
             self.calls.append(spec.id)
+            self.threads.append(threading.current_thread().name)
         time.sleep(self.delay)
         if self.fail:
             raise OSError("the hub is not reachable")
@@ -63,11 +65,14 @@ def test_concurrent_async_and_sync_first_requests_share_one_load() -> None:
     store = make_store(loader)
 
     async def main() -> list[object]:
+        first = [asyncio.create_task(store.get_async("b")) for _ in range(6)]
+        await asyncio.sleep(0)  # the tasks run up to their await: the first has claimed the load
         sync = asyncio.get_running_loop().run_in_executor(None, store.get, "b")
-        return await asyncio.gather(*(store.get_async("b") for _ in range(6)), sync)
+        return await asyncio.gather(*first, sync)
 
     results = asyncio.run(main())
     assert loader.calls == ["b"] and all(r is results[0] for r in results)
+    assert loader.threads[0].startswith("atlas-load")  # the one loader thread, not the event loop's
     store.close()
 
 

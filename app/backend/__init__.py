@@ -18,13 +18,12 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Protocol
 
-from app.backend.local import LocalBackend
+from app.backend.local import LocalBackend, TextCache, VisionCache
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from app.cache import BoundedCache
     from app.compute import ComputeQueue, CpuPool
     from app.settings import Settings
     from models.text.analysis import TextAnalysis, TextModel
@@ -39,13 +38,7 @@ class ModelBackend(Protocol):
     dataset_window: int  # dataset batches in flight at once
 
     async def vision_forward(
-        self,
-        vm: VisionModel,
-        image: Image.Image,
-        resolution: int,
-        *,
-        key: str,
-        cache: BoundedCache[VisionAnalysis],
+        self, vm: VisionModel, image: Image.Image, resolution: int, *, key: str, cache: VisionCache
     ) -> tuple[VisionAnalysis, float]:
         """(analysis, forward ms; 0 when it was cached meanwhile) of one image. ``key`` is the analysis
         id: identical in-flight keys share one forward, and the result is in ``cache`` under it before
@@ -53,14 +46,7 @@ class ModelBackend(Protocol):
         ...
 
     async def text_forward(
-        self,
-        model: TextModel,
-        text: str,
-        target: str | None,
-        *,
-        key: str,
-        cache: BoundedCache[TextAnalysis],
-        cost: int = 0,
+        self, model: TextModel, text: str, target: str | None, *, key: str, cache: TextCache, cost: int = 0
     ) -> TextAnalysis:
         """One captured text forward, merged and cached under ``key`` as :meth:`vision_forward`. A text the
         model refuses is a :class:`app.services.errors.ServiceError` 422."""

@@ -27,6 +27,8 @@ from models.text.analysis import TextAnalysis, TextInputError, TextModel
 from models.vision.analysis import VisionAnalysis, VisionModel, analyze_image
 from models.vision.distance import BatchMad, Cancelled, SubmitFn, batch_mad
 
+VisionCache = BoundedCache[VisionAnalysis]  # analysis id -> analysis (state.analyses)
+TextCache = BoundedCache[TextAnalysis]  # (state.text_analyses)
 BUSY_POLL_S = 0.2  # a dataset job waiting for the queue retries this often (and checks cancel)
 
 
@@ -129,13 +131,7 @@ class LocalBackend:
         return cls(queue, cpu, on, settings.batch_max_size, settings.batch_wait_ms)
 
     async def vision_forward(
-        self,
-        vm: VisionModel,
-        image: Image.Image,
-        resolution: int,
-        *,
-        key: str,
-        cache: BoundedCache[VisionAnalysis],
+        self, vm: VisionModel, image: Image.Image, resolution: int, *, key: str, cache: VisionCache
     ) -> tuple[VisionAnalysis, float]:
         cost = 3 * image.width * image.height  # the decoded image the waiting request holds
         if self.batcher is None:
@@ -148,14 +144,7 @@ class LocalBackend:
         return await self.batcher.run((vm.info.id, resolution), request, key=f"vision:{key}", cost=cost)
 
     async def text_forward(
-        self,
-        model: TextModel,
-        text: str,
-        target: str | None,
-        *,
-        key: str,
-        cache: BoundedCache[TextAnalysis],
-        cost: int = 0,
+        self, model: TextModel, text: str, target: str | None, *, key: str, cache: TextCache, cost: int = 0
     ) -> TextAnalysis:
         return await self.queue.run(_text_forward, model, key, text, target, cache, key=key, cost=cost)
 

@@ -27,7 +27,7 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from app.cache import BoundedCache
+from app.backend.local import TextCache, VisionCache
 from app.cluster.dataset import TaskOptions, ray_submit
 from app.cluster.deployments import Failure
 from app.compute import Busy
@@ -98,13 +98,7 @@ class RayModels:
         return await asyncio.shield(future)
 
     async def vision_forward(
-        self,
-        vm: VisionModel,
-        image: Image.Image,
-        resolution: int,
-        *,
-        key: str,
-        cache: BoundedCache[VisionAnalysis],
+        self, vm: VisionModel, image: Image.Image, resolution: int, *, key: str, cache: VisionCache
     ) -> tuple[VisionAnalysis, float]:
         async def call() -> tuple[VisionAnalysis, float]:  # cached before the merged waiters wake
             analysis, forward_ms = await self._call(VISION, vm.info.id, image, resolution)
@@ -114,14 +108,7 @@ class RayModels:
         return await self._merged(f"vision:{key}", call)
 
     async def text_forward(
-        self,
-        model: TextModel,
-        text: str,
-        target: str | None,
-        *,
-        key: str,
-        cache: BoundedCache[TextAnalysis],
-        cost: int = 0,
+        self, model: TextModel, text: str, target: str | None, *, key: str, cache: TextCache, cost: int = 0
     ) -> TextAnalysis:
         async def call() -> TextAnalysis:  # cached before the merged waiters wake
             analysis = await self._call(TEXT, model.info.id, text, target)

@@ -17,8 +17,6 @@ Errors are the :mod:`app.services.errors` family (TextError, InvalidOption, Anal
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from app.schemas.text import (
@@ -41,9 +39,6 @@ from models.text.analysis import (
     TextInputError,
     TextModel,
 )
-
-log = logging.getLogger("atlas.text")
-
 
 # ----------------------------------------------------------------------------- models
 
