@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.compute import Busy
 from app.images import ImageError
+from app.middleware import SECURITY_HEADERS
 from app.services.errors import ServiceError
 from app.state import InvalidOption, UnknownModel
 
@@ -86,5 +87,6 @@ def install_error_handlers(app: FastAPI) -> None:
                 "request_id": request_id,
             },
             status_code=500,
-            headers={"X-Request-ID": request_id},
+            # Starlette answers unhandled errors outside the app's middleware: add its headers here
+            headers={"X-Request-ID": request_id, **SECURITY_HEADERS},
         )

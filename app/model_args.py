@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from app.loader_kwargs import DENIED_TEXT_KWARGS, DENIED_TIMM_KWARGS, denied_message, settings_message
 from app.settings import Settings, TextModelEntry, VisionModelEntry
 
 HEAD_KEYS = ("head.weight", "head.fc.weight", "fc.weight", "classifier.weight")
@@ -107,6 +108,8 @@ def vision_entry(text: str, arch: str | None = None) -> VisionModelEntry:
     resolutions = _resolutions(opts.pop("resolutions", None))
     arch = opts.pop("arch", None)
     kwargs = {k: _value(v) for k, v in opts.items()}
+    if message := denied_message(f"vision model {what!r}", kwargs, DENIED_TIMM_KWARGS):
+        raise CliError(message)
     common = dict(label=label, resolutions=resolutions, timm_kwargs=kwargs)
     if what.startswith("hf-hub:"):
         return VisionModelEntry(
@@ -194,6 +197,8 @@ def text_entry(text: str) -> TextModelEntry:
     from models.text.analysis import HUB_EXAMPLES
 
     what, opts = split_model_arg(text)
+    if message := denied_message(f"text model {what!r}", opts, DENIED_TEXT_KWARGS):
+        raise CliError(message)
     unknown = set(opts) - {"id", "label", "kind", "max_tokens"}
     if unknown:
         raise CliError(f"{text!r}: unknown key(s) {', '.join(sorted(unknown))} (id, label, kind, max_tokens)")
@@ -375,6 +380,8 @@ def check_text(entry: TextModelEntry) -> None:
 def check_settings(settings: Settings) -> None:
     """Every allowlisted model loads in principle and both defaults are on the allowlist."""
     vision, text = settings.vision_specs(), settings.text_specs()
+    if message := settings_message(settings):
+        raise CliError(message)
     seen: set[str] = set()
     for entry in [*settings.extra_vision_models, *settings.vision_models]:
         if entry.id not in seen:  # the extra entry of an id overrides the base one

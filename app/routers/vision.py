@@ -30,6 +30,8 @@ from app.services.images import sample_bytes, sample_names
 from models.vision.rollout import HeadFusion
 
 router = APIRouter(prefix="/api/vision", tags=["vision"])
+DISCARD_STEP = 0.05  # the vision page's discard slider step (templates/vision.html, #vz-discard)
+DISCARD_MAX = 0.95  # ... and its largest value
 ERRORS = {
     400: {"model": ErrorResponse},
     404: {"model": ErrorResponse},
@@ -37,6 +39,19 @@ ERRORS = {
     415: {"model": ErrorResponse},
     503: {"model": ErrorResponse},
 }
+
+
+def quantise_discard(ratio: float) -> float:
+    """The slider value nearest ``ratio``: distinct floats share one cached rollout view instead of each
+    costing a CPU-pool job."""
+    return min(DISCARD_MAX, round(round(ratio / DISCARD_STEP) * DISCARD_STEP, 2))
+
+
+def public_arch_tag(arch_tag: str) -> str:
+    """The architecture tag as visitors see it: a local folder by its name, never its path."""
+    if arch_tag.startswith("local-dir:"):
+        return "local-dir:" + arch_tag.removeprefix("local-dir:").rstrip("/").rsplit("/", 1)[-1]
+    return arch_tag
 
 
 @router.get("/samples", response_model=SamplesResponse)
@@ -78,6 +93,7 @@ async def analyze(
             400, "Send exactly one of: an image file, a sample name, or the image_hash of an earlier upload."
         )
     vm, res = await svc.model_at(state, model, resolution)
+    discard_ratio = quantise_discard(discard_ratio)
     data = None
     if image is not None:
         limit = state.settings.max_upload_bytes
@@ -103,6 +119,7 @@ async def analyze(
         model=VisionModelInfoSchema(
             **{
                 **info.__dict__,
+                "arch_tag": public_arch_tag(info.arch_tag),
                 "resolutions": list(info.resolutions),
                 "mean": list(info.mean),
                 "std": list(info.std),
@@ -124,7 +141,6 @@ async def analyze(
         else None,
         image_url=f"/api/vision/analysis/{done.analysis_id}/image.png",
         forward_ms=round(done.forward_ms, 2),
-        cached=done.cached,
     )
 
 
@@ -156,6 +172,7 @@ async def rollout(
 ) -> RolloutResponse:
     """Rollout with other options, recomputed from the cached maps (L small matrix-vector products)."""
     analysis = state.vision_analysis(analysis_id)
+    discard_ratio = quantise_discard(discard_ratio)
     values = await svc.rollout_view(state, analysis_id, analysis, head_fusion, discard_ratio)
     return RolloutResponse(
         analysis_id=analysis_id,

@@ -8,21 +8,19 @@ Budgets (README "Resource model"):
   recomputes. It reduces the cached (L, H, N, N) float16 maps one layer at a time in float32: peak extra
   memory per view ~ H * N^2 * 4 + H * P^2 * 4 + N^2 * 4 bytes (~55 MB for a 448 px DINOv2 ViT-S/14,
   H = 6, N = 1025), at most ``cpu_workers`` views at once.
-- image sets: the job-slot and per-client checks come first; then :func:`parse_uploads` (CPU pool) reads
-  only zip central directories and image headers (no pixel is decoded) and refuses a set over its pixel
-  budget (:func:`pixel_budget`) with 413 at once. Each image is decoded inside the job (cancellable), in
-  the CPU pool under the decode slots, and each batch's forward goes through the compute queue.
+- image sets: the job-slot and per-client checks come first; then :func:`parse_uploads`
+  (app/services/uploads.py, CPU pool) reads only zip central directories and image headers (no pixel is
+  decoded) and refuses a set over its pixel budget (:func:`pixel_budget`) with 413 at once. Each image is
+  decoded inside the job (cancellable), in the CPU pool under the decode slots, and each batch's forward
+  goes through the compute queue; a batch holds at most ``batch_max_pixels`` input pixels, so a
+  single-image analysis waits behind at most one bounded batch.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import threading
-import zipfile
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
@@ -32,7 +30,7 @@ from PIL import Image
 
 from app.compute import Busy
 from app.images import ImageError
-from app.jobs import Job, UserError
+from app.jobs import Job, Subscription, UserError
 from app.schemas.vit_figures import (
     DistanceGeometry,
     DistanceJobResponse,
@@ -41,7 +39,14 @@ from app.schemas.vit_figures import (
 )
 from app.serialization import typed_array
 from app.services.backend import remote_models
-from app.services.images import decode_bounded, header_size
+from app.services.images import decode_bounded
+from app.services.uploads import (  # noqa: F401 (re-exported: the router and tests use them from here)
+    MAX_FILES,
+    MAX_IMAGES,
+    ParsedUploads,
+    parse_uploads,
+    pixel_budget,
+)
 from app.settings import Settings
 from app.state import AppState
 from models.vision.analysis import VisionAnalysis, VisionModel
@@ -58,18 +63,9 @@ from models.vision.receptive_field import (
     uniform_image_mad,
     uniform_window_mad,
 )
-from models.vision.samples import IMAGE_SUFFIXES, SAMPLE_NAMES, sample_images
+from models.vision.samples import SAMPLE_NAMES, sample_images
 
-MAX_FILES = 64  # multipart file parts per job
-MAX_IMAGES = 256  # images per job, zips expanded
-MAX_UNCOMPRESSED_FACTOR = 4  # a zip's image members may total at most this times the upload limit
-ZIP_SUFFIXES = (*IMAGE_SUFFIXES, ".gif", ".tif", ".tiff")
 BUSY_POLL_S = 0.2  # a job waiting for the queue or the pool retries this often (and checks cancel)
-
-
-def pixel_budget(settings: Settings) -> int:
-    """Pixels one image-set job may decode in all, from the images' headers."""
-    return settings.max_job_megapixels * 1_000_000
 
 
 @lru_cache(maxsize=1)
@@ -152,107 +148,6 @@ def analysis_distance(vm: VisionModel, analysis: VisionAnalysis, renormalize: bo
 # Image sets
 
 
-@dataclass
-class ParsedUploads:
-    """Uploads checked from their headers: names, byte loaders, header pixels, and a content digest."""
-
-    names: list[str] = field(default_factory=list)
-    loaders: list[Callable[[], bytes]] = field(default_factory=list)
-    pixels: int = 0
-    digest: str = ""
-
-
-def _zip_members(name: str, data: bytes, settings: Settings) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
-    """The image members of a zip, from its central directory (sizes and counts checked, nothing read)."""
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except UnicodeDecodeError as e:
-        raise ImageError(
-            f"{name}: a member name is flagged as UTF-8 but is not valid UTF-8 ({e.reason} at byte "
-            f"{e.start}); re-create the zip with UTF-8 names."
-        ) from e
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as e:
-        raise ImageError(f"{name}: not a readable zip file ({e}).") from e
-    members = [
-        i
-        for i in zf.infolist()
-        if not i.is_dir()
-        and "__MACOSX/" not in i.filename
-        and not i.filename.rsplit("/", 1)[-1].startswith(".")
-        and i.filename.lower().endswith(ZIP_SUFFIXES)
-    ]
-    if not members:
-        raise ImageError(f"{name} contains no images ({', '.join(s[1:] for s in ZIP_SUFFIXES)}).")
-    if len(members) > MAX_IMAGES:
-        raise ImageError(f"{name} holds {len(members)} images: a job takes at most {MAX_IMAGES}.")
-    limit = settings.max_upload_bytes
-    for info in members:
-        if info.file_size > limit:
-            raise ImageError(f"{name}/{info.filename} is larger than {settings.max_upload_mb:g} MB.", 413)
-    if sum(i.file_size for i in members) > MAX_UNCOMPRESSED_FACTOR * limit:
-        raise ImageError(
-            f"{name} expands to more than {MAX_UNCOMPRESSED_FACTOR * settings.max_upload_mb:g} MB of images.",
-            413,
-        )
-    return zf, sorted(members, key=lambda i: i.filename)
-
-
-def _member_loader(zip_name: str, data: bytes, member: str) -> Callable[[], bytes]:
-    def read() -> bytes:  # reads at most the declared size; a lying header fails its CRC check
-        try:
-            return zipfile.ZipFile(io.BytesIO(data)).read(member)
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError, zlib.error) as e:
-            raise ImageError(f"{zip_name}/{member} cannot be extracted ({e}).") from e
-
-    return read
-
-
-def parse_uploads(files: list[tuple[str, bytes]], settings: Settings) -> ParsedUploads:
-    """Check an image set from zip directories and image headers only (CPU pool; nothing is decoded).
-
-    :class:`ImageError` naming the file: 400 (no files, too many, bad zip or name, unreadable header),
-    413 (a member over the size limit, a set over its pixel budget), 415 (not an image)."""
-    if not files:
-        raise ImageError("Choose one or more image files, or a zip of images, to upload.")
-    if len(files) > MAX_FILES:
-        raise ImageError(f"Too many files ({len(files)}): send at most {MAX_FILES}, or one zip.")
-    budget = pixel_budget(settings)
-    out = ParsedUploads()
-    digest = hashlib.sha256()
-
-    def add(name: str, fp: io.IOBase, loader: Callable[[], bytes]) -> None:
-        w, h = header_size(name, fp, settings)
-        out.pixels += w * h
-        if out.pixels > budget:
-            raise ImageError(
-                f"The images total more than {budget:,} pixels (at {name}); that is the most one job may "
-                "decode. Send fewer or smaller images.",
-                413,
-            )
-        out.names.append(name)
-        out.loaders.append(loader)
-
-    for name, data in files:
-        digest.update(hashlib.sha256(data).digest())
-        if zipfile.is_zipfile(io.BytesIO(data)) or name.lower().endswith(".zip"):
-            zf, members = _zip_members(name, data, settings)
-            if len(out.names) + len(members) > MAX_IMAGES:
-                raise ImageError(f"Too many images: a job takes at most {MAX_IMAGES}.")
-            for info in members:
-                member = f"{name}/{info.filename}"
-                try:
-                    with zf.open(info) as fp:  # the header's first bytes only
-                        add(member, fp, _member_loader(name, data, info.filename))
-                except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error) as e:
-                    raise ImageError(f"{member} cannot be extracted ({e}).") from e
-        else:
-            if len(out.names) + 1 > MAX_IMAGES:
-                raise ImageError(f"Too many images: a job takes at most {MAX_IMAGES}.")
-            add(name, io.BytesIO(data), lambda d=data: d)
-    out.digest = digest.hexdigest()
-    return out
-
-
 def _wait_for_room(fn: Callable[[], object], cancel: threading.Event, what: str) -> object:
     """Run ``fn`` (which submits to a bounded executor); while that is full, retry (cancellable)."""
     while True:
@@ -313,21 +208,23 @@ def start_job(
     batch_size: int | None,
     parsed: ParsedUploads | None,
     owner: str | None,
-) -> tuple[Job, bool]:
+) -> tuple[Subscription, bool]:
     """Start (or reuse) a distance job over the samples (``parsed`` None) or checked uploads.
 
-    Returns (job, reused): an identical finished job is reused, an identical running one is returned
-    (the registry merges by key). Raises :class:`app.jobs.JobsBusy` when the slots or the quota are full."""
+    Returns (subscription, reused): an identical finished job is reused, an identical running one is
+    shared (the registry merges by key); either way the caller gets a subscription of its own. Raises :class:`app.jobs.JobsBusy` when the slots or the quota are full."""
     source: Literal["samples", "upload"] = "samples" if parsed is None else "upload"
     set_key = "samples" if parsed is None else parsed.digest
     key = f"{vm.info.id}|{resolution}|{int(renormalize)}|{set_key}"
     registry = state.distance_jobs
     previous = registry.find_done(key)
     if previous is not None:
-        return previous, True
+        return registry.subscribe(previous, owner), True
     n = len(SAMPLE_NAMES) if parsed is None else len(parsed.names)
     source_label = f"{n} sample photos" if parsed is None else f"{n} uploaded image{'s' if n != 1 else ''}"
     batch = batch_size or (32 if state.device.type == "cuda" else 4)  # CPU: finer progress, shorter holds
+    # bounded in pixels too: a single-image analysis waits for at most one such batch in the queue
+    batch = max(1, min(batch, state.settings.batch_max_pixels // (resolution * resolution)))
     geom = geometry(vm, resolution)
 
     def run(job: Job) -> RunResult:
@@ -368,7 +265,7 @@ def start_job(
     return registry.submit(run, "distance", params, key=key, total=n, owner=owner), False
 
 
-def job_response(job: Job, unit: str, reused: bool = False) -> DistanceJobResponse:
+def job_response(job: Subscription, unit: str, reused: bool = False) -> DistanceJobResponse:
     p = job.params
     return DistanceJobResponse(
         job_id=job.id,

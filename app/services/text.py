@@ -171,7 +171,6 @@ async def analyze(
         check_text(state, target, "target text")
     aid = state.keyed_id("text", model.info.id, text, target or "", str(target is None))
     a = state.text_analyses.get(aid)
-    cached = a is not None
     if a is None:
         try:  # token limits are checked here, before the request takes a place in the model queue
             model.tokenize(text)
@@ -186,7 +185,7 @@ async def analyze(
             state.text_analyses.put(aid, a)
         else:
             a = await state.queue.run(_forward, state, model, aid, text, target, key=aid, cost=cost)
-    return await overview(state, aid, options, kind, layer, cached=cached, analysis=a)
+    return await overview(state, aid, options, kind, layer, analysis=a)
 
 
 # ----------------------------------------------------------------------------- views
@@ -326,7 +325,6 @@ def build_overview(
     options: ViewOptions,
     kind: str,
     layer: int,
-    cached: bool,
 ) -> TextAnalysisResponse:
     """CPU-pool job: the overview response. Long inputs (blocks not inline) carry only what the first view
     draws: thumbnails, statistics and the first layer's top-k lines per (head, query); full layers, heads
@@ -348,8 +346,7 @@ def build_overview(
         first=None,
         first_lines=first_lines,
         inline=blocks.inline,
-        forward_ms=round(a.forward_ms, 2),
-        cached=cached,
+        forward_ms=round(a.forward_ms, 2),  # the forward that made the analysis: the same for everyone
     )
 
 
@@ -359,7 +356,6 @@ async def overview(
     options: ViewOptions,
     kind: BlockKind | None,
     layer: int,
-    cached: bool = True,
     analysis: TextAnalysis | None = None,
 ) -> bytes:
     """The analysis under view options (no new forward pass) as TextAnalysisResponse JSON.
@@ -375,10 +371,8 @@ async def overview(
     blocks: _Blocks = await cached_view(
         state, f"text-blocks|{analysis_id}|{opt}", build_blocks, a, options, thumb, inline_bytes
     )
-    key = f"text-overview|{analysis_id}|{opt}|{kind}|{layer if not blocks.inline else 0}|{int(cached)}"
-    return await cached_json(
-        state, key, build_overview, state, analysis_id, a, blocks, options, kind, layer, cached
-    )
+    key = f"text-overview|{analysis_id}|{opt}|{kind}|{layer if not blocks.inline else 0}"
+    return await cached_json(state, key, build_overview, state, analysis_id, a, blocks, options, kind, layer)
 
 
 async def layer_maps(

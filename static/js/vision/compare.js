@@ -258,7 +258,7 @@ export function mountCompare(PD) {
         if (row < r.grid.rows && col < r.grid.cols) C.query = rel(s.A, row * r.grid.cols + col);
         C.pendingQuery = null;
       }
-      s.ui.status.textContent = `${r.grid.rows}\u00d7${r.grid.cols} patches of ${r.grid.patch_size} px \u00b7 ${r.cached ? "cached" : `forward ${Math.round(r.forward_ms)} ms`}`;
+      s.ui.status.textContent = `${r.grid.rows}\u00d7${r.grid.cols} patches of ${r.grid.patch_size} px \u00b7 forward ${Math.round(r.forward_ms)} ms`;
       showError(errBox, null);
       refresh();
     } catch (e) {

@@ -89,8 +89,7 @@ async function analyze(source, { restore = false } = {}) {
     const image = await loadImage(r.image_url);
     if (my !== analyzeToken) return;
     adopt(r, image, source, restore);
-    lastStatus = `${r.model.label} \u00b7 ${r.grid.rows}\u00d7${r.grid.cols} patches of ${r.grid.patch_size} px \u00b7 ${
-      r.cached ? "from the server cache" : `forward pass ${Math.round(r.forward_ms)} ms`}`;
+    lastStatus = `${r.model.label} \u00b7 ${r.grid.rows}\u00d7${r.grid.cols} patches of ${r.grid.patch_size} px \u00b7 forward pass ${Math.round(r.forward_ms)} ms`;
     setStatus(lastStatus);
   } catch (e) {
     if (my !== analyzeToken) return;
