@@ -177,7 +177,10 @@ def serve(args: argparse.Namespace) -> int:
     from app.main import create_app
 
     print(describe_settings(settings), file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    # proxy_headers off: the app reads X-Forwarded-* itself, from ATLAS_TRUSTED_PROXIES only (app/middleware.py)
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False
+    )
     return 0
 
 

@@ -178,7 +178,7 @@ class BoundedExecutor:
 
     def _owner_message(self) -> str:
         return (
-            f"{self.what} already holds {self.max_per_owner} of your requests (at most "
+            f"{self.what} is busy with {self.max_per_owner} of your requests (at most "
             f"{self.max_per_owner} per client at once)"
         )
 

@@ -43,6 +43,25 @@ def test_keyed_ids_length_prefix_their_parts(client) -> None:
         assert a.json()["analysis_id"] != b.json()["analysis_id"]
 
 
+def test_keyed_id_is_the_hmac_of_the_length_prefixed_parts(tmp_path) -> None:
+    import hashlib
+    import hmac
+
+    from app.state import AppState
+
+    secret = "s" * 32
+    state = AppState.create(tiny_settings(tmp_path, secret_key=secret))
+    try:
+        message = b"5:image3:abc0:"  # "image", "abc", "": each part as <bytes>:<part>
+        want = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:24]
+        assert state.keyed_id("image", "abc", "") == want
+        assert (
+            state.keyed_id("é") == hmac.new(secret.encode(), "2:é".encode(), hashlib.sha256).hexdigest()[:24]
+        )
+    finally:
+        state.shutdown()
+
+
 def test_secret_key_must_be_at_least_32_bytes(tmp_path) -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         Settings(secret_key="too short")
