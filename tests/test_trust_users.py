@@ -333,8 +333,27 @@ def test_duplicate_zip_member_names_are_refused(tmp_path) -> None:
         assert ok.status_code == 202
 
 
-def test_the_pixel_budget_counts_what_is_loaded(tmp_path) -> None:
-    """Each loader reads the member whose header was counted (not the last entry of that name)."""
+def test_each_member_loads_the_entry_whose_header_was_counted() -> None:
+    """Two entries named dup.png: each loader reads its own entry (by directory offset), never the last
+    entry of that name, so the pixels counted from a header are the pixels decoded."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from app.services.uploads import _member_loader
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("dup.png", photo_png(1, size=(20, 10)))
+        zf.writestr("dup.png", photo_png(2, size=(300, 200)))
+    data = buf.getvalue()
+    infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    sizes = [Image.open(io.BytesIO(_member_loader("x.zip", data, info)())).size for info in infos]
+    assert sizes == [(20, 10), (300, 200)]
+
+
+def test_the_pixel_budget_counts_what_is_loaded() -> None:
     from app.settings import Settings
 
     settings = Settings(max_upload_mb=4.0, max_image_pixels=4_000_000, max_job_megapixels=1)
