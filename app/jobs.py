@@ -180,7 +180,9 @@ class JobRegistry:
     def subscribe(self, job: Job, owner: str | None) -> Subscription:
         """A new subscription to a kept job (e.g. a finished one whose result is reused)."""
         with self._lock:
-            return self._subscribe(job, owner)
+            sub = self._subscribe(job, owner)
+            self._evict()
+            return sub
 
     def _subscribe(self, job: Job, owner: str | None) -> Subscription:
         """The owner's live subscription to ``job``, or a new one (called with the lock held)."""

@@ -183,9 +183,6 @@ class TrustedProxies:
         return any(ip in net for net in self.nets)
 
 
-LOOPBACK = TrustedProxies(["127.0.0.0/8", "::1"])  # uvicorn's default forwarded_allow_ips
-
-
 def _forwarded_for(headers: list[tuple[bytes, bytes]]) -> list[str]:
     values = [v.decode("latin1") for k, v in headers if k == b"x-forwarded-for"]
     return [h.strip() for h in ",".join(values).split(",") if h.strip()]
@@ -199,7 +196,8 @@ def client_from(peer: str | None, forwarded: list[str], trusted: TrustedProxies)
     - the peer is not trusted but appears in the header: a server in front of the app (uvicorn started
       with its defaults) already replaced the real peer, one of its own trusted addresses (loopback), by
       a forwarded value the app does not trust. The real peer was loopback: unless the operator trusts
-      loopback, the client is named "127.0.0.1", so forged values all share one client's quota;
+      loopback, the client is named "127.0.0.1", so forged values all share one client's quota (a remote
+      peer that puts its own address in the header lands there too: it only shares loopback's quota);
     - otherwise the header is the client's own invention: the peer.
     """
     if not forwarded or peer is None:

@@ -223,3 +223,12 @@ def test_the_registry_counts_only_live_subscriptions() -> None:
         assert not a.job.cancel_event.is_set()
     finally:
         gate.set()
+
+
+def test_upload_routes_are_the_ones_that_take_files(client) -> None:
+    from app.middleware import upload_route_matcher
+
+    is_upload = upload_route_matcher(client.app.openapi)
+    assert is_upload("POST", "/api/vision/analyze") and is_upload("POST", "/api/distance/jobs")
+    assert not is_upload("POST", "/api/text/analyze") and not is_upload("GET", "/api/distance/jobs/x")
+    assert not is_upload("POST", "/api/distance/jobs/abc/cancel")

@@ -98,6 +98,24 @@ def test_untrusted_peer_cannot_set_the_scheme(tmp_path) -> None:
     assert seen["True"] == {"scheme": "https", "client": "6.6.6.6"}
 
 
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "want"),
+    [
+        ("10.0.0.9", [], [], ("10.0.0.9", False)),  # no header: the peer
+        ("10.0.0.9", ["6.6.6.6"], [], ("10.0.0.9", False)),  # the client's own invention
+        ("6.6.6.6", ["6.6.6.6"], [], ("127.0.0.1", False)),  # uvicorn rewrote a loopback peer
+        ("6.6.6.6", ["6.6.6.6"], ["127.0.0.1"], ("6.6.6.6", True)),  # ... and loopback is trusted
+        ("10.1.1.1", ["6.6.6.6", "7.7.7.7", "10.1.1.2"], ["10.1.0.0/16"], ("7.7.7.7", True)),
+        ("10.1.1.1", ["10.1.1.2"], ["10.1.0.0/16"], ("10.1.1.2", True)),  # all trusted: the first
+        ("::1", ["2001:db8::5"], ["::1"], ("2001:db8::5", True)),
+    ],
+)
+def test_client_from(peer, forwarded, trusted, want) -> None:
+    from app.middleware import TrustedProxies, client_from
+
+    assert client_from(peer, forwarded, TrustedProxies(trusted)) == want
+
+
 # ----------------------------------------------------------------------------------------------------------
 # A fair share of the executors
 
