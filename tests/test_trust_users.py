@@ -383,3 +383,26 @@ def test_the_pixel_budget_counts_what_is_loaded() -> None:
 
     loaded = [Image.open(io.BytesIO(load())).size for load in parsed.loaders]
     assert sum(w * h for w, h in loaded) == parsed.pixels == sum((20 + i) * 10 for i in range(5))
+
+
+def test_load_run_reports_the_polite_clients_share() -> None:
+    """bench/load/run.py's fairness summary: served uploads over all attempts, retries included."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "load" / "run.py"
+    spec = importlib.util.spec_from_file_location("load_run", path)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    report = {
+        "tally": {
+            run.POLITE_UPLOAD: {"2xx": 9, "503": 1},
+            "flood: /api/vision/analyze": {"2xx": 5, "503": 40},
+            "flood: /api/vision/analysis/[id]/rollout": {"2xx": 20, "503": 60},
+        }
+    }
+    assert run.polite_share(report) == (9, 10)
+    text, met = run.fairness_lines(report)
+    assert met and "9 of 10 attempts (90 %" in text and "25 answers and 100 503s" in text
+    report["tally"][run.POLITE_UPLOAD] = {"2xx": 3, "503": 2}
+    assert run.fairness_lines(report)[1] is False
