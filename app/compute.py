@@ -10,6 +10,11 @@ Admission happens at submission and never blocks: when the executor already hold
 ``max_cost``, :class:`Busy` is raised at once and the API answers 503 with ``Retry-After``. A request that
 cannot be served soon is refused cheaply, before it allocates anything big.
 
+Each client has a fair share: with ``max_per_owner`` set, one ``owner`` (a client address, by default the
+request's :data:`app.context.client_id`) may hold at most that many of the jobs waiting or running; past
+that its own submissions get :class:`Busy` while other clients are still admitted. Jobs without an owner
+(worker threads of dataset jobs, which wait for room themselves) are not capped per client.
+
 Identical in-flight work is merged (:class:`app.inflight.InFlight`): jobs submitted with the same ``key``
 while one is waiting or running share its future and take no extra slot (two students clicking the same
 sample get one forward pass).
@@ -32,6 +37,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from app.context import client_id
 from app.inflight import InFlight
 from app.services.errors import Busy  # the error family's 503; re-exported here
 
@@ -68,10 +74,15 @@ class BoundedExecutor:
         retry_after_s: int = 2,
         name: str = "atlas",
         nice: int = 0,
+        max_per_owner: int | None = None,
     ) -> None:
         if max_pending < 1 or workers < 1:
             raise ValueError("max_pending and workers must be >= 1")
+        if max_per_owner is not None and max_per_owner < 1:
+            raise ValueError("max_per_owner must be >= 1")
         self.max_pending = max_pending
+        self.max_per_owner = max_per_owner
+        self._per_owner: dict[str, int] = {}
         self.workers = workers
         self.max_cost = max_cost
         self.retry_after_s = retry_after_s
@@ -99,14 +110,39 @@ class BoundedExecutor:
         """Declared bytes of the jobs waiting or running."""
         return self._cost
 
+    def owner_full(self, owner: str | None) -> bool:
+        """Whether ``owner`` holds its whole share already (a new job of its own would be refused)."""
+        if owner is None or self.max_per_owner is None:
+            return False
+        return self._per_owner.get(owner, 0) >= self.max_per_owner
+
+    def check_owner(self, owner: str | None) -> None:
+        """Raise :class:`Busy` now if ``owner`` holds its whole share (before reading an upload)."""
+        with self._lock:
+            if self.owner_full(owner):
+                self.rejected += 1
+                raise self.full_error(self._owner_message(), self.retry_after_s)
+
     def submit(
-        self, fn: Callable[..., T], *args: Any, key: str | None = None, cost: int = 0, **kwargs: Any
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        key: str | None = None,
+        cost: int = 0,
+        owner: str | None = None,
+        **kwargs: Any,
     ) -> Future:
-        """Admit ``fn(*args, **kwargs)`` or raise :class:`Busy` at once; identical ``key``s share a future."""
+        """Admit ``fn(*args, **kwargs)`` or raise :class:`Busy` at once; identical ``key``s share a future.
+
+        ``owner`` (default: the request's client) is held to ``max_per_owner`` jobs waiting or running."""
+        owner = owner if owner is not None else client_id.get()
         with self._lock:
             merged = self._inflight.find(key)
             if merged is not None:
                 return merged
+            if self.owner_full(owner):
+                self.rejected += 1
+                raise self.full_error(self._owner_message(), self.retry_after_s)
             over_cost = self.max_cost is not None and self._pending > 0 and self._cost + cost > self.max_cost
             if self._pending >= self.max_pending or over_cost:
                 self.rejected += 1
@@ -114,11 +150,20 @@ class BoundedExecutor:
             self._pending += 1
             self._cost += cost
             future = self._inflight.add(key, self._executor.submit(fn, *args, **kwargs))
+            counted = owner if self.max_per_owner is not None else None
+            if counted is not None:
+                self._per_owner[counted] = self._per_owner.get(counted, 0) + 1
 
         def release(_f: Future) -> None:
             with self._lock:
                 self._pending -= 1
                 self._cost -= cost
+                if counted is not None:
+                    left = self._per_owner[counted] - 1
+                    if left:
+                        self._per_owner[counted] = left
+                    else:
+                        del self._per_owner[counted]
 
         future.add_done_callback(release)
         return future
@@ -126,18 +171,36 @@ class BoundedExecutor:
     def _busy_message(self) -> str:
         return f"{self.what} is busy ({self._pending} requests waiting or running)"
 
+    def _owner_message(self) -> str:
+        return (
+            f"{self.what} is busy with {self.max_per_owner} of your requests (at most "
+            f"{self.max_per_owner} per client at once)"
+        )
+
     def run_sync(
-        self, fn: Callable[..., T], *args: Any, key: str | None = None, cost: int = 0, **kwargs: Any
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        key: str | None = None,
+        cost: int = 0,
+        owner: str | None = None,
+        **kwargs: Any,
     ) -> T:
         """Submit and wait (for worker threads, never for the event loop)."""
-        return self.submit(fn, *args, key=key, cost=cost, **kwargs).result()
+        return self.submit(fn, *args, key=key, cost=cost, owner=owner, **kwargs).result()
 
     async def run(
-        self, fn: Callable[..., T], *args: Any, key: str | None = None, cost: int = 0, **kwargs: Any
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        key: str | None = None,
+        cost: int = 0,
+        owner: str | None = None,
+        **kwargs: Any,
     ) -> T:
         """Submit and await without holding a thread. A client that goes away does not cancel the job
         (others may share it, and its result fills the cache)."""
-        future = self.submit(fn, *args, key=key, cost=cost, **kwargs)
+        future = self.submit(fn, *args, key=key, cost=cost, owner=owner, **kwargs)
         return await asyncio.shield(asyncio.wrap_future(future))
 
     def shutdown(self) -> None:
@@ -157,8 +220,9 @@ class ComputeQueue(BoundedExecutor):
         max_cost: int | None = None,
         retry_after_s: int = 2,
         nice: int = 0,
+        max_per_owner: int | None = None,
     ) -> None:
-        super().__init__(max_pending, workers, max_cost, retry_after_s, name="atlas-compute", nice=nice)
+        super().__init__(max_pending, workers, max_cost, retry_after_s, "atlas-compute", nice, max_per_owner)
 
 
 class CpuPool(BoundedExecutor):
@@ -167,5 +231,12 @@ class CpuPool(BoundedExecutor):
     full_error = PoolFull
     what = "the server's CPU pool"
 
-    def __init__(self, max_pending: int, workers: int = 2, retry_after_s: int = 2, nice: int = 0) -> None:
-        super().__init__(max_pending, workers, None, retry_after_s, name="atlas-cpu", nice=nice)
+    def __init__(
+        self,
+        max_pending: int,
+        workers: int = 2,
+        retry_after_s: int = 2,
+        nice: int = 0,
+        max_per_owner: int | None = None,
+    ) -> None:
+        super().__init__(max_pending, workers, None, retry_after_s, "atlas-cpu", nice, max_per_owner)

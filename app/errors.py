@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.middleware import SECURITY_HEADERS
 from app.schemas.common import BusyResponse, ErrorResponse
 from app.services.errors import ServiceError
 
@@ -92,5 +93,6 @@ def install_error_handlers(app: FastAPI) -> None:
                 "request_id": request_id,
             },
             status_code=500,
-            headers={"X-Request-ID": request_id},
+            # Starlette answers unhandled errors outside the app's middleware: add its headers here
+            headers={"X-Request-ID": request_id, **SECURITY_HEADERS},
         )

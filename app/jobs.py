@@ -1,10 +1,17 @@
 """A small in-process registry of background jobs (dataset runs): start, progress, cancel, result.
 
 Each job runs on its own daemon thread; at most ``max_running`` run at once, the rest wait their turn
-(status ``queued``). At most ``max_active`` jobs may be queued or running, and at most ``per_owner`` of
-them per client: past that :class:`JobsBusy` is raised at once (the API answers 503 + Retry-After). Call
-:meth:`JobRegistry.check_room` before any expensive preparation, so a full registry refuses cheaply. Finished jobs (done, failed, cancelled) are kept for their
-results, the oldest finished ones dropped beyond ``max_kept``. A job's function gets the :class:`Job`
+(status ``queued``). At most ``max_active`` jobs may be queued or running, and at most ``per_owner``
+subscriptions to them per client: past that :class:`JobsBusy` is raised at once (the API answers 503 +
+Retry-After). Call :meth:`JobRegistry.check_room` before any expensive preparation, so a full registry
+refuses cheaply. Finished jobs (done, failed, cancelled) are kept for their results, the oldest finished
+ones dropped beyond ``max_kept``.
+
+Submitters hold :class:`Subscription` s, never the job itself: two clients who submit the same work (equal
+``key``) share one computation but get different ids, and :meth:`JobRegistry.cancel` drops only the
+caller's subscription (checked against its ``owner``). The work is cancelled when no subscriber is left.
+A job that fails unexpectedly reports a generic error quoting the id of the request that started it; the
+exception goes to the log under that id. A job's function gets the :class:`Job`
 and reports progress with ``job.report(done, total)``; it should poll ``job.cancel_event`` and raise
 :class:`models.vision.distance.Cancelled` (or any exception whose class is named in ``cancelled_types``).
 
@@ -24,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from app.compute import Busy
+from app.context import request_id
 
 log = logging.getLogger("atlas.jobs")
 
@@ -59,6 +67,9 @@ class Job:
     finished: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
 
+    request_id: str = "-"  # the request that started it (quoted by a generic error)
+    subscribers: int = 0  # live subscriptions; the work is cancelled when the last one is
+
     def report(self, done: int, total: int | None) -> None:
         """Progress callback: ``done`` of ``total`` items (total None when unknown)."""
         self.done, self.total = int(done), total
@@ -68,6 +79,27 @@ class Job:
         if self.started is None:
             return 0.0
         return (self.finished or time.time()) - self.started
+
+
+class Subscription:
+    """One submitter's handle on a :class:`Job`: its own ``id`` and ``owner``; everything else is the job's."""
+
+    def __init__(self, job: Job, owner: str | None) -> None:
+        self.id = secrets.token_hex(8)
+        self.job = job
+        self.owner = owner
+        self.dropped = False  # cancelled by its owner: reads as cancelled whatever the shared work does
+
+    @property
+    def status(self) -> JobStatus:
+        return "cancelled" if self.dropped else self.job.status
+
+    @property
+    def active(self) -> bool:
+        return not self.dropped and self.job.status not in FINISHED
+
+    def __getattr__(self, name: str) -> Any:  # kind, params, key, done, total, error, result, elapsed_s...
+        return getattr(self.job, name)
 
 
 class JobRegistry:
@@ -85,6 +117,7 @@ class JobRegistry:
         self._cancelled_types = cancelled_types
         self._slots = threading.Semaphore(max_running)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._subs: OrderedDict[str, Subscription] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -99,24 +132,67 @@ class JobRegistry:
         key: str | None = None,
         total: int | None = None,
         owner: str | None = None,
-    ) -> Job:
+    ) -> Subscription:
         """Queue ``fn(job)``; its return value becomes ``job.result``. Raises JobsBusy when full.
 
-        A job with the same ``key`` already queued or running is returned instead of starting another
-        (check ``job.owner``/``job.id`` to tell); the quota counts only jobs this call would start."""
+        A job with the same ``key`` already queued or running is shared instead of starting another: the
+        caller gets its own subscription to it (the same one when it subscribed already; the quota counts
+        the caller's live subscriptions)."""
         with self._lock:
             if self._closed:
                 raise JobsBusy("the server is shutting down")
+            shared = None
             if key is not None:
-                for active in self._jobs.values():
-                    if active.key == key and active.status not in FINISHED:
-                        return active
-            self._check_room(owner)
-            job = Job(id=secrets.token_hex(8), kind=kind, params=params, key=key, total=total, owner=owner)
-            self._jobs[job.id] = job
+                shared = next(
+                    (
+                        j
+                        for j in self._jobs.values()
+                        if j.key == key and j.status not in FINISHED and not j.cancel_event.is_set()
+                    ),
+                    None,
+                )
+            mine = shared is not None and any(
+                s.job is shared and s.owner == owner and not s.dropped for s in self._subs.values()
+            )
+            if shared is None:
+                self._check_room(owner)
+            elif not mine:
+                self._check_owner(owner)
+            job = shared or Job(
+                id=secrets.token_hex(8),
+                kind=kind,
+                params=params,
+                key=key,
+                total=total,
+                owner=owner,
+                request_id=request_id.get() or secrets.token_hex(6),
+            )
+            sub = self._subscribe(job, owner)
+            if shared is None:
+                self._jobs[job.id] = job
+                self._evict()
+        if shared is None:
+            threading.Thread(
+                target=self._run, args=(job, fn), name=f"atlas-job-{job.id}", daemon=True
+            ).start()
+        return sub
+
+    def subscribe(self, job: Job, owner: str | None) -> Subscription:
+        """A new subscription to a kept job (e.g. a finished one whose result is reused)."""
+        with self._lock:
+            sub = self._subscribe(job, owner)
             self._evict()
-        threading.Thread(target=self._run, args=(job, fn), name=f"atlas-job-{job.id}", daemon=True).start()
-        return job
+            return sub
+
+    def _subscribe(self, job: Job, owner: str | None) -> Subscription:
+        """The owner's live subscription to ``job``, or a new one (called with the lock held)."""
+        for sub in self._subs.values():
+            if sub.job is job and sub.owner == owner and not sub.dropped:
+                return sub
+        sub = Subscription(job, owner)
+        self._subs[sub.id] = sub
+        job.subscribers += 1
+        return sub
 
     def check_room(self, owner: str | None = None) -> None:
         """Raise :class:`JobsBusy` now if a new job (for ``owner``) would be refused."""
@@ -129,8 +205,12 @@ class JobRegistry:
         """(called with the lock held)"""
         if self._active() >= self.max_active:
             raise JobsBusy(f"{self.max_active} dataset jobs are already queued or running")
+        self._check_owner(owner)
+
+    def _check_owner(self, owner: str | None) -> None:
+        """(called with the lock held)"""
         if self.per_owner is not None and owner is not None:
-            mine = sum(j.owner == owner and j.status not in FINISHED for j in self._jobs.values())
+            mine = sum(s.owner == owner and s.active for s in self._subs.values())
             if mine >= self.per_owner:
                 raise JobsBusy(
                     f"you already have {mine} dataset job{'s' if mine != 1 else ''} queued or running "
@@ -154,9 +234,10 @@ class JobRegistry:
                 self._finish(job, "cancelled")
             except UserError as e:
                 self._finish(job, "failed", error=str(e))
-            except Exception as e:  # noqa: BLE001 - a job's failure is reported, never raised into a thread
-                log.exception("job %s (%s) failed", job.id, job.kind)
-                self._finish(job, "failed", error=f"{type(e).__name__}: {e}")
+            except Exception:  # noqa: BLE001 - a job's failure is reported, never raised into a thread
+                log.exception("job %s (%s) failed [request %s]", job.id, job.kind, job.request_id)
+                error = f"The job failed (reference {job.request_id}); the details are in the server's log."
+                self._finish(job, "failed", error=error)
             else:
                 job.result = result
                 self._finish(job, "done")
@@ -171,21 +252,36 @@ class JobRegistry:
             self._evict()
 
     def _evict(self) -> None:
-        """Drop the oldest finished jobs beyond max_kept (called with the lock held)."""
+        """Drop the oldest finished jobs beyond max_kept with their subscriptions, and the oldest
+        subscriptions to finished jobs beyond 4 x max_kept (called with the lock held)."""
         finished = [j.id for j in self._jobs.values() if j.status in FINISHED]
-        for job_id in finished[: max(0, len(finished) - self.max_kept)]:
+        gone = set(finished[: max(0, len(finished) - self.max_kept)])
+        for job_id in gone:
             del self._jobs[job_id]
+        for sub_id in [s.id for s in self._subs.values() if s.job.id in gone]:
+            del self._subs[sub_id]
+        idle = [s.id for s in self._subs.values() if not s.active]
+        for sub_id in idle[: max(0, len(idle) - 4 * self.max_kept)]:
+            del self._subs[sub_id]
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, sub_id: str) -> Subscription | None:
         with self._lock:
-            return self._jobs.get(job_id)
+            return self._subs.get(sub_id)
 
-    def cancel(self, job_id: str) -> Job | None:
-        """Ask the job to stop; it turns ``cancelled`` at its next check. Finished jobs are unchanged."""
-        job = self.get(job_id)
-        if job is not None and job.status not in FINISHED:
-            job.cancel_event.set()
-        return job
+    def cancel(self, sub_id: str, owner: str | None = None) -> Subscription | None:
+        """Drop the caller's subscription (None when it is unknown or ``owner`` is not its owner; ``owner``
+        None: the server itself). The work stops at its next check once no subscriber is left; finished
+        work is unchanged."""
+        with self._lock:
+            sub = self._subs.get(sub_id)
+            if sub is None or (owner is not None and sub.owner != owner):
+                return None
+            if not sub.dropped and sub.job.status not in FINISHED:
+                sub.dropped = True
+                sub.job.subscribers -= 1
+                if sub.job.subscribers <= 0:
+                    sub.job.cancel_event.set()
+        return sub
 
     def find_done(self, key: str | None) -> Job | None:
         """The newest successfully finished job with this key, if still kept (never for key None)."""
@@ -197,9 +293,10 @@ class JobRegistry:
                     return job
         return None
 
-    def jobs(self) -> list[Job]:
+    def jobs(self) -> list[Subscription]:
+        """Every kept subscription, oldest first."""
         with self._lock:
-            return list(self._jobs.values())
+            return list(self._subs.values())
 
     def shutdown(self) -> None:
         """Cancel everything; threads are daemons and stop at their next cancel check."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,9 +15,16 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import Scope
 
 from app.errors import install_error_handlers
-from app.middleware import BodySizeLimit, RequestContext
+from app.middleware import (
+    BodySizeLimit,
+    ClientAddress,
+    EarlyRefusal,
+    RequestContext,
+    upload_route_matcher,
+)
 from app.openapi import install_openapi
 from app.routers import distance, health, pages, paper1, text, vision, vit_embeddings
 from app.services.images import sample_hashes
@@ -57,13 +64,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     limit_message = f"The upload is too large: the limit is {settings.max_upload_mb:g} MB."
-    # Added last = outermost: request id and security headers wrap everything, then the host check.
+    is_upload = upload_route_matcher(app.openapi)  # read on the first request, after the routers below
+    # Added last = outermost: request id and security headers wrap everything, then the host check, then
+    # the client's name (trusted proxies only), refusals that need no body, and the body limit by route.
     app.add_middleware(
         BodySizeLimit,
         max_upload_bytes=settings.max_upload_bytes + 64 * 1024,  # multipart overhead on top of the file
         max_json_bytes=settings.max_json_kb * 1024,
         upload_message=limit_message,
+        is_upload=is_upload,
     )
+    app.add_middleware(EarlyRefusal, check=early_refusal(is_upload))
+    app.add_middleware(ClientAddress, trusted_proxies=settings.trusted_proxies)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(RequestContext)
     app.state.settings = settings
@@ -79,3 +91,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(distance.router)
     app.include_router(pages.router)
     return app
+
+
+def early_refusal(is_upload: Callable[[str, str], bool]) -> Callable[[Scope, str, str, str | None], None]:
+    """Checks that refuse an upload before its body is read: the client's dataset-job quota and its share
+    of the CPU pool and the model queue (:class:`app.compute.Busy` becomes 503 + Retry-After)."""
+
+    def check(scope: Scope, method: str, path: str, client: str | None) -> None:
+        state: AppState | None = getattr(scope["app"].state, "atlas", None)
+        if state is None or method != "POST":
+            return
+        if path == "/api/distance/jobs":
+            state.distance_jobs.check_room(client)
+        if is_upload(method, path):
+            state.cpu.check_owner(client)
+            state.queue.check_owner(client)
+
+    return check

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from app.loader_kwargs import DENIED_TEXT_KWARGS, DENIED_TIMM_KWARGS, denied_message, settings_message
 from app.settings import Settings
 from models.text.analysis import TextModelSpec
 from models.text.kinds import KINDS, config_kind
@@ -110,6 +111,8 @@ def vision_entry(text: str, arch: str | None = None) -> VisionModelSpec:
     resolutions = _resolutions(opts.pop("resolutions", None))
     arch = opts.pop("arch", None)
     kwargs = {k: _value(v) for k, v in opts.items()}
+    if message := denied_message(f"vision model {what!r}", kwargs, DENIED_TIMM_KWARGS):
+        raise CliError(message)
     common = dict(label=label, resolutions=resolutions, timm_kwargs=kwargs)
     if what.startswith("hf-hub:"):
         return VisionModelSpec(
@@ -181,6 +184,8 @@ def text_entry(text: str) -> TextModelSpec:
     from models.text.analysis import HUB_EXAMPLES
 
     what, opts = split_model_arg(text)
+    if message := denied_message(f"text model {what!r}", opts, DENIED_TEXT_KWARGS):
+        raise CliError(message)
     unknown = set(opts) - {"id", "label", "kind", "max_tokens"}
     if unknown:
         raise CliError(f"{text!r}: unknown key(s) {', '.join(sorted(unknown))} (id, label, kind, max_tokens)")
@@ -361,6 +366,8 @@ def check_text(entry: TextModelSpec) -> None:
 def check_settings(settings: Settings) -> None:
     """Every allowlisted model loads in principle and both defaults are on the allowlist."""
     vision, text = settings.vision_specs(), settings.text_specs()
+    if message := settings_message(settings):
+        raise CliError(message)
     seen: set[str] = set()
     for entry in [*settings.extra_vision_models, *settings.vision_models]:
         if entry.id not in seen:  # the extra entry of an id overrides the base one

@@ -193,6 +193,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config``: the guard and uvicorn's own limits."""
     return dict(
         workers=1,  # one process: one secret, one job registry, one budget (WEB_CONCURRENCY is ignored)
+        # the app reads X-Forwarded-* itself, from ATLAS_TRUSTED_PROXIES only (app/middleware.py)
+        proxy_headers=False,
         http=SlowClientGuard.configure(settings),
         timeout_keep_alive=settings.keep_alive_s,
         h11_max_incomplete_event_size=settings.max_header_kb * 1024,  # only if h11 is chosen instead

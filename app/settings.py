@@ -7,17 +7,19 @@ starting with ``./`` or ``../``) are relative to the file's folder.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -33,6 +35,7 @@ VisionModelEntry = VisionModelSpec
 TextModelEntry = TextModelSpec
 
 
+MIN_SECRET_BYTES = 32  # ATLAS_SECRET_KEY keys every id (HMAC-SHA256): at least as long as its output
 CONFIG_ENV = "ATLAS_CONFIG"  # path of the TOML settings file when --config is not given
 _config_file: ContextVar[Path | None] = ContextVar("atlas_config_file", default=None)
 
@@ -180,6 +183,36 @@ class Settings(BaseSettings):
     keep_alive_s: int = Field(5, ge=1)  # an idle kept-alive connection
     max_header_kb: int = Field(64, ge=1)  # request line + headers
     max_connections: int = Field(1000, ge=1)  # open at once; the next gets a JSON 503 + Retry-After
+
+    # --- users are kept apart (issue 17; docs/trust.md)
+    # peers whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs, e.g. ["127.0.0.1"] behind
+    # a reverse proxy on this machine); empty: the socket's peer is the client, forwarded headers are ignored
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)  # env: comma-separated
+    client_queue_inflight: int = Field(8, ge=1)  # model requests one client may have waiting or running
+    client_cpu_inflight: int = Field(6, ge=1)  # CPU-pool jobs one client may have waiting or running
+    batch_max_pixels: int = Field(1_000_000, ge=1)  # input pixels per dataset batch (e.g. 4 images at 448 px)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):  # ATLAS_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8 (or a JSON list)
+            text = value.strip()
+            return (
+                json.loads(text)
+                if text.startswith("[")
+                else [p.strip() for p in text.split(",") if p.strip()]
+            )
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_secret(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"ATLAS_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes (it has {len(value.encode())}); "
+                'make one with: python -c "import secrets; print(secrets.token_hex(32))"'
+            )
+        return value
 
     @property
     def max_upload_bytes(self) -> int:

@@ -98,12 +98,14 @@ class AppState:
             max_cost=settings.queue_mb * MB,
             retry_after_s=settings.retry_after_s,
             nice=settings.worker_nice,
+            max_per_owner=settings.client_queue_inflight,
         )
         cpu = CpuPool(
             settings.cpu_pool_size,
             settings.cpu_workers,
             retry_after_s=settings.retry_after_s,
             nice=settings.worker_nice,
+            max_per_owner=settings.client_cpu_inflight,
         )
         return cls(
             settings=settings,
@@ -134,8 +136,13 @@ class AppState:
         )
 
     def keyed_id(self, *parts: str) -> str:
-        """An id for content: HMAC-SHA256 under the server secret, so nobody can derive it offline."""
-        message = "\x00".join(parts).encode("utf-8", "surrogatepass")
+        """An id for content: HMAC-SHA256 under the server secret, so nobody can derive it offline.
+
+        Each part is length-prefixed (its UTF-8 byte count, then a colon), so no two different part lists
+        give the same message: ("a\\0b", "c") and ("a", "b\\0c") get different ids."""
+        message = b"".join(
+            b"%d:%b" % (len(raw), raw) for raw in (p.encode("utf-8", "surrogatepass") for p in parts)
+        )
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()[:24]
 
     def vision_analysis(self, analysis_id: str) -> VisionAnalysis:

@@ -61,7 +61,7 @@ def test_patch_attention_served_from_cache(client) -> None:
     )
     assert mean.shape == (4, 4) and not np.allclose(mean, vals)
     again = client.post("/api/vision/analyze", data={"sample": "coffee"}).json()
-    assert again["cached"] is True and again["analysis_id"] == aid
+    assert again["analysis_id"] == aid and again["forward_ms"] == body["forward_ms"] and "cached" not in again
     assert (
         client.get(f"/api/vision/analysis/{aid}/attention", params={"layer": 9, "query": 0}).status_code
         == 400

@@ -485,5 +485,5 @@ def test_registry_bounds_failures_and_eviction() -> None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert (c.status, c.error) == ("failed", "bad.png: cannot decode")
-    assert d.status == "failed" and "boom" in d.error
+    assert d.status == "failed" and "boom" not in d.error and "reference" in d.error  # details: the log
     assert reg.get(a.id) is None and [j.id for j in reg.jobs()] == [c.id, d.id]  # oldest finished evicted

@@ -63,12 +63,13 @@ def base_url(tmp_path, live_server) -> str:
     return live_server(s)
 
 
-SECRET = "browser-test-secret"
+SECRET = "browser-test-secret-of-32-bytes-or-more"  # ATLAS_SECRET_KEY needs >= 32 bytes
 
 
 def image_id(data: bytes) -> str:
     """The server's ``image_hash`` of these bytes: AppState.keyed_id("image", sha256) under SECRET."""
-    message = "\x00".join(("image", hashlib.sha256(data).hexdigest())).encode()
+    parts = [p.encode() for p in ("image", hashlib.sha256(data).hexdigest())]
+    message = b"".join(b"%d:%b" % (len(p), p) for p in parts)  # each part length-prefixed
     return hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()[:24]
 
 

@@ -52,7 +52,7 @@ def make_settings(tmp_path) -> Settings:
     base = tiny_settings(tmp_path)
     return tiny_settings(
         tmp_path,
-        secret_key="cluster-tests",  # same ids in the local and the Serve app
+        secret_key="cluster-tests-secret-of-32-bytes",  # same ids in the local and the Serve app
         vision_models=[*base.vision_models, SLOW_VIT],
         retry_after_s=RETRY_AFTER_S,
         serve_app_name=APP,

@@ -143,6 +143,8 @@ def test_identical_jobs_share_one_job(client, monkeypatch) -> None:
         first = upload(client, files).json()
         second = upload(client, files).json()  # same bytes, model, resolution, renormalize
         other = upload(client, files, renormalize="true").json()
+        # the same client asking again holds the same subscription (tests/test_trust_users.py: another
+        # client gets its own subscription to the same work)
         assert second["job_id"] == first["job_id"] and other["job_id"] != first["job_id"]
     finally:
         gate.set()

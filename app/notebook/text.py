@@ -154,7 +154,7 @@ class TextResult(Output):
         schemas = [block_schema(a, k, dataclasses.replace(ov, view=None)) for k, ov in self.overviews.items()]
         blocks = Blocks(axes_schema(a, self.hide_special, self.merge_words), schemas, inline=tier == "f4")
         options = ViewOptions(hide_special=self.hide_special, merge_words=self.merge_words)
-        d = overview_response("notebook", self.info, a, blocks, options, None, cached=False).model_dump()
+        d = overview_response("notebook", self.info, a, blocks, options, None).model_dump()
         for b, ov in zip(d["blocks"], self.overviews.values(), strict=True):
             b["nb"] = self._nb(ov.view, tier)
         selected = {"layer": self.layer, "head": self.head, "view": self.view}

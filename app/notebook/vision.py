@@ -163,7 +163,7 @@ class VisionResult(Output):
         options = RolloutOptions(head_fusion="mean", discard_ratio=0.0)
         a = self.analysis
         resp = analysis_response("notebook", "notebook", self.vm.info, a, a.rollout, options,
-                                 image_url, forward_ms=0.0, cached=False)  # fmt: skip
+                                 image_url, forward_ms=0.0)  # fmt: skip
         probe = self.probe_layers()
         q, step = views.probe_rows(self.analysis, probe)  # (Lp, H, P, P) uint8, (Lp, H, P)
         rollouts = {f"{f}|{d:.2f}": typed_array(self.rollout_map(f, d)) for f in FUSIONS for d in DISCARDS}

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 
+from app.context import client_id
 from app.deps import StateDep
 from app.errors import errors_doc
-from app.jobs import Job
+from app.jobs import Subscription
 from app.schemas.vit_figures import (
     DistanceJobResponse,
     DistanceResultSchema,
@@ -53,7 +54,6 @@ async def analysis_distance(
 
 @router.post("/api/distance/jobs", response_model=DistanceJobResponse, status_code=202, responses=ERRORS)
 async def start_job(
-    request: Request,
     state: StateDep,
     model: Annotated[str | None, Form(description="an id from /api/models")] = None,
     source: Annotated[
@@ -71,7 +71,7 @@ async def start_job(
     directories and image headers (4xx naming the file; 413 past the set's pixel budget). Images are only
     decoded inside the job."""
     vm, res = await model_at(state, model, resolution)
-    owner = request.client.host if request.client else None
+    owner = client_id.get()  # app/middleware.py ClientAddress: the peer, or what a trusted proxy forwards
     parsed = None
     if source == "samples":
         if files:
@@ -92,7 +92,7 @@ async def start_job(
     return svc.job_response(job, unit, reused)
 
 
-def _get_job(state: AppState, job_id: str) -> Job:
+def _get_job(state: AppState, job_id: str) -> Subscription:
     job = state.distance_jobs.get(job_id)
     if job is None:
         raise HTTPException(404, f"No distance job {job_id!r} (unknown, or finished long ago and dropped).")
@@ -109,9 +109,14 @@ async def job_status(
 
 @router.post("/api/distance/jobs/{job_id}/cancel", response_model=DistanceJobResponse, responses=ERRORS)
 async def cancel_job(state: StateDep, job_id: str) -> DistanceJobResponse:
-    """Ask the job to stop; it becomes ``cancelled`` before its next image. Finished jobs are unchanged."""
-    _get_job(state, job_id)
-    return svc.job_response(state.distance_jobs.cancel(job_id), "pixels")
+    """Drop your subscription: it reads ``cancelled`` at once, and the work stops before its next image
+    when nobody else subscribes to it. Finished jobs are unchanged; another client's job id is 404."""
+    sub = state.distance_jobs.cancel(job_id, owner=client_id.get())
+    if sub is None:
+        raise HTTPException(
+            404, f"No distance job {job_id!r} of yours (unknown, or finished long ago and dropped)."
+        )
+    return svc.job_response(sub, "pixels")
 
 
 @router.get("/api/distance/receptive-field", response_model=ReceptiveFieldResponse, responses=ERRORS)

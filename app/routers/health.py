@@ -31,7 +31,7 @@ async def list_models(state: StateDep) -> ModelsResponse:
         ModelSummary(
             id=spec.id,
             task="vision",
-            label=spec.label or spec.arch_tag,
+            label=spec.label or spec.id,
             source=spec.source,
             loaded=spec.id in loaded,
             default=spec.id == s.default_vision_model,
@@ -44,7 +44,7 @@ async def list_models(state: StateDep) -> ModelsResponse:
         ModelSummary(
             id=spec.id,
             task=task[spec.kind],
-            label=spec.label or spec.name,
+            label=spec.label or spec.id,
             source=spec.source,
             loaded=spec.id in loaded_text,
             default=spec.id in (s.default_text_model, s.default_seq2seq_model),

@@ -57,8 +57,7 @@ def vision_page(request: Request, state: StateDep) -> HTMLResponse:
     specs = state.settings.vision_specs()
     data = {
         "models": [
-            {"id": s.id, "label": s.label or s.arch_tag, "resolutions": list(s.resolutions)}
-            for s in specs.values()
+            {"id": s.id, "label": s.label or s.id, "resolutions": list(s.resolutions)} for s in specs.values()
         ],
         "default_model": state.settings.default_vision_model,
         "max_upload_mb": state.settings.max_upload_mb,
@@ -71,7 +70,7 @@ def text_page(request: Request, state: StateDep) -> HTMLResponse:
     s = state.settings
     data = {
         "models": [
-            {"id": m.id, "label": m.label or m.name, "kind": m.kind, "max_tokens": m.max_tokens}
+            {"id": m.id, "label": m.label or m.id, "kind": m.kind, "max_tokens": m.max_tokens}
             for m in s.text_specs().values()
         ],
         "default_model": s.default_text_model,
@@ -125,7 +124,7 @@ def distance_page(request: Request, state: StateDep) -> HTMLResponse:
 def offsets_page(request: Request, state: StateDep) -> HTMLResponse:
     s = state.settings
     data = {
-        "models": [{"id": m.id, "label": m.label or m.name, "kind": m.kind} for m in s.text_specs().values()],
+        "models": [{"id": m.id, "label": m.label or m.id, "kind": m.kind} for m in s.text_specs().values()],
         "default_model": s.default_text_model,
     }
     return render(request, "offsets.html", "/text", "Do heads attend by relative position?", data)

@@ -15,22 +15,29 @@ from app.deps import StateDep
 from app.errors import errors_doc
 from app.schemas.vision import (
     EntropyResponse,
-    Grid,
     PatchAttentionResponse,
-    Prediction,
     RolloutOptions,
     RolloutResponse,
     SampleImage,
     SamplesResponse,
     VisionAnalysisResponse,
 )
+from app.schemas.vision_views import analysis_response
 from app.serialization import typed_array
 from app.services import vision as svc
 from app.services.images import sample_bytes, sample_names
 from models.vision.rollout import HeadFusion
 
 router = APIRouter(prefix="/api/vision", tags=["vision"])
+DISCARD_STEP = 0.05  # the vision page's discard slider step (templates/vision.html, #vz-discard)
+DISCARD_MAX = 0.95  # ... and its largest value
 ERRORS = errors_doc(400, 404, 413, 415, 503)
+
+
+def quantise_discard(ratio: float) -> float:
+    """The slider value nearest ``ratio``: distinct floats share one cached rollout view instead of each
+    costing a CPU-pool job."""
+    return min(DISCARD_MAX, round(round(ratio / DISCARD_STEP) * DISCARD_STEP, 2))
 
 
 @router.get("/samples", response_model=SamplesResponse)
@@ -72,6 +79,7 @@ async def analyze(
             400, "Send exactly one of: an image file, a sample name, or the image_hash of an earlier upload."
         )
     vm, res = await svc.model_at(state, model, resolution)
+    discard_ratio = quantise_discard(discard_ratio)
     data = None
     if image is not None:
         limit = state.settings.max_upload_bytes
@@ -90,28 +98,15 @@ async def analyze(
         head_fusion=head_fusion,
         discard_ratio=discard_ratio,
     )
-    analysis, info = done.analysis, vm.info
-    return VisionAnalysisResponse(
-        analysis_id=done.analysis_id,
-        image_hash=done.image_hash,
-        model=info,
-        grid=Grid(
-            rows=analysis.grid[0],
-            cols=analysis.grid[1],
-            patch_size=info.patch_size,
-            num_prefix_tokens=info.num_prefix_tokens,
-            resolution=analysis.resolution,
-        ),
-        cls_query="cls" if info.has_cls_token else "mean_patch",
-        cls_attention=typed_array(analysis.cls_attention),
-        rollout=typed_array(done.rollout),
-        rollout_options=RolloutOptions(head_fusion=head_fusion, discard_ratio=discard_ratio),
-        predictions=[Prediction(label=lbl, probability=p) for lbl, p in analysis.predictions]
-        if analysis.predictions is not None
-        else None,
-        image_url=f"/api/vision/analysis/{done.analysis_id}/image.png",
-        forward_ms=round(done.forward_ms, 2),
-        cached=done.cached,
+    return analysis_response(
+        done.analysis_id,
+        done.image_hash,
+        vm.info,
+        done.analysis,
+        done.rollout,
+        RolloutOptions(head_fusion=head_fusion, discard_ratio=discard_ratio),
+        f"/api/vision/analysis/{done.analysis_id}/image.png",
+        done.forward_ms,
     )
 
 
@@ -143,6 +138,7 @@ async def rollout(
 ) -> RolloutResponse:
     """Rollout with other options, recomputed from the cached maps (L small matrix-vector products)."""
     analysis = state.vision_analysis(analysis_id)
+    discard_ratio = quantise_discard(discard_ratio)
     values = await svc.rollout_view(state, analysis_id, analysis, head_fusion, discard_ratio)
     return RolloutResponse(
         analysis_id=analysis_id,

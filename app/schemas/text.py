@@ -106,8 +106,7 @@ class TextAnalysisResponse(BaseModel):
         None, description="long inputs: the first layer's top-k lines per (head, query); the rest on demand"
     )
     inline: bool
-    forward_ms: float
-    cached: bool
+    forward_ms: float = Field(description="the forward pass that made this analysis (whoever asked first)")
 
 
 class HeadSchema(BaseModel):

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from app.schemas.text import (
     BlockSchema,
     TextAnalysisResponse,
-    TextModelInfoSchema,
     TokenSide,
     ViewAxisSchema,
     ViewOptions,
@@ -73,12 +72,11 @@ def overview_response(
     blocks: Blocks,
     options: ViewOptions,
     first_lines: LinesSchema | None,
-    cached: bool,
 ) -> TextAnalysisResponse:
     """The overview response of an analysis whose blocks are built (the web route and the notebook)."""
     return TextAnalysisResponse(
         analysis_id=analysis_id,
-        model=TextModelInfoSchema(**info.__dict__),
+        model=info,
         source=_side(a.source),
         target=_side(a.target),
         generated_text=a.generated_text,
@@ -91,6 +89,5 @@ def overview_response(
         first=None,
         first_lines=first_lines,
         inline=blocks.inline,
-        forward_ms=round(a.forward_ms, 2),
-        cached=cached,
+        forward_ms=round(a.forward_ms, 2),  # the forward that made the analysis: the same for everyone
     )

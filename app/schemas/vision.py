@@ -47,8 +47,7 @@ class VisionAnalysisResponse(BaseModel):
     rollout_options: RolloutOptions
     predictions: list[Prediction] | None
     image_url: str
-    forward_ms: float
-    cached: bool
+    forward_ms: float = Field(description="the forward pass that made this analysis (whoever asked first)")
 
 
 class PatchAttentionResponse(BaseModel):

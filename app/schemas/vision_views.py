@@ -3,6 +3,8 @@ web routes and the notebook (``app/notebook/vision.py``), so the page modules re
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from app.schemas.vision import (
@@ -19,15 +21,16 @@ from models.vision.analysis import VisionAnalysis
 from models.vision.registry import VisionModelInfo
 
 
+def public_arch_tag(arch_tag: str) -> str:
+    """The architecture tag as visitors see it: a local folder by its name, never its path."""
+    if arch_tag.startswith("local-dir:"):
+        return "local-dir:" + arch_tag.removeprefix("local-dir:").rstrip("/").rsplit("/", 1)[-1]
+    return arch_tag
+
+
 def model_info_schema(info: VisionModelInfo) -> VisionModelInfoSchema:
-    return VisionModelInfoSchema(
-        **{
-            **info.__dict__,
-            "resolutions": list(info.resolutions),
-            "mean": list(info.mean),
-            "std": list(info.std),
-        }
-    )
+    """The model's description as every visitor sees it (no local path)."""
+    return dataclasses.replace(info, arch_tag=public_arch_tag(info.arch_tag))
 
 
 def analysis_response(
@@ -39,7 +42,6 @@ def analysis_response(
     options: RolloutOptions,
     image_url: str,
     forward_ms: float,
-    cached: bool,
 ) -> VisionAnalysisResponse:
     """What ``/api/vision/analyze`` answers (``rollout``: (P,) with ``options``)."""
     return VisionAnalysisResponse(
@@ -62,7 +64,6 @@ def analysis_response(
         else None,
         image_url=image_url,
         forward_ms=round(forward_ms, 2),
-        cached=cached,
     )
 
 

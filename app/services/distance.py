@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from app.jobs import Job
+from app.jobs import Job, Subscription
 from app.schemas.vit_figures import (
     DistanceGeometry,
     DistanceJobResponse,
@@ -123,21 +123,23 @@ def start_job(
     batch_size: int | None,
     parsed: ParsedUploads | None,
     owner: str | None,
-) -> tuple[Job, bool]:
+) -> tuple[Subscription, bool]:
     """Start (or reuse) a distance job over the samples (``parsed`` None) or checked uploads.
 
-    Returns (job, reused): an identical finished job is reused, an identical running one is returned
-    (the registry merges by key). Raises :class:`app.jobs.JobsBusy` when the slots or the quota are full."""
+    Returns (subscription, reused): an identical finished job is reused, an identical running one is
+    shared (the registry merges by key); either way the caller gets a subscription of its own. Raises :class:`app.jobs.JobsBusy` when the slots or the quota are full."""
     source: Literal["samples", "upload"] = "samples" if parsed is None else "upload"
     set_key = "samples" if parsed is None else parsed.digest
     key = f"{vm.info.id}|{resolution}|{int(renormalize)}|{set_key}"
     registry = state.distance_jobs
     previous = registry.find_done(key)
     if previous is not None:
-        return previous, True
+        return registry.subscribe(previous, owner), True
     n = len(SAMPLE_NAMES) if parsed is None else len(parsed.names)
     source_label = f"{n} sample photos" if parsed is None else f"{n} uploaded image{'s' if n != 1 else ''}"
     batch = batch_size or (32 if state.device.type == "cuda" else 4)  # CPU: finer progress, shorter holds
+    # bounded in pixels too: a single-image analysis waits for at most one such batch in the queue
+    batch = max(1, min(batch, state.settings.batch_max_pixels // (resolution * resolution)))
     geom = geometry(vm, resolution)
 
     def run(job: Job) -> RunResult:
@@ -169,7 +171,7 @@ def start_job(
     return registry.submit(run, "distance", params, key=key, total=n, owner=owner), False
 
 
-def job_response(job: Job, unit: str, reused: bool = False) -> DistanceJobResponse:
+def job_response(job: Subscription, unit: str, reused: bool = False) -> DistanceJobResponse:
     p = job.params
     return DistanceJobResponse(
         job_id=job.id,

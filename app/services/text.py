@@ -99,7 +99,6 @@ async def analyze(
         check_text(state, target, "target text")
     aid = state.keyed_id("text", model.info.id, text, target or "", str(target is None))
     a = state.text_analyses.get(aid)
-    cached = a is not None
     if a is None:
         try:  # token limits are checked here, before the request takes a place in the model queue
             model.tokenize(text)
@@ -111,7 +110,7 @@ async def analyze(
         a = await state.backend.text_forward(
             model, text, target, key=aid, cache=state.text_analyses, cost=cost
         )
-    return await overview(state, aid, options, kind, layer, cached=cached, analysis=a)
+    return await overview(state, aid, options, kind, layer, analysis=a)
 
 
 # ----------------------------------------------------------------------------- views
@@ -185,14 +184,13 @@ def build_overview(
     options: ViewOptions,
     kind: str,
     layer: int,
-    cached: bool,
 ) -> TextAnalysisResponse:
     """CPU-pool job: the overview response. Long inputs (blocks not inline) carry only what the first view
     draws: thumbnails, statistics and the first layer's top-k lines per (head, query); full layers, heads
     and rows are fetched on demand (``layer_maps``, ``head_map``, ``layer_lines``)."""
     first_lines = None if blocks.inline else build_lines(a, kind, layer, options, LINES_K)
     info = text_model(state, a.model_id).info  # loaded: it made the analysis
-    return overview_response(analysis_id, info, a, blocks, options, first_lines, cached)
+    return overview_response(analysis_id, info, a, blocks, options, first_lines)
 
 
 async def overview(
@@ -201,7 +199,6 @@ async def overview(
     options: ViewOptions,
     kind: BlockKind | None,
     layer: int,
-    cached: bool = True,
     analysis: TextAnalysis | None = None,
 ) -> bytes:
     """The analysis under view options (no new forward pass) as TextAnalysisResponse JSON.
@@ -217,10 +214,8 @@ async def overview(
     blocks: Blocks = await cached_view(
         state, f"text-blocks|{analysis_id}|{opt}", build_blocks, a, options, thumb, inline_bytes
     )
-    key = f"text-overview|{analysis_id}|{opt}|{kind}|{layer if not blocks.inline else 0}|{int(cached)}"
-    return await cached_json(
-        state, key, build_overview, state, analysis_id, a, blocks, options, kind, layer, cached
-    )
+    key = f"text-overview|{analysis_id}|{opt}|{kind}|{layer if not blocks.inline else 0}"
+    return await cached_json(state, key, build_overview, state, analysis_id, a, blocks, options, kind, layer)
 
 
 async def layer_maps(

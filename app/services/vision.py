@@ -46,7 +46,7 @@ class Analyzed:
     analysis: VisionAnalysis
     rollout: np.ndarray  # (P,) float32 with the requested options
     forward_ms: float
-    cached: bool
+    cached: bool  # internal only: public responses never say whether someone else asked first
 
 
 async def model_at(state: AppState, model: str | None, resolution: int | None) -> tuple[VisionModel, int]:
@@ -108,6 +108,11 @@ async def analyze(
             vm, image, resolution, key=aid, cache=state.analyses
         )
         cached = forward_ms == 0.0
+    # responses carry the first forward's time, so they do not tell who asked first (issue 17)
+    if forward_ms > 0.0:
+        state.views.put(("forward-ms", aid), forward_ms)
+    else:
+        forward_ms = state.views.get(("forward-ms", aid)) or 0.0
     if head_fusion == "mean" and discard_ratio == 0.0:
         roll = analysis.rollout
     else:

@@ -10,6 +10,11 @@ Each simulated user behaves like a person on the pages, with think time between 
 - figures: /api/figures/positional and /api/figures/scaling with random parameters, /api/vit-embeddings/*;
 - image-set jobs: POST /api/distance/jobs with the samples or a small zip upload, then polls until done.
 
+Every user has its own client address, sent as ``X-Forwarded-For`` (bench/load/run.py starts the server
+with ``ATLAS_TRUSTED_PROXIES=127.0.0.1``: the load generator plays a reverse proxy in front of 200
+people), so per-client quotas and executor shares apply per user, as they would in a classroom.
+bench/load/fairness.py adds a flooding client and a polite client side by side.
+
 A 503 is admission control, not an error: the client waits ``Retry-After`` seconds and retries (at most
 ``LOAD_RETRIES`` times), as the page does. Routes with ids are grouped under one name
 (``/api/vision/analysis/[id]/attention``). Every answer is tallied by route and status class; at the end
@@ -19,111 +24,24 @@ Any 5xx other than 503, or a failed connection, is marked as a locust failure.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
-import threading
 import time
-import zipfile
 from collections import defaultdict
 from urllib.parse import urlencode
 
 import gevent
-import numpy as np
 from geventhttpclient.response import HTTPConnectionClosed
 from locust import FastHttpUser, between, events, task
-from PIL import Image
+from payloads import distinct_jpeg, multipart, next_number, small_zip, text_of_tokens  # noqa: F401
 
 RETRIES = int(os.environ.get("LOAD_RETRIES", "3"))
 MAX_RETRY_WAIT_S = float(os.environ.get("LOAD_MAX_RETRY_WAIT_S", "10"))
 REPORT = os.environ.get("LOAD_REPORT", "")
 MAX_JOB_POLLS = 60
 
-SENTENCES = (
-    "the attention of a transformer moves from local patterns in early layers to global structure later "
-    "students watch each head look at nearby words or at the separator token while meaning forms slowly "
-    "across many layers queries keys and values mix into new representations of every sentence we type "
-    "models read long documents paragraphs questions answers dates names places numbers and small stories"
-)
-WORDS = SENTENCES.split()
 DATES = ("Friday, March 18th, 2022", "3/18/22", "18 March 2022", "the 1st of May 1999", "July 4, 1776")
-
-
-# --- distinct photos, generated in memory ---------------------------------------------------------------
-def _base_photos() -> list[np.ndarray]:
-    from skimage import data
-
-    photos = []
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "cat", "immunohistochemistry", "retina"):
-        try:
-            img = np.asarray(getattr(data, name)())
-        except Exception:  # noqa: BLE001 - a sample that needs a download is simply skipped
-            continue
-        if img.ndim == 2:
-            img = np.stack([img] * 3, axis=-1)  # (H, W) -> (H, W, 3)
-        photos.append(img[..., :3].astype(np.uint8))  # (H, W, 3)
-    return photos
-
-
-BASES = _base_photos()
-_counter = iter(range(1 << 62))
-_counter_lock = threading.Lock()
-
-
-def distinct_jpeg(max_side: int = 480) -> bytes:
-    """A random crop of a sample, tinted and stamped with a counter: a new content hash every call."""
-    rng = np.random.default_rng()
-    base = BASES[int(rng.integers(len(BASES)))]
-    h, w = base.shape[:2]
-    ch, cw = int(rng.integers(min(h, 96), h + 1)), int(rng.integers(min(w, 96), w + 1))
-    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    crop = base[y : y + ch, x : x + cw].astype(np.float32)  # (ch, cw, 3)
-    crop *= rng.uniform(0.7, 1.3, size=3).astype(np.float32)  # per-channel tint
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    with _counter_lock:
-        n = next(_counter)
-    crop[0, : min(cw, 64)] = (
-        np.unpackbits(np.array([n], dtype=">u8").view(np.uint8))[: min(cw, 64), None] * 255
-    )
-    image = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8))
-    image.thumbnail((max_side, max_side))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=int(rng.integers(70, 95)))
-    return buf.getvalue()
-
-
-def small_zip(n: int) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for i in range(n):
-            zf.writestr(f"photos/img_{i}.jpg", distinct_jpeg(max_side=224))
-    return buf.getvalue()
-
-
-def text_of_tokens(approx_tokens: int) -> str:
-    """Random English words; ~1.15 MiniLM word pieces per word, so ~approx_tokens tokens."""
-    n_words = max(3, int(approx_tokens / 1.15))
-    return " ".join(random.choice(WORDS) for _ in range(n_words)).capitalize() + "."
-
-
-def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes, str]]) -> tuple[bytes, str]:
-    """A multipart/form-data body: (body, content type). ``files``: (field, filename, bytes, mime type)."""
-    boundary = f"atlas-load-{random.getrandbits(64):016x}"
-    parts: list[bytes] = []
-    for name, value in fields.items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        )
-    for field, filename, content, mime in files:
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-            f"Content-Type: {mime}\r\n\r\n"
-        )
-        parts += [head.encode(), content, b"\r\n"]
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def _stale_connection(resp) -> bool:
@@ -193,7 +111,12 @@ class Student(FastHttpUser):
     concurrency = 1  # one connection per user, like one browser tab doing one thing at a time
     network_timeout = 300.0
 
+    address: str | None = None  # the client address the "proxy" forwards; None: a new one per user
+
     def on_start(self) -> None:
+        if self.address is None:
+            n = next_number()
+            self.address = f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
         samples = self.call("GET", "/api/vision/samples", name="/api/vision/samples")
         self.samples = [s["name"] for s in samples["samples"]] if samples else ["astronaut", "chelsea"]
         self.vision: list[dict] = []  # analyses this user made (id + grid)
@@ -210,24 +133,26 @@ class Student(FastHttpUser):
         form: dict[str, str] | None = None,
         files: list[tuple[str, str, bytes, str]] | None = None,
         json: dict | None = None,
+        retries: int = RETRIES,
     ) -> dict | None:
-        kwargs: dict = {}
+        kwargs: dict = {"headers": {"X-Forwarded-For": self.address or "10.255.255.255"}}
         if params:
             path = f"{path}?{urlencode(params)}"
         if form is not None or files:
             body, content_type = multipart(form or {}, files or [])
-            kwargs = {"data": body, "headers": {"Content-Type": content_type}}
+            kwargs["data"] = body
+            kwargs["headers"]["Content-Type"] = content_type
         elif json is not None:
-            kwargs = {"json": json}
+            kwargs["json"] = json
         stale_left = 3
         attempt = 0
-        while attempt <= RETRIES:
+        while attempt <= retries:
             attempt += 1
             with self.client.request(method, path, name=name, catch_response=True, **kwargs) as resp:
                 status = resp.status_code or 0
                 if status == 503:
                     resp.success()  # admission control: counted separately, never a failure
-                    if attempt > RETRIES:
+                    if attempt > retries:
                         return None
                     try:
                         headers = resp.headers or {}

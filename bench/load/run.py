@@ -1,11 +1,19 @@
 """``make load``: start the server, run the locust scenario headless against it, print what happened.
 
     python bench/load/run.py [--users 200] [--spawn-rate 10] [--time 3m] [--port 0] [--out bench/out/load]
+                             [--scenario class|fairness|both] [--fair-time 45s]
 
 Defaults come from LOAD_USERS, LOAD_SPAWN_RATE, LOAD_TIME (e.g. ``LOAD_USERS=50 LOAD_TIME=45s make load``).
 The server is ``uvicorn app.main:create_app --factory`` on 127.0.0.1 with the real CPU defaults (DINOv2
 ViT-S/14, MiniLM, the date model; ATLAS_* variables in the environment apply as for ``make run``). All
-traffic stays on 127.0.0.1; the run is bounded in users and time and stops by itself.
+traffic stays on 127.0.0.1; the run is bounded in users and time and stops by itself. The server trusts
+127.0.0.1 as a proxy (``ATLAS_TRUSTED_PROXIES``): the load generator stands for a reverse proxy in front
+of the class, and each simulated user sends its own client address in ``X-Forwarded-For``.
+
+Scenarios: ``class`` is the class of students (bench/load/locustfile.py); ``fairness``
+(bench/load/fairness.py) runs a flooding client (16 connections, one address, no think time) beside a polite
+one and prints the share of the polite client's uploads that were served (goal >= 80 %); ``both`` (the
+default) runs the class, then the fairness scenario, against the same server.
 
 While locust runs, this script samples the server's RSS from /proc/<pid>/status every 0.2 s (VmRSS; VmHWM
 is the kernel's own peak) and polls /api/health in its own thread to measure its latency. It prints:
@@ -34,6 +42,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+FAIRNESS = Path(__file__).resolve().parent / "fairness.py"
+POLITE_UPLOAD = "polite: /api/vision/analyze [upload]"  # bench/load/fairness.py
+FAIR_GOAL = 0.8
 HOST = "127.0.0.1"
 
 
@@ -165,6 +176,51 @@ def summarise(report: dict, rss_kb: int, hwm_kb: int | None, health: HealthProbe
     return "\n".join(lines), n5xx
 
 
+def polite_share(report: dict) -> tuple[int, int]:
+    """(served, attempts) of the polite client's uploads in a fairness report; retries count as attempts."""
+    t = report["tally"].get(POLITE_UPLOAD, {})
+    attempts = sum(t.get(k, 0) for k in ("2xx", "4xx", "503", "5xx_other", "conn_error"))
+    return t.get("2xx", 0), attempts
+
+
+def fairness_lines(report: dict) -> tuple[str, bool]:
+    """The fairness summary and whether the polite client's share met the goal."""
+    served, attempts = polite_share(report)
+    share = served / attempts if attempts else 0.0
+    flood = {k: v for k, v in report["tally"].items() if k.startswith("flood:")}
+    f_ok = sum(t.get("2xx", 0) for t in flood.values())
+    f_503 = sum(t.get("503", 0) for t in flood.values())
+    text = (
+        f"fairness: the polite client's uploads served {served} of {attempts} attempts ({100 * share:.0f} %, "
+        f"goal >= {100 * FAIR_GOAL:.0f} %) while the flooding client got {f_ok} answers and {f_503} 503s"
+    )
+    return text, attempts > 0 and share >= FAIR_GOAL
+
+
+def run_locust(py: str, port: int, args: argparse.Namespace, out: Path, scenario: str) -> dict | None:
+    """One headless locust run; its report (None when locust wrote none)."""
+    fair = scenario == "fairness"
+    report_path = out / f"report-{scenario}.json"
+    report_path.unlink(missing_ok=True)
+    users = ["Flooder", "Polite"] if fair else ["Student"]
+    n_users = int(os.environ.get("FLOOD_USERS", "16")) + 1 if fair else args.users
+    locust_cmd = [
+        "nice", "-n", str(args.client_nice), py, "-m", "locust", "-f", str(FAIRNESS if fair else LOCUSTFILE),
+        "--headless", "-u", str(n_users), "-r", str(n_users if fair else args.spawn_rate),
+        "-t", args.fair_time if fair else args.time, "--host", f"http://{HOST}:{port}",
+        "--csv", str(out / f"locust-{scenario}"), "--only-summary", "--stop-timeout", "15",
+        "--loglevel", "WARNING", *users,
+    ]  # fmt: skip
+    print("running:", " ".join(locust_cmd[5:]), f"(at nice {args.client_nice})", flush=True)
+    env = {**os.environ, "LOAD_REPORT": str(report_path)}
+    with open(out / f"locust-{scenario}.log", "w") as log:
+        locust = subprocess.run(locust_cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if not report_path.exists():
+        print(f"locust wrote no report (exit {locust.returncode}); see {out / f'locust-{scenario}.log'}")
+        return None
+    return json.loads(report_path.read_text())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=int(os.environ.get("LOAD_USERS", "200")))
@@ -174,6 +230,8 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=int(os.environ.get("LOAD_PORT", "0")), help="0: a free port")
     ap.add_argument("--out", default=os.environ.get("LOAD_OUT", str(ROOT / "bench" / "out" / "load")))
     ap.add_argument("--startup-timeout", type=float, default=600.0)
+    ap.add_argument("--scenario", choices=("class", "fairness", "both"), default="both")
+    ap.add_argument("--fair-time", default=os.environ.get("LOAD_FAIR_TIME", "45s"), help="fairness run time")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -190,32 +248,24 @@ def main() -> int:
         HOST,
         "--port",
         str(port),
+        "--no-proxy-headers",  # the app reads X-Forwarded-For itself, from ATLAS_TRUSTED_PROXIES only
     ]
+    server_env = {**os.environ, "ATLAS_TRUSTED_PROXIES": "127.0.0.1"}  # locust plays the reverse proxy
     server_log = open(out / "server.log", "w")  # noqa: SIM115 - closed in finally
     print(f"starting the server on {HOST}:{port} (log: {out / 'server.log'})", flush=True)
-    server = subprocess.Popen(server_cmd, cwd=ROOT, stdout=server_log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        server_cmd, cwd=ROOT, env=server_env, stdout=server_log, stderr=subprocess.STDOUT
+    )
     sampler = Sampler(server.pid)
     health = HealthProbe(port)
-    report_path = out / "report.json"
-    report_path.unlink(missing_ok=True)
     try:
         t0 = time.monotonic()
         wait_healthy(port, server, args.startup_timeout)
         print(f"server ready in {time.monotonic() - t0:.0f} s", flush=True)
         sampler.start()
         health.start()
-        locust_cmd = [
-            "nice", "-n", str(args.client_nice), py, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-            "-u", str(args.users), "-r", str(args.spawn_rate), "-t", args.time,
-            "--host", f"http://{HOST}:{port}", "--csv", str(out / "locust"),
-            "--only-summary", "--stop-timeout", "15", "--loglevel", "WARNING",
-        ]  # fmt: skip
-        print("running:", " ".join(locust_cmd[5:]), f"(at nice {args.client_nice})", flush=True)
-        env = {**os.environ, "LOAD_REPORT": str(report_path)}
-        with open(out / "locust.log", "w") as locust_log:
-            locust = subprocess.run(
-                locust_cmd, cwd=ROOT, env=env, stdout=locust_log, stderr=subprocess.STDOUT
-            )
+        scenarios = ("class", "fairness") if args.scenario == "both" else (args.scenario,)
+        reports = {name: run_locust(py, port, args, out, name) for name in scenarios}
         hwm_kb = proc_status_kb(server.pid, "VmHWM")
     finally:
         sampler.stop.set()
@@ -228,18 +278,26 @@ def main() -> int:
         server_log.close()
     health.join(timeout=35)
 
-    if not report_path.exists():
-        print(f"locust wrote no report (exit {locust.returncode}); see {out / 'locust.log'}")
+    if any(r is None for r in reports.values()):
         return 1
-    report = json.loads(report_path.read_text())
-    table, n5xx = summarise(report, sampler.peak_rss_kb, hwm_kb, health)
-    print(f"\n{args.users} users, spawn rate {args.spawn_rate}/s, {args.time}\n{table}")
-    (out / "summary.txt").write_text(table + "\n")
-    served = sum(len(v) for v in report["served_ms"].values())
-    if n5xx or not served:
-        print("FAILED: server errors other than 503" if n5xx else "FAILED: nothing was served")
-        return 1
-    return 0
+    failed = False
+    if "class" in reports:
+        table, n5xx = summarise(reports["class"], sampler.peak_rss_kb, hwm_kb, health)
+        print(f"\n{args.users} users, spawn rate {args.spawn_rate}/s, {args.time}\n{table}")
+        (out / "summary.txt").write_text(table + "\n")
+        served = sum(len(v) for v in reports["class"]["served_ms"].values())
+        if n5xx or not served:
+            print("FAILED: server errors other than 503" if n5xx else "FAILED: nothing was served")
+            failed = True
+    if "fairness" in reports:
+        text, met = fairness_lines(reports["fairness"])
+        _, n5xx = summarise(reports["fairness"], sampler.peak_rss_kb, hwm_kb, health)
+        print(f"\n{text}")
+        (out / "fairness.txt").write_text(text + "\n")
+        if n5xx or not met:
+            print("FAILED: " + ("server errors other than 503" if n5xx else "the polite client was starved"))
+            failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ class HFTextModel:
             id=spec.id,
             kind=spec.kind,
             source=spec.source,
-            label=spec.label or spec.name,
+            label=spec.label or spec.id,  # never a path
             max_tokens=self.max_tokens,
             num_layers=int(layers),
             num_heads=int(heads),

@@ -124,7 +124,7 @@ def describe(spec: VisionModelSpec, model: nn.Module) -> VisionModelInfo:
     return VisionModelInfo(
         id=spec.id,
         arch_tag=spec.arch_tag,
-        label=spec.label or spec.arch_tag,
+        label=spec.label or spec.id,  # never a path
         source=spec.source,
         num_layers=len(blocks),
         num_heads=num_heads,

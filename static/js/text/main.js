@@ -83,7 +83,7 @@ function summary() {
   if (r.target) parts.push(` · ${r.target.tokens.length} decoder tokens`);
   if (r.generated_text !== null && r.generated_text !== undefined) parts.push(" · greedy output: ", el("code", { class: "tx-generated" }, r.generated_text || "(empty)"));
   else if (r.target) parts.push(" · decoder fed the given target");
-  parts.push(el("span", { class: "muted" }, ` · forward ${r.forward_ms.toFixed(1)} ms${r.cached ? " (cached)" : ""}` +
+  parts.push(el("span", { class: "muted" }, ` · forward ${r.forward_ms.toFixed(1)} ms` +
     (r.inline ? "" : " · large input: maps are fetched per layer / head")));
   parts.push(" · ", el("a", { href: `/offsets?analysis=${encodeURIComponent(r.analysis_id)}&model=${encodeURIComponent(m.id)}` }, "relative offsets"));
   ui.summary.replaceChildren(...parts);

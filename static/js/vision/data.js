@@ -51,7 +51,7 @@ export function adopt(r, image) {
   const o = r.rollout_options || { head_fusion: "mean", discard_ratio: 0 };
   return {
     id: r.analysis_id, hash: r.image_hash, model: r.model, grid: r.grid, clsQuery: r.cls_query, L, H, P,
-    cls, means: headMeans(cls, L, H, P), predictions: r.predictions, image, cached: r.cached, forwardMs: r.forward_ms,
+    cls, means: headMeans(cls, L, H, P), predictions: r.predictions, image, forwardMs: r.forward_ms,
     patches: new Map(), // `${layer}|${head}|${query}` -> Float32Array (P)
     rollouts: new Map([[rolloutKey(o.head_fusion, o.discard_ratio), decodeTyped(r.rollout).data]]), // (P) each
   };

@@ -81,8 +81,7 @@ async function analyze(source, { restore = false } = {}) {
     const A = await analyzeImage(source, { model: S.model, res: S.res, signal: ctl.signal });
     if (my !== analyzeToken) return;
     adopt(A, source, restore);
-    lastStatus = `${A.model.label} \u00b7 ${A.grid.rows}\u00d7${A.grid.cols} patches of ${A.grid.patch_size} px \u00b7 ${
-      A.cached ? "from the server cache" : `forward pass ${Math.round(A.forwardMs)} ms`}`;
+    lastStatus = `${A.model.label} \u00b7 ${A.grid.rows}\u00d7${A.grid.cols} patches of ${A.grid.patch_size} px \u00b7 forward pass ${Math.round(A.forwardMs)} ms`;
     setStatus(lastStatus);
   } catch (e) {
     if (my !== analyzeToken) return;

@@ -49,7 +49,7 @@ async function run(ctx, s) {
     if (C.link && other.A) Object.assign(s, { kind: other.kind, layer: other.layer, head: other.head }); // linked: follow
     clamp(s);
     const r = A.resp, m = r.model;
-    ui.status.textContent = `forward ${r.forward_ms.toFixed(1)} ms${r.cached ? " (cached)" : ""}`;
+    ui.status.textContent = `forward ${r.forward_ms.toFixed(1)} ms`;
     ui.summary.textContent = `${m.label} \u00b7 ${m.num_layers} layers \u00d7 ${m.num_heads} heads \u00b7 ${r.source.tokens.length} source tokens`
       + (r.target ? ` \u00b7 ${r.target.tokens.length} decoder tokens` : "")
       + (r.generated_text !== null && r.generated_text !== undefined ? ` \u00b7 greedy output: ${r.generated_text || "(empty)"}` : "");

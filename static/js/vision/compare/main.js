@@ -50,7 +50,7 @@ async function analyze(ctx, s, file = null) {
       if (row < A.grid.rows && col < A.grid.cols) C.query = rel(A, row * A.grid.cols + col);
       C.pendingQuery = null;
     }
-    s.ui.status.textContent = `${A.grid.rows}\u00d7${A.grid.cols} patches of ${A.grid.patch_size} px \u00b7 ${A.cached ? "cached" : `forward ${Math.round(A.forwardMs)} ms`}`;
+    s.ui.status.textContent = `${A.grid.rows}\u00d7${A.grid.cols} patches of ${A.grid.patch_size} px \u00b7 forward ${Math.round(A.forwardMs)} ms`;
     showError(ctx.errBox, null);
     refresh(ctx);
   } catch (e) {
