@@ -4,6 +4,7 @@ loader keyword arguments that load pickles or remote code refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 from app.cli import main
 from app.jobs import JobRegistry
 from app.main import create_app
-from app.settings import Settings, TextModelEntry, VisionModelEntry
+from app.settings import Settings, TextModelEntry
 from tests.conftest import TINY_SPECS, tiny_settings
 
 
@@ -111,7 +112,7 @@ def test_a_failed_job_quotes_the_request_id_of_its_start(client, monkeypatch, ca
 
 
 def test_labels_fall_back_to_the_id_never_a_path(tmp_path) -> None:
-    vision = VisionModelEntry.from_spec(TINY_SPECS[0]).model_copy(update={"id": "nolabel", "label": ""})
+    vision = dataclasses.replace(TINY_SPECS[0], id="nolabel", label="")
     text = TextModelEntry(id="mine", kind="encoder", source="random", name="bert", label="")
     settings = tiny_settings(tmp_path, extra_vision_models=[vision], extra_text_models=[text], preload=False)
     with TestClient(create_app(settings)) as c:
