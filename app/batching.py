@@ -41,6 +41,7 @@ import torch
 from PIL import Image
 
 from app.compute import BoundedExecutor
+from app.settings import BatchingMode as Batching
 from models.vision.analysis import VisionAnalysis, VisionModel, analyze_batch
 
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
 
 P = TypeVar("P")
 R = TypeVar("R")
-
-Batching = Literal["auto", "on", "off"]
 
 
 def batching_enabled(mode: Batching, device: torch.device) -> bool:
@@ -206,15 +205,15 @@ _create_lock = threading.Lock()
 def vision_batcher(state: AppState) -> MicroBatcher[VisionRequest, tuple[VisionAnalysis, float]] | None:
     """The app's vision batcher when batching is on for its device (created on first use), else None."""
     settings = state.settings
-    if not batching_enabled(settings.batching, state.device):
+    if not batching_enabled(settings.batching.mode, state.device):
         return None
     with _create_lock:
         if state.vision_batcher is None:
             state.vision_batcher = MicroBatcher(
                 state.queue,
                 lambda _group, reqs: forward_batch(state, reqs),
-                max_size=settings.batch_max_size,
-                wait_ms=settings.batch_wait_ms,
+                max_size=settings.batching.max_size,
+                wait_ms=settings.batching.wait_ms,
             )
         return state.vision_batcher
 

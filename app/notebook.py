@@ -116,7 +116,7 @@ def _by_id(task: str, model_id: str, device: str | None, specs_of: Callable, loa
     specs = specs_of(settings)
     if model_id not in specs:
         raise KeyError(f"unknown {task} model {model_id!r}; known: {', '.join(sorted(specs))}")
-    dev = resolve_device(device or settings.device)  # "auto": CUDA when present, as the server does
+    dev = resolve_device(device or settings.server.device)  # "auto": CUDA when present, as the server does
     key = (model_id, str(dev))
     if key not in _LOADED:
         _LOADED[key] = load(specs[model_id], dev, settings)
@@ -133,8 +133,8 @@ def _vision_model(model: Any, resolution: int | None, device: str | None) -> Vis
             "vision",
             model,
             device,
-            lambda s: s.vision_specs(),
-            lambda spec, dev, s: load_vision_model(spec, dev, cache_dir=s.cache_dir),
+            lambda s: s.models.vision_specs(),
+            lambda spec, dev, s: load_vision_model(spec, dev, cache_dir=s.server.cache_dir),
         )
     if not isinstance(model, torch.nn.Module):
         raise TypeError(
@@ -383,7 +383,11 @@ def _text_model(model: Any, tokenizer: Any, kind: str | None, device: str | None
         return model
     if isinstance(model, str):
         return _by_id(
-            "text", model, device, lambda s: s.text_specs(), lambda spec, dev, s: load_text_model(spec, dev)
+            "text",
+            model,
+            device,
+            lambda s: s.models.text_specs(),
+            lambda spec, dev, s: load_text_model(spec, dev),
         )
     if tokenizer is None:
         raise TypeError("show_text(model, tokenizer, text): a model object needs its tokenizer")

@@ -82,39 +82,45 @@ class AppState:
 
     @classmethod
     def create(cls, settings: Settings) -> AppState:
-        device = resolve_device(settings.device)
-        secret = settings.secret_key.encode() if settings.secret_key else secrets.token_bytes(32)
+        device = resolve_device(settings.server.device)
+        secret = (
+            settings.server.secret_key.encode() if settings.server.secret_key else secrets.token_bytes(32)
+        )
         return cls(
             settings=settings,
             device=device,
-            dtype=resolve_dtype(settings.dtype, device),
+            dtype=resolve_dtype(settings.server.dtype, device),
             queue=ComputeQueue(
-                settings.queue_size,
-                max_cost=settings.queue_mb * MB,
-                retry_after_s=settings.retry_after_s,
-                nice=settings.worker_nice,
+                settings.limits.queue_size,
+                max_cost=settings.limits.queue_mb * MB,
+                retry_after_s=settings.limits.retry_after_s,
+                nice=settings.limits.worker_nice,
             ),
             cpu=CpuPool(
-                settings.cpu_pool_size,
-                settings.cpu_workers,
-                retry_after_s=settings.retry_after_s,
-                nice=settings.worker_nice,
+                settings.limits.cpu_pool_size,
+                settings.limits.cpu_workers,
+                retry_after_s=settings.limits.retry_after_s,
+                nice=settings.limits.worker_nice,
             ),
-            decode_slots=threading.BoundedSemaphore(settings.decode_concurrency),
-            analyses=BoundedCache(settings.analysis_cache_mb * MB, settings.analysis_ttl_s, analysis_nbytes),
+            decode_slots=threading.BoundedSemaphore(settings.limits.decode_concurrency),
+            analyses=BoundedCache(
+                settings.caches.analysis_mb * MB, settings.caches.analysis_ttl_s, analysis_nbytes
+            ),
             images=BoundedCache(
-                settings.image_cache_mb * MB, settings.analysis_ttl_s, lambda im: 3 * im.width * im.height
+                settings.caches.image_mb * MB,
+                settings.caches.analysis_ttl_s,
+                lambda im: 3 * im.width * im.height,
             ),
-            views=BoundedCache(settings.view_cache_mb * MB, settings.analysis_ttl_s, value_nbytes),
+            views=BoundedCache(settings.caches.view_mb * MB, settings.caches.analysis_ttl_s, value_nbytes),
             text_analyses=BoundedCache(
-                settings.text_cache_mb * MB, settings.analysis_ttl_s, lambda a: a.nbytes
+                settings.caches.text_mb * MB, settings.caches.analysis_ttl_s, lambda a: a.nbytes
             ),
             distance_jobs=JobRegistry(
-                max_active=settings.max_active_jobs,
+                max_active=settings.limits.max_active_jobs,
                 max_kept=32,
                 max_running=1,
                 cancelled_types=(Cancelled,),
-                per_owner=settings.jobs_per_client,
+                per_owner=settings.limits.jobs_per_client,
             ),
             secret=secret,
         )
@@ -126,15 +132,15 @@ class AppState:
 
     def vision_model(self, model_id: str | None) -> VisionModel:
         """The allowlisted model, loaded once per process (lazily for non-default ones)."""
-        model_id = model_id or self.settings.default_vision_model
-        specs = self.settings.vision_specs()
+        model_id = model_id or self.settings.models.default_vision_model
+        specs = self.settings.models.vision_specs()
         if model_id not in specs:
             raise UnknownModel(f"Unknown vision model {model_id!r}. Available: {', '.join(specs)}.")
         with self.vision_lock:
             if model_id not in self.vision_models:
                 try:
                     self.vision_models[model_id] = load_vision_model(
-                        specs[model_id], self.device, self.dtype, self.settings.cache_dir
+                        specs[model_id], self.device, self.dtype, self.settings.server.cache_dir
                     )
                 except (OSError, ValueError, RuntimeError, ImportError) as e:  # e.g. a Hub repo not reachable
                     raise ModelUnavailable(f"The vision model {model_id!r} could not be loaded: {e}") from e

@@ -35,19 +35,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    settings = get_settings().model_copy(update={"backend": "ray"})
-    address = args.address or settings.ray_address or os.environ.get("RAY_ADDRESS") or None
+    settings = get_settings().replace(**{"backend": "ray"})
+    address = args.address or settings.cluster.ray_address or os.environ.get("RAY_ADDRESS") or None
     t0 = time.perf_counter()
     init_ray(address)  # None: a new local instance, every process on 127.0.0.1
     serve.start(http_options={"host": args.host, "port": args.port})
-    serve.run(build_app(settings), name=settings.serve_app_name, route_prefix="/", blocking=False)
+    serve.run(build_app(settings), name=settings.cluster.serve_app_name, route_prefix="/", blocking=False)
     log.info(
         "Attention Atlas on Ray Serve: http://%s:%d (healthy after %.1f s; %d vision, %d text replicas)",
         args.host,
         args.port,
         time.perf_counter() - t0,
-        settings.vision_replicas,
-        settings.text_replicas,
+        settings.cluster.vision_replicas,
+        settings.cluster.text_replicas,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        serve.delete(settings.serve_app_name)
+        serve.delete(settings.cluster.serve_app_name)
         with contextlib.suppress(ValueError):  # ValueError: never created (one ingress replica)
-            ray.kill(ray.get_actor(f"{settings.serve_app_name}-analyses", namespace="atlas"))
+            ray.kill(ray.get_actor(f"{settings.cluster.serve_app_name}-analyses", namespace="atlas"))
         if not address:
             serve.shutdown()
         ray.shutdown()

@@ -64,20 +64,20 @@ class ModelReplica:
 class VisionModels(ModelReplica):
     """Vision forwards (ViT / DINOv2 attention capture) for the ingress's ``/api/vision/analyze``.
 
-    With batching on for the replica's device (``settings.batching``: ``auto`` = CUDA only), concurrent
+    With batching on for the replica's device (``settings.batching.mode``: ``auto`` = CUDA only), concurrent
     single-image forwards are collected by Serve's own ``@serve.batch`` (at most ``batch_max_size`` images,
     waiting at most ``batch_wait_ms`` for company) and run as one batched forward per (model, resolution),
     the cluster counterpart of the local :class:`app.batching.MicroBatcher`."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.batching = batching_enabled(settings.batching, self.state.device)
+        self.batching = batching_enabled(settings.batching.mode, self.state.device)
         self.batches: list[int] = []  # sizes of the batched forwards run (tests, bench)
         if self.batching:
-            self._batched.set_max_batch_size(settings.batch_max_size)
-            self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)
-        if settings.preload:
-            self.state.vision_model(settings.default_vision_model)
+            self._batched.set_max_batch_size(settings.batching.max_size)
+            self._batched.set_batch_wait_timeout_s(settings.batching.wait_ms / 1000)
+        if settings.server.preload:
+            self.state.vision_model(settings.models.default_vision_model)
 
     async def forward(
         self, model_id: str, image: Image.Image, resolution: int
@@ -131,7 +131,7 @@ class TextModels(ModelReplica):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        if settings.preload:
+        if settings.server.preload:
             preload(self.state)
 
     async def forward(self, model_id: str, text: str, target: str | None) -> TextAnalysis | Failure:

@@ -73,11 +73,11 @@ async def analyze(
     vm, res = await svc.model_at(state, model, resolution)
     data = None
     if image is not None:
-        limit = state.settings.max_upload_bytes
+        limit = state.settings.limits.max_upload_bytes
         data = await image.read(limit + 1)
         if len(data) > limit:
             raise HTTPException(
-                413, f"The upload is too large: the limit is {state.settings.max_upload_mb:g} MB."
+                413, f"The upload is too large: the limit is {state.settings.limits.max_upload_mb:g} MB."
             )
     done = await svc.analyze(
         state,

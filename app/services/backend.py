@@ -1,4 +1,4 @@
-"""Where model work runs: the local compute queue (default) or a Ray cluster (``settings.backend="ray"``).
+"""Where model work runs: the local compute queue (default) or a Ray cluster (``settings.cluster.backend="ray"``).
 
 The seam is one call, :func:`remote_models`: ``None`` means "local" and the services keep calling
 ``await state.queue.run(...)`` as before; otherwise it is the cluster's :class:`RemoteModels` (implemented
@@ -57,8 +57,8 @@ class RemoteModels(Protocol):
 
 
 def remote_models(state: AppState) -> RemoteModels | None:
-    """The cluster backend when ``settings.backend == "ray"``, else None (the local compute queue)."""
-    if state.settings.backend != "ray":
+    """The cluster backend when ``settings.cluster.backend == "ray"``, else None (the local compute queue)."""
+    if state.settings.cluster.backend != "ray":
         return None
     from app.cluster.client import ray_models  # Ray is only imported in ray mode
 

@@ -69,7 +69,7 @@ BUSY_POLL_S = 0.2  # a job waiting for the queue or the pool retries this often 
 
 def pixel_budget(settings: Settings) -> int:
     """Pixels one image-set job may decode in all, from the images' headers."""
-    return settings.max_job_megapixels * 1_000_000
+    return settings.limits.max_job_megapixels * 1_000_000
 
 
 @lru_cache(maxsize=1)
@@ -185,13 +185,15 @@ def _zip_members(name: str, data: bytes, settings: Settings) -> tuple[zipfile.Zi
         raise ImageError(f"{name} contains no images ({', '.join(s[1:] for s in ZIP_SUFFIXES)}).")
     if len(members) > MAX_IMAGES:
         raise ImageError(f"{name} holds {len(members)} images: a job takes at most {MAX_IMAGES}.")
-    limit = settings.max_upload_bytes
+    limit = settings.limits.max_upload_bytes
     for info in members:
         if info.file_size > limit:
-            raise ImageError(f"{name}/{info.filename} is larger than {settings.max_upload_mb:g} MB.", 413)
+            raise ImageError(
+                f"{name}/{info.filename} is larger than {settings.limits.max_upload_mb:g} MB.", 413
+            )
     if sum(i.file_size for i in members) > MAX_UNCOMPRESSED_FACTOR * limit:
         raise ImageError(
-            f"{name} expands to more than {MAX_UNCOMPRESSED_FACTOR * settings.max_upload_mb:g} MB of images.",
+            f"{name} expands to more than {MAX_UNCOMPRESSED_FACTOR * settings.limits.max_upload_mb:g} MB of images.",
             413,
         )
     return zf, sorted(members, key=lambda i: i.filename)

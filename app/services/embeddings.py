@@ -28,7 +28,7 @@ MAX_COMPONENTS = 64
 
 async def _vision_model(state: AppState, model_id: str | None) -> VisionModel:
     """The allowlisted model; a first load runs in the model queue (merged per model id)."""
-    model_id = model_id or state.settings.default_vision_model
+    model_id = model_id or state.settings.models.default_vision_model
     if model_id in state.loaded_vision_models():
         return state.vision_model(model_id)
     return await state.queue.run(state.vision_model, model_id, key=f"vision-model|{model_id}")

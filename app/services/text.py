@@ -64,7 +64,7 @@ log = logging.getLogger("atlas.text")
 
 
 def _load(state: AppState, model_id: str) -> TextModel:
-    specs = state.settings.text_specs()
+    specs = state.settings.models.text_specs()
     with state.text_lock:
         if model_id not in state.text_models:
             try:
@@ -75,8 +75,8 @@ def _load(state: AppState, model_id: str) -> TextModel:
 
 
 def _model_id(state: AppState, model_id: str | None) -> str:
-    model_id = model_id or state.settings.default_text_model
-    specs = state.settings.text_specs()
+    model_id = model_id or state.settings.models.default_text_model
+    specs = state.settings.models.text_specs()
     if model_id not in specs:
         raise UnknownModel(f"Unknown text model {model_id!r}. Available: {', '.join(specs)}.")
     return model_id
@@ -99,8 +99,8 @@ async def text_model_async(state: AppState, model_id: str | None) -> TextModel:
 
 def preload(state: AppState) -> None:
     """Lifespan hook: load the default encoder and encoder-decoder so the first request is fast."""
-    for model_id in (state.settings.default_text_model, state.settings.default_seq2seq_model):
-        if model_id in state.settings.text_specs():
+    for model_id in (state.settings.models.default_text_model, state.settings.models.default_seq2seq_model):
+        if model_id in state.settings.models.text_specs():
             try:
                 text_model(state, model_id)
             except ModelUnavailable as e:  # the app still serves everything else; requests get the 503
@@ -113,7 +113,7 @@ def preload(state: AppState) -> None:
 def check_text(state: AppState, text: str, what: str) -> None:
     if not text.strip():
         raise TextError(f"The {what} is empty: type a sentence.")
-    limit = state.settings.max_text_chars
+    limit = state.settings.limits.max_text_chars
     if len(text) > limit:
         raise TextError(
             f"The {what} is {len(text):,} characters long; the limit is {limit:,} characters.", 413
@@ -365,7 +365,7 @@ async def overview(
     kind = kind or next(b for b in BLOCK_ORDER if b in a.blocks)
     _check_block(a, kind, layer)
     opt = _options_key(options)
-    thumb, inline_bytes = state.settings.text_thumb_size, state.settings.text_inline_kb * 1024
+    thumb, inline_bytes = state.settings.limits.text_thumb_size, state.settings.limits.text_inline_kb * 1024
     blocks: _Blocks = await cached_view(
         state, f"text-blocks|{analysis_id}|{opt}", build_blocks, a, options, thumb, inline_bytes
     )

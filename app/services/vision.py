@@ -6,7 +6,7 @@ Budgets (README "Resource model"):
   ``state.decode_slots``; an analysis that is cached already needs no decode at all;
 - the forward pass runs in the compute queue (``state.queue``) with ``key`` = the analysis id, so identical
   in-flight requests (same image + model + resolution) share one forward, and ``cost`` = the bytes of the
-  decoded image it holds while waiting; with batching on (``settings.batching``, app/batching.py) the image is
+  decoded image it holds while waiting; with batching on (``settings.batching.mode``, app/batching.py) the image is
   preprocessed in the CPU pool and concurrent forwards of one (model, resolution) run as one batch, each
   request still admitted, merged and costed in the queue on its own;
 - derived views (rollout with options, patch queries, the analysis image) run in the CPU pool and are cached
@@ -57,8 +57,8 @@ async def model_at(state: AppState, model: str | None, resolution: int | None) -
     """The allowlisted model and a resolution it takes. A model not loaded yet loads in the CPU pool (once:
     concurrent first requests share the load), so the event loop never blocks on it and a long queue of
     forwards does not delay it; unknown ids fail at once."""
-    model_id = model or state.settings.default_vision_model
-    if model_id in state.loaded_vision_models() or model_id not in state.settings.vision_specs():
+    model_id = model or state.settings.models.default_vision_model
+    if model_id in state.loaded_vision_models() or model_id not in state.settings.models.vision_specs():
         return state.vision_model_at(model_id, resolution)  # raises UnknownModel / InvalidOption
     return await state.cpu.run(
         state.vision_model_at, model_id, resolution, key=f"load-vision:{model_id}:{resolution}"
