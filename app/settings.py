@@ -338,6 +338,15 @@ class Settings(BaseSettings):
             update[group] = current.model_validate({**current.model_dump(), **fields})
         return self.model_copy(update=update)
 
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Settings:
+        """pydantic's copy; a flat name in ``update`` would land beside the groups unvalidated: refused."""
+        flat = sorted(set(update or ()) - set(GROUPS))
+        if flat:
+            raise TypeError(
+                f"Settings.model_copy(update=...) takes groups; use settings.replace({flat[0]}=...)"
+            )
+        return super().model_copy(update=update, deep=deep)
+
     def __getattr__(self, name: str) -> Any:
         if name in FLAT:  # a name from before the nesting: say where it went
             group, field = FLAT[name]

@@ -199,3 +199,12 @@ def test_the_example_file_still_loads() -> None:
     example = Path(__file__).resolve().parents[1] / "atlas.example.toml"
     s = load_settings(example)
     assert s.server.device in ("auto", "cpu", "cuda") and s.models.vision_specs()
+
+
+def test_model_copy_refuses_flat_names() -> None:
+    """pydantic's model_copy would set a flat name beside the groups without validation."""
+    s = Settings()
+    with pytest.raises(TypeError, match=r"replace\(backend="):
+        s.model_copy(update={"backend": "ray"})
+    copied = s.model_copy(update={"cluster": s.cluster.model_copy(update={"backend": "ray"})})
+    assert copied.cluster.backend == "ray" and s.cluster.backend == "local"
