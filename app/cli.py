@@ -134,7 +134,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
     names an id already on the allowlist (built in, or from the file or environment) only makes it the
     default."""
     base = load_settings(args.config)
-    known_vision, known_text = base.vision_specs(), base.text_specs()
+    known_vision, known_text = base.models.vision_specs(), base.models.text_specs()
     vision_args, text_args = args.vision_model or [], args.text_model or []
     vision = [vision_entry(t, arch) for t, arch in vision_args if not (t in known_vision and arch is None)]
     text = [text_entry(t) for t in text_args if t not in known_text]
@@ -142,9 +142,9 @@ def serve_settings(args: argparse.Namespace) -> Settings:
     if args.device:
         overrides["device"] = args.device
     if vision:
-        overrides["extra_vision_models"] = _merge(base.extra_vision_models, vision)
+        overrides["extra_vision_models"] = _merge(base.models.extra_vision_models, vision)
     if text:
-        overrides["extra_text_models"] = _merge(base.extra_text_models, text)
+        overrides["extra_text_models"] = _merge(base.models.extra_text_models, text)
     if vision_args:  # the first model flag is the page's default
         first, arch = vision_args[0]
         overrides["default_vision_model"] = first if first in known_vision and arch is None else vision[0].id
@@ -156,12 +156,16 @@ def serve_settings(args: argparse.Namespace) -> Settings:
 
 
 def describe_settings(settings: Settings) -> str:
-    lines = [f"device {settings.device}, dtype {settings.dtype}"]
-    for spec in settings.vision_specs().values():
-        mark = "*" if spec.id == settings.default_vision_model else " "
+    lines = [f"device {settings.server.device}, dtype {settings.server.dtype}"]
+    for spec in settings.models.vision_specs().values():
+        mark = "*" if spec.id == settings.models.default_vision_model else " "
         lines.append(f"{mark} vision {spec.id}: {spec.source} {spec.path or spec.arch_tag}")
-    for spec in settings.text_specs().values():
-        mark = "*" if spec.id in (settings.default_text_model, settings.default_seq2seq_model) else " "
+    for spec in settings.models.text_specs().values():
+        mark = (
+            "*"
+            if spec.id in (settings.models.default_text_model, settings.models.default_seq2seq_model)
+            else " "
+        )
         lines.append(f"{mark} text   {spec.id}: {spec.kind}, {spec.source} {spec.name}")
     return "\n".join(lines)
 

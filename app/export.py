@@ -31,16 +31,16 @@ from models.vision.registry import VisionModelSpec
 
 def vision_spec(settings: Settings, model: str | None, arch: str | None = None) -> VisionModelSpec:
     """An allowlisted id, else a ``--vision-model`` argument; checked (one-line :class:`CliError`)."""
-    model = model or settings.default_vision_model
-    known = settings.vision_specs()
+    model = model or settings.models.default_vision_model
+    known = settings.models.vision_specs()
     spec = known[model] if model in known and arch is None else vision_entry(model, arch)
     check_vision(spec)
     return spec
 
 
 def text_spec(settings: Settings, model: str | None) -> TextModelSpec:
-    model = model or settings.default_text_model
-    known = settings.text_specs()
+    model = model or settings.models.default_text_model
+    known = settings.models.text_specs()
     spec = known[model] if model in known else text_entry(model)
     check_text(spec)
     return spec
@@ -66,12 +66,14 @@ def export_image(settings: Settings, args: argparse.Namespace) -> str:
         raise CliError(f"image {args.image!r}: no such file")
     spec = vision_spec(settings, args.model, args.arch)
     try:
-        image = decode_image(path.read_bytes(), settings.max_image_pixels, settings.min_image_side).image
+        image = decode_image(
+            path.read_bytes(), settings.limits.max_image_pixels, settings.limits.min_image_side
+        ).image
     except ImageError as e:
         raise CliError(f"image {args.image!r}: {e}") from None
-    device = resolve_device(settings.device)
+    device = resolve_device(settings.server.device)
     try:  # the spec itself, so a --model path loads without the allowlist
-        vm = vision_store(settings, device, resolve_dtype(settings.dtype, device)).get(spec)
+        vm = vision_store(settings, device, resolve_dtype(settings.server.dtype, device)).get(spec)
     except ServiceError as e:
         raise CliError(f"vision model {spec.id!r} did not load: {e.__cause__}") from None
     try:
@@ -94,11 +96,13 @@ def export_text(settings: Settings, args: argparse.Namespace) -> str:
     from models.text.analysis import TextInputError
     from models.text.export import text_arrays
 
-    if len(args.text) > settings.max_text_chars:
-        raise CliError(f"--text is {len(args.text)} characters long; the limit is {settings.max_text_chars}")
+    if len(args.text) > settings.limits.max_text_chars:
+        raise CliError(
+            f"--text is {len(args.text)} characters long; the limit is {settings.limits.max_text_chars}"
+        )
     spec = text_spec(settings, args.model)
     try:
-        model = text_store(settings, resolve_device(settings.device)).get(spec)
+        model = text_store(settings, resolve_device(settings.server.device)).get(spec)
     except ServiceError as e:
         raise CliError(f"text model {spec.id!r} did not load: {' '.join(str(e.__cause__).split())}") from None
     try:

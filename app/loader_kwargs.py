@@ -48,10 +48,10 @@ def denied_message(what: str, kwargs: Any, denied: frozenset[str]) -> str | None
 
 def settings_message(settings: Settings) -> str | None:
     """The first allowlist entry of ``settings`` that carries a denied keyword, as one line."""
-    for v in [*settings.vision_models, *settings.extra_vision_models]:
+    for v in [*settings.models.vision_models, *settings.models.extra_vision_models]:
         if message := denied_message(f"vision model {v.id!r}", v.timm_kwargs, DENIED_TIMM_KWARGS):
             return message
-    for t in [*settings.text_models, *settings.extra_text_models]:
+    for t in [*settings.models.text_models, *settings.models.extra_text_models]:
         if message := denied_message(f"text model {t.id!r}", t.config, DENIED_TEXT_KWARGS):
             return message
     return None

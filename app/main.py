@@ -42,13 +42,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Worker threads that hold the GIL hand it over after this interval: the event loop (health
         # checks, 503s) waits at most about this long for it (Python's default is 5 ms).
-        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+        sys.setswitchinterval(settings.server.gil_switch_interval_ms / 1000)
         state = AppState.create(settings)
         app.state.atlas = state
-        if settings.preload:
-            log.info("loading %s on %s (%s)", settings.default_vision_model, state.device, state.dtype)
-            await run_in_threadpool(state.vision_store.preload, [settings.default_vision_model], True)
-            text_defaults = [settings.default_text_model, settings.default_seq2seq_model]
+        if settings.server.preload:
+            log.info("loading %s on %s (%s)", settings.models.default_vision_model, state.device, state.dtype)
+            await run_in_threadpool(state.vision_store.preload, [settings.models.default_vision_model], True)
+            text_defaults = [settings.models.default_text_model, settings.models.default_seq2seq_model]
             await run_in_threadpool(state.text_store.preload, text_defaults)  # failures: 503 per request
             for hook in app.state.preload_hooks:
                 await run_in_threadpool(hook, state)
@@ -63,20 +63,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    limit_message = f"The upload is too large: the limit is {settings.max_upload_mb:g} MB."
+    limit_message = f"The upload is too large: the limit is {settings.limits.max_upload_mb:g} MB."
     is_upload = upload_route_matcher(app.openapi)  # read on the first request, after the routers below
     # Added last = outermost: request id and security headers wrap everything, then the host check, then
     # the client's name (trusted proxies only), refusals that need no body, and the body limit by route.
     app.add_middleware(
         BodySizeLimit,
-        max_upload_bytes=settings.max_upload_bytes + 64 * 1024,  # multipart overhead on top of the file
-        max_json_bytes=settings.max_json_kb * 1024,
+        max_upload_bytes=settings.limits.max_upload_bytes
+        + 64 * 1024,  # multipart overhead on top of the file
+        max_json_bytes=settings.server.max_json_kb * 1024,
         upload_message=limit_message,
         is_upload=is_upload,
     )
     app.add_middleware(EarlyRefusal, check=early_refusal(is_upload))
-    app.add_middleware(ClientAddress, trusted_proxies=settings.trusted_proxies)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(ClientAddress, trusted_proxies=settings.server.trusted_proxies)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.server.allowed_hosts)
     app.add_middleware(RequestContext)
     app.state.settings = settings
     app.state.preload_hooks = []  # callables(state) run in the lifespan, after the default models

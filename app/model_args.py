@@ -365,19 +365,19 @@ def check_text(entry: TextModelSpec) -> None:
 
 def check_settings(settings: Settings) -> None:
     """Every allowlisted model loads in principle and both defaults are on the allowlist."""
-    vision, text = settings.vision_specs(), settings.text_specs()
+    vision, text = settings.models.vision_specs(), settings.models.text_specs()
     if message := settings_message(settings):
         raise CliError(message)
     seen: set[str] = set()
-    for entry in [*settings.extra_vision_models, *settings.vision_models]:
+    for entry in [*settings.models.extra_vision_models, *settings.models.vision_models]:
         if entry.id not in seen:  # the extra entry of an id overrides the base one
             seen.add(entry.id)
             check_vision(entry)
-    for entry in [*settings.text_models, *settings.extra_text_models]:
+    for entry in [*settings.models.text_models, *settings.models.extra_text_models]:
         check_text(entry)
     for name, model_id, ids in (
-        ("default vision model", settings.default_vision_model, vision),
-        ("default text model", settings.default_text_model, text),
+        ("default vision model", settings.models.default_vision_model, vision),
+        ("default text model", settings.models.default_text_model, text),
     ):
         if model_id not in ids:
             raise CliError(f"the {name} {model_id!r} is not on the allowlist ({', '.join(ids)})")

@@ -185,9 +185,9 @@ def add_allowlists(schema: dict[str, Any], settings: Settings) -> dict[str, Any]
     allowlisted model declares them), the sample photo names, and the text length limit. A client or fuzzer
     then sends a valid model instead of guessing strings that get a 400.
     """
-    vision = settings.vision_specs()
+    vision = settings.models.vision_specs()
     vision_ids = sorted(vision)
-    text_ids = sorted(settings.text_specs())
+    text_ids = sorted(settings.models.text_specs())
     image_fields: dict[str, dict[str, Any]] = {"model": {"enum": vision_ids}}
     if all(spec.resolutions for spec in vision.values()):  # else some are known only once loaded
         image_fields["resolution"] = {
@@ -202,8 +202,8 @@ def add_allowlists(schema: dict[str, Any], settings: Settings) -> dict[str, Any]
         ("get", "/api/text/offsets"): {"model": {"enum": text_ids}},
         ("post", "/api/text/analyze"): {
             "model": {"enum": text_ids},
-            "text": {"maxLength": settings.max_text_chars, "pattern": r"\S"},
-            "target": {"maxLength": settings.max_text_chars},
+            "text": {"maxLength": settings.limits.max_text_chars, "pattern": r"\S"},
+            "target": {"maxLength": settings.limits.max_text_chars},
         },
     }
     for (method, path), fields in where.items():

@@ -92,11 +92,11 @@ class SlowClientGuard(HttpToolsProtocol):
             "SlowClientGuard",
             (cls,),
             dict(
-                header_timeout_s=settings.header_timeout_s,
-                body_timeout_s=settings.body_timeout_s,
-                max_header_bytes=settings.max_header_kb * 1024,
-                max_connections=settings.max_connections,
-                retry_after_s=settings.retry_after_s,
+                header_timeout_s=settings.server.header_timeout_s,
+                body_timeout_s=settings.server.body_timeout_s,
+                max_header_bytes=settings.server.max_header_kb * 1024,
+                max_connections=settings.server.max_connections,
+                retry_after_s=settings.limits.retry_after_s,
             ),
         )
 
@@ -196,6 +196,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # the app reads X-Forwarded-* itself, from ATLAS_TRUSTED_PROXIES only (app/middleware.py)
         proxy_headers=False,
         http=SlowClientGuard.configure(settings),
-        timeout_keep_alive=settings.keep_alive_s,
-        h11_max_incomplete_event_size=settings.max_header_kb * 1024,  # only if h11 is chosen instead
+        timeout_keep_alive=settings.server.keep_alive_s,
+        h11_max_incomplete_event_size=settings.server.max_header_kb * 1024,  # only if h11 is chosen instead
     )

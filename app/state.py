@@ -90,22 +90,24 @@ class AppState:
 
     @classmethod
     def create(cls, settings: Settings) -> AppState:
-        device = resolve_device(settings.device)
-        dtype = resolve_dtype(settings.dtype, device)
-        secret = settings.secret_key.encode() if settings.secret_key else secrets.token_bytes(32)
+        device = resolve_device(settings.server.device)
+        dtype = resolve_dtype(settings.server.dtype, device)
+        secret = (
+            settings.server.secret_key.encode() if settings.server.secret_key else secrets.token_bytes(32)
+        )
         queue = ComputeQueue(
-            settings.queue_size,
-            max_cost=settings.queue_mb * MB,
-            retry_after_s=settings.retry_after_s,
-            nice=settings.worker_nice,
-            max_per_owner=settings.client_queue_inflight,
+            settings.limits.queue_size,
+            max_cost=settings.limits.queue_mb * MB,
+            retry_after_s=settings.limits.retry_after_s,
+            nice=settings.limits.worker_nice,
+            max_per_owner=settings.limits.client_queue_inflight,
         )
         cpu = CpuPool(
-            settings.cpu_pool_size,
-            settings.cpu_workers,
-            retry_after_s=settings.retry_after_s,
-            nice=settings.worker_nice,
-            max_per_owner=settings.client_cpu_inflight,
+            settings.limits.cpu_pool_size,
+            settings.limits.cpu_workers,
+            retry_after_s=settings.limits.retry_after_s,
+            nice=settings.limits.worker_nice,
+            max_per_owner=settings.limits.client_cpu_inflight,
         )
         return cls(
             settings=settings,
@@ -113,21 +115,25 @@ class AppState:
             dtype=dtype,
             queue=queue,
             cpu=cpu,
-            decode_slots=threading.BoundedSemaphore(settings.decode_concurrency),
-            analyses=BoundedCache(settings.analysis_cache_mb * MB, settings.analysis_ttl_s, analysis_nbytes),
-            images=BoundedCache(
-                settings.image_cache_mb * MB, settings.analysis_ttl_s, lambda im: 3 * im.width * im.height
+            decode_slots=threading.BoundedSemaphore(settings.limits.decode_concurrency),
+            analyses=BoundedCache(
+                settings.caches.analysis_mb * MB, settings.caches.analysis_ttl_s, analysis_nbytes
             ),
-            views=BoundedCache(settings.view_cache_mb * MB, settings.analysis_ttl_s, value_nbytes),
+            images=BoundedCache(
+                settings.caches.image_mb * MB,
+                settings.caches.analysis_ttl_s,
+                lambda im: 3 * im.width * im.height,
+            ),
+            views=BoundedCache(settings.caches.view_mb * MB, settings.caches.analysis_ttl_s, value_nbytes),
             text_analyses=BoundedCache(
-                settings.text_cache_mb * MB, settings.analysis_ttl_s, lambda a: a.nbytes
+                settings.caches.text_mb * MB, settings.caches.analysis_ttl_s, lambda a: a.nbytes
             ),
             distance_jobs=JobRegistry(
-                max_active=settings.max_active_jobs,
+                max_active=settings.limits.max_active_jobs,
                 max_kept=32,
                 max_running=1,
                 cancelled_types=(Cancelled,),
-                per_owner=settings.jobs_per_client,
+                per_owner=settings.limits.jobs_per_client,
             ),
             secret=secret,
             vision_store=vision_store(settings, device, dtype),

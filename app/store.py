@@ -206,10 +206,10 @@ def vision_store(
 
     return VisionStore(
         "vision",
-        specs or settings.vision_specs,
-        lambda spec: load_vision_model(spec, device, dtype, settings.cache_dir),
-        default=settings.default_vision_model,
-        nice=settings.worker_nice,
+        specs or settings.models.vision_specs,
+        lambda spec: load_vision_model(spec, device, dtype, settings.server.cache_dir),
+        default=settings.models.default_vision_model,
+        nice=settings.limits.worker_nice,
     )
 
 
@@ -221,8 +221,8 @@ def text_store(
 
     return ModelStore(
         "text",
-        specs or settings.text_specs,
+        specs or settings.models.text_specs,
         lambda spec: load_text_model(spec, device),
-        default=settings.default_text_model,
-        nice=settings.worker_nice,
+        default=settings.models.default_text_model,
+        nice=settings.limits.worker_nice,
     )

@@ -3,7 +3,7 @@
 - DINOv2 capture on the device (float32) equals the CPU capture (max abs diff on attention probabilities);
 - bfloat16/float16 capture runs and stays close to float32;
 - the app answers /api/vision/analyze and /api/text/analyze with ATLAS_DEVICE set to the device, through
-  the batched vision path on CUDA (settings.batching "auto");
+  the batched vision path on CUDA (settings.batching.mode "auto");
 - dataset mean attention distance on the device equals the CPU result.
 
     python bench/gpu_smoke.py [--device cuda]

@@ -220,7 +220,7 @@ def long_text(n: int, repeats: int) -> dict:
         ):  # the views' own CPU time in this thread (numpy: one thread), load-independent
             c0 = time.thread_time()
             blocks = service.build_blocks(
-                a, opt, state.settings.text_thumb_size, state.settings.text_inline_kb * 1024
+                a, opt, state.settings.limits.text_thumb_size, state.settings.limits.text_inline_kb * 1024
             )
             service.build_overview(
                 state, j["analysis_id"], a, blocks, opt, "encoder_self", 0, False

@@ -39,7 +39,7 @@ FINISHED = ("done", "failed", "cancelled")
 @pytest.fixture
 def client(tmp_path):
     base = tiny_settings(tmp_path)
-    settings = tiny_settings(tmp_path, vision_models=[*base.vision_models, WIDE], preload=False)
+    settings = tiny_settings(tmp_path, vision_models=[*base.models.vision_models, WIDE], preload=False)
     with TestClient(create_app(settings)) as c:
         yield c
 

@@ -100,7 +100,7 @@ def test_identical_in_flight_keys_share_one_forward(vm, monkeypatch) -> None:
 
 def test_local_text_forward_equals_a_direct_call(tmp_path) -> None:
     settings = tiny_settings(tmp_path)
-    model = load_text_model(settings.text_specs()["tiny-bert"], torch.device("cpu"))
+    model = load_text_model(settings.models.text_specs()["tiny-bert"], torch.device("cpu"))
     queue = ComputeQueue(8)
     backend = LocalBackend(queue, CpuPool(4, 1))
     store = cache()

@@ -168,7 +168,7 @@ def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
         state.queue.submit(gate.wait, 30)
         try:
             r = client.post("/api/vision/analyze", files={"image": ("a.png", png(photo(1)), "image/png")})
-            assert r.status_code == 503 and r.headers["Retry-After"] == str(settings.retry_after_s)
+            assert r.status_code == 503 and r.headers["Retry-After"] == str(settings.limits.retry_after_s)
         finally:
             gate.set()
         r = client.post("/api/vision/analyze", files={"image": ("a.png", png(photo(1)), "image/png")})

@@ -35,7 +35,7 @@ def base_url(tmp_path_factory) -> Iterator[str]:
     head chips reach two digits) as the default text model."""
     tmp = tmp_path_factory.mktemp("a11y")
     s = tiny_settings(tmp)
-    text_models = [minilm_shaped_bert(), *(m for m in s.text_models if m.id != "tiny-bert")]
+    text_models = [minilm_shaped_bert(), *(m for m in s.models.text_models if m.id != "tiny-bert")]
     settings = tiny_settings(tmp, text_models=text_models, preload=False)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -44,7 +44,7 @@ def base_url(tmp_path, live_server) -> str:
     ]
     s = tiny_settings(
         tmp_path,
-        vision_models=[TINY_VIT12, TINY_NOHEAD, *s.vision_models],
+        vision_models=[TINY_VIT12, TINY_NOHEAD, *s.models.vision_models],
         default_vision_model=TINY_VIT12.id,
         text_models=text,
         default_text_model="tiny-bert",

@@ -55,7 +55,7 @@ def base_url(tmp_path, live_server) -> str:
     s = tiny_settings(tmp_path)
     s = tiny_settings(
         tmp_path,
-        vision_models=[TINY_VIT12, TINY_NOHEAD, *s.vision_models],
+        vision_models=[TINY_VIT12, TINY_NOHEAD, *s.models.vision_models],
         default_vision_model=TINY_VIT12.id,
         preload=False,  # models load on first use; the page must not depend on other areas' preloads
         secret_key=SECRET,  # known here, so the test can compute the keyed image ids the page shows

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def base_url(tmp_path, live_server) -> str:
     s = tiny_settings(tmp_path)
-    return live_server(tiny_settings(tmp_path, vision_models=[*s.vision_models, WIDE], preload=False))
+    return live_server(tiny_settings(tmp_path, vision_models=[*s.models.vision_models, WIDE], preload=False))
 
 
 def js_errors(page) -> list[str]:

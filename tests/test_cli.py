@@ -96,8 +96,8 @@ def test_checkpoint_and_timm_folder_flags_serve(files) -> None:
         "--vision-model", f"{files['ckpt']},{KWARGS_ARG}", "--arch", ARCH,
         "--vision-model", f"{files['folder']},id=folder_vit",
     )  # fmt: skip
-    specs = settings.vision_specs()
-    assert settings.default_vision_model == "tiny_vit"  # the first flag model; built-in DINOv2 stays
+    specs = settings.models.vision_specs()
+    assert settings.models.default_vision_model == "tiny_vit"  # the first flag model; built-in DINOv2 stays
     assert {"dinov2_vits14", "tiny_vit", "folder_vit"} <= set(specs)
     ckpt = specs["tiny_vit"]
     assert (ckpt.source, ckpt.arch_tag, ckpt.path) == ("file", ARCH, str(files["ckpt"]))
@@ -114,8 +114,8 @@ def test_checkpoint_and_timm_folder_flags_serve(files) -> None:
     s = settings_from(
         "--config", str(files["toml"]), "--vision-model", "dinov2_vits14", "--text-model", "dates-seq2seq"
     )
-    assert (s.default_vision_model, s.default_text_model) == ("dinov2_vits14", "dates-seq2seq")
-    assert s.extra_vision_models == [] and s.extra_text_models == []
+    assert (s.models.default_vision_model, s.models.default_text_model) == ("dinov2_vits14", "dates-seq2seq")
+    assert s.models.extra_vision_models == [] and s.models.extra_text_models == []
     # the same weights through both routes: the same maps
     np.testing.assert_allclose(
         decode_typed_array(a["cls_attention"]), decode_typed_array(b["cls_attention"]), atol=FLOAT32_ROUNDING
@@ -124,9 +124,9 @@ def test_checkpoint_and_timm_folder_flags_serve(files) -> None:
 
 def test_local_hf_text_folder_serves_and_exports_the_same_maps(files, tmp_path) -> None:
     settings = settings_from("--config", str(files["toml"]), "--text-model", str(files["bert"]))
-    spec = settings.text_specs()["my_bert"]
+    spec = settings.models.text_specs()["my_bert"]
     assert (spec.kind, spec.source, spec.name) == ("encoder", "hub", str(files["bert"]))
-    assert settings.default_text_model == "my_bert"
+    assert settings.models.default_text_model == "my_bert"
     with TestClient(create_app(settings)) as client:
         r = client.post("/api/text/analyze", json={"text": SENTENCE, "model": "my_bert"})
         assert r.status_code == 200, r.text
@@ -165,19 +165,30 @@ def test_priority_flags_over_env_over_toml_over_defaults(files, tmp_path, monkey
         "num_classes = 10 }\n"
         '[[extra_vision_models]]\nid = "folder_from_toml"\nsource = "hub"\narch_tag = "local-dir:w/vf"\n'
     )
-    assert Settings().retry_after_s == 2  # the default, no file
+    assert Settings().limits.retry_after_s == 2  # the default, no file
     monkeypatch.setenv("ATLAS_CONFIG", str(toml))  # the file, by environment variable
     monkeypatch.setenv("ATLAS_MAX_UPLOAD_MB", "5")
     monkeypatch.setenv("ATLAS_DEVICE", "cuda")
     s = Settings()
-    assert (s.retry_after_s, s.max_upload_mb, s.device) == (7, 5.0, "cuda")  # TOML < env
-    assert s.vision_specs()["from_toml"].path == str(tmp_path / "w" / "v.safetensors")  # relative to the file
-    assert s.vision_specs()["folder_from_toml"].arch_tag == f"local-dir:{(tmp_path / 'w' / 'vf').resolve()}"
+    assert (s.limits.retry_after_s, s.limits.max_upload_mb, s.server.device) == (7, 5.0, "cuda")  # TOML < env
+    assert s.models.vision_specs()["from_toml"].path == str(
+        tmp_path / "w" / "v.safetensors"
+    )  # relative to the file
+    assert (
+        s.models.vision_specs()["folder_from_toml"].arch_tag
+        == f"local-dir:{(tmp_path / 'w' / 'vf').resolve()}"
+    )
     s = settings_from("--device", "cpu", "--vision-model", f"{files['ckpt']},{KWARGS_ARG},arch={ARCH}")
-    assert (s.device, s.max_upload_mb, s.retry_after_s) == ("cpu", 5.0, 7)  # flag < env < TOML
-    assert {"from_toml", "tiny_vit", "dinov2_vits14"} <= set(s.vision_specs())  # flags join the file's list
-    assert s.default_vision_model == "tiny_vit"
-    assert load_settings(files["toml"]).retry_after_s == 2  # --config wins over ATLAS_CONFIG
+    assert (s.server.device, s.limits.max_upload_mb, s.limits.retry_after_s) == (
+        "cpu",
+        5.0,
+        7,
+    )  # flag < env < TOML
+    assert {"from_toml", "tiny_vit", "dinov2_vits14"} <= set(
+        s.models.vision_specs()
+    )  # flags join the file's list
+    assert s.models.default_vision_model == "tiny_vit"
+    assert load_settings(files["toml"]).limits.retry_after_s == 2  # --config wins over ATLAS_CONFIG
 
 
 def test_export_holds_the_apis_numbers(files, tmp_path) -> None:

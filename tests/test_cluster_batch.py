@@ -100,6 +100,6 @@ def test_batching_off_runs_one_forward_per_request(tmp_path) -> None:
 def test_which_replicas_batch(tmp_path) -> None:
     s = tiny_settings(tmp_path)
     assert not replicas_batch(s)  # auto on CPU replicas: off
-    assert replicas_batch(s.model_copy(update={"device": "auto", "num_gpus_per_replica": 1.0}))
-    assert replicas_batch(s.model_copy(update={"batching": "on"}))
-    assert not replicas_batch(s.model_copy(update={"batching": "off", "num_gpus_per_replica": 1.0}))
+    assert replicas_batch(s.replace(**{"device": "auto", "num_gpus_per_replica": 1.0}))
+    assert replicas_batch(s.replace(**{"batching": "on"}))
+    assert not replicas_batch(s.replace(**{"batching": "off", "num_gpus_per_replica": 1.0}))

@@ -53,7 +53,7 @@ def make_settings(tmp_path) -> Settings:
     return tiny_settings(
         tmp_path,
         secret_key="cluster-tests-secret-of-32-bytes",  # same ids in the local and the Serve app
-        vision_models=[*base.vision_models, SLOW_VIT],
+        vision_models=[*base.models.vision_models, SLOW_VIT],
         retry_after_s=RETRY_AFTER_S,
         serve_app_name=APP,
         max_ongoing_requests=1,
@@ -79,7 +79,7 @@ def cluster(tmp_path_factory) -> Iterator[tuple[str, Settings]]:
 def local(cluster) -> Iterator[TestClient]:
     """The same settings on the local backend, for equality checks."""
     _, settings = cluster
-    with TestClient(create_app(settings.model_copy(update={"backend": "local"}))) as c:
+    with TestClient(create_app(settings.replace(**{"backend": "local"}))) as c:
         yield c
 
 

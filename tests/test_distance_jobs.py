@@ -66,7 +66,7 @@ def decodes(monkeypatch) -> list[int]:
 
 def test_decode_bomb_set_refused_from_headers(client, decodes) -> None:
     """256 near-limit 16-bit PNGs: refused with 413 from their headers, before a single decode."""
-    limit = client.app.state.atlas.settings.max_image_pixels  # 4 MP in the tests (50 MP by default)
+    limit = client.app.state.atlas.settings.limits.max_image_pixels  # 4 MP in the tests (50 MP by default)
     side = int(limit**0.5) - 1
     buf = io.BytesIO()
     Image.fromarray(np.zeros((side, side), np.uint16)).save(buf, format="PNG")
@@ -90,13 +90,13 @@ def test_job_slots_and_quota_checked_before_reading_uploads(client, monkeypatch)
         distance_service, "dataset_mean_attention_distance", lambda *a, **k: gate.wait(20) and None
     )
     try:
-        for i in range(state.settings.jobs_per_client):  # fill this client's quota with held jobs
+        for i in range(state.settings.limits.jobs_per_client):  # fill this client's quota with held jobs
             assert upload(client, [(f"{i}.png", photo_png(i))]).status_code == 202
-        assert len(parsed) == state.settings.jobs_per_client
+        assert len(parsed) == state.settings.limits.jobs_per_client
         r = upload(client, [("more.png", photo_png(99))])
         assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.text
         assert "per client" in r.json()["detail"]
-        assert len(parsed) == state.settings.jobs_per_client  # refused before the upload was parsed
+        assert len(parsed) == state.settings.limits.jobs_per_client  # refused before the upload was parsed
     finally:
         gate.set()
 

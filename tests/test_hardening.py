@@ -38,7 +38,7 @@ def test_unknown_host_is_refused(client) -> None:
 def test_default_allowed_hosts_are_local_only() -> None:
     from app.settings import Settings
 
-    assert set(Settings().allowed_hosts) <= {"localhost", "127.0.0.1", "[::1]"}
+    assert set(Settings().server.allowed_hosts) <= {"localhost", "127.0.0.1", "[::1]"}
 
 
 def test_unexpected_exception_is_a_json_500_with_a_request_id_and_no_internals(tmp_path, caplog) -> None:

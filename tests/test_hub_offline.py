@@ -293,9 +293,13 @@ def test_a_repo_missing_from_the_offline_cache_is_a_clear_503(hub_cache, tmp_pat
     """An allowlisted repo that is neither cached nor reachable: 503 naming the model, not a 500."""
     cache, _ = hub_cache
     settings = hub_settings(tmp_path)
-    settings.vision_models.append(VisionModelEntry(id="not-cached-vit", arch_tag="hf-hub:atlas-test/nope"))
-    settings.text_models.append(TextModelEntry(id="not-cached", kind="encoder", name="atlas-test/nope"))
-    settings.preload = False
+    settings.models.vision_models.append(
+        VisionModelEntry(id="not-cached-vit", arch_tag="hf-hub:atlas-test/nope")
+    )
+    settings.models.text_models.append(
+        TextModelEntry(id="not-cached", kind="encoder", name="atlas-test/nope")
+    )
+    settings.server.preload = False
     with hub_client_env(cache, offline=True), TestClient(create_app(settings)) as c:
         t = c.post("/api/text/analyze", json={"text": SENTENCE, "model": "not-cached"})
         v = c.post("/api/vision/analyze", data={"sample": "coffee", "model": "not-cached-vit"})

@@ -119,7 +119,7 @@ def test_decode_flood_stays_bounded(client, monkeypatch) -> None:
     """Many concurrent uploads of distinct images: at most decode_concurrency decodes at once (counted), the
     rest wait their turn or get 503 + Retry-After, and the server keeps answering meanwhile."""
     state = client.app.state.atlas
-    limit = state.settings.decode_concurrency
+    limit = state.settings.limits.decode_concurrency
     active, peak, lock, gate = 0, 0, threading.Lock(), threading.Event()
     real = image_service.decode_image
 

@@ -36,15 +36,15 @@ def test_settings_hold_the_specs_themselves_with_their_defaults() -> None:
             {"id": "d", "kind": "seq2seq", "source": "dates_checkpoint"},
         ],
     )
-    (vision,) = s.vision_specs().values()
+    (vision,) = s.models.vision_specs().values()
     assert isinstance(vision, VisionModelSpec)
     assert vision.arch_tag == vision.id and vision.source == "hub" and vision.resolutions == (224,)
-    gpt2, dates = s.text_specs().values()
+    gpt2, dates = s.models.text_specs().values()
     assert isinstance(gpt2, TextModelSpec) and gpt2.name == "gpt2" and gpt2.source == "hub"
     assert dates.name == ""  # "" = the committed date checkpoint
     defaults = Settings()
-    assert defaults.vision_specs() == {DINOV2_VITS14.id: DINOV2_VITS14}
-    assert defaults.text_specs() == {MINILM.id: MINILM, DATES.id: DATES}
+    assert defaults.models.vision_specs() == {DINOV2_VITS14.id: DINOV2_VITS14}
+    assert defaults.models.text_specs() == {MINILM.id: MINILM, DATES.id: DATES}
 
 
 def test_entries_are_validated() -> None:

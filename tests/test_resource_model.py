@@ -22,16 +22,16 @@ def test_health_answers_while_queue_and_pool_are_saturated(client) -> None:
     state = client.app.state.atlas
     release = threading.Event()
     try:
-        assert _fill(state.queue, release) == state.settings.queue_size
-        assert _fill(state.cpu, release) == state.settings.cpu_pool_size
+        assert _fill(state.queue, release) == state.settings.limits.queue_size
+        assert _fill(state.cpu, release) == state.settings.limits.cpu_pool_size
         for _ in range(20):  # async route: never waits for a worker
             r = client.get("/api/health")
             assert r.status_code == 200
         body = r.json()
-        assert body["queue_pending"] == body["queue_size"] == state.settings.queue_size
+        assert body["queue_pending"] == body["queue_size"] == state.settings.limits.queue_size
         # model work is refused at once, with Retry-After, as JSON naming the problem
         r = client.post("/api/vision/analyze", data={"sample": "cat"})
-        assert r.status_code == 503 and r.headers["Retry-After"] == str(state.settings.retry_after_s)
+        assert r.status_code == 503 and r.headers["Retry-After"] == str(state.settings.limits.retry_after_s)
         assert "busy" in r.json()["detail"]
     finally:
         release.set()

@@ -145,7 +145,7 @@ def test_text_store_loads_the_settings_models(tmp_path) -> None:
     settings = tiny_settings(tmp_path)
     store = text_store(settings, torch.device("cpu"))
     model = asyncio.run(store.get_async("tiny-bert"))
-    direct = load_text_model(settings.text_specs()["tiny-bert"], torch.device("cpu"))
+    direct = load_text_model(settings.models.text_specs()["tiny-bert"], torch.device("cpu"))
     text = "The animal did not cross the street."
     a, b = model.analyze(text, None), direct.analyze(text, None)
     assert a.blocks.keys() == b.blocks.keys()

@@ -206,11 +206,14 @@ def test_tokens_are_returned_verbatim_for_the_page_to_escape(client):
 
 
 def test_default_settings_serve_minilm_and_the_committed_date_model(tmp_path):
-    defaults = Settings().text_specs()
+    defaults = Settings().models.text_specs()
     assert defaults == {MINILM.id: MINILM, DATES.id: DATES}
     settings = tiny_settings(
         tmp_path,
-        **{k: getattr(Settings(), k) for k in ("text_models", "default_text_model", "default_seq2seq_model")},
+        **{
+            k: getattr(Settings().models, k)
+            for k in ("text_models", "default_text_model", "default_seq2seq_model")
+        },
     )
     with TestClient(create_app(settings)) as c:
         j = post(c, text="Friday, March 18th, 2022", model=DATES.id).json()

@@ -160,7 +160,7 @@ def test_openapi_lists_the_offsets_model_allowlist(client) -> None:
     """``GET /api/text/offsets``'s ``model`` carries the same allowlist enum as ``POST /api/text/analyze``."""
     schema = client.get("/openapi.json").json()
     params = {p["name"]: p["schema"] for p in schema["paths"]["/api/text/offsets"]["get"]["parameters"]}
-    ids = sorted(client.app.state.atlas.settings.text_specs())
+    ids = sorted(client.app.state.atlas.settings.models.text_specs())
     assert params["model"]["type"] == "string" and params["model"]["enum"] == ids
     body = schema["components"]["schemas"]["TextAnalyzeRequest"]["properties"]["model"]
     assert [b for b in body.get("anyOf", [body]) if "enum" in b][0]["enum"] == ids

@@ -57,7 +57,7 @@ def test_forged_forwarded_for_does_not_multiply_the_job_quota(tmp_path, live_ser
                 accepted.append(r.status_code == 202)
     finally:
         gate.set()
-    assert sum(accepted) == settings.jobs_per_client
+    assert sum(accepted) == settings.limits.jobs_per_client
 
 
 def test_trusted_proxy_forwarded_for_names_the_client(tmp_path, monkeypatch) -> None:
@@ -197,7 +197,7 @@ def test_uploads_over_the_client_share_are_refused_before_the_body_is_read(tmp_p
     settings = tiny_settings(tmp_path, preload=False, max_upload_mb=4.0)
     try:
         with TestClient(create_app(settings)) as c:
-            for i in range(settings.jobs_per_client):
+            for i in range(settings.limits.jobs_per_client):
                 assert upload(c, [(f"{i}.png", photo_png(i))]).status_code == 202
             read: list[int] = []
 

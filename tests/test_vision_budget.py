@@ -103,7 +103,7 @@ def test_mad_of_a_cached_analysis_is_computed_layer_by_layer(cache, renormalize)
 @pytest.fixture
 def client(tmp_path):
     base = tiny_settings(tmp_path)
-    settings = tiny_settings(tmp_path, vision_models=[*base.vision_models, MID], preload=False)
+    settings = tiny_settings(tmp_path, vision_models=[*base.models.vision_models, MID], preload=False)
     with TestClient(create_app(settings)) as c:
         yield c
 

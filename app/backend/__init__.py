@@ -69,8 +69,8 @@ class ModelBackend(Protocol):
 def create_backend(
     settings: Settings, queue: ComputeQueue, cpu: CpuPool, device: torch.device
 ) -> ModelBackend:
-    """The backend ``settings.backend`` names, over this process's queue and pool."""
-    if settings.backend == "ray":
+    """The backend ``settings.cluster.backend`` names, over this process's queue and pool."""
+    if settings.cluster.backend == "ray":
         from app.cluster.client import ray_models  # Ray is only imported in ray mode (a lazy import)
 
         return ray_models(settings)

@@ -127,8 +127,8 @@ class LocalBackend:
     def from_settings(
         cls, settings: Settings, queue: ComputeQueue, cpu: CpuPool, device: torch.device
     ) -> LocalBackend:
-        on = batching_enabled(settings.batching, device)  # auto: on for CUDA, off on the CPU
-        return cls(queue, cpu, on, settings.batch_max_size, settings.batch_wait_ms)
+        on = batching_enabled(settings.batching.mode, device)  # auto: on for CUDA, off on the CPU
+        return cls(queue, cpu, on, settings.batching.max_size, settings.batching.wait_ms)
 
     async def vision_forward(
         self, vm: VisionModel, image: Image.Image, resolution: int, *, key: str, cache: VisionCache

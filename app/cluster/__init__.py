@@ -1,4 +1,4 @@
-"""The Ray backend (``settings.backend="ray"``, ``make run-cluster``): the same FastAPI app served by Ray Serve.
+"""The Ray backend (``settings.cluster.backend="ray"``, ``make run-cluster``): the same FastAPI app served by Ray Serve.
 
 - :mod:`app.cluster.serve_app` builds the Serve application: an ``Ingress`` deployment that wraps
   ``create_app(settings)`` (every route, page and cache as in ``make run``) and one deployment per model

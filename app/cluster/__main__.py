@@ -57,21 +57,21 @@ def start(settings: Settings, host: str, port: int, address: str | None, **ray_o
         if local:
             for lsn in exposed_listeners():
                 log.warning("a Ray process listens beyond loopback: %s", lsn)
-        elif settings.serve_app_name in _running_apps():
+        elif settings.cluster.serve_app_name in _running_apps():
             raise AlreadyRunning(
                 f"the cluster at {address} already runs a Serve application named "
-                f"{settings.serve_app_name!r}; stop it, or pick another ATLAS_SERVE_APP_NAME"
+                f"{settings.cluster.serve_app_name!r}; stop it, or pick another ATLAS_SERVE_APP_NAME"
             )
         warn_if_exposed(host, "Serve's HTTP proxy", log)
         serve.start(http_options={"host": host, "port": port})
-        serve.run(build_app(settings), name=settings.serve_app_name, route_prefix="/", blocking=False)
+        serve.run(build_app(settings), name=settings.cluster.serve_app_name, route_prefix="/", blocking=False)
     except BaseException:
         if local:
             with contextlib.suppress(Exception):
                 serve.shutdown()
         ray.shutdown()
         raise
-    return Started(settings.serve_app_name, local, cluster)
+    return Started(settings.cluster.serve_app_name, local, cluster)
 
 
 def _running_apps() -> set[str]:
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    settings = get_settings().model_copy(update={"backend": "ray"})
-    address = args.address or settings.ray_address or os.environ.get("RAY_ADDRESS") or None
+    settings = get_settings().replace(**{"backend": "ray"})
+    address = args.address or settings.cluster.ray_address or os.environ.get("RAY_ADDRESS") or None
     t0 = time.perf_counter()
     try:
         started = start(settings, args.host, args.port, address)
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         started.cluster,
         time.perf_counter() - t0,
-        settings.vision_replicas,
-        settings.text_replicas,
+        settings.cluster.vision_replicas,
+        settings.cluster.text_replicas,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -48,23 +48,23 @@ class ModelsBusy(Busy):
 
 
 class RayModels:
-    """Model work on the cluster, for one Serve application (``settings.serve_app_name``)."""
+    """Model work on the cluster, for one Serve application (``settings.cluster.serve_app_name``)."""
 
     name = "ray"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app_name = settings.serve_app_name
+        self.app_name = settings.cluster.serve_app_name
         self._handles: dict[str, Any] = {}
         self._inflight: InFlight[asyncio.Future] = InFlight()
         self._status: tuple[float, dict[str, int]] | None = None
         self.task_options = TaskOptions(
-            num_cpus=settings.num_cpus_per_replica,
-            num_gpus=settings.num_gpus_per_replica,
-            max_retries=settings.dataset_task_retries,
-            device=settings.device,
-            dtype=settings.dtype,
-            cache_dir=str(settings.cache_dir),
+            num_cpus=settings.cluster.num_cpus_per_replica,
+            num_gpus=settings.cluster.num_gpus_per_replica,
+            max_retries=settings.cluster.dataset_task_retries,
+            device=settings.server.device,
+            dtype=settings.server.dtype,
+            cache_dir=str(settings.server.cache_dir),
         )
 
     def _handle(self, deployment: str) -> Any:
@@ -74,7 +74,7 @@ class RayModels:
 
     async def _call(self, deployment: str, *args: Any) -> Any:
         """``deployment.forward(*args)``, with Serve's refusals and lost replicas turned into 503s."""
-        retry = self.settings.retry_after_s
+        retry = self.settings.limits.retry_after_s
         try:
             out = await self._handle(deployment).forward.remote(*args)
         except BackPressureError as e:
@@ -154,7 +154,7 @@ _clients_lock = threading.Lock()
 def ray_models(settings: Settings) -> RayModels:
     """This process's client for the application named in ``settings`` (created on first use)."""
     with _clients_lock:
-        client = _clients.get(settings.serve_app_name)
+        client = _clients.get(settings.cluster.serve_app_name)
         if client is None:
-            client = _clients[settings.serve_app_name] = RayModels(settings)
+            client = _clients[settings.cluster.serve_app_name] = RayModels(settings)
         return client

@@ -44,8 +44,8 @@ class ModelReplica:
     """Shared by both families: the replica's device and dtype, and its single forward thread."""
 
     def __init__(self, settings: Settings) -> None:
-        self.device = resolve_device(settings.device)
-        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.device = resolve_device(settings.server.device)
+        self.dtype = resolve_dtype(settings.server.dtype, self.device)
         self._forward = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atlas-forward")
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T | Failure:
@@ -64,7 +64,7 @@ class ModelReplica:
 class VisionModels(ModelReplica):
     """Vision forwards (ViT / DINOv2 attention capture) for the ingress's ``/api/vision/analyze``.
 
-    With batching on for the replica's device (``settings.batching``: ``auto`` = CUDA only), concurrent
+    With batching on for the replica's device (``settings.batching.mode``: ``auto`` = CUDA only), concurrent
     single-image forwards are collected by Serve's own ``@serve.batch`` (at most ``batch_max_size`` images,
     waiting at most ``batch_wait_ms`` for company) and run as one batched forward per (model, resolution),
     the cluster counterpart of the local :class:`app.batching.MicroBatcher`; both run the same batched
@@ -73,13 +73,13 @@ class VisionModels(ModelReplica):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.store = vision_store(settings, self.device, self.dtype)
-        self.batching = batching_enabled(settings.batching, self.device)
+        self.batching = batching_enabled(settings.batching.mode, self.device)
         self.batches: list[int] = []  # sizes of the batched forwards run (tests, bench)
         if self.batching:
-            self._batched.set_max_batch_size(settings.batch_max_size)
-            self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)
-        if settings.preload:
-            self.store.preload([settings.default_vision_model])
+            self._batched.set_max_batch_size(settings.batching.max_size)
+            self._batched.set_batch_wait_timeout_s(settings.batching.wait_ms / 1000)
+        if settings.server.preload:
+            self.store.preload([settings.models.default_vision_model])
 
     async def forward(
         self, model_id: str, image: Image.Image, resolution: int
@@ -133,8 +133,8 @@ class TextModels(ModelReplica):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.store = text_store(settings, self.device)
-        if settings.preload:
-            self.store.preload([settings.default_text_model, settings.default_seq2seq_model])
+        if settings.server.preload:
+            self.store.preload([settings.models.default_text_model, settings.models.default_seq2seq_model])
 
     async def forward(self, model_id: str, text: str, target: str | None) -> TextAnalysis | Failure:
         return await self._run(self._analyze, model_id, text, target)

@@ -53,7 +53,7 @@ class Ingress:
         from app.main import create_app
 
         app = create_app(self.settings)
-        if self.settings.ingress_replicas > 1:  # a follow-up GET may land on another replica
+        if self.settings.cluster.ingress_replicas > 1:  # a follow-up GET may land on another replica
             share_analyses(app, self.settings)
         return app
 
@@ -76,43 +76,43 @@ class TextReplica(TextModels):
 
 def ingress_settings(settings: Settings) -> Settings:
     """The ingress's settings: the Ray backend, and CPU copies of the models (the replicas hold the real
-    ones, on the device ``settings.device`` names)."""
-    return settings.model_copy(update={"backend": "ray", "device": "cpu", "dtype": "float32"})
+    ones, on the device ``settings.server.device`` names)."""
+    return settings.replace(**{"backend": "ray", "device": "cpu", "dtype": "float32"})
 
 
 def replicas_batch(settings: Settings) -> bool:
     """Whether the VisionModels replicas batch (``@serve.batch``): ``batching`` on, or auto with a GPU."""
-    if settings.batching == "auto":
-        return settings.num_gpus_per_replica > 0 and settings.device != "cpu"
-    return settings.batching == "on"
+    if settings.batching.mode == "auto":
+        return settings.cluster.num_gpus_per_replica > 0 and settings.server.device != "cpu"
+    return settings.batching.mode == "on"
 
 
 def build_app(settings: Settings) -> Any:
-    """The bound Serve application for ``serve.run(build_app(settings), name=settings.serve_app_name)``."""
-    backpressure = BackpressureConfig(status_code=503, retry_after_s=settings.retry_after_s)
+    """The bound Serve application for ``serve.run(build_app(settings), name=settings.cluster.serve_app_name)``."""
+    backpressure = BackpressureConfig(status_code=503, retry_after_s=settings.limits.retry_after_s)
     model_options = dict(
-        max_ongoing_requests=settings.max_ongoing_requests,
-        max_queued_requests=settings.max_queued_requests,
+        max_ongoing_requests=settings.cluster.max_ongoing_requests,
+        max_queued_requests=settings.cluster.max_queued_requests,
         backpressure_config=backpressure,
         ray_actor_options={
-            "num_cpus": settings.num_cpus_per_replica,
-            "num_gpus": settings.num_gpus_per_replica,
+            "num_cpus": settings.cluster.num_cpus_per_replica,
+            "num_gpus": settings.cluster.num_gpus_per_replica,
         },
     )
-    replica_settings = settings.model_copy(update={"backend": "local"})
+    replica_settings = settings.replace(**{"backend": "local"})
     vision = serve.deployment(VisionReplica).options(
-        name=VISION, num_replicas=settings.vision_replicas, **model_options
+        name=VISION, num_replicas=settings.cluster.vision_replicas, **model_options
     )
     if replicas_batch(settings):  # a batch can only form from requests the replica holds at once
         vision = vision.options(
-            max_ongoing_requests=max(settings.max_ongoing_requests, settings.batch_max_size)
+            max_ongoing_requests=max(settings.cluster.max_ongoing_requests, settings.batching.max_size)
         )
     text = serve.deployment(TextReplica).options(
-        name=TEXT, num_replicas=settings.text_replicas, **model_options
+        name=TEXT, num_replicas=settings.cluster.text_replicas, **model_options
     )
     ingress = serve.deployment(Ingress).options(
         name=INGRESS,
-        num_replicas=settings.ingress_replicas,
+        num_replicas=settings.cluster.ingress_replicas,
         max_ongoing_requests=INGRESS_MAX_ONGOING,
         max_queued_requests=-1,  # the proxy never refuses: the app answers every refusal (JSON 503)
         ray_actor_options={"num_cpus": 0},

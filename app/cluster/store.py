@@ -68,8 +68,11 @@ class AnalysisIndex:
 def index_actor(settings: Settings) -> Any:
     """The application's index (created by the first ingress replica that asks, found by the others)."""
     return AnalysisIndex.options(
-        name=f"{settings.serve_app_name}-analyses", namespace="atlas", get_if_exists=True, lifetime="detached"
-    ).remote(settings.shared_cache_mb * MB)
+        name=f"{settings.cluster.serve_app_name}-analyses",
+        namespace="atlas",
+        get_if_exists=True,
+        lifetime="detached",
+    ).remote(settings.caches.shared_mb * MB)
 
 
 class SharedCache(BoundedCache[V], Generic[V]):

@@ -26,7 +26,7 @@ def store(task: Task, device: str | None = None) -> ModelStore:
     from app.settings import get_settings
 
     settings = get_settings()
-    dev = resolve_device(device or settings.device)
+    dev = resolve_device(device or settings.server.device)
     key = (task, str(dev))
     if key not in _STORES:
         _STORES[key] = (

@@ -17,7 +17,7 @@ async def health(state: StateDep) -> HealthResponse:
         loaded_models=[*state.vision_store.loaded(), *state.text_store.loaded()],
         queue_pending=state.queue.pending,
         queue_size=state.queue.max_pending,
-        backend=state.settings.backend,
+        backend=state.settings.cluster.backend,
         replicas=await state.backend.replicas(),
     )
 
@@ -34,9 +34,9 @@ async def list_models(state: StateDep) -> ModelsResponse:
             label=spec.label or spec.id,
             source=spec.source,
             loaded=spec.id in loaded,
-            default=spec.id == s.default_vision_model,
+            default=spec.id == s.models.default_vision_model,
         )
-        for spec in s.vision_specs().values()
+        for spec in s.models.vision_specs().values()
     ]
     loaded_text = set(state.text_store.loaded())
     task = {"encoder": "text", "seq2seq": "seq2seq", "causal": "causal-lm"}
@@ -47,8 +47,8 @@ async def list_models(state: StateDep) -> ModelsResponse:
             label=spec.label or spec.id,
             source=spec.source,
             loaded=spec.id in loaded_text,
-            default=spec.id in (s.default_text_model, s.default_seq2seq_model),
+            default=spec.id in (s.models.default_text_model, s.models.default_seq2seq_model),
         )
-        for spec in s.text_specs().values()
+        for spec in s.models.text_specs().values()
     ]
     return ModelsResponse(models=out)

@@ -54,13 +54,13 @@ def home(request: Request) -> HTMLResponse:
 
 @router.get("/vision", response_class=HTMLResponse)
 def vision_page(request: Request, state: StateDep) -> HTMLResponse:
-    specs = state.settings.vision_specs()
+    specs = state.settings.models.vision_specs()
     data = {
         "models": [
             {"id": s.id, "label": s.label or s.id, "resolutions": list(s.resolutions)} for s in specs.values()
         ],
-        "default_model": state.settings.default_vision_model,
-        "max_upload_mb": state.settings.max_upload_mb,
+        "default_model": state.settings.models.default_vision_model,
+        "max_upload_mb": state.settings.limits.max_upload_mb,
     }
     return render(request, "vision.html", "/vision", "Vision attention explorer", data)
 
@@ -71,11 +71,11 @@ def text_page(request: Request, state: StateDep) -> HTMLResponse:
     data = {
         "models": [
             {"id": m.id, "label": m.label or m.id, "kind": m.kind, "max_tokens": m.max_tokens}
-            for m in s.text_specs().values()
+            for m in s.models.text_specs().values()
         ],
-        "default_model": s.default_text_model,
-        "default_seq2seq_model": s.default_seq2seq_model,
-        "max_text_chars": s.max_text_chars,
+        "default_model": s.models.default_text_model,
+        "default_seq2seq_model": s.models.default_seq2seq_model,
+        "max_text_chars": s.limits.max_text_chars,
     }
     return render(request, "text.html", "/text", "Text attention explorer", data)
 
@@ -111,7 +111,7 @@ def vit_embeddings_page(request: Request, state: StateDep) -> HTMLResponse:
 def distance_page(request: Request, state: StateDep) -> HTMLResponse:
     data = {
         **vision_model_choices(state.settings),
-        "max_upload_mb": state.settings.max_upload_mb,
+        "max_upload_mb": state.settings.limits.max_upload_mb,
         "max_files": MAX_FILES,
         "max_images": MAX_IMAGES,
         "n_samples": len(sample_list()),
@@ -124,7 +124,9 @@ def distance_page(request: Request, state: StateDep) -> HTMLResponse:
 def offsets_page(request: Request, state: StateDep) -> HTMLResponse:
     s = state.settings
     data = {
-        "models": [{"id": m.id, "label": m.label or m.id, "kind": m.kind} for m in s.text_specs().values()],
-        "default_model": s.default_text_model,
+        "models": [
+            {"id": m.id, "label": m.label or m.id, "kind": m.kind} for m in s.models.text_specs().values()
+        ],
+        "default_model": s.models.default_text_model,
     }
     return render(request, "offsets.html", "/text", "Do heads attend by relative position?", data)

@@ -82,11 +82,11 @@ async def analyze(
     discard_ratio = quantise_discard(discard_ratio)
     data = None
     if image is not None:
-        limit = state.settings.max_upload_bytes
+        limit = state.settings.limits.max_upload_bytes
         data = await image.read(limit + 1)
         if len(data) > limit:
             raise HTTPException(
-                413, f"The upload is too large: the limit is {state.settings.max_upload_mb:g} MB."
+                413, f"The upload is too large: the limit is {state.settings.limits.max_upload_mb:g} MB."
             )
     done = await svc.analyze(
         state,

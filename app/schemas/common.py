@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.settings import Backend
+
 
 class TypedArray(BaseModel):
     """plotly's typed-array spec: little-endian bytes, base64, C order."""
@@ -48,7 +50,7 @@ class HealthResponse(BaseModel):
     loaded_models: list[str]
     queue_pending: int
     queue_size: int
-    backend: Literal["local", "ray"] = Field("local", description="where forwards run (README: backends)")
+    backend: Backend = Field("local", description="where forwards run (README: backends)")
     replicas: dict[str, int] | None = Field(
         None, description="ray backend: running replicas per Serve deployment (Ingress, VisionModels, ...)"
     )

@@ -6,8 +6,8 @@ from app.settings import Settings
 
 
 def vision_model_choices(settings: Settings) -> dict:
-    specs = settings.vision_specs()
+    specs = settings.models.vision_specs()
     return {
         "models": [{"id": s.id, "label": s.label or s.id, "source": s.source} for s in specs.values()],
-        "default_model": settings.default_vision_model,
+        "default_model": settings.models.default_vision_model,
     }

@@ -139,7 +139,7 @@ def start_job(
     source_label = f"{n} sample photos" if parsed is None else f"{n} uploaded image{'s' if n != 1 else ''}"
     batch = batch_size or (32 if state.device.type == "cuda" else 4)  # CPU: finer progress, shorter holds
     # bounded in pixels too: a single-image analysis waits for at most one such batch in the queue
-    batch = max(1, min(batch, state.settings.batch_max_pixels // (resolution * resolution)))
+    batch = max(1, min(batch, state.settings.limits.batch_max_pixels // (resolution * resolution)))
     geom = geometry(vm, resolution)
 
     def run(job: Job) -> RunResult:

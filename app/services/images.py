@@ -42,17 +42,17 @@ def sample_names() -> tuple[str, ...]:
 def decode_bounded(data: bytes, settings: Settings, slots: threading.BoundedSemaphore) -> DecodedImage:
     """Decode under one of the decode slots (call from a CPU pool job, never from the event loop)."""
     with slots:
-        return decode_image(data, settings.max_image_pixels, settings.min_image_side)
+        return decode_image(data, settings.limits.max_image_pixels, settings.limits.min_image_side)
 
 
 def header_size(name: str, fp: io.IOBase, settings: Settings) -> tuple[int, int]:
     """(width, height) of an upload from its header alone; :class:`ImageError` naming ``name`` when it is
     not an accepted image, is over the pixel limit or is too small."""
     try:
-        w, h = image_size(fp, settings.max_image_pixels)
+        w, h = image_size(fp, settings.limits.max_image_pixels)
     except ImageError as e:
         raise ImageError(f"{name}: {e}", e.status) from e
-    if min(w, h) < settings.min_image_side:
-        side = settings.min_image_side
+    if min(w, h) < settings.limits.min_image_side:
+        side = settings.limits.min_image_side
         raise ImageError(f"{name}: the image is only {w}x{h} pixels; it must be at least {side}x{side}.")
     return w, h

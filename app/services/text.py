@@ -59,7 +59,7 @@ async def text_model_async(state: AppState, model_id: str | None) -> TextModel:
 def check_text(state: AppState, text: str, what: str) -> None:
     if not text.strip():
         raise TextError(f"The {what} is empty: type a sentence.")
-    limit = state.settings.max_text_chars
+    limit = state.settings.limits.max_text_chars
     if len(text) > limit:
         raise TextError(
             f"The {what} is {len(text):,} characters long; the limit is {limit:,} characters.", 413
@@ -210,7 +210,7 @@ async def overview(
     kind = kind or next(b for b in BLOCK_ORDER if b in a.blocks)
     _check_block(a, kind, layer)
     opt = _options_key(options)
-    thumb, inline_bytes = state.settings.text_thumb_size, state.settings.text_inline_kb * 1024
+    thumb, inline_bytes = state.settings.limits.text_thumb_size, state.settings.limits.text_inline_kb * 1024
     blocks: Blocks = await cached_view(
         state, f"text-blocks|{analysis_id}|{opt}", build_blocks, a, options, thumb, inline_bytes
     )

@@ -30,7 +30,7 @@ ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, O
 
 def pixel_budget(settings: Settings) -> int:
     """Pixels one image-set job may decode in all, from the images' headers."""
-    return settings.max_job_megapixels * 1_000_000
+    return settings.limits.max_job_megapixels * 1_000_000
 
 
 @dataclass
@@ -73,13 +73,15 @@ def _zip_members(name: str, data: bytes, settings: Settings) -> tuple[zipfile.Zi
         seen.add(info.filename)
     if len(members) > MAX_IMAGES:
         raise ImageError(f"{name} holds {len(members)} images: a job takes at most {MAX_IMAGES}.")
-    limit = settings.max_upload_bytes
+    limit = settings.limits.max_upload_bytes
     for info in members:
         if info.file_size > limit:
-            raise ImageError(f"{name}/{info.filename} is larger than {settings.max_upload_mb:g} MB.", 413)
+            raise ImageError(
+                f"{name}/{info.filename} is larger than {settings.limits.max_upload_mb:g} MB.", 413
+            )
     if sum(i.file_size for i in members) > MAX_UNCOMPRESSED_FACTOR * limit:
         raise ImageError(
-            f"{name} expands to more than {MAX_UNCOMPRESSED_FACTOR * settings.max_upload_mb:g} MB of images.",
+            f"{name} expands to more than {MAX_UNCOMPRESSED_FACTOR * settings.limits.max_upload_mb:g} MB of images.",
             413,
         )
     return zf, sorted(members, key=lambda i: i.filename)
