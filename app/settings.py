@@ -242,8 +242,8 @@ class Settings(BaseSettings):
     # peers whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs, e.g. ["127.0.0.1"] behind
     # a reverse proxy on this machine); empty: the socket's peer is the client, forwarded headers are ignored
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)  # env: comma-separated
-    client_queue_inflight: int = Field(8, ge=1)  # model requests one client may have waiting or running
-    client_cpu_inflight: int = Field(6, ge=1)  # CPU-pool jobs one client may have waiting or running
+    client_queue_inflight: int = Field(16, ge=1)  # model requests one client may have waiting or running
+    client_cpu_inflight: int = Field(8, ge=1)  # CPU-pool jobs one client may have waiting or running
     batch_max_pixels: int = Field(1_000_000, ge=1)  # input pixels per dataset batch (e.g. 4 images at 448 px)
 
     @field_validator("trusted_proxies", mode="before")
