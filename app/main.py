@@ -64,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     limit_message = f"The upload is too large: the limit is {settings.limits.max_upload_mb:g} MB."
-    is_upload = upload_route_matcher(app.openapi)  # read on the first request, after the routers below
+    # read on the first request: after the routers below, through install_openapi's own app.openapi
+    is_upload = upload_route_matcher(lambda: app.openapi())
     # Added last = outermost: request id and security headers wrap everything, then the host check, then
     # the client's name (trusted proxies only), refusals that need no body, and the body limit by route.
     app.add_middleware(

@@ -143,8 +143,8 @@ class LimitsSettings(Group):
     text_inline_kb: int = 512  # full maps go inline in the first response up to this many float32 bytes
     text_thumb_size: int = 64  # model-view thumbnails are max-pooled to at most this many cells a side
     # users are kept apart (docs/trust.md): one client's share of each executor
-    client_queue_inflight: int = Field(8, ge=1)  # model requests one client may have waiting or running
-    client_cpu_inflight: int = Field(6, ge=1)  # CPU-pool jobs one client may have waiting or running
+    client_queue_inflight: int = Field(16, ge=1)  # model requests one client may have waiting or running
+    client_cpu_inflight: int = Field(8, ge=1)  # CPU-pool jobs one client may have waiting or running
     batch_max_pixels: int = Field(1_000_000, ge=1)  # input pixels per dataset batch (e.g. 4 images at 448 px)
 
     @property
