@@ -26,7 +26,7 @@ from app.main import create_app
 from app.serialization import decode_typed_array
 from app.settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARCH = "vit_tiny_patch16_224"
 VIT_KWARGS = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4)
 KWARGS_ARG = ",".join(f"{k}={v}" for k, v in VIT_KWARGS.items())  # img_size=32,patch_size=8,...

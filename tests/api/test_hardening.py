@@ -78,7 +78,7 @@ def test_json_bodies_are_limited_to_64_kb(client) -> None:
 def test_uploads_keep_the_upload_limit_not_the_json_one(client) -> None:
     from PIL import Image
 
-    from tests.test_api_vision import png_bytes
+    from tests.api.test_api_vision import png_bytes
 
     img = Image.effect_noise((300, 300), 64).convert("RGB")
     data = png_bytes(img)

@@ -24,7 +24,12 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from hub_snapshot import (
+from safetensors.torch import load_file
+
+from app.main import create_app
+from app.serialization import decode_typed_array
+from app.settings import Settings, TextModelEntry, VisionModelEntry
+from tests.hub_snapshot import (
     BERT,
     DEIT,
     GPT2,
@@ -37,11 +42,6 @@ from hub_snapshot import (
     save_timm,
     snapshot_dirs,
 )
-from safetensors.torch import load_file
-
-from app.main import create_app
-from app.serialization import decode_typed_array
-from app.settings import Settings, TextModelEntry, VisionModelEntry
 
 # A timm *name* with pretrained=True resolves to the Hub repo timm/<name>: the commonest operator entry.
 TIMM_NAME = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
@@ -340,7 +340,7 @@ def test_operator_environment_variables_alone(hub_cache, tmp_path):
         ATLAS_DEFAULT_TEXT_MODEL="gpt2",
         ATLAS_DEFAULT_SEQ2SEQ_MODEL="gpt2",
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     run = subprocess.run(
         [sys.executable, "-c", OPERATOR_SCRIPT],
         cwd=root,

@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_settings
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -28,6 +27,7 @@ from models.text.neuron import (
     neuron_row,
     row_tolerance,
 )
+from tests.conftest import tiny_settings
 
 SENTENCE = "The animal didn't cross the street because it was too tired."
 DATE = "Friday, March 18th, 2022"

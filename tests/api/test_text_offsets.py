@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import tiny_settings
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -14,6 +13,7 @@ from app.serialization import decode_typed_array
 from app.services import offsets as offsets_service
 from models.text.offsets import ProfileMean, narrow, offset_profile, positional_score
 from models.text.stats import STAT_NAMES, head_stats
+from tests.conftest import tiny_settings
 
 TOL = 1e-12  # float64 sums of at most a few hundred float32 terms of exact values (0, 1, 1/n)
 

@@ -13,8 +13,8 @@ import pytest
 
 from app.serialization import decode_typed_array
 from app.settings import TextModelEntry
+from tests.browser.test_browser_vision import TINY_NOHEAD, TINY_VIT12, fnv1a
 from tests.conftest import ARTIFACTS, RECORD_VIOLATIONS, poll, tiny_settings
-from tests.test_browser_vision import TINY_NOHEAD, TINY_VIT12, fnv1a
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 60_000

@@ -9,7 +9,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import ARTIFACTS, poll, tiny_settings
+
+from tests.conftest import ARTIFACTS, poll, tiny_settings
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 60_000

@@ -5,7 +5,8 @@ offsets of the analysed input."""
 from __future__ import annotations
 
 import pytest
-from conftest import ARTIFACTS, tiny_settings
+
+from tests.conftest import ARTIFACTS, tiny_settings
 
 pytestmark = pytest.mark.browser
 

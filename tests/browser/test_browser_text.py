@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS, tiny_settings
 
 from app.settings import TextModelEntry
+from tests.conftest import ARTIFACTS, tiny_settings
 
 pytestmark = pytest.mark.browser
 XSS = "<img src=x onerror=alert(1)>"

@@ -5,7 +5,8 @@ the attended keys; other layers come as lines; the matrix view still opens any h
 from __future__ import annotations
 
 import pytest
-from conftest import ARTIFACTS, minilm_shaped_bert, tiny_settings
+
+from tests.conftest import ARTIFACTS, minilm_shaped_bert, tiny_settings
 
 pytestmark = pytest.mark.browser
 # 58 tokens with [CLS] and [SEP], made "long" by a 1 KB inline limit: a random-init model attends almost

@@ -18,8 +18,8 @@ from models.vision.receptive_field import (
     uniform_image_mad,
     uniform_window_mad,
 )
+from tests.api.test_api_vit_figures import WIDE
 from tests.conftest import ARTIFACTS, tiny_settings
-from tests.test_api_vit_figures import WIDE
 
 pytestmark = pytest.mark.browser
 

@@ -22,7 +22,7 @@ from models.vision.distance import mean_attention_distance
 from models.vision.rollout import attention_rollout
 from tests.conftest import make_tiny_vit, minilm_shaped_bert, poll, tiny_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SENTENCE = "The animal didn't cross the street because it was too tired."
 F16 = 2.0**-11  # float16 relative rounding: the vision maps are cached in float16 (models/vision/analysis.py)
 
@@ -57,7 +57,7 @@ def test_show_vision_numbers_on_a_timm_model_object():
     np.testing.assert_allclose(stats["entropy"], -(rows * np.log(rows)).sum(-1).mean(-1), rtol=1e-5)
     assert r.stats["prefix_share"].shape == (3, 4)
     # the same photo as a path and as an array gives the same maps
-    path = Path(__file__).parent / "artifacts" / "notebook_photo.png"
+    path = Path(__file__).parents[1] / "artifacts" / "notebook_photo.png"
     path.parent.mkdir(exist_ok=True)
     photo().save(path)
     np.testing.assert_array_equal(show_vision(vit, path).maps, r.maps)
@@ -280,5 +280,7 @@ def test_executed_notebook_draws_in_chromium(tmp_path, page):
     assert txt.get_attribute("data-view") == "matrix" and txt.get_attribute("data-layer") == "1"
     txt.get_by_role("tab", name="Model view").click()
     assert txt.locator("canvas.tx-mv-canvas").count() == 1
-    page.screenshot(path=str(Path(__file__).parent / "artifacts" / "notebook_outputs.png"), full_page=True)
+    page.screenshot(
+        path=str(Path(__file__).parents[1] / "artifacts" / "notebook_outputs.png"), full_page=True
+    )
     assert page.js_errors == []

@@ -21,7 +21,7 @@ from app.cluster.deployments import Failure, VisionModels  # noqa: E402
 from app.cluster.serve_app import replicas_batch  # noqa: E402
 from models.vision.analysis import analyze_image  # noqa: E402
 from tests.conftest import TINY_SPECS, run_in_own_loop, tiny_settings  # noqa: E402
-from tests.test_batching import assert_same, photo  # noqa: E402
+from tests.services.test_batching import assert_same, photo  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -82,5 +82,5 @@ def test_embeddings_caption_is_conditional_on_trained_weights() -> None:
 
     models = vision_model_choices(Settings())["models"]
     assert models and all("source" in m for m in models)
-    js = (Path(__file__).resolve().parents[1] / "static/js/figures/embeddings.js").read_text()
+    js = (Path(__file__).resolve().parents[2] / "static/js/figures/embeddings.js").read_text()
     assert 'source === "random"' in js and "the model learned the 2-D layout from data" not in js

@@ -17,7 +17,7 @@ from app.main import create_app
 from app.services import distance as distance_service
 from app.services import images as image_service
 from tests.conftest import tiny_settings
-from tests.test_images import BROKEN_EXIF, photo_png
+from tests.services.test_images import BROKEN_EXIF, photo_png
 
 FINISHED = ("done", "failed", "cancelled")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.sh"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
