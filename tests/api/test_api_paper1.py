@@ -14,7 +14,7 @@ from app.serialization import decode_typed_array as decode
 from models.figures.positional import dot_similarity_theory, relative_rotation, sinusoidal_encoding
 from models.figures.scaling import single_row_example
 from models.text.positions import learned_position_embeddings, mean_similarity_by_offset, minilm_weights_path
-from tests.conftest import tiny_settings
+from tests.factories import tiny_settings
 
 EPS = np.finfo(np.float64).eps  # float tolerances: this rounding level times a stated margin
 

@@ -9,18 +9,7 @@ import pytest
 from PIL import Image
 
 from app.serialization import decode_typed_array
-
-
-def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def photo(size=(64, 48), mode="RGB") -> Image.Image:
-    rng = np.random.default_rng(0)
-    arr = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    return Image.fromarray(arr, "RGB").convert(mode)
+from tests.factories import image_bytes, photo
 
 
 def upload(client, data: bytes, name="x.png", **form):
@@ -82,7 +71,7 @@ def test_rollout_options_recomputed(client) -> None:
 
 
 def test_image_hash_restores_upload(client) -> None:
-    data = png_bytes(photo())
+    data = image_bytes(photo(0, (64, 48), high=255))
     first = upload(client, data).json()
     again = client.post("/api/vision/analyze", data={"image_hash": first["image_hash"]})
     assert again.status_code == 200 and again.json()["analysis_id"] == first["analysis_id"]
@@ -103,8 +92,8 @@ def test_distilled_deit_two_prefix_tokens(client) -> None:
     [
         (lambda: b"", 400, "empty"),
         (lambda: b"hello, I am a text file pretending to be a PNG\n" * 10, 415, "not an image"),
-        (lambda: png_bytes(photo(), "JPEG")[:300], 400, "truncated"),
-        (lambda: png_bytes(Image.new("RGB", (1, 1))), 400, "1x1"),
+        (lambda: image_bytes(photo(0, (64, 48), high=255), "JPEG")[:300], 400, "truncated"),
+        (lambda: image_bytes(Image.new("RGB", (1, 1))), 400, "1x1"),
     ],
     ids=["empty", "text-renamed-png", "truncated-jpeg", "1x1"],
 )
@@ -117,7 +106,7 @@ def test_bad_uploads_get_clear_4xx(client, make, status, words) -> None:
 
 def test_decompression_bomb_refused(client) -> None:
     # 30000 x 30000 palette PNG compresses to ~ 1 MB of zeros... keep the file tiny with mode "1".
-    bomb = png_bytes(Image.new("1", (30000, 30000)))
+    bomb = image_bytes(Image.new("1", (30000, 30000)))
     assert len(bomb) < 1024 * 1024
     r = upload(client, bomb)
     assert r.status_code == 413 and "pixels" in r.json()["detail"]
@@ -159,9 +148,9 @@ def test_modes_are_converted(client, mode: str) -> None:
     if mode == "I;16":
         img = Image.fromarray(np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20)
     else:
-        img = photo().convert(mode)
+        img = photo(0, (64, 48), high=255).convert(mode)
     fmt = "JPEG" if mode == "CMYK" else "PNG"
-    r = upload(client, png_bytes(img, fmt))
+    r = upload(client, image_bytes(img, fmt))
     assert r.status_code == 200, r.text
 
 
@@ -191,7 +180,7 @@ def test_exif_rotated_jpeg_shown_upright(client) -> None:
     arr[:, :32] = 255
     exif = Image.Exif()
     exif[0x0112] = 6
-    data = png_bytes(Image.fromarray(arr), "JPEG", exif=exif.tobytes())
+    data = image_bytes(Image.fromarray(arr), "JPEG", exif=exif.tobytes())
     from app.images import decode_image
 
     decoded = decode_image(data, 10_000_000, 8)
@@ -235,7 +224,7 @@ def test_big_jpeg_decoded_at_reduced_scale() -> None:
     from app.images import DRAFT_SIDE, decode_image
 
     big = Image.fromarray((np.indices((2400, 3200)).sum(0) % 256).astype(np.uint8)).convert("RGB")
-    decoded = decode_image(png_bytes(big, "JPEG", quality=85), 50_000_000, 8)
+    decoded = decode_image(image_bytes(big, "JPEG", quality=85), 50_000_000, 8)
     assert decoded.original_size == (3200, 2400)
     assert decoded.image.size == (1600, 1200)  # DCT scale 1/2: both sides stay >= DRAFT_SIDE
     assert min(decoded.image.size) >= DRAFT_SIDE

@@ -24,7 +24,7 @@ from models.vision.distance import Cancelled, dataset_mean_attention_distance
 from models.vision.registry import build_model
 from models.vision.samples import sample_images
 from models.vision.vit_embeddings import patch_embedding_pca, patch_pos_embed, position_similarity_tiles
-from tests.conftest import TINY_SPECS, tiny_settings
+from tests.factories import TINY_SPECS, photo_bytes, tiny_settings, zip_of
 
 WIDE = VisionModelEntry(  # a non-square 4 x 6 position grid
     id="tiny_wide",
@@ -37,33 +37,16 @@ FINISHED = ("done", "failed", "cancelled")
 
 
 @pytest.fixture
-def client(tmp_path):
+def client(tmp_path, app_client):
     base = tiny_settings(tmp_path)
-    settings = tiny_settings(tmp_path, vision_models=[*base.vision_models, WIDE], preload=False)
-    with TestClient(create_app(settings)) as c:
-        yield c
-
-
-def png(seed: int, size=(40, 30), fmt="PNG") -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format=fmt)
-    return buf.getvalue()
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
+    return app_client(tiny_settings(tmp_path, vision_models=[*base.vision_models, WIDE], preload=False))
 
 
 def corrupt_zip() -> bytes:
     """A zip whose stored image fails its CRC check."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr("a.png", png(3))
+        zf.writestr("a.png", photo_bytes(3))
     data = bytearray(buf.getvalue())
     data[100] ^= 0xFF  # inside the stored member
     return bytes(data)
@@ -328,14 +311,19 @@ def test_unknown_job_is_404(client) -> None:
 
 
 def test_upload_files_and_zip(client) -> None:
-    files = [("files", (f"im{i}.png", png(i), "image/png")) for i in range(3)]
+    files = [("files", (f"im{i}.png", photo_bytes(i), "image/png")) for i in range(3)]
     job = client.post("/api/distance/jobs", data={"source": "upload"}, files=files)
     assert job.status_code == 202, job.text
     done = wait(client, job.json())
     assert done["status"] == "done" and done["result"]["n_images"] == 3
     assert done["result"]["source_label"] == "3 uploaded images"
     archive = zip_of(
-        {"a/x.jpg": png(7, fmt="JPEG"), "b.png": png(8), "readme.txt": b"hi", "__MACOSX/._b.png": b"junk"}
+        {
+            "a/x.jpg": photo_bytes(7, fmt="JPEG"),
+            "b.png": photo_bytes(8),
+            "readme.txt": b"hi",
+            "__MACOSX/._b.png": b"junk",
+        }
     )
     z = client.post(
         "/api/distance/jobs",
@@ -350,7 +338,7 @@ def test_upload_files_and_zip(client) -> None:
     ("data", "files", "status", "fragment"),
     [
         ({"source": "upload"}, [], 400, "Choose one or more"),
-        ({}, [("files", ("a.png", png(1), "image/png"))], 400, "source=upload"),
+        ({}, [("files", ("a.png", photo_bytes(1), "image/png"))], 400, "source=upload"),
         (
             {"source": "upload"},
             [("files", ("s.zip", zip_of({"notes.txt": b"x"}), "application/zip"))],

@@ -33,7 +33,7 @@ from schemathesis import GenerationMode
 from schemathesis.python import asgi as schemathesis_asgi
 
 from app.main import create_app
-from tests.conftest import tiny_settings
+from tests.factories import tiny_settings
 
 EXAMPLES = int(os.environ.get("ATLAS_FUZZ_EXAMPLES", "12"))
 STATEFUL_RUNS = int(os.environ.get("ATLAS_FUZZ_STATEFUL", "4"))

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.conftest import tiny_settings
+from tests.factories import tiny_settings
 
 
 def test_security_headers_on_pages_api_and_static(client) -> None:
@@ -78,10 +78,10 @@ def test_json_bodies_are_limited_to_64_kb(client) -> None:
 def test_uploads_keep_the_upload_limit_not_the_json_one(client) -> None:
     from PIL import Image
 
-    from tests.api.test_api_vision import png_bytes
+    from tests.factories import image_bytes
 
     img = Image.effect_noise((300, 300), 64).convert("RGB")
-    data = png_bytes(img)
+    data = image_bytes(img)
     assert 64 * 1024 < len(data) < 1024 * 1024  # over the JSON limit, under the 1 MB test upload limit
     r = client.post("/api/vision/analyze", files={"image": ("noise.png", data, "image/png")})
     assert r.status_code == 200, r.text

@@ -11,7 +11,7 @@ from app.main import create_app
 from app.serialization import decode_typed_array
 from app.settings import Settings, TextModelEntry
 from models.text.analysis import DATES, MINILM
-from tests.conftest import tiny_settings
+from tests.factories import tiny_settings
 
 URL = "/api/text/analyze"
 SENTENCE = "The animal didn't cross the street because it was too tired."

@@ -4,16 +4,13 @@ and line set stays reachable on demand."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
 from app.serialization import decode_typed_array
 from models.text.lines import top_k_lines
-from tests.conftest import minilm_shaped_bert, tiny_settings
+from tests.factories import minilm_shaped_bert, tiny_settings
 
 SENTENCE = "the cat sat on the mat . " * 71  # 497 WordPiece tokens + [CLS] and [SEP] = 499
 MB = 1024 * 1024
@@ -41,11 +38,9 @@ def test_top_k_lines_are_the_strongest_keys_in_order() -> None:
 
 
 @pytest.fixture
-def client(tmp_path) -> Iterator[TestClient]:
+def client(tmp_path, app_client) -> TestClient:
     """A MiniLM-shaped random BERT: 6 layers x 12 heads, up to 512 tokens."""
-    minilm_like = minilm_shaped_bert()
-    with TestClient(create_app(tiny_settings(tmp_path, text_models=[minilm_like], preload=False))) as c:
-        yield c
+    return app_client(tiny_settings(tmp_path, text_models=[minilm_shaped_bert()], preload=False))
 
 
 def test_first_response_of_500_tokens_is_under_1_mb_and_every_head_is_reachable(client) -> None:

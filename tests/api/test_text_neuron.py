@@ -27,7 +27,7 @@ from models.text.neuron import (
     neuron_row,
     row_tolerance,
 )
-from tests.conftest import tiny_settings
+from tests.factories import tiny_settings
 
 SENTENCE = "The animal didn't cross the street because it was too tired."
 DATE = "Friday, March 18th, 2022"
@@ -162,12 +162,6 @@ def test_tolerance_is_float32_rounding_level():
 
 
 # ----------------------------------------------------------------------------- API
-
-
-@pytest.fixture
-def client(tmp_path):
-    with TestClient(create_app(tiny_settings(tmp_path))) as c:
-        yield c
 
 
 def analyse(client, text: str, model: str = "tiny-bert") -> dict:

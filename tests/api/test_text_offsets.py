@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from app.main import create_app
 from app.serialization import decode_typed_array
 from app.services import offsets as offsets_service
 from models.text.offsets import ProfileMean, narrow, offset_profile, positional_score
 from models.text.stats import STAT_NAMES, head_stats
-from tests.conftest import tiny_settings
+from tests.factories import tiny_settings
 
 TOL = 1e-12  # float64 sums of at most a few hundred float32 terms of exact values (0, 1, 1/n)
 
@@ -75,9 +73,8 @@ def test_table_positional_score_matches_the_offset_profile() -> None:
 
 
 @pytest.fixture
-def client(tmp_path):
-    with TestClient(create_app(tiny_settings(tmp_path, preload=False))) as c:
-        yield c
+def client(tmp_path, app_client):
+    return app_client(tiny_settings(tmp_path, preload=False))
 
 
 def check_blocks(j: dict, kinds: list[str]) -> None:

@@ -11,21 +11,17 @@ No rule is disabled and no subtree is excluded."""
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
-import uvicorn
 from axe_playwright_python.sync_playwright import Axe
 
-from app.main import create_app
-from tests.conftest import ARTIFACTS, minilm_shaped_bert, poll, tiny_settings
+from tests.browser.conftest import new_page, serve
+from tests.browser.pages import OVERLAY, overlay, poll
+from tests.factories import ARTIFACTS, minilm_shaped_bert, tiny_settings
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 60_000
-OVERLAY = ".vz-overlay-canvas"
 AXE = Axe()
 
 
@@ -36,21 +32,8 @@ def base_url(tmp_path_factory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("a11y")
     s = tiny_settings(tmp)
     text_models = [minilm_shaped_bert(), *(m for m in s.text_models if m.id != "tiny-bert")]
-    settings = tiny_settings(tmp, text_models=text_models, preload=False)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the live server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(tiny_settings(tmp, text_models=text_models, preload=False)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +41,7 @@ def shared_page(browser) -> Iterator:
     """One page for the whole module: plotly.min.js (3.5 MB, loaded by every page) is fetched and compiled
     once, not once per test. ``page.js_errors`` is emptied before each test by ``page`` below."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
-    pg = context.new_page()
-    pg.js_errors = []
-    pg.on("pageerror", lambda e: pg.js_errors.append(f"pageerror: {e}"))
-    pg.on("console", lambda m: m.type == "error" and pg.js_errors.append(f"console: {m.text}"))
-    yield pg
+    yield new_page(context)
     context.close()
 
 
@@ -232,10 +211,6 @@ def tab_order_follows_reading_order(page, stop: str, limit: int = 80) -> list[di
     assert all(r["after"] for r in report), report
     assert all(r["shown"] for r in report), report
     return report
-
-
-def overlay(page) -> dict:
-    return page.eval_on_selector(OVERLAY, "c => ({...c.dataset})")
 
 
 def test_vision_patch_grid_from_the_keyboard(page, base_url) -> None:

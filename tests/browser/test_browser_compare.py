@@ -13,8 +13,9 @@ import pytest
 
 from app.serialization import decode_typed_array
 from app.settings import TextModelEntry
+from tests.browser.pages import RECORD_VIOLATIONS, js_errors, poll
 from tests.browser.test_browser_vision import TINY_NOHEAD, TINY_VIT12, fnv1a
-from tests.conftest import ARTIFACTS, RECORD_VIOLATIONS, poll, tiny_settings
+from tests.factories import ARTIFACTS, tiny_settings
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 60_000
@@ -51,10 +52,6 @@ def base_url(tmp_path, live_server) -> str:
         preload=False,
     )
     return live_server(s)
-
-
-def real_errors(page) -> list[str]:
-    return [e for e in page.js_errors if "Failed to load resource" not in e]
 
 
 def params(page) -> dict[str, str]:
@@ -159,7 +156,7 @@ def test_vision_side_by_side(base_url, page) -> None:
     p = params(page)
     assert "compare" not in p and p["layer"] == "3" and p["model"] == TINY_VIT12.id
     assert page.locator("#vz-compare").is_hidden() and page.locator("#vz-main").is_visible()
-    assert real_errors(page) == []
+    assert js_errors(page) == []
 
 
 # ------------------------------------------------------------------------------------------------------ text
@@ -244,7 +241,7 @@ def test_text_side_by_side(base_url, page) -> None:
     p = params(page)
     assert "compare" not in p and p["layer"] == "3" and p["view"] == "matrix"
     assert page.locator("#tx-compare").is_hidden() and page.locator(".tx-main").is_visible()
-    assert real_errors(page) == []
+    assert js_errors(page) == []
 
 
 # -------------------------------------------------------------------------------------------------------- CSP

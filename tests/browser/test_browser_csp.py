@@ -10,16 +10,12 @@ from __future__ import annotations
 import pytest
 
 from app.middleware import CSP
-from tests.conftest import ARTIFACTS, poll, tiny_settings
+from tests.browser.pages import poll
+from tests.factories import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 
 TIMEOUT = 60_000
-
-
-@pytest.fixture
-def base_url(tmp_path, live_server) -> str:
-    return live_server(tiny_settings(tmp_path, preload=False))
 
 
 def plotted(page, div_id: str) -> int:

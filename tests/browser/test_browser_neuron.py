@@ -10,15 +10,11 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import ARTIFACTS, poll, tiny_settings
+from tests.browser.pages import poll
+from tests.factories import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 60_000
-
-
-@pytest.fixture
-def base_url(live_server, tmp_path):
-    return live_server(tiny_settings(tmp_path, preload=False))
 
 
 def title(page) -> str:

@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ARTIFACTS, tiny_settings
+from tests.factories import ARTIFACTS
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def base_url(live_server, tmp_path):
-    return live_server(tiny_settings(tmp_path, preload=False))
 
 
 def test_offsets_page_date_model_kinds_and_text_link(page, base_url):

@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTIFACTS, tiny_settings
+from tests.browser.pages import js_errors
+from tests.factories import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 30_000
-
-
-@pytest.fixture
-def base_url(tmp_path, live_server) -> str:
-    return live_server(tiny_settings(tmp_path, preload=False))  # these pages need no model
 
 
 @pytest.fixture
@@ -31,10 +27,6 @@ def bad_responses(page) -> list[str]:
         "response", lambda r: r.status >= 400 and "favicon" not in r.url and bad.append(f"{r.status} {r.url}")
     )
     return bad
-
-
-def js_errors(page) -> list[str]:
-    return [e for e in page.js_errors if "Failed to load resource" not in e]
 
 
 def plot_data(page, div_id: str) -> list:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import ARTIFACTS, tiny_settings
+from tests.factories import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 
@@ -21,11 +21,6 @@ BUSY = {
     "detail": "The compute queue is full (4 jobs waiting); try again in a few seconds.",
     "retry_after_s": 1,
 }
-
-
-@pytest.fixture
-def base_url(tmp_path, live_server) -> str:
-    return live_server(tiny_settings(tmp_path, preload=False))
 
 
 def busy_first(n: int, calls: list[str]):

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.settings import TextModelEntry
-from tests.conftest import ARTIFACTS, tiny_settings
+from tests.browser.pages import js_errors
+from tests.factories import ARTIFACTS, tiny_settings
 
 pytestmark = pytest.mark.browser
 XSS = "<img src=x onerror=alert(1)>"
@@ -36,10 +37,6 @@ def base_url(live_server, tmp_path):
         tmp_path, text_models=entries, default_text_model="tiny-bert", default_seq2seq_model="tiny-dates"
     )
     return live_server(settings)
-
-
-def js_errors(page) -> list[str]:
-    return [e for e in page.js_errors if "Failed to load resource" not in e]
 
 
 def analyse(page, text: str) -> None:

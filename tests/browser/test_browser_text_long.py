@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ARTIFACTS, minilm_shaped_bert, tiny_settings
+from tests.factories import ARTIFACTS, minilm_shaped_bert, tiny_settings
 
 pytestmark = pytest.mark.browser
 # 58 tokens with [CLS] and [SEP], made "long" by a 1 KB inline limit: a random-init model attends almost

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import re
 from pathlib import Path
@@ -14,11 +13,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
 from app.serialization import decode_typed_array
 from app.settings import VisionModelEntry
-from tests.conftest import ARTIFACTS, tiny_settings
+from tests.browser.pages import OVERLAY, js_errors, overlay
+from tests.factories import ARTIFACTS, photo_bytes, tiny_settings
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +44,6 @@ TINY_NOHEAD = VisionModelEntry(
         global_pool="avg",
     ),
 )
-OVERLAY = ".vz-overlay-canvas"
 GRID = ".vz-grid-canvas"
 
 
@@ -86,10 +84,6 @@ def wait_ready(page) -> dict:
     return overlay(page)
 
 
-def overlay(page) -> dict:
-    return page.eval_on_selector(OVERLAY, "c => ({...c.dataset})")
-
-
 def pixels(page, sel: str = OVERLAY) -> str:
     return page.eval_on_selector(sel, "c => c.toDataURL()")
 
@@ -109,11 +103,6 @@ def click_cell(page, layer: int, col: int) -> None:
         x += float(g["meanGap"])
     y = float(g["originY"]) + layer * float(g["pitchY"]) + float(g["thumbH"]) / 2
     page.mouse.click(box["x"] + x, box["y"] + y)
-
-
-def real_errors(page) -> list[str]:
-    """JS errors, minus the browser's own log line for the 4xx answers the tests provoke on purpose."""
-    return [e for e in page.js_errors if "Failed to load resource" not in e]
 
 
 def test_sample_grid_query_permalink_and_exports(base_url, page) -> None:
@@ -224,16 +213,7 @@ def test_sample_grid_query_permalink_and_exports(base_url, page) -> None:
     assert page.locator("#vz-grid-what").inner_text() == "mean patch-query attention"
     assert "no [CLS] token" in page.locator("#vz-caption").inner_text()
     assert "model=tiny_nohead" in page.url and "layer=2" in page.url
-    assert real_errors(page) == []
-
-
-def png_file(path, size=(96, 72)) -> bytes:
-    rng = np.random.default_rng(1)
-    arr = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr, "RGB").save(buf, format="PNG")
-    path.write_bytes(buf.getvalue())
-    return buf.getvalue()
+    assert js_errors(page) == []
 
 
 DROP_JS = """async ([kind, url]) => {
@@ -252,7 +232,8 @@ DROP_JS = """async ([kind, url]) => {
 
 def test_file_upload_drop_paste_and_inline_errors(base_url, page, tmp_path) -> None:
     page.goto(f"{base_url}/vision")
-    data = png_file(tmp_path / "photo.png")
+    data = photo_bytes(1, (96, 72), high=255)
+    (tmp_path / "photo.png").write_bytes(data)
     page.set_input_files("#vz-file", str(tmp_path / "photo.png"))
     wait_ready(page)
     digest = image_id(data)
@@ -292,7 +273,7 @@ def test_file_upload_drop_paste_and_inline_errors(base_url, page, tmp_path) -> N
     err.wait_for(state="visible")
     assert "no longer cached" in err.inner_text() and "upload it again" in err.inner_text()
     assert page.locator("#vz-main").is_hidden()
-    assert real_errors(page) == []
+    assert js_errors(page) == []
 
 
 def test_rollout_options_colormap_and_views(base_url, page) -> None:
@@ -324,4 +305,4 @@ def test_rollout_options_colormap_and_views(base_url, page) -> None:
     page.click('[data-view="mean"]')
     page.wait_for_function(f"document.querySelector('{OVERLAY}').dataset.head === 'mean'")
     assert page.eval_on_selector(GRID, "c => c.dataset.selected") == "5,4"
-    assert real_errors(page) == []
+    assert js_errors(page) == []

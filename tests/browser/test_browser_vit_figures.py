@@ -5,12 +5,9 @@ Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
-import io
-
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
 from models.vision.receptive_field import (
     max_mad,
@@ -19,7 +16,8 @@ from models.vision.receptive_field import (
     uniform_window_mad,
 )
 from tests.api.test_api_vit_figures import WIDE
-from tests.conftest import ARTIFACTS, tiny_settings
+from tests.browser.pages import js_errors
+from tests.factories import ARTIFACTS, photo_bytes, tiny_settings
 
 pytestmark = pytest.mark.browser
 
@@ -28,10 +26,6 @@ pytestmark = pytest.mark.browser
 def base_url(tmp_path, live_server) -> str:
     s = tiny_settings(tmp_path)
     return live_server(tiny_settings(tmp_path, vision_models=[*s.vision_models, WIDE], preload=False))
-
-
-def js_errors(page) -> list[str]:
-    return [e for e in page.js_errors if "Failed to load resource" not in e]  # the favicon probe
 
 
 def plot_data(page, div_id: str) -> list[dict]:
@@ -92,13 +86,6 @@ def test_embeddings_page(page, base_url) -> None:
     assert js_errors(page) == []
 
 
-def png_bytes(seed: int) -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_distance_page(page, base_url) -> None:
     page.goto(f"{base_url}/distance")
     page.wait_for_function("Number(document.getElementById('dist-chart').dataset.traces) === 2")
@@ -129,7 +116,10 @@ def test_distance_page(page, base_url) -> None:
 
     page.set_input_files(
         "#dist-files",
-        [{"name": f"im{i}.png", "mimeType": "image/png", "buffer": png_bytes(i)} for i in range(2)],
+        [
+            {"name": f"im{i}.png", "mimeType": "image/png", "buffer": photo_bytes(i, (56, 40))}
+            for i in range(2)
+        ],
     )
     page.click("#dist-run")
     page.wait_for_function("Number(document.getElementById('dist-chart').dataset.traces) === 7")

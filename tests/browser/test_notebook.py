@@ -20,7 +20,8 @@ from models.text.lines import top_k_lines
 from models.text.random_models import build_random_text_model
 from models.vision.distance import mean_attention_distance
 from models.vision.rollout import attention_rollout
-from tests.conftest import make_tiny_vit, minilm_shaped_bert, poll, tiny_settings
+from tests.browser.pages import poll
+from tests.factories import make_tiny_vit, minilm_shaped_bert, tiny_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTENCE = "The animal didn't cross the street because it was too tired."

@@ -20,8 +20,13 @@ from ray import serve  # noqa: E402
 from app.cluster.deployments import Failure, VisionModels  # noqa: E402
 from app.cluster.serve_app import replicas_batch  # noqa: E402
 from models.vision.analysis import analyze_image  # noqa: E402
-from tests.conftest import TINY_SPECS, run_in_own_loop, tiny_settings  # noqa: E402
-from tests.services.test_batching import assert_same, photo  # noqa: E402
+from tests.conftest import run_in_own_loop  # noqa: E402
+from tests.factories import (  # noqa: E402
+    TINY_SPECS,
+    photo,  # noqa: E402
+    tiny_settings,
+)
+from tests.services.test_batching import assert_same  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +55,7 @@ def replica(tmp_path, batching: str) -> VisionModels:
 def test_concurrent_forwards_run_as_one_batch_equal_to_unbatched(batching_replica) -> None:
     r, loop = batching_replica
     model = TINY_SPECS[0].id
-    images = [photo(i) for i in range(4)]
+    images = [photo(i, 40) for i in range(4)]
     vm, res = r.state.vision_model_at(model, None)
     before = len(r.batches)
 
@@ -72,9 +77,9 @@ def test_a_refused_request_fails_alone_and_its_batch_still_runs(batching_replica
 
     async def burst():
         return await asyncio.gather(
-            r.forward(model, photo(1), res),
-            r.forward("no-such-model", photo(2), res),
-            r.forward(model, photo(3), res),
+            r.forward(model, photo(1, 40), res),
+            r.forward("no-such-model", photo(2, 40), res),
+            r.forward(model, photo(3, 40), res),
         )
 
     ok1, bad, ok2 = asyncio.run_coroutine_threadsafe(burst(), loop).result(timeout=60)
@@ -89,7 +94,7 @@ def test_batching_off_runs_one_forward_per_request(tmp_path) -> None:
     res = r.state.vision_model_at(model, None)[1]
 
     async def burst():
-        return await asyncio.gather(*(r.forward(model, photo(i), res) for i in range(3)))
+        return await asyncio.gather(*(r.forward(model, photo(i, 40), res) for i in range(3)))
 
     run_in_own_loop(burst)
     assert r.batches == [1, 1, 1]

@@ -25,7 +25,7 @@ from app.cluster.store import SharedCache, index_actor  # noqa: E402
 from models.vision.analysis import load_vision_model  # noqa: E402
 from models.vision.distance import Cancelled, dataset_mean_attention_distance  # noqa: E402
 from models.vision.samples import sample_images  # noqa: E402
-from tests.conftest import TINY_SPECS, tiny_settings  # noqa: E402
+from tests.factories import TINY_SPECS, tiny_settings  # noqa: E402
 
 OPTIONS = TaskOptions(num_cpus=1, device="cpu", max_retries=3)
 # forwards on 1 thread (a Ray task) vs the test's threads: float32 matmuls may round differently; the

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import socket
 import time
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
@@ -26,7 +24,8 @@ serve = pytest.importorskip("ray.serve")
 from app.cluster.serve_app import build_app  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.settings import Settings, VisionModelEntry  # noqa: E402
-from tests.conftest import run_in_own_loop, tiny_settings  # noqa: E402
+from tests.conftest import run_in_own_loop  # noqa: E402
+from tests.factories import photo_bytes, tiny_settings  # noqa: E402
 
 RETRY_AFTER_S = 3
 # slow enough (tens of ms per forward on one thread) that concurrent requests overlap in the replica
@@ -85,13 +84,6 @@ def local(cluster) -> Iterator[TestClient]:
 
 def decode(arr: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(arr["bdata"]), dtype=arr["dtype"])
-
-
-def png(seed: int, size: int = 64) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def analyze_until_ok(http: httpx.Client, data: bytes, timeout_s: float = 90) -> dict:
@@ -169,7 +161,7 @@ def test_overload_answers_503_with_retry_after(cluster) -> None:
                 *(
                     http.post(
                         "/api/vision/analyze",
-                        files={"image": ("x.png", png(100 + i), "image/png")},
+                        files={"image": ("x.png", photo_bytes(100 + i, 64, high=255), "image/png")},
                         data={"model": "small_vit"},
                     )
                     for i in range(16)
@@ -191,7 +183,7 @@ def test_killed_model_replica_is_replaced(cluster) -> None:
     replica, every 503 succeeds on retry, and analyses cached before the kill are still served."""
     url, _ = cluster
     with httpx.Client(base_url=url, timeout=60) as http:
-        before = analyze_until_ok(http, png(1))
+        before = analyze_until_ok(http, photo_bytes(1, 64, high=255))
         replica = next(
             a for a in ray.util.list_named_actors(all_namespaces=True) if "VisionModels" in a["name"]
         )
@@ -202,7 +194,7 @@ def test_killed_model_replica_is_replaced(cluster) -> None:
                     asyncio.ensure_future(
                         client.post(
                             "/api/vision/analyze",
-                            files={"image": ("x.png", png(200 + i), "image/png")},
+                            files={"image": ("x.png", photo_bytes(200 + i, 64, high=255), "image/png")},
                             data={"model": "small_vit"},
                         )
                     )
@@ -215,7 +207,7 @@ def test_killed_model_replica_is_replaced(cluster) -> None:
         codes = [r.status_code for r in run_in_own_loop(burst)]
         assert set(codes) <= {200, 503}, codes
         for i in range(3):  # the refused ones succeed once the replacement is up
-            analyze_until_ok(http, png(200 + i))
+            analyze_until_ok(http, photo_bytes(200 + i, 64, high=255))
         deadline = time.monotonic() + 60
         while http.get("/api/health").json()["replicas"].get("VisionModels") != 1:
             assert time.monotonic() < deadline

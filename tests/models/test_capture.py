@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from models.vision.capture import CaptureError, capture_attention, find_attention_modules
-from tests.conftest import make_tiny_vit
+from tests.factories import make_tiny_vit
 
 
 def manual_attention(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:

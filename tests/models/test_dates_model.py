@@ -32,13 +32,7 @@ from models.transformer import Transformer, TransformerConfig, greedy_decode, su
 ISSUE_CASES = {"July 4, 1776": "1776-07-04", "Dec 7, 1941": "1941-12-07", "31/12/1999": "1999-12-31"}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from threads, and spinning OpenMP threads crawl on a busy 2-core box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/models/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from models.vision.receptive_field import (
 )
 from models.vision.registry import get_builtin_spec
 from models.vision.samples import ImageFiles, sample_images
-from tests.conftest import TINY_SPECS
+from tests.factories import TINY_SPECS
 
 
 def numpy_distances(rows: int, cols: int, patch_size: int) -> np.ndarray:

@@ -41,6 +41,7 @@ from models.vision.fused_distance import (  # noqa: E402
     mean_attention_distance_reference,
     resolve_backend,
 )
+from tests.factories import make_tiny_vit  # noqa: E402 - import-light: the interpreter child imports no web app
 
 MARGIN = 4
 EPS = {torch.float32: torch.finfo(torch.float32).eps, torch.float16: torch.finfo(torch.float16).eps}
@@ -99,16 +100,6 @@ def run_case(case: tuple, backend: str) -> dict:
         "out": None if res.out is None else res.out.float().tolist(),
         "out_dtype": None if res.out is None else str(res.out.dtype),
     }
-
-
-def make_tiny_vit(**overrides) -> torch.nn.Module:
-    """conftest's tiny ViT (32 px, 8 px patches, 3 blocks of 4 heads), built here so that the interpreter
-    child need not import conftest (and with it the web app)."""
-    import timm
-
-    torch.manual_seed(0)
-    kwargs = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=10, **overrides)
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs).eval()
 
 
 def tiny_vit_record(backend: str) -> dict:

@@ -44,16 +44,12 @@ from models.vision.distance import (
     mean_attention_distance,
 )
 from models.vision.rollout import attention_rollout, rollout_matrix
-from tests.conftest import TINY_SPECS, tiny_settings, tiny_text_settings
+from tests.factories import TINY_SPECS, image_bytes, photo, tiny_settings, tiny_text_settings
 
 EPS = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
 HALF = pytest.mark.parametrize("dtype", list(EPS), ids=["bfloat16", "float16"])
 VISION_MARGIN = 4
 TEXT_MARGIN = 8
-
-
-def photo(seed: int, size: int = 40) -> Image.Image:
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
 
 
 def sharpened(spec, tmp_path) -> VisionModel:
@@ -85,7 +81,7 @@ def test_capture_in_half_precision_matches_float32(ref_vm, dtype) -> None:
     half = in_dtype(ref_vm, dtype)
     maps = {}
     for name, vm in (("32", ref_vm), ("half", half)):
-        x, _ = vm.prepare(photo(0))
+        x, _ = vm.prepare(photo(0, 40))
         assert x.dtype == vm.dtype
         with torch.inference_mode(), capture_attention(vm.model) as rec:
             vm.model.forward_features(x)
@@ -100,7 +96,7 @@ def test_capture_in_half_precision_matches_float32(ref_vm, dtype) -> None:
 def test_analysis_in_half_precision_matches_float32(ref_vm, dtype) -> None:
     eps = EPS[dtype]
     half = in_dtype(ref_vm, dtype)
-    images = [photo(i) for i in range(2)]
+    images = [photo(i, 40) for i in range(2)]
     for a, b in zip(analyze_images(half, images), [analyze_image(ref_vm, im) for im in images], strict=True):
         assert a.attentions.dtype == torch.float16  # the cache's type, whatever the model's
         assert a.cls_attention.dtype == a.rollout.dtype == np.float32
@@ -116,7 +112,7 @@ def test_analysis_in_half_precision_matches_float32(ref_vm, dtype) -> None:
 
 @HALF
 def test_dataset_distance_in_half_precision_matches_float32(ref_vm, dtype) -> None:
-    images = [photo(i) for i in range(4)]
+    images = [photo(i, 40) for i in range(4)]
     r32 = dataset_mean_attention_distance(ref_vm, images, batch_size=2)
     rh = dataset_mean_attention_distance(in_dtype(ref_vm, dtype), images, batch_size=2)
     assert rh.mad.dtype == np.float64 and rh.n_images == 4
@@ -125,7 +121,7 @@ def test_dataset_distance_in_half_precision_matches_float32(ref_vm, dtype) -> No
 
 @HALF
 def test_reductions_of_a_half_cache_compute_in_float32(ref_vm, dtype) -> None:
-    a = analyze_image(ref_vm, photo(1))
+    a = analyze_image(ref_vm, photo(1, 40))
     cache = a.attentions.to(dtype)  # (L, H, N, N) in the half type
     p0, (rows, cols) = a.num_prefix_tokens, a.grid
     wide = cache.float()
@@ -148,19 +144,13 @@ def test_reductions_of_a_half_cache_compute_in_float32(ref_vm, dtype) -> None:
     assert np.array_equal(acc_half.result(), acc_wide.result())
 
 
-def png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @HALF
 def test_the_app_serves_a_half_precision_model(tmp_path, dtype) -> None:
     """Analysis, views and serialisation end to end, with a half model put in place of the default one."""
     eps = EPS[dtype]
     ref = sharpened(TINY_SPECS[0], tmp_path)
-    upload = {"image": ("p.png", png(photo(2)), "image/png")}
-    expected = analyze_image(ref, Image.open(io.BytesIO(png(photo(2)))))
+    upload = {"image": ("p.png", image_bytes(photo(2, 40)), "image/png")}
+    expected = analyze_image(ref, Image.open(io.BytesIO(image_bytes(photo(2, 40)))))
     with TestClient(create_app(tiny_settings(tmp_path, preload=False))) as client:
         state = client.app.state.atlas
         state.vision_models[ref.info.id] = in_dtype(ref, dtype)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from models.vision.analysis import analyze_image, load_vision_model
 from models.vision.registry import VisionModelSpec
+from tests.factories import photo
 
 FAMILY = [
     # (arch, kwargs, expected prefix tokens, expected grid)
@@ -26,7 +26,7 @@ def test_vit_family_end_to_end(tmp_path, arch, kwargs, prefix, grid) -> None:
     vm = load_vision_model(spec, "cpu", torch.float32, tmp_path)
     assert vm.info.num_prefix_tokens == prefix
     assert vm.info.num_layers == 2 and vm.info.num_heads == 2
-    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    rgb = photo(0, (70, 50), high=255)
     a = analyze_image(vm, rgb)
     n_patches = grid[0] * grid[1]
     assert a.grid == grid

@@ -20,13 +20,7 @@ from models.transformer import (
 PAD, BOS, EOS = 0, 1, 2
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from threads, and spinning OpenMP threads crawl on a busy 2-core box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/models/conftest.py
 
 
 def tiny_config(**kw) -> TransformerConfig:

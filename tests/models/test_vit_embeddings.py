@@ -16,7 +16,7 @@ from models.vision.vit_embeddings import (
     position_similarity_tiles,
     tile_mosaic,
 )
-from tests.conftest import TINY_SPECS, make_tiny_vit
+from tests.factories import TINY_SPECS, make_tiny_vit
 
 A, B = 0.7, 0.4  # angular frequencies of the planted embedding along rows and columns
 

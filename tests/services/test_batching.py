@@ -31,21 +31,11 @@ from app.main import create_app
 from app.services import vision as vision_service
 from app.state import AppState
 from models.vision.analysis import VisionAnalysis, analyze_image, analyze_images, load_vision_model
-from tests.conftest import TINY_SPECS, tiny_settings
+from tests.factories import TINY_SPECS, image_bytes, photo, tiny_settings
 
 EPS32 = 2.0**-23
 MARGIN = 16
 F16_SPACING = 2.0**-10
-
-
-def photo(seed: int, size: int = 40) -> Image.Image:
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
-
-
-def png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def assert_same(a: VisionAnalysis, b: VisionAnalysis) -> None:
@@ -74,7 +64,7 @@ def assert_same(a: VisionAnalysis, b: VisionAnalysis) -> None:
 @pytest.mark.parametrize("spec", TINY_SPECS, ids=lambda s: s.id)
 def test_analyze_images_equals_analyze_image(spec, tmp_path) -> None:
     vm = load_vision_model(spec, "cpu", torch.float32, tmp_path)
-    images = [photo(i) for i in range(4)]
+    images = [photo(i, 40) for i in range(4)]
     batched = analyze_images(vm, [*images, images[0]])
     for image, a in zip(images, batched, strict=False):
         assert_same(a, analyze_image(vm, image))
@@ -113,8 +103,10 @@ def test_concurrent_analyses_run_as_batches_with_merged_keys(tmp_path) -> None:
         vm, res = state.vision_model_at(None, None)
         batcher = vision_batcher(state)
         assert batcher is not None
-        images = [photo(i) for i in range(6)]
-        uploads = [png(im) for im in images] + [png(images[0])]  # the last one repeats the first
+        images = [photo(i, 40) for i in range(6)]
+        uploads = [image_bytes(im) for im in images] + [
+            image_bytes(images[0])
+        ]  # the last one repeats the first
 
         async def main():
             tasks = [
@@ -130,7 +122,7 @@ def test_concurrent_analyses_run_as_batches_with_merged_keys(tmp_path) -> None:
         for image, d in zip(images, done, strict=False):
             assert d.forward_ms > 0 and not d.cached
             assert state.analyses.get(d.analysis_id) is d.analysis
-            assert_same(d.analysis, analyze_image(vm, Image.open(io.BytesIO(png(image))), res))
+            assert_same(d.analysis, analyze_image(vm, Image.open(io.BytesIO(image_bytes(image))), res))
         assert state.queue.pending == 0 and state.queue.pending_cost == 0  # every slot and byte released
     finally:
         gate.set()
@@ -144,12 +136,12 @@ def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
 
         async def main():
             tasks = [
-                asyncio.create_task(vision_service.analyze(state, vm, res, data=png(photo(i))))
+                asyncio.create_task(vision_service.analyze(state, vm, res, data=image_bytes(photo(i, 40))))
                 for i in range(2)
             ]
             await wait_for(lambda: state.queue.pending == 3, "two analyses admitted behind the gate")
             with pytest.raises(QueueFull):  # each batched request still holds its own slot
-                await vision_service.analyze(state, vm, res, data=png(photo(9)))
+                await vision_service.analyze(state, vm, res, data=image_bytes(photo(9, 40)))
             gate.set()
             return await asyncio.gather(*tasks)
 
@@ -166,11 +158,15 @@ def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
         gate = threading.Event()
         state.queue.submit(gate.wait, 30)
         try:
-            r = client.post("/api/vision/analyze", files={"image": ("a.png", png(photo(1)), "image/png")})
+            r = client.post(
+                "/api/vision/analyze", files={"image": ("a.png", image_bytes(photo(1, 40)), "image/png")}
+            )
             assert r.status_code == 503 and r.headers["Retry-After"] == str(settings.retry_after_s)
         finally:
             gate.set()
-        r = client.post("/api/vision/analyze", files={"image": ("a.png", png(photo(1)), "image/png")})
+        r = client.post(
+            "/api/vision/analyze", files={"image": ("a.png", image_bytes(photo(1, 40)), "image/png")}
+        )
         assert r.status_code == 200 and not r.json()["cached"]
         aid = r.json()["analysis_id"]
         assert client.get(f"/api/vision/analysis/{aid}/attention?layer=0&query=0").status_code == 200
@@ -185,7 +181,7 @@ def test_a_cancelled_request_leaves_its_batch_and_the_others_still_finish(tmp_pa
         group = (vm.info.id, res)
         futures = []
         for i in range(3):
-            x, shown = vm.preprocess(photo(i), res)
+            x, shown = vm.preprocess(photo(i, 40), res)
             futures.append(batcher.submit(group, VisionRequest(vm, f"a{i}", x, shown), key=f"vision:a{i}"))
         assert futures[1].cancel()  # waiting behind the gate: cancellable, and the cancel must stick
         assert batcher.waiting == 2
@@ -200,7 +196,7 @@ def test_a_cancelled_request_leaves_its_batch_and_the_others_still_finish(tmp_pa
         # shutdown cancels what still waits, and the batcher forgets it
         gate2 = threading.Event()
         state.queue.submit(gate2.wait, 30)
-        x, shown = vm.preprocess(photo(5), res)
+        x, shown = vm.preprocess(photo(5, 40), res)
         late = batcher.submit(group, VisionRequest(vm, "a5", x, shown), key="vision:a5")
         state.queue.shutdown()
         assert late.cancelled() and batcher.waiting == 0

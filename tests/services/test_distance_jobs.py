@@ -6,26 +6,21 @@ from __future__ import annotations
 import io
 import threading
 import time
-import zipfile
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.main import create_app
 from app.services import distance as distance_service
 from app.services import images as image_service
-from tests.conftest import tiny_settings
-from tests.services.test_images import BROKEN_EXIF, photo_png
+from tests.factories import BROKEN_EXIF, photo_bytes, tiny_settings, zip_of
 
 FINISHED = ("done", "failed", "cancelled")
 
 
 @pytest.fixture
-def client(tmp_path):
-    with TestClient(create_app(tiny_settings(tmp_path, preload=False, max_upload_mb=4.0))) as c:
-        yield c
+def client(tmp_path, app_client):
+    return app_client(tiny_settings(tmp_path, preload=False, max_upload_mb=4.0))
 
 
 def wait(client, job: dict, timeout: float = 30.0) -> dict:
@@ -35,14 +30,6 @@ def wait(client, job: dict, timeout: float = 30.0) -> dict:
         time.sleep(0.02)
         job = client.get(job["job_url"]).json()
     return job
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
 
 
 def upload(client, files: list[tuple[str, bytes]], **data):
@@ -91,9 +78,9 @@ def test_job_slots_and_quota_checked_before_reading_uploads(client, monkeypatch)
     )
     try:
         for i in range(state.settings.jobs_per_client):  # fill this client's quota with held jobs
-            assert upload(client, [(f"{i}.png", photo_png(i))]).status_code == 202
+            assert upload(client, [(f"{i}.png", photo_bytes(i))]).status_code == 202
         assert len(parsed) == state.settings.jobs_per_client
-        r = upload(client, [("more.png", photo_png(99))])
+        r = upload(client, [("more.png", photo_bytes(99))])
         assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.text
         assert "per client" in r.json()["detail"]
         assert len(parsed) == state.settings.jobs_per_client  # refused before the upload was parsed
@@ -102,7 +89,7 @@ def test_job_slots_and_quota_checked_before_reading_uploads(client, monkeypatch)
 
 
 def test_invalid_utf8_member_name_is_400(client) -> None:
-    archive = bytearray(zip_of({"a\u00e9.png": photo_png(1)}))  # UTF-8 flag 0x800 set by zipfile
+    archive = bytearray(zip_of({"a\u00e9.png": photo_bytes(1)}))  # UTF-8 flag 0x800 set by zipfile
     good = "a\u00e9".encode()
     assert archive.count(good) == 2  # the local header and the central directory
     archive[:] = archive.replace(good, b"a\xff\xfe")  # same length, not UTF-8; flag still says UTF-8
@@ -113,14 +100,14 @@ def test_invalid_utf8_member_name_is_400(client) -> None:
 
 @pytest.mark.parametrize("make", BROKEN_EXIF.values(), ids=BROKEN_EXIF.keys())
 def test_broken_exif_pngs_in_a_job(client, make) -> None:
-    r = upload(client, [("broken.png", make()), ("ok.png", photo_png(5))])
+    r = upload(client, [("broken.png", make()), ("ok.png", photo_bytes(5))])
     assert r.status_code == 202, r.text
     done = wait(client, r.json())
     assert done["status"] == "done" and done["result"]["n_images"] == 2, done
 
 
 def test_bad_image_fails_the_job_naming_the_file(client, decodes) -> None:
-    good = photo_png(3)
+    good = photo_bytes(3)
     truncated = good[: len(good) // 2]  # the header is fine, the pixels are not
     r = upload(client, [("fine.png", good), ("half.png", truncated)], batch_size="1")
     assert r.status_code == 202, r.text  # headers pass: the pixels are only read inside the job
@@ -138,7 +125,7 @@ def test_identical_jobs_share_one_job(client, monkeypatch) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(distance_service, "dataset_mean_attention_distance", held)
-    files = [("a.png", photo_png(1)), ("b.png", photo_png(2))]
+    files = [("a.png", photo_bytes(1)), ("b.png", photo_bytes(2))]
     try:
         first = upload(client, files).json()
         second = upload(client, files).json()  # same bytes, model, resolution, renormalize

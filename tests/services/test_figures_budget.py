@@ -7,7 +7,6 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,16 +14,14 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.services import embeddings, figures
-from tests.conftest import tiny_settings
+from tests.factories import tiny_settings
 
 POOL = 4  # cpu_pool_size in these tests: jobs waiting or running
 
 
 @pytest.fixture
-def api(tmp_path) -> Iterator[TestClient]:
-    settings = tiny_settings(tmp_path, preload=False, cpu_workers=1, cpu_pool_size=POOL)
-    with TestClient(create_app(settings)) as c:
-        yield c
+def api(tmp_path, app_client) -> TestClient:
+    return app_client(tiny_settings(tmp_path, preload=False, cpu_workers=1, cpu_pool_size=POOL))
 
 
 def wait_for(predicate, timeout: float = 20.0) -> None:

@@ -3,46 +3,17 @@
 from __future__ import annotations
 
 import io
-import struct
 import threading
 import time
-import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from app import images
 from app.images import DRAFT_SIDE, decode_image, reduction_factor
 from app.services import images as image_service
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def photo_png(seed: int = 0, size: tuple[int, int] = (40, 30), pnginfo=None) -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", pnginfo=pnginfo)
-    return buf.getvalue()
-
-
-def bad_exif_chunk_png(seed: int = 0) -> bytes:
-    """A PNG whose eXIf chunk is not a TIFF header (exif_transpose raises SyntaxError on it)."""
-    data = photo_png(seed)
-    ihdr_end = 8 + 8 + 13 + 4  # signature + IHDR (length, type, 13 bytes, crc)
-    return data[:ihdr_end] + png_chunk(b"eXIf", b"this is not a TIFF header") + data[ihdr_end:]
-
-
-def bad_raw_profile_png(seed: int = 1) -> bytes:
-    """A PNG whose "Raw profile type exif" text chunk holds bad hex (bytes.fromhex raises ValueError)."""
-    info = PngImagePlugin.PngInfo()
-    info.add_text("Raw profile type exif", "\nexif\n      20\nzz this is not hex zz\n")
-    return photo_png(seed, pnginfo=info)
-
-
-BROKEN_EXIF = {"exif-chunk": bad_exif_chunk_png, "raw-profile": bad_raw_profile_png}
+from tests.factories import BROKEN_EXIF, photo_bytes
 
 
 @pytest.mark.parametrize("make", BROKEN_EXIF.values(), ids=BROKEN_EXIF.keys())
@@ -140,7 +111,7 @@ def test_decode_flood_stays_bounded(client, monkeypatch) -> None:
     statuses: list[int] = []
 
     def post(i: int) -> None:
-        data = photo_png(100 + i)
+        data = photo_bytes(100 + i)
         r = client.post("/api/vision/analyze", files={"image": (f"{i}.png", data, "image/png")})
         statuses.append(r.status_code)
         if r.status_code == 503:

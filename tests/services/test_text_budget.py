@@ -18,7 +18,7 @@ from app.main import create_app
 from app.schemas.text import ViewOptions
 from app.services import text as text_service
 from models.text.analysis import TextAnalysis, TokenSeq
-from tests.conftest import minilm_shaped_bert, tiny_settings
+from tests.factories import minilm_shaped_bert, tiny_settings
 
 SENTENCE = "the cat sat on the mat . " * 71  # 497 WordPiece tokens + [CLS] and [SEP] = 499
 MB = 1024 * 1024

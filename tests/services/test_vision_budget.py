@@ -15,17 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.main import create_app
 from app.serialization import decode_typed_array
 from app.services import distance as distance_service
 from app.services import vision as vision_service
 from app.settings import VisionModelEntry
 from models.vision.analysis import VisionAnalysis
 from models.vision.distance import CHUNK_BYTES, mean_attention_distance
-from tests.conftest import tiny_settings
+from tests.factories import tiny_settings
 
 MB = 1024 * 1024
 # DINOv2 ViT-S/14 geometry at 448 px (12 layers, 6 heads, 32 x 32 patches + CLS), random and narrow
@@ -100,11 +98,9 @@ def test_mad_of_a_cached_analysis_is_computed_layer_by_layer(cache, renormalize)
 
 
 @pytest.fixture
-def client(tmp_path):
+def client(tmp_path, app_client):
     base = tiny_settings(tmp_path)
-    settings = tiny_settings(tmp_path, vision_models=[*base.vision_models, MID], preload=False)
-    with TestClient(create_app(settings)) as c:
-        yield c
+    return app_client(tiny_settings(tmp_path, vision_models=[*base.vision_models, MID], preload=False))
 
 
 def test_forty_concurrent_distance_gets_stay_under_the_memory_bound(client, cache, monkeypatch) -> None:
