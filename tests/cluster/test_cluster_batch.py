@@ -21,11 +21,7 @@ from app.cluster.deployments import Failure, VisionModels  # noqa: E402
 from app.cluster.serve_app import replicas_batch  # noqa: E402
 from models.vision.analysis import analyze_image  # noqa: E402
 from tests.conftest import run_in_own_loop  # noqa: E402
-from tests.factories import (  # noqa: E402
-    TINY_SPECS,
-    photo,  # noqa: E402
-    tiny_settings,
-)
+from tests.factories import TINY_SPECS, photo, tiny_settings  # noqa: E402
 from tests.services.test_batching import assert_same  # noqa: E402
 
 
