@@ -72,7 +72,7 @@ TINY = [
 # - float32 on the CPU: 2^-23 x 16 (three layers of accumulated rounding; batched GEMMs block differently);
 # - float32 on CUDA: cuDNN convolutions (the patch embedding) use TF32 by default, 2^-11 x 8;
 # - the float16 attention cache: one float16 spacing, 2^-10, on top;
-# - bfloat16 model vs float32: 2^-8 x 4 (tests/test_half_precision.py measured 1.7 on tiny models).
+# - bfloat16 model vs float32: 2^-8 x 4 (tests/models/test_half_precision.py measured 1.7 on tiny models).
 EPS16_CACHE = 2.0**-10
 
 
