@@ -5,7 +5,7 @@ the Tab order follows the reading order. One server and one browser for the modu
 focused states go to tests/artifacts/a11y-*.png.
 
 axe-core comes from axe-playwright-python (it bundles axe.min.js, 4.x); it is injected with page.evaluate,
-so these tests use the ``page`` fixture (bypass_csp): tests/test_browser_csp.py checks the pages under the CSP.
+so these tests use the ``page`` fixture (bypass_csp): tests/browser/test_browser_csp.py checks the pages under the CSP.
 No rule is disabled and no subtree is excluded."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``@serve.batch`` in the cluster's VisionModels replica (app/cluster/deployments.py): concurrent forwards of
 one (model, resolution) run as one batched forward, equal to unbatched runs within the tolerance of
-tests/test_batching.py, and a request the replica refuses gets its own error while the rest of its batch
+tests/services/test_batching.py, and a request the replica refuses gets its own error while the rest of its batch
 runs. The replica class is used directly (Serve's batching is plain asyncio inside the replica), so no Ray
-cluster starts here; tests/test_cluster_serve.py covers the deployed app."""
+cluster starts here; tests/cluster/test_cluster_serve.py covers the deployed app."""
 
 from __future__ import annotations
 
