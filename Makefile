@@ -37,7 +37,7 @@ run: $(VENV)/.installed
 	$(PY) -m app serve --host $(ATLAS_HOST) --port $(PORT) $(MODELS)
 
 ## Every test, browser tests included (headless Debian Chromium at /usr/bin/chromium), and a bounded
-## schemathesis run (tests/test_fuzz.py).
+## schemathesis run (tests/api/test_fuzz.py).
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
 
@@ -56,7 +56,7 @@ FUZZ_STATEFUL ?= 100
 FUZZ_STEPS    ?= 20
 fuzz: $(VENV)/.installed-dev
 	ATLAS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ATLAS_FUZZ_STATEFUL=$(FUZZ_STATEFUL) ATLAS_FUZZ_STEPS=$(FUZZ_STEPS) \
-		ATLAS_FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -s -p no:cacheprovider
+		ATLAS_FUZZ_RANDOM=1 $(PY) -m pytest tests/api/test_fuzz.py -s -p no:cacheprovider
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

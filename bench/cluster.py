@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +38,7 @@ from ray import serve  # noqa: E402
 from app.cluster.loopback import init_ray  # noqa: E402
 from app.cluster.serve_app import VisionReplica  # noqa: E402
 from app.settings import Settings, VisionModelEntry  # noqa: E402
+from tests.factories import photo  # noqa: E402
 
 BENCH_VIT = VisionModelEntry(
     id="bench_vit",
@@ -89,8 +89,7 @@ def scaling(args: argparse.Namespace) -> None:
                 ray_actor_options={"num_cpus": 1},
             )
             handles[n] = serve.run(dep.bind(settings), name=f"bench-{n}", route_prefix=f"/bench-{n}")
-        rng = np.random.default_rng(0)
-        image = Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8))
+        image = photo(0, 256, high=255)
         for n in REPLICAS:  # warm-up: every replica loads and runs once
             asyncio.run(window(handles[n], image, 2 * n, 1.0))
         counts = {n: 0 for n in REPLICAS}

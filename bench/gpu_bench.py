@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
-import io
 import statistics
 import sys
 import time
@@ -50,6 +49,7 @@ from models.vision.analysis import (  # noqa: E402
 from models.vision.capture import capture_attention  # noqa: E402
 from models.vision.distance import DistanceAccumulator  # noqa: E402
 from models.vision.registry import DINOV2_VITS14, VisionModelSpec  # noqa: E402
+from tests.factories import image_bytes, tiny_vit_spec  # noqa: E402
 
 VIT_B16 = VisionModelSpec(
     id="vit_b16_random",
@@ -58,13 +58,7 @@ VIT_B16 = VisionModelSpec(
     label="ViT-B/16, random init (benchmark)",
 )
 TINY = [
-    VisionModelSpec(
-        id="tiny_vit",
-        arch_tag="vit_tiny_patch16_224.random",
-        source="random",
-        label="Tiny random ViT (self-test)",
-        timm_kwargs=dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=1000),
-    ),
+    tiny_vit_spec(label="Tiny random ViT (self-test)"),  # the tests' tiny ViT (tests/factories.py)
     VisionModelSpec(
         id="tiny_vit_b16_shape",
         arch_tag="vit_base_patch16_224.random",
@@ -78,7 +72,7 @@ TINY = [
 # - float32 on the CPU: 2^-23 x 16 (three layers of accumulated rounding; batched GEMMs block differently);
 # - float32 on CUDA: cuDNN convolutions (the patch embedding) use TF32 by default, 2^-11 x 8;
 # - the float16 attention cache: one float16 spacing, 2^-10, on top;
-# - bfloat16 model vs float32: 2^-8 x 4 (tests/test_half_precision.py measured 1.7 on tiny models).
+# - bfloat16 model vs float32: 2^-8 x 4 (tests/models/test_half_precision.py measured 1.7 on tiny models).
 EPS16_CACHE = 2.0**-10
 
 
@@ -123,9 +117,7 @@ def photos(n: int, size: int = 256) -> list[Image.Image]:
 
 
 def jpeg(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=92)
-    return buf.getvalue()
+    return image_bytes(image, "JPEG", quality=92)
 
 
 # ----------------------------------------------------------------------------------------------------------

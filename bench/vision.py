@@ -11,7 +11,6 @@ Prints, for the default model (DINOv2 ViT-S/14 at 224 px unless --model says oth
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from bench.common import interleaved  # noqa: E402
 from models.vision.capture import capture_attention  # noqa: E402
 from models.vision.registry import DINOV2_VITS14  # noqa: E402
 from models.vision.samples import sample_images  # noqa: E402
+from tests.factories import image_bytes  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         for i in range(args.repeats + 4):
             arr = base.copy()
             arr[:16, :16] = (i * 37 % 256, i * 91 % 256, i * 13 % 256)
-            buf = io.BytesIO()
-            Image.fromarray(arr).save(buf, format="JPEG", quality=92)
-            payloads.append(buf.getvalue())
+            payloads.append(image_bytes(Image.fromarray(arr), "JPEG", quality=92))
         uploads = iter(payloads)
         sizes: list[int] = []
 
