@@ -39,7 +39,9 @@ FINISHED = ("done", "failed", "cancelled")
 @pytest.fixture
 def client(tmp_path, app_client):
     base = tiny_settings(tmp_path)
-    return app_client(tiny_settings(tmp_path, vision_models=[*base.models.vision_models, WIDE], preload=False))
+    return app_client(
+        tiny_settings(tmp_path, vision_models=[*base.models.vision_models, WIDE], preload=False)
+    )
 
 
 def corrupt_zip() -> bytes:

@@ -253,7 +253,7 @@ def test_vision_difference_across_models(base_url, page) -> None:
     assert params(page).get("renorm") == "1"
     assert page.get_attribute(DIFF, "data-checksum") == fnv1a(renormalised(va, vb).astype(np.float32))
     assert page.text_content("#cmp-diff-caption").startswith("Shown: B\u0302 \u2212 \u00c2")
-    assert real_errors(page) == []
+    assert js_errors(page) == []
 
 
 # ------------------------------------------------------------------------------------------------------ text

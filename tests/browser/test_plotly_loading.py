@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from jinja2 import Environment, FileSystemLoader
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 JS = ROOT / "static" / "js"
 SCRIPT = re.compile(r'<script type="module" src="/static/js/([^"]+)"')

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-JS = Path(__file__).resolve().parents[1] / "static" / "js"
+JS = Path(__file__).resolve().parents[2] / "static" / "js"
 NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
 

@@ -17,7 +17,7 @@ from app.main import create_app
 from app.notebook import show_vision
 from app.serialization import decode_typed_array
 from tests.conftest import tiny_settings
-from tests.test_views import brute_entropy
+from tests.models.test_views import brute_entropy
 
 
 @pytest.fixture

@@ -31,7 +31,14 @@ from models.vision.distance import (
     mean_attention_distance,
 )
 from tests.conftest import TINY_SPECS, tiny_settings
-from tests.test_batching import assert_same, photo
+from tests.services.test_batching import assert_same
+
+
+def photo(seed: int, size: int = 40):
+    """The photo test_batching used before the factories: square, ``size`` px."""
+    from tests.factories import photo as factory_photo
+
+    return factory_photo(seed, size)
 
 
 def cache() -> BoundedCache:

@@ -10,8 +10,10 @@ import httpx
 import pytest
 
 from app.serialization import decode_typed_array
-from tests.conftest import ARTIFACTS
-from tests.test_browser_vision import OVERLAY, base_url, fnv1a, overlay, real_errors, wait_ready  # noqa: F401
+from tests.browser.pages import OVERLAY, overlay  # noqa: F401
+from tests.browser.pages import js_errors as real_errors
+from tests.browser.test_browser_vision import base_url, fnv1a, wait_ready  # noqa: F401
+from tests.factories import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 

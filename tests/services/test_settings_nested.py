@@ -205,7 +205,7 @@ def test_toml_unknown_keys_are_refused(tmp_path) -> None:
 
 
 def test_the_example_file_still_loads() -> None:
-    example = Path(__file__).resolve().parents[1] / "atlas.example.toml"
+    example = Path(__file__).resolve().parents[2] / "atlas.example.toml"
     s = load_settings(example)
     assert s.server.device in ("auto", "cpu", "cuda") and s.models.vision_specs()
 

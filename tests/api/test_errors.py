@@ -24,7 +24,7 @@ from app.services.errors import (
     UnknownModel,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # (error, status, JSON body, headers it must carry)
 CASES = [

@@ -16,8 +16,9 @@ from app.context import client_id
 from app.main import create_app
 from app.services import distance as distance_service
 from tests.conftest import tiny_settings
-from tests.test_distance_jobs import upload, wait, zip_of
-from tests.test_images import photo_png
+from tests.factories import photo_bytes as photo_png
+from tests.factories import zip_of
+from tests.services.test_distance_jobs import upload, wait
 
 
 def held_jobs(monkeypatch) -> threading.Event:
@@ -390,7 +391,7 @@ def test_load_run_reports_the_polite_clients_share() -> None:
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "load" / "run.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "load" / "run.py"
     spec = importlib.util.spec_from_file_location("load_run", path)
     run = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run)
