@@ -30,7 +30,7 @@ from models.vision.distance import (
     dataset_mean_attention_distance,
     mean_attention_distance,
 )
-from tests.conftest import TINY_SPECS, tiny_settings
+from tests.conftest import TINY_SPECS, run_in_own_loop, tiny_settings
 from tests.services.test_batching import assert_same
 
 
@@ -66,10 +66,10 @@ def test_local_vision_forward_equals_a_direct_call_and_caches(vm, batching) -> N
     store = cache()
     image = photo(3)
     try:
-        analysis, ms = asyncio.run(backend.vision_forward(vm, image, 32, key="a1", cache=store))
+        analysis, ms = run_in_own_loop(lambda: backend.vision_forward(vm, image, 32, key="a1", cache=store))
         assert ms > 0 and store.get("a1") is analysis
         assert_same(analysis, analyze_image(vm, image, 32))
-        again, ms2 = asyncio.run(backend.vision_forward(vm, image, 32, key="a1", cache=store))
+        again, ms2 = run_in_own_loop(lambda: backend.vision_forward(vm, image, 32, key="a1", cache=store))
         assert again is analysis and ms2 == 0.0  # cached meanwhile: no second forward
     finally:
         queue.shutdown()
@@ -97,7 +97,7 @@ def test_identical_in_flight_keys_share_one_forward(vm, monkeypatch) -> None:
         return await asyncio.gather(*tasks)
 
     try:
-        results = asyncio.run(main())
+        results = run_in_own_loop(lambda: main())
     finally:
         gate.set()
         queue.shutdown()
@@ -113,13 +113,13 @@ def test_local_text_forward_equals_a_direct_call(tmp_path) -> None:
     store = cache()
     text = "The animal did not cross the street."
     try:
-        a = asyncio.run(backend.text_forward(model, text, None, key="t1", cache=store, cost=10))
+        a = run_in_own_loop(lambda: backend.text_forward(model, text, None, key="t1", cache=store, cost=10))
         assert store.get("t1") is a
         direct = model.analyze(text, None)
         for kind in direct.blocks:
             np.testing.assert_allclose(np.asarray(a.blocks[kind]), np.asarray(direct.blocks[kind]), rtol=1e-6)
         with pytest.raises(ServiceError) as e:  # over the model's token limit: 422, as the route says
-            asyncio.run(backend.text_forward(model, "word " * 2000, None, key="t2", cache=store))
+            run_in_own_loop(lambda: backend.text_forward(model, "word " * 2000, None, key="t2", cache=store))
         assert e.value.status == 422
     finally:
         queue.shutdown()
@@ -131,7 +131,7 @@ def test_create_backend_picks_local_with_batching_from_the_settings(tmp_path) ->
     on = create_backend(tiny_settings(tmp_path, batching="on"), queue, cpu, torch.device("cpu"))
     assert isinstance(off, LocalBackend) and off.batcher is None and off.name == "local"
     assert isinstance(on, LocalBackend) and on.batcher is not None
-    assert asyncio.run(off.replicas()) is None
+    assert run_in_own_loop(lambda: off.replicas()) is None
     queue.shutdown()
     cpu.shutdown()
 

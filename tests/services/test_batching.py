@@ -32,6 +32,7 @@ from app.main import create_app
 from app.services import vision as vision_service
 from app.state import AppState
 from models.vision.analysis import VisionAnalysis, analyze_image, analyze_images, load_vision_model
+from tests.conftest import run_in_own_loop
 from tests.factories import TINY_SPECS, image_bytes, photo, tiny_settings
 
 EPS32 = 2.0**-23
@@ -117,7 +118,7 @@ def test_concurrent_analyses_run_as_batches_with_merged_keys(tmp_path) -> None:
             gate.set()
             return await asyncio.gather(*tasks)
 
-        done = asyncio.run(main())
+        done = run_in_own_loop(lambda: main())
         assert list(batcher.batch_sizes) == [4, 2]  # six distinct images, at most four per forward
         assert done[0].analysis_id == done[-1].analysis_id and done[0].analysis is done[-1].analysis
         for image, d in zip(images, done, strict=False):
@@ -146,7 +147,7 @@ def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
             gate.set()
             return await asyncio.gather(*tasks)
 
-        assert len(asyncio.run(main())) == 2
+        assert len(run_in_own_loop(lambda: main())) == 2
         assert list(state.backend.batcher.batch_sizes) == [2]
     finally:
         gate.set()

@@ -14,7 +14,7 @@ from app.services.errors import ServiceError
 from app.store import InvalidOption, ModelStore, UnknownModel, text_store, vision_store
 from models.text.analysis import load_text_model
 from models.vision.analysis import load_vision_model
-from tests.conftest import TINY_SPECS, tiny_settings
+from tests.conftest import TINY_SPECS, run_in_own_loop, tiny_settings
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def test_concurrent_async_and_sync_first_requests_share_one_load() -> None:
         sync = asyncio.get_running_loop().run_in_executor(None, store.get, "b")
         return await asyncio.gather(*first, sync)
 
-    results = asyncio.run(main())
+    results = run_in_own_loop(lambda: main())
     assert loader.calls == ["b"] and all(r is results[0] for r in results)
     assert loader.threads[0].startswith("atlas-load")  # the one loader thread, not the event loop's
     store.close()
@@ -82,7 +82,7 @@ def test_unknown_id_is_unknown_model_and_loads_nothing() -> None:
     with pytest.raises(UnknownModel, match="'zzz'.*Available: a, b"):
         store.get("zzz")
     with pytest.raises(UnknownModel):
-        asyncio.run(store.get_async("zzz"))
+        run_in_own_loop(lambda: store.get_async("zzz"))
     assert loader.calls == []
 
 
@@ -101,7 +101,7 @@ def test_failed_load_is_503_naming_the_model_and_a_later_call_retries() -> None:
         store.get("a")
     assert e.value.status == 503 and "'a' could not be loaded" in str(e.value) and "hub" in str(e.value)
     with pytest.raises(ServiceError) as e2:
-        asyncio.run(store.get_async("a"))
+        run_in_own_loop(lambda: store.get_async("a"))
     assert e2.value.status == 503
     assert store.loaded() == []
     loader.fail = False
@@ -144,7 +144,7 @@ def test_vision_store_loads_the_settings_models_as_load_vision_model_does(tmp_pa
 def test_text_store_loads_the_settings_models(tmp_path) -> None:
     settings = tiny_settings(tmp_path)
     store = text_store(settings, torch.device("cpu"))
-    model = asyncio.run(store.get_async("tiny-bert"))
+    model = run_in_own_loop(lambda: store.get_async("tiny-bert"))
     direct = load_text_model(settings.models.text_specs()["tiny-bert"], torch.device("cpu"))
     text = "The animal did not cross the street."
     a, b = model.analyze(text, None), direct.analyze(text, None)
