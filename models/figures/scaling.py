@@ -145,7 +145,7 @@ def row_statistics(logits: ArrayLike) -> dict[str, np.ndarray]:
     norm (e.g. 2 p_1 p_2 ~ 4e-22 for two keys with a logit gap of 50) instead of a rounding floor ~1e-8.
     The largest value over all rows is 0.5, at an even split between two keys (p = (1/2, 1/2, 0, ...));
     a uniform row over n keys gives sqrt(n_keys - 1) / n_keys, which is 0.5 only for n_keys = 2 and smaller
-    beyond (``tests/test_corrections.py`` checks both numerically).
+    beyond (``tests/models/test_corrections.py`` checks both numerically).
     """
     x = np.asarray(logits, dtype=np.float64)
     n = x.shape[-1]

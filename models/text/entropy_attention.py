@@ -37,7 +37,7 @@ def eager_attention_with_entropy(
     log P_max (the row's largest probability is exp(0) / Z), so H = -sum_j P_j log P_j
     = -sum_j P_j (S_j - m) - log P_max: a multiply-add and a max per row instead of a log per weight, the
     one pass over the maps that the statistics would otherwise make. Terms are <= 0 and the largest ones
-    are O(1), so float32 keeps it to ~1e-6 (tests/test_text_models.py checks it against -sum P log P).
+    are O(1), so float32 keeps it to ~1e-6 (tests/models/test_text_models.py checks it against -sum P log P).
     """
     if scaling is None:
         scaling = query.size(-1) ** -0.5

@@ -364,7 +364,7 @@ def block_overview(
     once to uint8. Memory: with V = (H + 1) * Tq * Tk * 4 bytes (one layer, heads plus their mean), the peak
     extra memory does not grow with L: measured with tracemalloc for 6 layers x 12 heads x 500 tokens, 1.07 V
     with nothing hidden or merged (the entropy term), 1.90 V merged, 1.97 V hidden, 1.89 V both (the
-    kept-token copy and its renormalised rows); tests/test_text_budget.py checks <= 4.5 V.
+    kept-token copy and its renormalised rows); tests/services/test_text_budget.py checks <= 4.5 V.
     ``q_unhidden`` / ``k_unhidden``: the same axes with special tokens kept (for the "special" share).
     ``row_entropy`` (L, H, Tq): the heads' row entropies recorded by the forward; used when the view is the
     token map itself (nothing hidden or merged), which then leaves only the mean map's log pass.

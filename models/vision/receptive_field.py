@@ -13,7 +13,7 @@ never grows r), so shortcuts are skipped.
 ResNet-50 here is torchvision / timm's "v1.5": stem conv 7x7/2, max-pool 3x3/2, bottlenecks
 (1x1, 3x3, 1x1) in stages of [3, 4, 6, 3] blocks, the stage's stride on the 3x3 conv of its first block.
 :func:`resnet50_layers` writes that architecture out explicitly (no model instance needed);
-``tests/test_distance.py`` checks it equals what :func:`layers_from_resnet` reads from
+``tests/models/test_distance.py`` checks it equals what :func:`layers_from_resnet` reads from
 ``timm.create_model("resnet50")``'s modules. The final theoretical receptive field is 427 px.
 
 A receptive field is a *width* (how many pixels one unit can see); mean attention distance is a *mean

