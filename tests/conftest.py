@@ -11,7 +11,14 @@ each folder's own conftest.py holds what only that folder needs:
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
@@ -68,3 +75,62 @@ def run_in_own_loop(coro_fn, *args):
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(lambda: asyncio.run(coro_fn(*args))).result()
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[str]:
+    """``create_app(settings)`` on uvicorn in a daemon thread on a free 127.0.0.1 port; yields its base URL and
+    stops the server on exit."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the live server did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[Settings], str]]:
+    """Factory: ``base_url = live_server(settings)``; every server started is stopped after the test."""
+    with ExitStack() as stack:
+        yield lambda settings: stack.enter_context(serve(settings))
+
+
+FRESH_CHILD = "ATLAS_FRESH_PROCESS_CHILD"
+
+
+def pytest_pyfunc_call(pyfuncitem):
+    """``@pytest.mark.fresh_process``: the test runs again in a new interpreter (``python -m pytest NODEID``)
+    and passes only if it passes there. Tests that measure the process's own peak resident set (VmHWM) need
+    it: in a long session, threads and allocator arenas left by earlier tests (live servers, Chromium's
+    driver, executor pools) move that peak, so the same test would pass alone and fail in the suite."""
+    if pyfuncitem.get_closest_marker("fresh_process") is None or os.environ.get(FRESH_CHILD):
+        return None
+    config = pyfuncitem.config
+    cmd = [sys.executable, "-m", "pytest", pyfuncitem.nodeid, "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        cmd,
+        cwd=config.rootpath,
+        env={**os.environ, FRESH_CHILD: "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        pytest.fail(
+            f"failed in a fresh process:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}", pytrace=False
+        )
+    return True

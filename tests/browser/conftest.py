@@ -11,18 +11,12 @@ Content-Security-Policy. Screenshots go to ``tests/artifacts``. Helpers that rea
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
-from app.main import create_app
-from app.settings import Settings
 from tests.browser.pages import RECORD_VIOLATIONS
+from tests.conftest import serve  # noqa: F401 (serve and live_server live in the root conftest)
 from tests.factories import ARTIFACTS, tiny_settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -34,38 +28,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """``create_app(settings)`` on uvicorn in a daemon thread on a free 127.0.0.1 port; yields its base URL and
-    stops the server on exit."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the live server did not start")
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-@pytest.fixture
-def live_server() -> Iterator[Callable[[Settings], str]]:
-    """Factory: ``base_url = live_server(settings)``; every server started is stopped after the test."""
-    with ExitStack() as stack:
-        yield lambda settings: stack.enter_context(serve(settings))
 
 
 @pytest.fixture

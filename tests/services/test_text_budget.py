@@ -103,6 +103,7 @@ def _vm_kb(field: str) -> int:
     raise KeyError(field)
 
 
+@pytest.mark.fresh_process
 def test_40_concurrent_overviews_stay_bounded(bert_client, monkeypatch) -> None:
     """40 concurrent overview GETs with mixed options for one ~500-token analysis: at most cpu_workers
     views are built at once, each distinct view once, every answer is 200 or 503 + Retry-After, and the

@@ -83,6 +83,7 @@ def cache() -> torch.Tensor:
     return random_cache()
 
 
+@pytest.mark.fresh_process
 @pytest.mark.parametrize("renormalize", [False, True])
 def test_mad_of_a_cached_analysis_is_computed_layer_by_layer(cache, renormalize) -> None:
     """One view's peak stays near one chunk's float32 copy, far below an (L, H, N, N) float32 copy."""
@@ -104,6 +105,7 @@ def client(tmp_path, app_client):
     return app_client(tiny_settings(tmp_path, vision_models=[*base.models.vision_models, MID], preload=False))
 
 
+@pytest.mark.fresh_process
 def test_forty_concurrent_distance_gets_stay_under_the_memory_bound(client, cache, monkeypatch) -> None:
     state = client.app.state.atlas
     vm = state.vision_store.get("mid_vit")
