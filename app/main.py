@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         state = AppState.create(settings)
         app.state.atlas = state
+        is_upload("POST", "/")  # build the upload-route table (from the OpenAPI schema) before any request
         if settings.preload:
             log.info("loading %s on %s (%s)", settings.default_vision_model, state.device, state.dtype)
             await run_in_threadpool(state.vision_model, settings.default_vision_model)
