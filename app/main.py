@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sys.setswitchinterval(settings.server.gil_switch_interval_ms / 1000)
         state = AppState.create(settings)
         app.state.atlas = state
+        is_upload("POST", "/")  # build the upload-route table (from the OpenAPI schema) before any request
         if settings.server.preload:
             log.info("loading %s on %s (%s)", settings.models.default_vision_model, state.device, state.dtype)
             await run_in_threadpool(state.vision_store.preload, [settings.models.default_vision_model], True)
