@@ -214,6 +214,6 @@ def test_model_copy_refuses_flat_names() -> None:
     """pydantic's model_copy would set a flat name beside the groups without validation."""
     s = Settings()
     with pytest.raises(TypeError, match=r"replace\(backend="):
-        s.replace(**{"backend": "ray"})
+        s.model_copy(update={"backend": "ray"})
     copied = s.model_copy(update={"cluster": s.cluster.model_copy(update={"backend": "ray"})})
     assert copied.cluster.backend == "ray" and s.cluster.backend == "local"
