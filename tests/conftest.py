@@ -1,5 +1,6 @@
-"""What every folder of tests/ shares: the test app (tiny random models, CPU, nothing downloads) and a helper
-for event loops. The inputs themselves (photos, tiny models, settings) are built in :mod:`tests.factories`;
+"""What every folder of tests/ shares: the test app (tiny random models, CPU, nothing downloads), the same app
+on a live uvicorn server (``live_server``, for the page tests and the proxy-header tests) and a helper for
+event loops. The inputs themselves (photos, tiny models, settings) are built in :mod:`tests.factories`;
 each folder's own conftest.py holds what only that folder needs:
 
 - ``tests/models/``: the framework-free analysis core (``models/``), no web app;
@@ -11,7 +12,11 @@ each folder's own conftest.py holds what only that folder needs:
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
@@ -57,6 +62,38 @@ def app_client() -> Iterator[Callable[[Settings], TestClient]]:
     yield start
     for c in reversed(opened):
         c.__exit__(None, None, None)
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[str]:
+    """``create_app(settings)`` on uvicorn in a daemon thread on a free 127.0.0.1 port; yields its base URL and
+    stops the server on exit."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the live server did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[Settings], str]]:
+    """Factory: ``base_url = live_server(settings)``; every server started is stopped after the test."""
+    with ExitStack() as stack:
+        yield lambda settings: stack.enter_context(serve(settings))
 
 
 def run_in_own_loop(coro_fn, *args):

@@ -27,6 +27,19 @@ if TYPE_CHECKING:  # annotations only; never imported at run time here
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots and other test outputs (git-ignored)
 
+# --- browser ----------------------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium, never downloaded
+# Headless, offline Chromium: the page tests and ``scripts/screenshots.py`` launch it the same way.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 # --- photos -----------------------------------------------------------------------------------------------
 
 
@@ -184,6 +197,28 @@ def tiny_text_settings() -> dict:
         default_seq2seq_model="tiny-dates",
         max_text_chars=2000,
     )
+
+
+def page_text_settings() -> dict:
+    """The text page tests' models: a 4-layer tiny BERT (the default), the tiny date model (the seq2seq
+    default) and a tiny GPT-2; all random, nothing downloads."""
+    from app.settings import TextModelEntry
+
+    entries = [
+        TextModelEntry(
+            id="tiny-bert",
+            kind="encoder",
+            source="random",
+            name="bert",
+            label="Tiny BERT 4L",
+            config={"num_hidden_layers": 4},
+        ),  # fmt: skip
+        TextModelEntry(
+            id="tiny-dates", kind="seq2seq", source="random", name="dates", label="Tiny dates", max_tokens=128
+        ),
+        TextModelEntry(id="tiny-gpt2", kind="causal", source="random", name="gpt2", label="Tiny GPT-2"),
+    ]
+    return dict(text_models=entries, default_text_model="tiny-bert", default_seq2seq_model="tiny-dates")
 
 
 def minilm_shaped_bert() -> TextModelEntry:

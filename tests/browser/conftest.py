@@ -1,7 +1,8 @@
 """Fixtures of the page tests: a live server, headless Debian Chromium via Playwright, fresh pages.
 
-``live_server(settings) -> base_url`` serves ``create_app(settings)`` with uvicorn in a background thread on a
-free 127.0.0.1 port (:func:`serve` does the same for a module-scoped server); ``base_url`` is the default app
+``live_server(settings) -> base_url`` (in ``tests/conftest.py``, shared with the API tests) serves
+``create_app(settings)`` with uvicorn in a background thread on a free 127.0.0.1 port (:func:`serve` does the
+same for a module-scoped server); ``base_url`` is the default app
 (tiny random models, nothing preloaded), which a module overrides when it needs other models; ``browser`` is
 one Chromium per session (never downloaded: /usr/bin/chromium, and a missing browser FAILS the test);
 ``page`` is a fresh 1280x800 context per test, ``strict_page`` one under the app's real
@@ -11,61 +12,13 @@ Content-Security-Policy. Screenshots go to ``tests/artifacts``. Helpers that rea
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
-from app.main import create_app
-from app.settings import Settings
 from tests.browser.pages import RECORD_VIOLATIONS
-from tests.factories import ARTIFACTS, tiny_settings
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """``create_app(settings)`` on uvicorn in a daemon thread on a free 127.0.0.1 port; yields its base URL and
-    stops the server on exit."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the live server did not start")
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-@pytest.fixture
-def live_server() -> Iterator[Callable[[Settings], str]]:
-    """Factory: ``base_url = live_server(settings)``; every server started is stopped after the test."""
-    with ExitStack() as stack:
-        yield lambda settings: stack.enter_context(serve(settings))
+from tests.conftest import serve  # noqa: F401  (re-exported: the live server is in tests/conftest.py)
+from tests.factories import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, tiny_settings
 
 
 @pytest.fixture
