@@ -49,7 +49,7 @@ from models.vision.analysis import (  # noqa: E402
 from models.vision.capture import capture_attention  # noqa: E402
 from models.vision.distance import DistanceAccumulator  # noqa: E402
 from models.vision.registry import DINOV2_VITS14, VisionModelSpec  # noqa: E402
-from tests.factories import image_bytes, tiny_vit_spec  # noqa: E402
+from tests.factories import image_bytes, random_vit, tiny_vit_spec  # noqa: E402
 
 VIT_B16 = VisionModelSpec(
     id="vit_b16_random",
@@ -59,12 +59,12 @@ VIT_B16 = VisionModelSpec(
 )
 TINY = [
     tiny_vit_spec(label="Tiny random ViT (self-test)"),  # the tests' tiny ViT (tests/factories.py)
-    VisionModelSpec(
-        id="tiny_vit_b16_shape",
-        arch_tag="vit_base_patch16_224.random",
-        source="random",
-        label="Tiny random ViT-B/16-shaped (self-test)",
-        timm_kwargs=dict(img_size=64, patch_size=16, embed_dim=48, depth=2, num_heads=3, num_classes=10),
+    random_vit(
+        VisionModelSpec,
+        "tiny_vit_b16_shape",
+        "Tiny random ViT-B/16-shaped (self-test)",
+        "vit_base_patch16_224.random",
+        **dict(img_size=64, patch_size=16, embed_dim=48, depth=2, num_heads=3, num_classes=10),
     ),
 ]
 

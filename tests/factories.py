@@ -130,17 +130,20 @@ def make_tiny_vit(**overrides: Any) -> torch.nn.Module:
     return timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs).eval()
 
 
+def random_vit(
+    cls: type, id: str, label: str, arch_tag: str = "vit_tiny_patch16_224.random", **timm_kwargs: Any
+):
+    """A random-init timm model entry: ``cls`` is :class:`VisionModelSpec` (the core's registry) or the app's
+    ``VisionModelEntry`` (settings); ``timm_kwargs`` set its geometry."""
+    return cls(id=id, arch_tag=arch_tag, source="random", label=label, timm_kwargs=timm_kwargs)
+
+
 def tiny_vit_spec(label: str = "Tiny random ViT (tests)") -> VisionModelSpec:
     """The tiny random ViT as a registry entry (id ``tiny_vit``, 1 prefix token, 4 x 4 patches)."""
     from models.vision.registry import VisionModelSpec
 
-    return VisionModelSpec(
-        id="tiny_vit",
-        arch_tag="vit_tiny_patch16_224.random",
-        source="random",
-        label=label,
-        timm_kwargs=dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=1000),
-    )
+    geometry = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=1000)
+    return random_vit(VisionModelSpec, "tiny_vit", label, **geometry)
 
 
 def tiny_vision_specs() -> list[VisionModelSpec]:
@@ -148,14 +151,15 @@ def tiny_vision_specs() -> list[VisionModelSpec]:
     DeiT (2 prefix tokens: cls + dist, 3 x 3 patches)."""
     from models.vision.registry import VisionModelSpec
 
+    deit = dict(img_size=48, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_classes=10)
     return [
         tiny_vit_spec(),
-        VisionModelSpec(
-            id="tiny_deit_distilled",
-            arch_tag="deit_tiny_distilled_patch16_224.random",
-            source="random",
-            label="Tiny random distilled DeiT (2 prefix tokens, tests)",
-            timm_kwargs=dict(img_size=48, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_classes=10),
+        random_vit(
+            VisionModelSpec,
+            "tiny_deit_distilled",
+            "Tiny random distilled DeiT (2 prefix tokens, tests)",
+            "deit_tiny_distilled_patch16_224.random",
+            **deit,
         ),
     ]
 

@@ -77,5 +77,5 @@ def test_tiny_specs_are_built_once_and_served_by_the_test_settings(tmp_path) -> 
     assert factories.TINY_SPECS is factories.TINY_SPECS
     assert [s.id for s in factories.TINY_SPECS] == ["tiny_vit", "tiny_deit_distilled"]
     settings = tiny_settings(tmp_path, max_text_chars=10)
-    assert [m.id for m in settings.vision_models][:2] == ["tiny_vit", "tiny_deit_distilled"]
-    assert settings.default_vision_model == "tiny_vit" and settings.max_text_chars == 10
+    assert [m.id for m in settings.models.vision_models][:2] == ["tiny_vit", "tiny_deit_distilled"]
+    assert settings.models.default_vision_model == "tiny_vit" and settings.limits.max_text_chars == 10
