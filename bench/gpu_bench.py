@@ -39,7 +39,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import interleaved, sync  # noqa: E402
+from bench.common import forward_pair, interleaved, sync  # noqa: E402
 from models.vision.analysis import (  # noqa: E402
     VisionModel,
     analyze_image,
@@ -151,16 +151,7 @@ def forward_checks(vm: VisionModel, report: Report, repeats: int) -> dict:
         worst <= tol, f"analyze_images (batch 4) = analyze_image each (rel {worst:.1e} <= {tol:.1e})"
     )
 
-    def plain() -> None:
-        with torch.inference_mode():
-            model.forward_features(x)
-
-    def captured() -> None:
-        with torch.inference_mode(), capture_attention(model) as r:
-            model.forward_features(x)
-        r.maps  # noqa: B018 - the maps exist (raises if not)
-
-    t = interleaved({"plain": plain, "capture": captured}, repeats, vm.device)
+    t = interleaved(forward_pair(model, x), repeats, vm.device)
     return {
         "fused_ms": t["plain"] * 1e3,
         "capture_ms": t["capture"] * 1e3,
