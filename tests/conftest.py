@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -105,3 +106,35 @@ def run_in_own_loop(coro_fn, *args):
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(lambda: asyncio.run(coro_fn(*args))).result()
+
+
+def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    """Run ``python -c code *args`` in a child process from the repository root (a fresh interpreter: nothing
+    this process imported or set counts) and return the JSON its last line of output prints; the child must
+    exit 0 (else its stderr's tail is the failure)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def burst(calls: list[Callable[[], Any]], started: Callable[[], bool], gate: Any) -> list:
+    """Run ``calls`` at once on threads of their own; when ``started()`` is true (or after 10 s) open ``gate``
+    (a ``threading.Event`` the work waits on) and return the results in order."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        deadline = time.monotonic() + 10
+        while not started() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gate.set()
+        return [f.result() for f in futures]
