@@ -120,14 +120,15 @@ BROKEN_EXIF = {"exif-chunk": bad_exif_chunk_png, "raw-profile": bad_raw_profile_
 TINY_VIT_KWARGS = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=10)
 
 
-def make_tiny_vit(**overrides: Any) -> torch.nn.Module:
-    """A timm ViT with :data:`TINY_VIT_KWARGS` (``overrides`` replace them), random init under seed 0, eval."""
+def make_tiny_vit(arch: str = "vit_tiny_patch16_224", **overrides: Any) -> torch.nn.Module:
+    """A timm ViT (``arch``) with :data:`TINY_VIT_KWARGS` (``overrides`` replace them), random init under seed
+    0, eval."""
     import timm
     import torch
 
     torch.manual_seed(0)
     kwargs = {**TINY_VIT_KWARGS, **overrides}
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs).eval()
+    return timm.create_model(arch, pretrained=False, **kwargs).eval()
 
 
 def random_vit(

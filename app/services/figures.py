@@ -226,6 +226,9 @@ async def learned_positions(state: AppState, n: int) -> bytes:
 # --- 1/sqrt(d_k) (Section 3.2.1) -------------------------------------------------------------------
 
 
+ROW_ARRAYS = ("logits_unscaled", "p_unscaled", "logits_scaled", "p_scaled")  # the example row, as float64
+
+
 def _curves(s: SoftmaxStats) -> SoftmaxCurves:
     return SoftmaxCurves(**{key: typed_array(getattr(s, key), "f8") for key in SoftmaxCurves.model_fields})
 
@@ -299,10 +302,7 @@ def build_scaling(state: AppState, p: ScalingParams) -> ScalingResponse:
         ),
         row=ScalingRow(
             n_keys=row_keys,
-            logits_unscaled=typed_array(row.logits_unscaled, "f8"),
-            p_unscaled=typed_array(row.p_unscaled, "f8"),
-            logits_scaled=typed_array(row.logits_scaled, "f8"),
-            p_scaled=typed_array(row.p_scaled, "f8"),
+            **{key: typed_array(getattr(row, key), "f8") for key in ROW_ARRAYS},
             unscaled=_row_stats(row.logits_unscaled),
             scaled=_row_stats(row.logits_scaled),
         ),

@@ -145,11 +145,16 @@ def test_vision_patch_grid_from_the_keyboard(page, base_url) -> None:
     assert page.js_errors == []
 
 
-def test_text_head_view_from_the_keyboard(page, base_url) -> None:
+def analyse_the_fox(page, base_url: str) -> None:
+    """/text with the fox sentence analysed by the default (MiniLM-shaped) model, its tokens shown."""
     page.goto(f"{base_url}/text")
     page.fill("#tx-text", "The quick brown fox jumps over the lazy dog.")
     page.press("#tx-text", "Enter")
     page.wait_for_selector(".tx-col-q .tx-tok >> text=fox", timeout=TIMEOUT)
+
+
+def test_text_head_view_from_the_keyboard(page, base_url) -> None:
+    analyse_the_fox(page, base_url)
     n_q = page.locator(".tx-col-q .tx-tok").count()
 
     # the tabs: one Tab stop, Left/Right move between views
@@ -260,10 +265,7 @@ def test_vision_side_by_side_from_the_keyboard(page, base_url) -> None:
 
 
 def test_text_model_view_and_neuron_view_without_a_mouse(page, base_url) -> None:
-    page.goto(f"{base_url}/text")
-    page.fill("#tx-text", "The quick brown fox jumps over the lazy dog.")
-    page.press("#tx-text", "Enter")
-    page.wait_for_selector(".tx-col-q .tx-tok >> text=fox", timeout=TIMEOUT)
+    analyse_the_fox(page, base_url)
     n_keys = page.locator(".tx-col-k .tx-tok").count()
 
     # model view: Tab-focusable canvas, the arrow keys move a cursor, Enter opens that head in the matrix
