@@ -65,6 +65,7 @@ class BoundedExecutor:
 
     full_error: type[Busy] = Busy
     what = "the server"
+    thread_name = "atlas"  # worker threads' name prefix
 
     def __init__(
         self,
@@ -72,7 +73,6 @@ class BoundedExecutor:
         workers: int = 1,
         max_cost: int | None = None,
         retry_after_s: int = 2,
-        name: str = "atlas",
         nice: int = 0,
         max_per_owner: int | None = None,
     ) -> None:
@@ -87,7 +87,10 @@ class BoundedExecutor:
         self.max_cost = max_cost
         self.retry_after_s = retry_after_s
         self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=name, initializer=lower_priority, initargs=(nice,)
+            max_workers=workers,
+            thread_name_prefix=self.thread_name,
+            initializer=lower_priority,
+            initargs=(nice,),
         )
         self._lock = threading.Lock()
         self._pending = 0
@@ -177,30 +180,15 @@ class BoundedExecutor:
             f"{self.max_per_owner} per client at once)"
         )
 
-    def run_sync(
-        self,
-        fn: Callable[..., T],
-        *args: Any,
-        key: str | None = None,
-        cost: int = 0,
-        owner: str | None = None,
-        **kwargs: Any,
-    ) -> T:
-        """Submit and wait (for worker threads, never for the event loop)."""
-        return self.submit(fn, *args, key=key, cost=cost, owner=owner, **kwargs).result()
+    def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Submit and wait (for worker threads, never for the event loop). Arguments as for :meth:`submit`
+        (``key``, ``cost`` and ``owner`` included)."""
+        return self.submit(fn, *args, **kwargs).result()
 
-    async def run(
-        self,
-        fn: Callable[..., T],
-        *args: Any,
-        key: str | None = None,
-        cost: int = 0,
-        owner: str | None = None,
-        **kwargs: Any,
-    ) -> T:
-        """Submit and await without holding a thread. A client that goes away does not cancel the job
-        (others may share it, and its result fills the cache)."""
-        future = self.submit(fn, *args, key=key, cost=cost, owner=owner, **kwargs)
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Submit (arguments as for :meth:`submit`) and await without holding a thread. A client that goes
+        away does not cancel the job (others may share it, and its result fills the cache)."""
+        future = self.submit(fn, *args, **kwargs)
         return await asyncio.shield(asyncio.wrap_future(future))
 
     def shutdown(self) -> None:
@@ -212,17 +200,7 @@ class ComputeQueue(BoundedExecutor):
 
     full_error = QueueFull
     what = "the model"
-
-    def __init__(
-        self,
-        max_pending: int,
-        workers: int = 1,
-        max_cost: int | None = None,
-        retry_after_s: int = 2,
-        nice: int = 0,
-        max_per_owner: int | None = None,
-    ) -> None:
-        super().__init__(max_pending, workers, max_cost, retry_after_s, "atlas-compute", nice, max_per_owner)
+    thread_name = "atlas-compute"
 
 
 class CpuPool(BoundedExecutor):
@@ -230,6 +208,7 @@ class CpuPool(BoundedExecutor):
 
     full_error = PoolFull
     what = "the server's CPU pool"
+    thread_name = "atlas-cpu"
 
     def __init__(
         self,
@@ -239,4 +218,4 @@ class CpuPool(BoundedExecutor):
         nice: int = 0,
         max_per_owner: int | None = None,
     ) -> None:
-        super().__init__(max_pending, workers, None, retry_after_s, "atlas-cpu", nice, max_per_owner)
+        super().__init__(max_pending, workers, None, retry_after_s, nice, max_per_owner)

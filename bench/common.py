@@ -31,3 +31,20 @@ def interleaved(
             sync(device)
             times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def forward_pair(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], None]]:
+    """The two vision forwards a capture benchmark times side by side: ``plain`` (the fused kernels, no maps)
+    and ``capture`` (the same forward with :func:`models.vision.capture.capture_attention`)."""
+    from models.vision.capture import capture_attention
+
+    def plain() -> None:
+        with torch.inference_mode():
+            model.forward_features(x)
+
+    def captured() -> None:
+        with torch.inference_mode(), capture_attention(model) as rec:
+            model.forward_features(x)
+        rec.maps  # noqa: B018 - the maps exist (raises if not)
+
+    return {"plain": plain, "capture": captured}

@@ -39,7 +39,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import interleaved, sync  # noqa: E402
+from bench.common import forward_pair, interleaved, sync  # noqa: E402
 from models.vision.analysis import (  # noqa: E402
     VisionModel,
     analyze_image,
@@ -49,7 +49,7 @@ from models.vision.analysis import (  # noqa: E402
 from models.vision.capture import capture_attention  # noqa: E402
 from models.vision.distance import DistanceAccumulator  # noqa: E402
 from models.vision.registry import DINOV2_VITS14, VisionModelSpec  # noqa: E402
-from tests.factories import image_bytes, tiny_vit_spec  # noqa: E402
+from tests.factories import image_bytes, random_vit, tiny_vit_spec  # noqa: E402
 
 VIT_B16 = VisionModelSpec(
     id="vit_b16_random",
@@ -59,12 +59,12 @@ VIT_B16 = VisionModelSpec(
 )
 TINY = [
     tiny_vit_spec(label="Tiny random ViT (self-test)"),  # the tests' tiny ViT (tests/factories.py)
-    VisionModelSpec(
-        id="tiny_vit_b16_shape",
-        arch_tag="vit_base_patch16_224.random",
-        source="random",
-        label="Tiny random ViT-B/16-shaped (self-test)",
-        timm_kwargs=dict(img_size=64, patch_size=16, embed_dim=48, depth=2, num_heads=3, num_classes=10),
+    random_vit(
+        VisionModelSpec,
+        "tiny_vit_b16_shape",
+        "Tiny random ViT-B/16-shaped (self-test)",
+        "vit_base_patch16_224.random",
+        **dict(img_size=64, patch_size=16, embed_dim=48, depth=2, num_heads=3, num_classes=10),
     ),
 ]
 
@@ -151,16 +151,7 @@ def forward_checks(vm: VisionModel, report: Report, repeats: int) -> dict:
         worst <= tol, f"analyze_images (batch 4) = analyze_image each (rel {worst:.1e} <= {tol:.1e})"
     )
 
-    def plain() -> None:
-        with torch.inference_mode():
-            model.forward_features(x)
-
-    def captured() -> None:
-        with torch.inference_mode(), capture_attention(model) as r:
-            model.forward_features(x)
-        r.maps  # noqa: B018 - the maps exist (raises if not)
-
-    t = interleaved({"plain": plain, "capture": captured}, repeats, vm.device)
+    t = interleaved(forward_pair(model, x), repeats, vm.device)
     return {
         "fused_ms": t["plain"] * 1e3,
         "capture_ms": t["capture"] * 1e3,

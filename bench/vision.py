@@ -20,8 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import interleaved  # noqa: E402
-from models.vision.capture import capture_attention  # noqa: E402
+from bench.common import forward_pair, interleaved  # noqa: E402
 from models.vision.registry import DINOV2_VITS14  # noqa: E402
 from models.vision.samples import sample_images  # noqa: E402
 from tests.factories import image_bytes  # noqa: E402
@@ -51,14 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         x, _ = vm.prepare(photo, args.resolution)
         model = vm.model
 
-        def plain() -> None:
-            with torch.inference_mode():
-                model.forward_features(x)
-
-        def captured() -> None:
-            with torch.inference_mode(), capture_attention(model) as rec:
-                model.forward_features(x)
-            rec.maps  # noqa: B018 - the maps exist (raises if not)
+        plain, captured = forward_pair(model, x).values()
 
         # Distinct JPEG uploads (a corner block recoloured) so every call misses the analysis cache; encoded
         # up front so the client's encoding is not timed.

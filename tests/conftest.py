@@ -1,5 +1,6 @@
-"""What every folder of tests/ shares: the test app (tiny random models, CPU, nothing downloads) and a helper
-for event loops. The inputs themselves (photos, tiny models, settings) are built in :mod:`tests.factories`;
+"""What every folder of tests/ shares: the test app (tiny random models, CPU, nothing downloads), the same app
+on a live uvicorn server (``live_server``, for the page tests and the proxy-header tests) and a helper for
+event loops. The inputs themselves (photos, tiny models, settings) are built in :mod:`tests.factories`;
 each folder's own conftest.py holds what only that folder needs:
 
 - ``tests/models/``: the framework-free analysis core (``models/``), no web app;
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -66,17 +68,6 @@ def app_client() -> Iterator[Callable[[Settings], TestClient]]:
         c.__exit__(None, None, None)
 
 
-def run_in_own_loop(coro_fn, *args):
-    """``asyncio.run(coro_fn(*args))`` on a thread of its own: Playwright's sync API (a session fixture of the
-    browser tests) keeps an event loop running on the main thread for the rest of the session, so a later
-    test's ``asyncio.run`` on the main thread would fail."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(coro_fn(*args))).result()
-
-
 @contextmanager
 def serve(settings: Settings) -> Iterator[str]:
     """``create_app(settings)`` on uvicorn in a daemon thread on a free 127.0.0.1 port; yields its base URL and
@@ -109,6 +100,17 @@ def live_server() -> Iterator[Callable[[Settings], str]]:
         yield lambda settings: stack.enter_context(serve(settings))
 
 
+def run_in_own_loop(coro_fn, *args):
+    """``asyncio.run(coro_fn(*args))`` on a thread of its own: Playwright's sync API (a session fixture of the
+    browser tests) keeps an event loop running on the main thread for the rest of the session, so a later
+    test's ``asyncio.run`` on the main thread would fail."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_fn(*args))).result()
+
+
 FRESH_CHILD = "ATLAS_FRESH_PROCESS_CHILD"
 
 
@@ -134,3 +136,35 @@ def pytest_pyfunc_call(pyfuncitem):
             f"failed in a fresh process:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}", pytrace=False
         )
     return True
+
+
+def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    """Run ``python -c code *args`` in a child process from the repository root (a fresh interpreter: nothing
+    this process imported or set counts) and return the JSON its last line of output prints; the child must
+    exit 0 (else its stderr's tail is the failure)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def burst(calls: list[Callable[[], Any]], started: Callable[[], bool], gate: Any) -> list:
+    """Run ``calls`` at once on threads of their own; when ``started()`` is true (or after 10 s) open ``gate``
+    (a ``threading.Event`` the work waits on) and return the results in order."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        deadline = time.monotonic() + 10
+        while not started() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gate.set()
+        return [f.result() for f in futures]

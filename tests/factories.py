@@ -27,6 +27,19 @@ if TYPE_CHECKING:  # annotations only; never imported at run time here
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots and other test outputs (git-ignored)
 
+# --- browser ----------------------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium, never downloaded
+# Headless, offline Chromium: the page tests and ``scripts/screenshots.py`` launch it the same way.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 # --- photos -----------------------------------------------------------------------------------------------
 
 
@@ -107,27 +120,31 @@ BROKEN_EXIF = {"exif-chunk": bad_exif_chunk_png, "raw-profile": bad_raw_profile_
 TINY_VIT_KWARGS = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=10)
 
 
-def make_tiny_vit(**overrides: Any) -> torch.nn.Module:
-    """A timm ViT with :data:`TINY_VIT_KWARGS` (``overrides`` replace them), random init under seed 0, eval."""
+def make_tiny_vit(arch: str = "vit_tiny_patch16_224", **overrides: Any) -> torch.nn.Module:
+    """A timm ViT (``arch``) with :data:`TINY_VIT_KWARGS` (``overrides`` replace them), random init under seed
+    0, eval."""
     import timm
     import torch
 
     torch.manual_seed(0)
     kwargs = {**TINY_VIT_KWARGS, **overrides}
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs).eval()
+    return timm.create_model(arch, pretrained=False, **kwargs).eval()
+
+
+def random_vit(
+    cls: type, id: str, label: str, arch_tag: str = "vit_tiny_patch16_224.random", **timm_kwargs: Any
+):
+    """A random-init timm model entry: ``cls`` is :class:`VisionModelSpec` (the core's registry) or the app's
+    ``VisionModelEntry`` (settings); ``timm_kwargs`` set its geometry."""
+    return cls(id=id, arch_tag=arch_tag, source="random", label=label, timm_kwargs=timm_kwargs)
 
 
 def tiny_vit_spec(label: str = "Tiny random ViT (tests)") -> VisionModelSpec:
     """The tiny random ViT as a registry entry (id ``tiny_vit``, 1 prefix token, 4 x 4 patches)."""
     from models.vision.registry import VisionModelSpec
 
-    return VisionModelSpec(
-        id="tiny_vit",
-        arch_tag="vit_tiny_patch16_224.random",
-        source="random",
-        label=label,
-        timm_kwargs=dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=1000),
-    )
+    geometry = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=1000)
+    return random_vit(VisionModelSpec, "tiny_vit", label, **geometry)
 
 
 def tiny_vision_specs() -> list[VisionModelSpec]:
@@ -135,14 +152,15 @@ def tiny_vision_specs() -> list[VisionModelSpec]:
     DeiT (2 prefix tokens: cls + dist, 3 x 3 patches)."""
     from models.vision.registry import VisionModelSpec
 
+    deit = dict(img_size=48, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_classes=10)
     return [
         tiny_vit_spec(),
-        VisionModelSpec(
-            id="tiny_deit_distilled",
-            arch_tag="deit_tiny_distilled_patch16_224.random",
-            source="random",
-            label="Tiny random distilled DeiT (2 prefix tokens, tests)",
-            timm_kwargs=dict(img_size=48, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_classes=10),
+        random_vit(
+            VisionModelSpec,
+            "tiny_deit_distilled",
+            "Tiny random distilled DeiT (2 prefix tokens, tests)",
+            "deit_tiny_distilled_patch16_224.random",
+            **deit,
         ),
     ]
 
@@ -184,6 +202,28 @@ def tiny_text_settings() -> dict:
         default_seq2seq_model="tiny-dates",
         max_text_chars=2000,
     )
+
+
+def page_text_settings() -> dict:
+    """The text page tests' models: a 4-layer tiny BERT (the default), the tiny date model (the seq2seq
+    default) and a tiny GPT-2; all random, nothing downloads."""
+    from app.settings import TextModelEntry
+
+    entries = [
+        TextModelEntry(
+            id="tiny-bert",
+            kind="encoder",
+            source="random",
+            name="bert",
+            label="Tiny BERT 4L",
+            config={"num_hidden_layers": 4},
+        ),  # fmt: skip
+        TextModelEntry(
+            id="tiny-dates", kind="seq2seq", source="random", name="dates", label="Tiny dates", max_tokens=128
+        ),
+        TextModelEntry(id="tiny-gpt2", kind="causal", source="random", name="gpt2", label="Tiny GPT-2"),
+    ]
+    return dict(text_models=entries, default_text_model="tiny-bert", default_seq2seq_model="tiny-dates")
 
 
 def minilm_shaped_bert() -> TextModelEntry:

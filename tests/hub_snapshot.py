@@ -34,6 +34,8 @@ from urllib.parse import unquote, urlsplit
 import timm
 import torch
 
+from models.text.random_models import TINY_BERT, TINY_MARIAN
+
 ORG = "atlas-test"
 VIT = f"{ORG}/tiny-vit"
 DEIT = f"{ORG}/tiny-deit-distilled"
@@ -78,14 +80,7 @@ def save_bert(folder: Path) -> None:
     tok = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
     tok.save_pretrained(folder)
     torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    cfg = BertConfig(vocab_size=len(vocab), **TINY_BERT, max_position_embeddings=128)
     BertModel(cfg).eval().save_pretrained(folder)
 
 
@@ -163,13 +158,7 @@ def save_marian(folder: Path) -> None:
     torch.manual_seed(0)
     cfg = MarianConfig(
         vocab_size=len(vocab),
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
+        **TINY_MARIAN,
         max_position_embeddings=128,
         pad_token_id=vocab["<pad>"],
         eos_token_id=vocab["</s>"],

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from app.deps import StateDep
-from app.services.catalog import vision_model_choices
+from app.services.catalog import text_model_choices, vision_model_choices
 from app.services.distance import MAX_FILES, MAX_IMAGES, sample_list
 from app.services.figures import BOUNDS, FAR_POSITIONS
 
@@ -69,11 +69,7 @@ def vision_page(request: Request, state: StateDep) -> HTMLResponse:
 def text_page(request: Request, state: StateDep) -> HTMLResponse:
     s = state.settings
     data = {
-        "models": [
-            {"id": m.id, "label": m.label or m.id, "kind": m.kind, "max_tokens": m.max_tokens}
-            for m in s.models.text_specs().values()
-        ],
-        "default_model": s.models.default_text_model,
+        **text_model_choices(s, "max_tokens"),
         "default_seq2seq_model": s.models.default_seq2seq_model,
         "max_text_chars": s.limits.max_text_chars,
     }
@@ -122,11 +118,5 @@ def distance_page(request: Request, state: StateDep) -> HTMLResponse:
 
 @router.get("/offsets", response_class=HTMLResponse)
 def offsets_page(request: Request, state: StateDep) -> HTMLResponse:
-    s = state.settings
-    data = {
-        "models": [
-            {"id": m.id, "label": m.label or m.id, "kind": m.kind} for m in s.models.text_specs().values()
-        ],
-        "default_model": s.models.default_text_model,
-    }
+    data = text_model_choices(state.settings)
     return render(request, "offsets.html", "/text", "Do heads attend by relative position?", data)

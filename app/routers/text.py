@@ -9,6 +9,7 @@ as they are (``response_model`` documents them).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -46,6 +47,26 @@ def view_options(hide_special: Hide = False, merge_words: Hide = False) -> ViewO
 Options = Annotated[ViewOptions, Depends(view_options)]
 
 
+@dataclass(frozen=True)
+class LayerView:
+    """One layer of one analysis under the view options: the query the layer, head and lines routes share."""
+
+    analysis_id: str
+    kind: BlockKind
+    layer: int
+    options: ViewOptions
+
+
+def layer_view(analysis_id: str, kind: Kind, layer: Layer, options: Options) -> LayerView:
+    return LayerView(analysis_id, kind, layer, options)
+
+
+At = Annotated[LayerView, Depends(layer_view)]
+Dtype = Annotated[Literal["u1", "f4"], Query(description="u1: probability x 255, rounded")]
+HeadOrMean = Annotated[int | None, Query(ge=0, description="omit for the mean over heads")]
+LinesK = Annotated[int, Query(ge=1, le=64, description="lines per (head, query)")]
+
+
 def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
@@ -70,42 +91,21 @@ async def overview(
 
 
 @router.get("/analysis/{analysis_id}/layer", response_model=LayerSchema, responses=ERRORS)
-async def layer_maps(
-    state: StateDep,
-    analysis_id: str,
-    kind: Kind,
-    layer: Layer,
-    options: Options,
-    dtype: Annotated[Literal["u1", "f4"], Query(description="u1: probability x 255, rounded")] = "u1",
-) -> Response:
+async def layer_maps(state: StateDep, at: At, dtype: Dtype = "u1") -> Response:
     """Every head of one layer (the head view)."""
-    return _json(await service.layer_maps(state, analysis_id, kind, layer, options, dtype))
+    return _json(await service.layer_maps(state, at.analysis_id, at.kind, at.layer, at.options, dtype))
 
 
 @router.get("/analysis/{analysis_id}/head", response_model=HeadSchema, responses=ERRORS)
-async def head_map(
-    state: StateDep,
-    analysis_id: str,
-    kind: Kind,
-    layer: Layer,
-    options: Options,
-    head: Annotated[int | None, Query(ge=0, description="omit for the mean over heads")] = None,
-) -> Response:
+async def head_map(state: StateDep, at: At, head: HeadOrMean = None) -> Response:
     """One layer/head (or the head mean) at full float32 precision (the matrix view)."""
-    return _json(await service.head_map(state, analysis_id, kind, layer, head, options))
+    return _json(await service.head_map(state, at.analysis_id, at.kind, at.layer, head, at.options))
 
 
 @router.get("/analysis/{analysis_id}/lines", response_model=LinesSchema, responses=ERRORS)
-async def layer_lines(
-    state: StateDep,
-    analysis_id: str,
-    kind: Kind,
-    layer: Layer,
-    options: Options,
-    k: Annotated[int, Query(ge=1, le=64, description="lines per (head, query)")] = service.LINES_K,
-) -> Response:
+async def layer_lines(state: StateDep, at: At, k: LinesK = service.LINES_K) -> Response:
     """One layer's k strongest lines per (head, query): the head view of a long input."""
-    return _json(await service.layer_lines(state, analysis_id, kind, layer, options, k))
+    return _json(await service.layer_lines(state, at.analysis_id, at.kind, at.layer, at.options, k))
 
 
 @router.get("/analysis/{analysis_id}/neuron", response_model=NeuronResponse, responses=ERRORS)

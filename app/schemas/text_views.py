@@ -34,15 +34,18 @@ class Blocks:
         return sum(len(x.bdata) for x in arrays) + 64 * labels + 1024
 
 
+def block_axes(a: TextAnalysis, kind: str) -> dict:
+    """The fields that name a block and its two axes in every block-level response: ``kind``, the query and
+    key sides (``source`` / ``target``) and whether the block is causal."""
+    query_side, key_side, causal = a.axes[kind]
+    return {"kind": kind, "query_side": query_side, "key_side": key_side, "causal": causal}
+
+
 def block_schema(a: TextAnalysis, kind: str, ov: BlockOverview) -> BlockSchema:
     """One block's overview (:func:`models.text.views.overviews`) as the response schema."""
-    q, k, causal = a.axes[kind]
     L, H = a.blocks[kind].shape[:2]
     return BlockSchema(
-        kind=kind,
-        query_side=q,
-        key_side=k,
-        causal=causal,
+        **block_axes(a, kind),
         layers=L,
         heads=H,
         n_query=ov.n_query,

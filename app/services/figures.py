@@ -10,7 +10,7 @@ class of 40 students moving sliders never stalls the event loop (``/api/health``
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -226,6 +226,9 @@ async def learned_positions(state: AppState, n: int) -> bytes:
 # --- 1/sqrt(d_k) (Section 3.2.1) -------------------------------------------------------------------
 
 
+ROW_ARRAYS = ("logits_unscaled", "p_unscaled", "logits_scaled", "p_scaled")  # the example row, as float64
+
+
 def _curves(s: SoftmaxStats) -> SoftmaxCurves:
     return SoftmaxCurves(**{key: typed_array(getattr(s, key), "f8") for key in SoftmaxCurves.model_fields})
 
@@ -255,30 +258,29 @@ def _grid_stats(state: AppState, n_keys: int, n_samples: int, var_samples: int, 
     )
 
 
-def build_scaling(
-    state: AppState,
-    d_k: int,
-    n_keys: int,
-    n_samples: int,
-    var_samples: int,
-    seed: int,
-    distribution: str,
-    row_keys: int,
-) -> ScalingResponse:
+class ScalingParams(NamedTuple):
+    """The query of the 1/sqrt(d_k) figure (the route's parameters, in its order)."""
+
+    d_k: int
+    n_keys: int
+    n_samples: int
+    var_samples: int
+    seed: int
+    distribution: str
+    row_keys: int
+
+
+def build_scaling(state: AppState, p: ScalingParams) -> ScalingResponse:
     """CPU-pool job: variance of q . k versus d_k, softmax saturation with and without 1/sqrt(d_k), and
     one example row (Section 3.2.1, footnote 4)."""
+    d_k, n_keys, n_samples, var_samples, seed, distribution, row_keys = p
     var, sat = _grid_stats(state, n_keys, n_samples, var_samples, seed, distribution)
     # Each d_k has its own random stream, so these equal the grid values wherever d_k is on the grid.
     var_at = dot_product_variance([d_k], var_samples, seed, distribution)
     sat_at = softmax_saturation([d_k], n_keys, n_samples, seed)
     row = single_row_example(d_k, row_keys, seed)
     return ScalingResponse(
-        d_k=d_k,
-        n_keys=n_keys,
-        n_samples=n_samples,
-        var_samples=var_samples,
-        seed=seed,
-        distribution=distribution,
+        **{key: value for key, value in p._asdict().items() if key in ScalingResponse.model_fields},
         grid=typed_array(D_K_GRID, "i4"),
         variance=typed_array(var.variance, "f8"),
         variance_theory=typed_array(var.theory_variance, "f8"),
@@ -300,10 +302,7 @@ def build_scaling(
         ),
         row=ScalingRow(
             n_keys=row_keys,
-            logits_unscaled=typed_array(row.logits_unscaled, "f8"),
-            p_unscaled=typed_array(row.p_unscaled, "f8"),
-            logits_scaled=typed_array(row.logits_scaled, "f8"),
-            p_scaled=typed_array(row.p_scaled, "f8"),
+            **{key: typed_array(getattr(row, key), "f8") for key in ROW_ARRAYS},
             unscaled=_row_stats(row.logits_unscaled),
             scaled=_row_stats(row.logits_scaled),
         ),
@@ -326,6 +325,6 @@ async def scaling(
             f"n_keys x n_samples must be at most {MAX_ROWS_X_KEYS:,} (got {n_keys} x {n_samples} = "
             f"{n_keys * n_samples:,}); lower one of them"
         )
-    params = (d_k, n_keys, n_samples, var_samples, seed, distribution, row_keys)
+    params = ScalingParams(d_k, n_keys, n_samples, var_samples, seed, distribution, row_keys)
     key = "fig-scaling|" + "|".join(map(str, params))
-    return await cached_json(state, key, build_scaling, state, *params)
+    return await cached_json(state, key, build_scaling, state, params)

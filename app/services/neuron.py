@@ -17,6 +17,7 @@ Errors are the :mod:`app.services.errors` family (InvalidOption, AnalysisExpired
 from __future__ import annotations
 
 from app.schemas.neuron import NeuronResponse
+from app.schemas.text_views import block_axes
 from app.serialization import typed_array
 from app.services.errors import InvalidOption
 from app.services.figures import cached_json
@@ -66,17 +67,13 @@ def build_neuron(
     a: TextAnalysis, qk: LayerQK, keep: list[bool] | None, kind: str, layer: int, head: int, query: int
 ) -> NeuronResponse:
     """CPU-pool job: Section 3.2.1 for one query row, checked against the captured probabilities."""
-    q_side, k_side, causal = a.axes[kind]
     v = neuron_view(a, qk, keep, kind, layer, head, query)
     row = v.row
     return NeuronResponse(
-        kind=kind,
+        **block_axes(a, kind),
         layer=layer,
         head=head,
         query=query,
-        query_side=q_side,
-        key_side=k_side,
-        causal=causal,
         d_k=qk.d_k,
         scale=qk.scale,
         scale_where=qk.scale_where,

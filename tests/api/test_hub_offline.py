@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from safetensors.torch import load_file
 from app.main import create_app
 from app.serialization import decode_typed_array
 from app.settings import Settings, TextModelEntry, VisionModelEntry
+from tests.conftest import run_python
 from tests.hub_snapshot import (
     BERT,
     DEIT,
@@ -344,16 +343,6 @@ def test_operator_environment_variables_alone(hub_cache, tmp_path):
         ATLAS_DEFAULT_TEXT_MODEL="gpt2",
         ATLAS_DEFAULT_SEQ2SEQ_MODEL="gpt2",
     )
-    root = Path(__file__).resolve().parents[2]
-    run = subprocess.run(
-        [sys.executable, "-c", OPERATOR_SCRIPT],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    got = json.loads(run.stdout.strip().splitlines()[-1])
+    got = run_python(OPERATOR_SCRIPT, env=env)
     assert got["prefix"] == 2 and got["kind"] == "decoder_self" and got["upper"] == 0.0
     assert got["shape"][:2] == [2, 4]

@@ -9,9 +9,9 @@ fails in a venv that never installed them.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHT_WHEEL_DEPS = (
@@ -47,15 +47,7 @@ with TestClient(create_app(settings)) as c:  # preload: DINOv2 converted from th
 
 
 def test_defaults_load_without_the_weight_wheels_dependencies(tmp_path):
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, json.dumps(WEIGHT_WHEEL_DEPS), str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    got = json.loads(run.stdout.strip().splitlines()[-1])
+    got = run_python(SCRIPT, json.dumps(WEIGHT_WHEEL_DEPS), str(tmp_path))
     assert got["vision"] == [200, "dinov2_vits14"]
     assert got["text"] == [200, "all-minilm-l6-v2"]
     assert "dinov2_vits14" in got["loaded"]

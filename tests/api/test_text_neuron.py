@@ -252,10 +252,10 @@ def test_api_neuron_bad_requests(client):
 def test_api_concurrent_heads_of_one_layer_share_one_forward(client, monkeypatch):
     """Eight concurrent requests for four heads of one layer: one hooked forward (merged per layer)."""
     import threading
-    import time
-    from concurrent.futures import ThreadPoolExecutor
+    from functools import partial
 
     from app.services import neuron as neuron_service
+    from tests.conftest import burst
 
     aid = analyse(client, SENTENCE)["analysis_id"]
     calls, gate, real = [], threading.Event(), neuron_service.capture_qk
@@ -266,16 +266,10 @@ def test_api_concurrent_heads_of_one_layer_share_one_forward(client, monkeypatch
         return real(*args, **kwargs)
 
     monkeypatch.setattr(neuron_service, "capture_qk", slow)
-    with ThreadPoolExecutor(8) as pool:
-        futures = [
-            pool.submit(neuron, client, aid, kind="encoder_self", layer=1, head=h % 4, query=h)
-            for h in range(8)
-        ]
-        deadline = time.monotonic() + 10
-        while not calls and time.monotonic() < deadline:
-            time.sleep(0.01)
-        gate.set()
-        responses = [f.result() for f in futures]
+    heads = [
+        partial(neuron, client, aid, kind="encoder_self", layer=1, head=h % 4, query=h) for h in range(8)
+    ]
+    responses = burst(heads, lambda: bool(calls), gate)
     assert [r.status_code for r in responses] == [200] * 8
     assert all(r.json()["matches"] for r in responses)
     assert calls == [("encoder_self", 1)]

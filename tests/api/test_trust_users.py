@@ -18,21 +18,7 @@ from app.services import distance as distance_service
 from tests.conftest import tiny_settings
 from tests.factories import photo_bytes as photo_png
 from tests.factories import zip_of
-from tests.services.test_distance_jobs import upload, wait
-
-
-def held_jobs(monkeypatch) -> threading.Event:
-    """Dataset jobs block until the returned gate is set."""
-    gate = threading.Event()
-    real = distance_service.dataset_mean_attention_distance
-
-    def held(*args, **kwargs):
-        gate.wait(20)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(distance_service, "dataset_mean_attention_distance", held)
-    return gate
-
+from tests.services.test_distance_jobs import held_jobs, upload, wait
 
 # ----------------------------------------------------------------------------------------------------------
 # Proxy headers

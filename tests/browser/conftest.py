@@ -1,7 +1,8 @@
 """Fixtures of the page tests: a live server, headless Debian Chromium via Playwright, fresh pages.
 
-``live_server(settings) -> base_url`` serves ``create_app(settings)`` with uvicorn in a background thread on a
-free 127.0.0.1 port (:func:`serve` does the same for a module-scoped server); ``base_url`` is the default app
+``live_server(settings) -> base_url`` (in ``tests/conftest.py``, shared with the API tests) serves
+``create_app(settings)`` with uvicorn in a background thread on a free 127.0.0.1 port (:func:`serve` does the
+same for a module-scoped server); ``base_url`` is the default app
 (tiny random models, nothing preloaded), which a module overrides when it needs other models; ``browser`` is
 one Chromium per session (never downloaded: /usr/bin/chromium, and a missing browser FAILS the test);
 ``page`` is a fresh 1280x800 context per test, ``strict_page`` one under the app's real
@@ -16,18 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.browser.pages import RECORD_VIOLATIONS
-from tests.conftest import serve  # noqa: F401 (serve and live_server live in the root conftest)
-from tests.factories import ARTIFACTS, tiny_settings
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.conftest import serve  # noqa: F401  (re-exported: the live server is in tests/conftest.py)
+from tests.factories import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, tiny_settings
 
 
 @pytest.fixture

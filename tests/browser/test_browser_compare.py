@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 from app.serialization import decode_typed_array
-from app.settings import TextModelEntry
 from tests.browser.pages import RECORD_VIOLATIONS, js_errors, poll
 from tests.browser.test_browser_vision import TINY_NOHEAD, TINY_VIT12, fnv1a
-from tests.factories import ARTIFACTS, tiny_settings
+from tests.factories import ARTIFACTS, page_text_settings, tiny_settings
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 60_000
@@ -29,27 +28,11 @@ def base_url(tmp_path, live_server) -> str:
     """Vision: a 12-layer tiny ViT (8 x 8 patches, default) and a 2-layer one without [CLS] (4 x 4 patches).
     Text: a 4-layer tiny BERT (default), the tiny date model and a tiny GPT-2."""
     s = tiny_settings(tmp_path)
-    text = [
-        TextModelEntry(
-            id="tiny-bert",
-            kind="encoder",
-            source="random",
-            name="bert",
-            label="Tiny BERT 4L",
-            config={"num_hidden_layers": 4},
-        ),  # fmt: skip
-        TextModelEntry(
-            id="tiny-dates", kind="seq2seq", source="random", name="dates", label="Tiny dates", max_tokens=128
-        ),
-        TextModelEntry(id="tiny-gpt2", kind="causal", source="random", name="gpt2", label="Tiny GPT-2"),
-    ]
     s = tiny_settings(
         tmp_path,
         vision_models=[TINY_VIT12, TINY_NOHEAD, *s.models.vision_models],
         default_vision_model=TINY_VIT12.id,
-        text_models=text,
-        default_text_model="tiny-bert",
-        default_seq2seq_model="tiny-dates",
+        **page_text_settings(),
         preload=False,
     )
     return live_server(s)

@@ -108,27 +108,28 @@ def test_cancel_stops_retrying_and_leaves_a_neutral_cancelled_state(page, base_u
     assert page_errors(page) == []
 
 
-def test_figure_request_retries_after_503(page, base_url) -> None:
+def retried_after_one_503(page, url: str, route: str, ready: str, error_box: str) -> None:
+    """Open ``url`` with the first call to ``route`` answered 503 + Retry-After: the queue widget shows
+    "retrying", the second try succeeds (``ready`` appears), the widget is idle again and ``error_box`` empty."""
     calls: list[str] = []
-    page.route("**/api/figures/positional?*", busy_first(1, calls))
-    page.goto(f"{base_url}/positional")
+    page.route(route, busy_first(1, calls))
+    page.goto(url)
     page.wait_for_selector('#api-queue[data-state="retrying"]', timeout=10_000)
     assert page.locator("#api-queue").is_visible()
-    page.wait_for_selector('#pe-app[data-renders="1"]', timeout=30_000)
+    page.wait_for_selector(ready, timeout=30_000)
     assert len(calls) == 2
-    assert queue_state(page) == "idle" and page.inner_text("#pe-error") == ""
+    assert queue_state(page) == "idle" and page.inner_text(error_box) == ""
     assert page_errors(page) == []
+
+
+def test_figure_request_retries_after_503(page, base_url) -> None:
+    url, ready = f"{base_url}/positional", '#pe-app[data-renders="1"]'
+    retried_after_one_503(page, url, "**/api/figures/positional?*", ready, "#pe-error")
 
 
 def test_text_analyze_retries_after_503(page, base_url) -> None:
-    calls: list[str] = []
-    page.route("**/api/text/analyze", busy_first(1, calls))
-    page.goto(f"{base_url}/text?text=one%20two%20three")
-    page.wait_for_selector('#api-queue[data-state="retrying"]', timeout=10_000)
-    page.wait_for_selector("#tx-summary b", timeout=30_000)
-    assert len(calls) == 2
-    assert queue_state(page) == "idle" and page.inner_text("#tx-error") == ""
-    assert page_errors(page) == []
+    url = f"{base_url}/text?text=one%20two%20three"
+    retried_after_one_503(page, url, "**/api/text/analyze", "#tx-summary b", "#tx-error")
 
 
 def test_a_json_500_shows_its_request_id(page, base_url) -> None:

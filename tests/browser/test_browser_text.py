@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import TextModelEntry
 from tests.browser.pages import js_errors
-from tests.factories import ARTIFACTS, tiny_settings
+from tests.factories import ARTIFACTS, page_text_settings, tiny_settings
 
 pytestmark = pytest.mark.browser
 XSS = "<img src=x onerror=alert(1)>"
@@ -19,23 +18,7 @@ XSS = "<img src=x onerror=alert(1)>"
 
 @pytest.fixture
 def base_url(live_server, tmp_path):
-    entries = [
-        TextModelEntry(
-            id="tiny-bert",
-            kind="encoder",
-            source="random",
-            name="bert",
-            label="Tiny BERT 4L",
-            config={"num_hidden_layers": 4},
-        ),  # fmt: skip
-        TextModelEntry(
-            id="tiny-dates", kind="seq2seq", source="random", name="dates", label="Tiny dates", max_tokens=128
-        ),
-        TextModelEntry(id="tiny-gpt2", kind="causal", source="random", name="gpt2", label="Tiny GPT-2"),
-    ]
-    settings = tiny_settings(
-        tmp_path, text_models=entries, default_text_model="tiny-bert", default_seq2seq_model="tiny-dates"
-    )
+    settings = tiny_settings(tmp_path, **page_text_settings())
     return live_server(settings)
 
 

@@ -17,32 +17,17 @@ import pytest
 from app.serialization import decode_typed_array
 from app.settings import VisionModelEntry
 from tests.browser.pages import OVERLAY, js_errors, overlay
-from tests.factories import ARTIFACTS, photo_bytes, tiny_settings
+from tests.factories import ARTIFACTS, photo_bytes, random_vit, tiny_settings
 
 pytestmark = pytest.mark.browser
 
-TINY_VIT12 = VisionModelEntry(
-    id="tiny_vit12",
-    arch_tag="vit_tiny_patch16_224.random",
-    source="random",
-    label="Tiny random ViT, 12 layers (tests)",
-    timm_kwargs=dict(img_size=64, patch_size=8, embed_dim=48, depth=12, num_heads=4, num_classes=1000),
-)
-TINY_NOHEAD = VisionModelEntry(
-    id="tiny_nohead",
-    arch_tag="vit_tiny_patch16_224.random",
-    source="random",
-    label="Tiny random ViT, no [CLS] token, no classifier (tests)",
-    timm_kwargs=dict(
-        img_size=32,
-        patch_size=8,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        num_classes=0,
-        class_token=False,
-        global_pool="avg",
-    ),
+# 8 x 8 patches and 12 layers; 4 x 4 patches without [CLS] (no classifier, average pooling)
+VIT12 = dict(img_size=64, patch_size=8, embed_dim=48, depth=12, num_heads=4, num_classes=1000)
+NOHEAD = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0)
+NOHEAD.update(class_token=False, global_pool="avg")
+TINY_VIT12 = random_vit(VisionModelEntry, "tiny_vit12", "Tiny random ViT, 12 layers (tests)", **VIT12)
+TINY_NOHEAD = random_vit(
+    VisionModelEntry, "tiny_nohead", "Tiny random ViT, no [CLS] token, no classifier (tests)", **NOHEAD
 )
 GRID = ".vz-grid-canvas"
 

@@ -218,19 +218,7 @@ def test_kernel_compiles_for_hopper_without_a_gpu():
 
 def tiny_models() -> list[tuple[str, torch.nn.Module, tuple[int, int], int, int]]:
     """(name, model, grid, patch px, prefix tokens): [CLS]; [CLS] + distillation; [CLS] + 4 registers."""
-    import timm
-
-    torch.manual_seed(0)
-    deit = timm.create_model(
-        "deit_tiny_distilled_patch16_224",
-        pretrained=False,
-        img_size=48,
-        patch_size=16,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        num_classes=10,
-    ).eval()
+    deit = make_tiny_vit("deit_tiny_distilled_patch16_224", img_size=48, patch_size=16, depth=2, num_heads=2)
     return [
         ("vit_cls", make_tiny_vit(), (4, 4), 8, 1),
         ("deit_distilled", deit, (3, 3), 16, 2),
@@ -340,17 +328,7 @@ def test_errors_and_backend_choice():
 
 
 def test_other_attention_classes_are_refused():
-    import timm
-
-    model = timm.create_model(
-        "vit_tiny_patch16_224",
-        pretrained=False,
-        img_size=32,
-        patch_size=8,
-        embed_dim=32,
-        depth=1,
-        num_heads=2,
-    )
+    model = make_tiny_vit(depth=1, num_heads=2, num_classes=1000)  # timm's default head
 
     class OtherAttention(type(model.blocks[0].attn)):
         def forward(self, x, attn_mask=None, is_causal=False):  # a subclass with its own forward

@@ -76,23 +76,12 @@ def test_registers_no_cls_model_rollout_from_the_analysis() -> None:
 
     from models.vision.analysis import analyze_image, load_vision_model
     from models.vision.registry import VisionModelSpec
+    from tests.factories import random_vit
 
-    spec = VisionModelSpec(
-        id="tiny_reg_nocls",
-        arch_tag="vit_tiny_patch16_224.random",
-        source="random",
-        label="Tiny random ViT, 2 registers, no [CLS] (tests)",
-        timm_kwargs=dict(
-            img_size=32,
-            patch_size=8,
-            embed_dim=32,
-            depth=3,
-            num_heads=2,
-            num_classes=0,
-            class_token=False,
-            reg_tokens=2,
-            global_pool="avg",
-        ),
+    geometry = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, num_classes=0)
+    geometry.update(class_token=False, reg_tokens=2, global_pool="avg")
+    spec = random_vit(
+        VisionModelSpec, "tiny_reg_nocls", "Tiny random ViT, 2 registers, no [CLS] (tests)", **geometry
     )
     vm = load_vision_model(spec)
     assert vm.info.num_prefix_tokens == 2 and not vm.info.has_cls_token

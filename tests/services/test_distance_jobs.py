@@ -116,7 +116,8 @@ def test_bad_image_fails_the_job_naming_the_file(client, decodes) -> None:
     assert len(decodes) == 2  # decoded inside the job, once each
 
 
-def test_identical_jobs_share_one_job(client, monkeypatch) -> None:
+def held_jobs(monkeypatch) -> threading.Event:
+    """Dataset jobs block until the returned gate is set."""
     gate = threading.Event()
     real = distance_service.dataset_mean_attention_distance
 
@@ -125,6 +126,11 @@ def test_identical_jobs_share_one_job(client, monkeypatch) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(distance_service, "dataset_mean_attention_distance", held)
+    return gate
+
+
+def test_identical_jobs_share_one_job(client, monkeypatch) -> None:
+    gate = held_jobs(monkeypatch)
     files = [("a.png", photo_bytes(1)), ("b.png", photo_bytes(2))]
     try:
         first = upload(client, files).json()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import tracemalloc
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ from app.main import create_app
 from app.schemas.text import ViewOptions
 from app.services import text as text_service
 from models.text.analysis import TextAnalysis, TokenSeq
+from tests.conftest import burst
 from tests.factories import minilm_shaped_bert, tiny_settings
 
 SENTENCE = "the cat sat on the mat . " * 71  # 497 WordPiece tokens + [CLS] and [SEP] = 499
@@ -190,16 +191,8 @@ def test_identical_analyses_share_one_forward(bert_client, monkeypatch) -> None:
         return real(text, target)
 
     monkeypatch.setattr(model, "analyze", slow)
-    with ThreadPoolExecutor(8) as pool:
-        futures = [
-            pool.submit(bert_client.post, "/api/text/analyze", json={"text": "one two three"})
-            for _ in range(8)
-        ]
-        deadline = time.monotonic() + 10
-        while not calls and time.monotonic() < deadline:
-            time.sleep(0.01)
-        gate.set()
-        responses = [f.result() for f in futures]
+    post = partial(bert_client.post, "/api/text/analyze", json={"text": "one two three"})
+    responses = burst([post] * 8, lambda: bool(calls), gate)
     assert all(r.status_code == 200 for r in responses)
     assert len({r.json()["analysis_id"] for r in responses}) == 1
     assert len(calls) == 1

@@ -24,16 +24,15 @@ from app.services import vision as vision_service
 from app.settings import VisionModelEntry
 from models.vision.analysis import VisionAnalysis
 from models.vision.distance import CHUNK_BYTES, mean_attention_distance
-from tests.factories import tiny_settings
+from tests.factories import random_vit, tiny_settings
 
 MB = 1024 * 1024
 # DINOv2 ViT-S/14 geometry at 448 px (12 layers, 6 heads, 32 x 32 patches + CLS), random and narrow
-MID = VisionModelEntry(
-    id="mid_vit",
-    arch_tag="vit_tiny_patch16_224.random",
-    source="random",
-    label="Random ViT with DINOv2-S/14 geometry at 448 px (tests)",
-    timm_kwargs=dict(img_size=448, patch_size=14, embed_dim=24, depth=12, num_heads=6, num_classes=0),
+MID = random_vit(
+    VisionModelEntry,
+    "mid_vit",
+    "Random ViT with DINOv2-S/14 geometry at 448 px (tests)",
+    **dict(img_size=448, patch_size=14, embed_dim=24, depth=12, num_heads=6, num_classes=0),
 )
 L, H, GRID = 12, 6, (32, 32)
 P = GRID[0] * GRID[1]

@@ -43,84 +43,16 @@ TWO_DIGIT_SHARE = 0.3  # share of sampled dates drawn from the two-digit-year wi
 HELDOUT_PERCENT = 10
 TARGET_LEN = 10  # len("YYYY-MM-DD")
 
-# (full month names, abbreviated month names, full weekday names Monday-first, abbreviated weekdays)
-EN = (
-    [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ],
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
-    ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
-    ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
-)
-FR = (
-    [
-        "janvier",
-        "février",
-        "mars",
-        "avril",
-        "mai",
-        "juin",
-        "juillet",
-        "août",
-        "septembre",
-        "octobre",
-        "novembre",
-        "décembre",
-    ],
-    ["janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.", "déc."],
-    ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"],
-    ["lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim."],
-)
-DE = (
-    [
-        "Januar",
-        "Februar",
-        "März",
-        "April",
-        "Mai",
-        "Juni",
-        "Juli",
-        "August",
-        "September",
-        "Oktober",
-        "November",
-        "Dezember",
-    ],
-    ["Jan.", "Feb.", "März", "Apr.", "Mai", "Juni", "Juli", "Aug.", "Sep.", "Okt.", "Nov.", "Dez."],
-    ["Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"],
-    ["Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"],
-)
-ES = (
-    [
-        "enero",
-        "febrero",
-        "marzo",
-        "abril",
-        "mayo",
-        "junio",
-        "julio",
-        "agosto",
-        "septiembre",
-        "octubre",
-        "noviembre",
-        "diciembre",
-    ],
-    ["ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"],
-    ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"],
-    ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
-)
-LANGUAGES = {"en": EN, "fr": FR, "de": DE, "es": ES}
+# Per language: full month names | abbreviated month names | full weekday names Monday-first | abbreviated
+# weekdays, each a space-separated list (one line a language, so the four read as one table).
+_NAMES = {
+    "en": "January February March April May June July August September October November December | Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec | Monday Tuesday Wednesday Thursday Friday Saturday Sunday | Mon Tue Wed Thu Fri Sat Sun",
+    "fr": "janvier février mars avril mai juin juillet août septembre octobre novembre décembre | janv. févr. mars avr. mai juin juil. août sept. oct. nov. déc. | lundi mardi mercredi jeudi vendredi samedi dimanche | lun. mar. mer. jeu. ven. sam. dim.",
+    "de": "Januar Februar März April Mai Juni Juli August September Oktober November Dezember | Jan. Feb. März Apr. Mai Juni Juli Aug. Sep. Okt. Nov. Dez. | Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag | Mo Di Mi Do Fr Sa So",
+    "es": "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre | ene feb mar abr may jun jul ago sep oct nov dic | lunes martes miércoles jueves viernes sábado domingo | lun mar mié jue vie sáb dom",
+}
+LANGUAGES = {lang: tuple(part.split() for part in names.split(" | ")) for lang, names in _NAMES.items()}
+EN, FR, DE, ES = (LANGUAGES[lang] for lang in ("en", "fr", "de", "es"))
 # Other English abbreviations people type ("Sept.", "Tues", "Thurs"), used alongside EN's.
 EN_MONTH_ABBR_ALT = ["Jan", "Feb", "Mar", "Apr", "May", "June", "July", "Aug", "Sept", "Oct", "Nov", "Dec"]
 EN_WEEKDAY_ABBR_ALT = ["Mon", "Tues", "Wed", "Thurs", "Fri", "Sat", "Sun"]

@@ -3,6 +3,7 @@
 // the formula's own values (pos 0 is the first position, dim 2i is sin), on screen and in the exports.
 import { apiGet, showError } from "../lib/api.js";
 import { $, el } from "../lib/dom.js";
+import { newestLoad } from "../lib/latest.js";
 import { CONFIG, DIVERGING, fmt, layout, mountExports as mount, ordinal } from "../lib/plot.js";
 import { decodeTyped, toArray as arr, toRows } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
@@ -172,7 +173,8 @@ function initPage(app) {
   const inputs = { length: $("pe-length"), d_model: $("pe-dmodel"), k: $("pe-k"), dims: $("pe-dims"), far: $("pe-far") };
   const kRange = $("pe-k-range"), status = $("pe-status"), err = $("pe-error");
   const divs = { heat: $("pe-heat"), curves: $("pe-curves"), sim: $("pe-sim"), mk: $("pe-mk"), far: $("pe-farplot") };
-  let seq = 0, timer = null, renders = 0, inflight = null; // inflight: the AbortController of the newest load
+  let timer = null, renders = 0;
+  const newest = newestLoad(app, status, err);
 
   function syncInputs() {
     for (const [key, node] of Object.entries(inputs)) node.value = state[key];
@@ -180,18 +182,10 @@ function initPage(app) {
     kRange.value = String(Math.max(0, Math.min(state.k, Number(kRange.max))));
   }
 
-  async function load() {
-    const my = ++seq;
-    if (inflight) inflight.abort(); // only the newest parameters matter
-    const ctl = inflight = new AbortController();
+  function load() {
     const q = new URLSearchParams({ length: state.length, d_model: state.d_model, k: state.k, far: state.far });
     if (state.dims) q.set("dims", state.dims);
-    status.replaceChildren(el("span", { class: "spinner" }), "computing…");
-    app.dataset.loading = "1";
-    try {
-      const body = await apiGet(`/api/figures/positional?${q}`, { signal: ctl.signal });
-      if (my !== seq) return;
-      showError(err, null);
+    return newest(`/api/figures/positional?${q}`, (body) => {
       state.dims = body.dims.join(",");
       syncInputs();
       writeState(state);
@@ -205,14 +199,7 @@ function initPage(app) {
       app.dataset.k = String(body.k);
       app.dataset.maxResidual = String(body.linearity.max_residual);
       app.dataset.renders = String(++renders);
-      status.textContent = "";
-    } catch (e) {
-      if (my !== seq) return;
-      showError(err, e);
-      status.textContent = "";
-    } finally {
-      if (my === seq) delete app.dataset.loading;
-    }
+    });
   }
 
   function schedule(delay = 250) { clearTimeout(timer); timer = setTimeout(load, delay); }

@@ -1,7 +1,7 @@
 // /scaling: why scaled dot-product attention divides by sqrt(d_k) (paper 1, Section 3.2.1 and footnote 4).
 // Every number comes from /api/figures/scaling. The draw* functions are exported for the paper tour.
-import { apiGet, showError } from "../lib/api.js";
 import { $, el } from "../lib/dom.js";
+import { newestLoad } from "../lib/latest.js";
 import { exportButtons, plotlyExports } from "../lib/export.js";
 import { CONFIG, fmt, layout } from "../lib/plot.js";
 import { toArray as arr } from "../lib/typed.js";
@@ -160,24 +160,17 @@ function initPage(app) {
   const range = $("sc-dk-range"), inputs = { d_k: $("sc-dk"), n_keys: $("sc-nkeys"), n_samples: $("sc-nsamples"), seed: $("sc-seed"), dist: $("sc-dist") };
   const status = $("sc-status"), err = $("sc-error");
   const divs = { row: $("sc-row"), var: $("sc-var"), mp: $("sc-mp"), ent: $("sc-ent"), jac: $("sc-jac") };
-  let seq = 0, timer = null, renders = 0, inflight = null; // inflight: the AbortController of the newest load
+  let timer = null, renders = 0;
+  const newest = newestLoad(app, status, err);
 
   function syncInputs() {
     for (const [key, node] of Object.entries(inputs)) node.value = state[key];
     range.value = String(toSlider(state.d_k));
   }
 
-  async function load() {
-    const my = ++seq;
-    if (inflight) inflight.abort(); // only the newest parameters matter
-    const ctl = inflight = new AbortController();
+  function load() {
     const q = new URLSearchParams({ d_k: state.d_k, n_keys: state.n_keys, n_samples: state.n_samples, seed: state.seed, distribution: state.dist });
-    status.replaceChildren(el("span", { class: "spinner" }), "computing…");
-    app.dataset.loading = "1";
-    try {
-      const body = await apiGet(`/api/figures/scaling?${q}`, { signal: ctl.signal });
-      if (my !== seq) return;
-      showError(err, null);
+    return newest(`/api/figures/scaling?${q}`, (body) => {
       writeState(state);
       const tag = `dk${body.d_k}_keys${body.n_keys}_seed${body.seed}`;
       mount("sc-row-export", divs.row, `attention_row_${tag}`, drawRow(divs.row, body));
@@ -188,14 +181,7 @@ function initPage(app) {
       renderNumbers(body);
       app.dataset.dk = String(body.d_k);
       app.dataset.renders = String(++renders);
-      status.textContent = "";
-    } catch (e) {
-      if (my !== seq) return;
-      showError(err, e);
-      status.textContent = "";
-    } finally {
-      if (my === seq) delete app.dataset.loading;
-    }
+    });
   }
   const schedule = (delay = 150) => { clearTimeout(timer); timer = setTimeout(load, delay); };
 

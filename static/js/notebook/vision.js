@@ -85,6 +85,17 @@ function rolloutDiscard(D, S, fusion, update) {
   return discard;
 }
 
+// What the rollout map shows, for the fusion and discard ratio of `S` over `L` layers.
+function rolloutCaption(D, S, L) {
+  return `Rollout (Abnar & Zuidema 2020; ViT paper Fig. 6, App. D.8): heads fused by ${S.fusion}, the weakest ${Math.round(S.discard * 100)}% of the `
+    + "patch-to-patch entries discarded (never a prefix row or column: [CLS] and registers included), "
+    + `identity added for the residual connection, rows renormalised, layers multiplied from 1 up to ${L}. `
+    + (D.cls_query === "cls"
+      ? "Shown: row [CLS] of the product, rollout's estimate of how much each patch feeds the final [CLS] token "
+        + "(it mixes attention linearly; the values, the output projections and the MLPs are ignored, so it is not a measured contribution)."
+      : "This model has no [CLS] token: shown is the mean over the patch rows of the product.");
+}
+
 export async function mount(root, D) {
   const { num_layers: L, num_heads: H } = D.model, g = D.grid, P = g.rows * g.cols;
   const cls = decodeTyped(D.cls_attention).data; // (L, H, P)
@@ -146,14 +157,7 @@ export async function mount(root, D) {
     const where = `Layer ${fromApi(l)} \u00b7 ${head === null ? `mean of ${H} heads` : `head ${fromApi(head)}`}`;
     if (S.view === "rollout") {
       return { values: rollouts[`${S.fusion}|${S.discard.toFixed(2)}`], meta: { view: "rollout", layer: l, head: head ?? "mean" },
-        title: `Attention rollout \u00b7 layers 1\u2013${L}`,
-        caption: `Rollout (Abnar & Zuidema 2020; ViT paper Fig. 6, App. D.8): heads fused by ${S.fusion}, the weakest ${Math.round(S.discard * 100)}% of the `
-          + "patch-to-patch entries discarded (never a prefix row or column: [CLS] and registers included), "
-          + `identity added for the residual connection, rows renormalised, layers multiplied from 1 up to ${L}. `
-          + (D.cls_query === "cls"
-            ? "Shown: row [CLS] of the product, rollout's estimate of how much each patch feeds the final [CLS] token "
-              + "(it mixes attention linearly; the values, the output projections and the MLPs are ignored, so it is not a measured contribution)."
-            : "This model has no [CLS] token: shown is the mean over the patch rows of the product.") };
+        title: `Attention rollout \u00b7 layers 1\u2013${L}`, caption: rolloutCaption(D, S, L) };
     }
     if (S.view === "entropy") {
       const values = entropy.subarray((l * H + S.head) * P, (l * H + S.head + 1) * P);
