@@ -97,7 +97,7 @@ def long_text(n: int, repeats: int) -> dict:
                 a, opt, state.settings.limits.text_thumb_size, state.settings.limits.text_inline_kb * 1024
             )
             service.build_overview(
-                state, j["analysis_id"], a, blocks, opt, "encoder_self", 0, False
+                state, j["analysis_id"], a, blocks, opt, "encoder_self", 0
             ).model_dump_json()
             views_cpu.append(time.thread_time() - c0)
     med = statistics.median

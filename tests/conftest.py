@@ -168,3 +168,11 @@ def burst(calls: list[Callable[[], Any]], started: Callable[[], bool], gate: Any
             time.sleep(0.01)
         gate.set()
         return [f.result() for f in futures]
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 20.0, what: str = "the condition") -> None:
+    """Poll ``condition`` instead of sleeping a fixed time: a loaded CI machine may be slow to get there."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)

@@ -20,6 +20,7 @@ from models.vision.distance import Cancelled, dataset_mean_attention_distance
 from models.vision.samples import sample_images
 from tests.api import test_api_vit_figures as vit_figures
 from tests.api.test_api_vit_figures import FINISHED, corrupt_zip, wait
+from tests.conftest import wait_until
 from tests.factories import TINY_SPECS, photo_bytes, zip_of
 
 client = vit_figures.client  # the fixture: the same app (the tiny models plus a non-square ViT)
@@ -82,14 +83,6 @@ def test_job_cancel_while_waiting_for_the_model(client) -> None:
     assert client.post(job["cancel_url"]).json()["status"] == "cancelled"
     blocks = state.vision_store.get("tiny_vit").model.blocks
     assert all(not b.attn.attn_drop._forward_hooks for b in blocks)  # hooks gone after every batch
-
-
-def wait_until(condition, timeout: float = 20.0) -> None:
-    """Poll instead of sleeping a fixed time: a loaded CI machine may be slow to get there."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the queue"
-        time.sleep(0.01)
 
 
 def test_single_image_requests_interleave_with_a_job(client) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-import time
 from concurrent.futures import CancelledError
 
 import numpy as np
@@ -33,7 +32,7 @@ from app.main import create_app
 from app.services import vision as vision_service
 from app.state import AppState
 from models.vision.analysis import VisionAnalysis, analyze_image, analyze_images, load_vision_model
-from tests.conftest import run_in_own_loop
+from tests.conftest import run_in_own_loop, wait_until
 from tests.factories import TINY_SPECS, image_bytes, photo, tiny_settings
 
 EPS32 = 2.0**-23
@@ -132,13 +131,6 @@ def test_concurrent_analyses_run_as_batches_with_merged_keys(tmp_path) -> None:
         state.shutdown()
 
 
-def wait_for_sync(predicate, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
     state, gate = gated_state(tmp_path, queue_size=3)
     try:
@@ -174,7 +166,9 @@ def test_admission_stays_bounded_and_a_full_queue_answers_503(tmp_path) -> None:
             assert r.status_code == 503 and r.headers["Retry-After"] == str(settings.limits.retry_after_s)
         finally:
             gate.set()
-        wait_for_sync(lambda: state.queue.pending == 0)  # the gate's slot is released by its worker thread
+        wait_until(
+            lambda: state.queue.pending == 0, 10.0, "the gate's slot"
+        )  # the gate's slot is released by its worker thread
         r = client.post(
             "/api/vision/analyze", files={"image": ("a.png", image_bytes(photo(1, 40)), "image/png")}
         )
