@@ -255,7 +255,7 @@ def test_text_side_by_side(base_url, page) -> None:
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"{base_url}/text")
-    page.wait_for_selector("#tx-summary b")
+    page.wait_for_selector("#tx-summary b", timeout=TIMEOUT)
     assert page.locator("#tx-compare").is_hidden()
     page.click("#tx-compare-link")
     page.wait_for_url("**compare=1**")

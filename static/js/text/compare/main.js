@@ -33,7 +33,10 @@ function select(ctx, s, change) {
   render(ctx);
 }
 
-async function run(ctx, s) {
+// follow: a run the user started in one panel (its text or model) takes the other panel's kind, layer and head
+// when linked; runs of both panels at once (a permalink, an option, a rerun) keep each panel's own, so which
+// response arrives first never decides the state.
+async function run(ctx, s, follow = true) {
   const C = ctx.C, my = ++s.token, ui = s.ui;
   s.text = ui.text.value; s.model = ui.model.value;
   s.target = (ctx.models.get(s.model) || {}).kind === "seq2seq" ? ui.target.value : "";
@@ -46,7 +49,7 @@ async function run(ctx, s) {
     if (my !== s.token) return;
     s.A = A;
     const other = otherSide(C, s);
-    if (C.link && other.A) Object.assign(s, { kind: other.kind, layer: other.layer, head: other.head }); // linked: follow
+    if (follow && C.link && other.A) Object.assign(s, { kind: other.kind, layer: other.layer, head: other.head }); // linked
     clamp(s);
     const r = A.resp, m = r.model;
     ui.status.textContent = `forward ${r.forward_ms.toFixed(1)} ms`;
@@ -72,7 +75,7 @@ async function render(ctx) {
     maps = await Promise.all(ready.map((s) => s.A.head(s.kind, s.layer, s.head)));
   } catch (err) {
     if (seq !== ctx.renderSeq) return;
-    if (err.status === 404 && !C.rerun) { C.rerun = true; for (const s of sidesOf(C)) run(ctx, s); return; } // evicted: once
+    if (err.status === 404 && !C.rerun) { C.rerun = true; for (const s of sidesOf(C)) run(ctx, s, false); return; } // evicted: once
     showError(ctx.errBox, err);
     return;
   }
@@ -98,7 +101,7 @@ function toolbar(ctx) {
     if (C.link) select(ctx, C.sides.a, { kind: C.sides.a.kind, layer: C.sides.a.layer, head: C.sides.a.head }); else render(ctx);
   });
   for (const [box, key] of [[hide, "hide"], [merge, "merge"]]) {
-    box.addEventListener("change", () => { C[key] = box.checked; for (const s of sidesOf(C)) run(ctx, s); });
+    box.addEventListener("change", () => { C[key] = box.checked; for (const s of sidesOf(C)) run(ctx, s, false); });
   }
   return el("div", { class: "panel cmp-toolbar" },
     el("label", { title: "Attention kind, layer and head move together in both panels (clamped to the smaller model)" }, link, " Link kind, layer and head"),
@@ -132,5 +135,5 @@ export function mountCompare(pd = pageData()) {
   host.replaceChildren(toolbar(ctx), note, el("div", { class: "cmp-text-panels" }, C.sides.a.ui.panel, C.sides.b.ui.panel, ctx.diff.panel));
   let resizeTimer = 0;
   window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => render(ctx), 200); });
-  for (const s of sidesOf(C)) run(ctx, s);
+  for (const s of sidesOf(C)) run(ctx, s, false);
 }
