@@ -23,6 +23,7 @@ from PIL import Image
 from ray import serve
 
 from app.batching import batching_enabled, forward_group
+from app.compute import lower_priority
 from app.services.errors import ServiceError, TextError
 from app.settings import Settings
 from app.store import text_store, vision_store
@@ -41,12 +42,21 @@ class Failure:
 
 
 class ModelReplica:
-    """Shared by both families: the replica's device and dtype, and its single forward thread."""
+    """Shared by both families: the replica's device and dtype, and its single forward thread.
+
+    The forward thread runs ``settings.limits.worker_nice`` below normal priority, as the local compute
+    queue's worker does: on a machine the replicas share with Serve's proxy and the ingress, a forward then
+    yields the cores to the event loops that answer health checks and cached views."""
 
     def __init__(self, settings: Settings) -> None:
         self.device = resolve_device(settings.server.device)
         self.dtype = resolve_dtype(settings.server.dtype, self.device)
-        self._forward = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atlas-forward")
+        self._forward = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="atlas-forward",
+            initializer=lower_priority,
+            initargs=(settings.limits.worker_nice,),
+        )
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T | Failure:
         try:
