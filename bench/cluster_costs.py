@@ -9,7 +9,9 @@ With the default vision model (DINOv2 ViT-S/14) on a sample photo, at 224 and 44
 - the size of the ``VisionAnalysis`` the replica sends back to the ingress (pickle protocol 5, as Ray's
   serializer uses) and the time to pickle and unpickle it;
 - on a new local Ray instance (loopback, as ``make run-cluster``): the round trip of an empty actor call, and
-  of a call that returns that analysis (serialise in the actor, through the object store, deserialise here).
+  of a call that returns that analysis (serialise in the actor, through the object store, deserialise here),
+  and the same with the (L, H, N, N) maps as a numpy array instead of a torch tensor (what a zero-copy
+  transport would cost; the app does not do this).
 
 Medians of ``--repeats`` runs; nothing here is asserted in a test.
 """
@@ -17,6 +19,7 @@ Medians of ``--repeats`` runs; nothing here is asserted in a test.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pickle
 import statistics
@@ -99,6 +102,10 @@ def ray_hops(analyses: dict, repeats: int) -> None:
             def get(self, res: int):
                 return self.analyses[res]
 
+            def get_numpy(self, res: int):  # the maps as a numpy array: Ray hands its buffer over zero-copy
+                a = self.analyses[res]
+                return dataclasses.replace(a, attentions=a.attentions.numpy())
+
         holder = Holder.remote({res: pickle.dumps(a, protocol=5) for res, a in analyses.items()})
         ray.get(holder.noop.remote())
         empty = median_ms(lambda: ray.get(holder.noop.remote()), max(20, repeats))
@@ -107,6 +114,11 @@ def ray_hops(analyses: dict, repeats: int) -> None:
             ray.get(holder.get.remote(res))  # warm-up
             ms = median_ms(lambda res=res: ray.get(holder.get.remote(res)), repeats)
             print(f"actor call returning the {res} px analysis: {ms:.0f} ms")
+            ray.get(holder.get_numpy.remote(res))  # warm-up
+            ms = median_ms(lambda res=res: ray.get(holder.get_numpy.remote(res)), repeats)
+            print(
+                f"  the same with the maps as a numpy array (zero-copy out of the object store): {ms:.0f} ms"
+            )
     finally:
         ray.shutdown()
 
