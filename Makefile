@@ -44,11 +44,15 @@ test: $(VENV)/.installed-dev
 ## Load benchmark (locust, headless): starts the server on 127.0.0.1 with the CPU defaults, runs
 ## LOAD_USERS simulated students for LOAD_TIME, prints requests/s, p50/p95 per route, 503s, other 5xx (must
 ## be 0), the server's peak RSS and /api/health p99. Shorter: `make load LOAD_USERS=50 LOAD_TIME=45s`.
+## LOAD_TARGET=run (default, as `make run`) | run-cluster (as `make run-cluster`: Ray Serve, a new local Ray
+## on loopback; RSS summed over the whole process tree) | both (one after the other, side by side).
+LOAD_TARGET     ?= run
 LOAD_USERS      ?= 200
 LOAD_SPAWN_RATE ?= 10
 LOAD_TIME       ?= 3m
 load: $(VENV)/.installed-dev
-	$(PY) bench/load/run.py --users $(LOAD_USERS) --spawn-rate $(LOAD_SPAWN_RATE) --time $(LOAD_TIME)
+	$(PY) bench/load/run.py --users $(LOAD_USERS) --spawn-rate $(LOAD_SPAWN_RATE) --time $(LOAD_TIME) \
+		--target $(LOAD_TARGET)
 
 ## Long schemathesis run: more examples per operation and longer stateful runs than `make test`.
 FUZZ_EXAMPLES ?= 200

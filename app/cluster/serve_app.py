@@ -33,7 +33,7 @@ from ray import serve
 from ray.serve.config import BackpressureConfig
 
 from app.cluster.client import INGRESS, TEXT, VISION
-from app.cluster.deployments import TextModels, VisionModels
+from app.cluster.deployments import TextModels, VisionModels, send_analyses_zero_copy
 from app.cluster.loopback import keep_replica_server_on_node_ip
 from app.settings import Settings
 
@@ -46,6 +46,7 @@ class Ingress:
 
     def __init__(self, settings: Settings, *model_deployments: Any) -> None:
         keep_replica_server_on_node_ip()
+        send_analyses_zero_copy()  # the shared analysis index (ray.put) when ingress_replicas > 1
         self.settings = settings  # the model deployments are reached by name, see build_app
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -63,6 +64,7 @@ class VisionReplica(VisionModels):
 
     def __init__(self, settings: Settings) -> None:
         keep_replica_server_on_node_ip()
+        send_analyses_zero_copy()  # the (L, H, N, N) maps go back to the ingress without a pickled copy
         super().__init__(settings)
 
 

@@ -1,7 +1,8 @@
 """``make load``: start the server, run the locust scenario headless against it, print what happened.
 
     python bench/load/run.py [--users 200] [--spawn-rate 10] [--time 3m] [--port 0] [--out bench/out/load]
-                             [--scenario class|fairness|both] [--fair-time 45s]
+                             [--scenario class|fairness|both] [--fair-time 45s] [--target run|run-cluster|both]
+                             [--probe 3]
 
 Defaults come from LOAD_USERS, LOAD_SPAWN_RATE, LOAD_TIME (e.g. ``LOAD_USERS=50 LOAD_TIME=45s make load``).
 The server is ``uvicorn app.main:create_app --factory`` on 127.0.0.1 with the real CPU defaults (DINOv2
@@ -10,13 +11,23 @@ traffic stays on 127.0.0.1; the run is bounded in users and time and stops by it
 127.0.0.1 as a proxy (``ATLAS_TRUSTED_PROXIES``): the load generator stands for a reverse proxy in front
 of the class, and each simulated user sends its own client address in ``X-Forwarded-For``.
 
+Targets (``LOAD_TARGET``, default ``run``): ``run`` serves the app as ``make run`` does; ``run-cluster`` as
+``make run-cluster`` does (``python -m app.cluster``: a new local Ray instance on loopback, Serve's proxy on
+127.0.0.1 and a free port); ``both`` runs the two one after the other, each with the same scenarios, and
+prints them side by side with the ratio cluster / local (bench/load/compare.py). Each target's outputs go
+to ``<out>/<target>/`` when both run. Before the load, ``--probe`` uploads per resolution (224, 448 px) are
+timed on the idle server: client time vs the ``forward_ms`` the response reports. Memory is the peak of the
+sum of RSS over the server's whole process tree (for the cluster: driver, GCS, raylet, agents, Serve
+controller, proxy, replicas), with the sum of PSS beside it; CPU seconds during the load are attributed to
+the tree's processes by role (bench/load/targets.py). After the run the script stops everything it started
+(SIGINT, then a kill by pid of whatever is left) and checks with ``ps`` that none of those processes remain.
+
 Scenarios: ``class`` is the class of students (bench/load/locustfile.py); ``fairness``
 (bench/load/fairness.py) runs a flooding client (16 connections, one address, no think time) beside a polite
 one and prints the share of the polite client's uploads that were served (goal >= 80 %); ``both`` (the
 default) runs the class, then the fairness scenario, against the same server.
 
-While locust runs, this script samples the server's RSS from /proc/<pid>/status every 0.2 s (VmRSS; VmHWM
-is the kernel's own peak) and polls /api/health in its own thread to measure its latency. It prints:
+While locust runs, this script samples the tree's memory every 0.5 s and polls /api/health in its own thread to measure its latency. It prints:
 requests/s, p50 and p95 per route (of the answers served; 503s are counted apart), the number of 503s, the
 number of other 5xx and failed connections (must be 0), the server's peak RSS and /api/health p99. Exit
 status 1 when any non-503 5xx (or a connection failure) happened, or when nothing was served.
@@ -32,13 +43,24 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # payloads, compare, targets (run as a script)
+from compare import KeyNumbers, probe_analyze, side_by_side  # noqa: E402
+from targets import (  # noqa: E402
+    TreeSampler,
+    cpu_lines,
+    ps_left,
+    server_command,
+    stop_tree,
+    targets_of,
+    tree,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -54,42 +76,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def proc_status_kb(pid: int, field: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
 def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an ascending list (nan when empty)."""
     if not sorted_values:
         return float("nan")
     rank = max(1, int(-(-q * len(sorted_values) // 100)))  # ceil(q/100 * n)
     return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-class Sampler(threading.Thread):
-    """Peak RSS of the server every 0.2 s."""
-
-    def __init__(self, pid: int, period_s: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.period_s = pid, period_s
-        self.peak_rss_kb = 0
-        self.samples = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            rss = proc_status_kb(self.pid, "VmRSS")
-            if rss is not None:
-                self.peak_rss_kb = max(self.peak_rss_kb, rss)
-                self.samples += 1
-            self.stop.wait(self.period_s)
 
 
 class HealthProbe(threading.Thread):
@@ -168,8 +160,7 @@ def summarise(report: dict, rss_kb: int, hwm_kb: int | None, health: HealthProbe
         f"503 (busy, retried after Retry-After): {n503}",
         f"other 5xx and failed connections: {n5xx}",
         f"stale keep-alive connections (request resent, as browsers do): {n_stale}",
-        f"server peak RSS: {peak_mb:.0f} MB "
-        f"(VmHWM {(hwm_kb or 0) / 1024:.0f} MB, sampled max {rss_kb / 1024:.0f} MB)",
+        f"peak RSS of the server's process tree (sum of RSS, sampled every 0.5 s): {peak_mb:.0f} MB",
         f"/api/health: p50 {percentile(h, 50):.1f} ms, p99 {percentile(h, 99):.1f} ms, max "
         f"{(h[-1] if h else float('nan')):.1f} ms over {len(h)} probes ({health.failures} failed)",
     ]
@@ -221,7 +212,7 @@ def run_locust(py: str, port: int, args: argparse.Namespace, out: Path, scenario
     return json.loads(report_path.read_text())
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=int(os.environ.get("LOAD_USERS", "200")))
     ap.add_argument("--spawn-rate", type=float, default=float(os.environ.get("LOAD_SPAWN_RATE", "10")))
@@ -232,71 +223,134 @@ def main() -> int:
     ap.add_argument("--startup-timeout", type=float, default=600.0)
     ap.add_argument("--scenario", choices=("class", "fairness", "both"), default="both")
     ap.add_argument("--fair-time", default=os.environ.get("LOAD_FAIR_TIME", "45s"), help="fairness run time")
-    args = ap.parse_args()
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    port = args.port or free_port()
-    py = sys.executable
-    server_cmd = [
-        py,
-        "-m",
-        "uvicorn",
-        "app.main:create_app",
-        "--factory",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--no-proxy-headers",  # the app reads X-Forwarded-For itself, from ATLAS_TRUSTED_PROXIES only
-    ]
-    server_env = {**os.environ, "ATLAS_TRUSTED_PROXIES": "127.0.0.1"}  # locust plays the reverse proxy
-    server_log = open(out / "server.log", "w")  # noqa: SIM115 - closed in finally
-    print(f"starting the server on {HOST}:{port} (log: {out / 'server.log'})", flush=True)
-    server = subprocess.Popen(
-        server_cmd, cwd=ROOT, env=server_env, stdout=server_log, stderr=subprocess.STDOUT
+    ap.add_argument(
+        "--target",
+        type=targets_of,
+        default=os.environ.get("LOAD_TARGET", "run"),
+        help="run (make run), run-cluster (make run-cluster: Ray Serve, local Ray on loopback) or both",
     )
-    sampler = Sampler(server.pid)
+    ap.add_argument("--probe", type=int, default=int(os.environ.get("LOAD_PROBE", "3")),
+                    help="uploads per resolution timed on the idle server before the load (0: none)")  # fmt: skip
+    args = ap.parse_args(argv)
+    if isinstance(args.target, str):  # the default is not passed through type=
+        args.target = targets_of(args.target)
+    return args
+
+
+def serve(
+    target: str, args: argparse.Namespace, out: Path
+) -> tuple[dict, TreeSampler, HealthProbe, float, str]:
+    """Start ``target``, probe it idle, run the scenarios, stop it and everything under it.
+    (reports by scenario, sampler, health probe, load wall seconds, notes)."""
+    py = sys.executable
+    port = args.port or free_port()
+    cmd, env = server_command(target, py, port, dict(os.environ))
+    server_log = open(out / "server.log", "w")  # noqa: SIM115 - closed in finally
+    print(f"[{target}] starting {' '.join(cmd[1:])} (log: {out / 'server.log'})", flush=True)
     health = HealthProbe(port)
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+    sampler = TreeSampler(server.pid)
+    notes, reports, wall = [], {}, 0.0
     try:
         t0 = time.monotonic()
         wait_healthy(port, server, args.startup_timeout)
-        print(f"server ready in {time.monotonic() - t0:.0f} s", flush=True)
+        notes.append(f"ready (first 200 from /api/health) after {time.monotonic() - t0:.0f} s")
+        print(f"[{target}] {notes[-1]}", flush=True)
+        if args.probe:
+            notes.append(probe_analyze(port, n=args.probe))
+            print(notes[-1], flush=True)
         sampler.start()
+        sampler.mark()
         health.start()
+        t1 = time.monotonic()
         scenarios = ("class", "fairness") if args.scenario == "both" else (args.scenario,)
         reports = {name: run_locust(py, port, args, out, name) for name in scenarios}
-        hwm_kb = proc_status_kb(server.pid, "VmHWM")
+        wall = time.monotonic() - t1
+        sampler.sample()
     finally:
         sampler.stop.set()
         health.stop.set()
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        pids = {p.pid for p in tree(server.pid)} | set(sampler.cpu_last)
+        killed = stop_tree(server)
         server_log.close()
     health.join(timeout=35)
+    left = ps_left(pids)
+    notes.append(
+        f"stopped: {len(pids)} processes seen in the tree; killed after the grace period: {len(killed)}"
+        f"{' ' + '; '.join(killed) if killed else ''}; left in ps afterwards: {len(left)}"
+        f"{' ' + '; '.join(left) if left else ''}"
+    )
+    return reports, sampler, health, wall, "\n".join(notes)
 
+
+def report_target(target: str, args: argparse.Namespace) -> tuple[bool, KeyNumbers | None]:
+    """Run one target and print its tables; (failed, key numbers)."""
+    out = Path(args.out) / target if len(args.target) > 1 else Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    reports, sampler, health, wall, notes = serve(target, args, out)
+    rss_kb = sampler.peak_rss_kb
+    cpu = cpu_lines(sampler.cpu_by_role(), wall, os.cpu_count() or 1)
+    extra = (
+        f"peak of the process tree: sum of RSS {rss_kb / 1024:.0f} MB, sum of PSS {sampler.peak_pss_kb / 1024:.0f}"
+        f" MB, up to {sampler.max_processes} processes ({sampler.samples} samples)\n"
+        f"CPU during the load ({wall:.0f} s, {os.cpu_count()} cores):\n{cpu}\n{notes}"
+    )
+    print(f"\n[{target}]\n{extra}")
     if any(r is None for r in reports.values()):
-        return 1
-    failed = False
+        return True, None
+    failed, fair, table = False, "not run", ""
     if "class" in reports:
-        table, n5xx = summarise(reports["class"], sampler.peak_rss_kb, hwm_kb, health)
-        print(f"\n{args.users} users, spawn rate {args.spawn_rate}/s, {args.time}\n{table}")
-        (out / "summary.txt").write_text(table + "\n")
+        table, n5xx = summarise(reports["class"], rss_kb, None, health)
+        print(f"\n[{target}] {args.users} users, spawn rate {args.spawn_rate}/s, {args.time}\n{table}")
         served = sum(len(v) for v in reports["class"]["served_ms"].values())
         if n5xx or not served:
             print("FAILED: server errors other than 503" if n5xx else "FAILED: nothing was served")
             failed = True
     if "fairness" in reports:
-        text, met = fairness_lines(reports["fairness"])
-        _, n5xx = summarise(reports["fairness"], sampler.peak_rss_kb, hwm_kb, health)
-        print(f"\n{text}")
-        (out / "fairness.txt").write_text(text + "\n")
+        fair, met = fairness_lines(reports["fairness"])
+        _, n5xx = summarise(reports["fairness"], rss_kb, None, health)
+        print(f"\n[{target}] {fair}")
+        (out / "fairness.txt").write_text(fair + "\n")
         if n5xx or not met:
             print("FAILED: " + ("server errors other than 503" if n5xx else "the polite client was starved"))
             failed = True
+    (out / "summary.txt").write_text(f"{table}\n\n{extra}\n")
+    if "class" not in reports:
+        return failed, None
+    return failed, key_numbers(target, reports["class"], sampler, health, fair)
+
+
+def key_numbers(
+    target: str, report: dict, sampler: TreeSampler, health: HealthProbe, fair: str
+) -> KeyNumbers:
+    tally, duration = report["tally"], max(report["duration_s"], 1e-9)
+    answered = ("2xx", "3xx", "4xx", "503", "5xx_other", "conn_error")
+    h = sorted(health.latencies_ms)
+    return KeyNumbers(
+        target=target,
+        requests_per_s=sum(sum(t.get(k, 0) for k in answered) for t in tally.values()) / duration,
+        served_per_s=sum(len(v) for v in report["served_ms"].values()) / duration,
+        n503=sum(t.get("503", 0) for t in tally.values()),
+        other_5xx=sum(t.get("5xx_other", 0) + t.get("conn_error", 0) for t in tally.values()),
+        peak_rss_mb=sampler.peak_rss_kb / 1024,
+        peak_pss_mb=sampler.peak_pss_kb / 1024,
+        health_p50_ms=percentile(h, 50),
+        health_p99_ms=percentile(h, 99),
+        fairness=fair,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results: dict[str, KeyNumbers | None] = {}
+    failed = False
+    for target in args.target:
+        f, results[target] = report_target(target, args)
+        failed = failed or f
+    if len(args.target) == 2 and all(results.values()):
+        table = side_by_side(results["run"], results["run-cluster"])  # type: ignore[arg-type]
+        print(f"\nside by side ({args.users} users, {args.time} each, one after the other):\n{table}")
+        (Path(args.out) / "side-by-side.txt").write_text(table + "\n")
     return 1 if failed else 0
 
 

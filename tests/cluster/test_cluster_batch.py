@@ -104,3 +104,19 @@ def test_which_replicas_batch(tmp_path) -> None:
     assert replicas_batch(s.replace(**{"device": "auto", "num_gpus_per_replica": 1.0}))
     assert replicas_batch(s.replace(**{"batching": "on"}))
     assert not replicas_batch(s.replace(**{"batching": "off", "num_gpus_per_replica": 1.0}))
+
+
+def test_the_forward_thread_runs_below_the_event_loop(tmp_path) -> None:
+    """As the local compute worker (settings.limits.worker_nice): a forward yields the cores to the proxy's
+    and the ingress's event loops on a shared machine."""
+    import os
+
+    r = replica(tmp_path, "off")
+
+    def nice_of_this_thread() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    own = nice_of_this_thread()
+    worker = r._forward.submit(nice_of_this_thread).result(timeout=30)
+    assert r._forward._initargs == (10,)  # the default ATLAS_WORKER_NICE reached the replica
+    assert worker == min(own + 10, 19)  # what the kernel reports for the forward thread
