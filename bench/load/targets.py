@@ -18,7 +18,6 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 
 import psutil
 
@@ -107,22 +106,16 @@ def tree_memory_kb(pid: int) -> tuple[int, int, int]:
     return rss, pss, n
 
 
-@dataclass(eq=False)  # a Thread must stay hashable
 class TreeSampler(threading.Thread):
     """Peak tree RSS / PSS every ``period_s``; CPU seconds per role between :meth:`mark` and the end."""
 
-    pid: int
-    period_s: float = 0.5
-    peak_rss_kb: int = 0
-    peak_pss_kb: int = 0
-    max_processes: int = 0
-    samples: int = 0
-    cpu_start: dict[int, float] = field(default_factory=dict)
-    cpu_last: dict[int, tuple[str, float]] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
+    def __init__(self, pid: int, period_s: float = 0.5) -> None:
         super().__init__(daemon=True)
+        self.pid, self.period_s = pid, period_s
+        self.peak_rss_kb = self.peak_pss_kb = self.max_processes = self.samples = 0
+        self.cpu_start: dict[int, float] = {}
+        self.cpu_last: dict[int, tuple[str, float]] = {}
+        self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
