@@ -42,6 +42,21 @@ def keep_ray_on_loopback() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False  # read at import: resolve "this node" to 127.0.0.1
 
 
+# Serve's own start-up checks allow the HTTP proxy 5 s to answer "ready" (10 s for a health check); on a
+# 2-core machine under load it misses that, Serve kills it, and `serve.start` fails. Patient defaults, for the
+# Ray processes this process starts (an operator's own RAY_SERVE_* values win).
+PATIENT_SERVE_CHECKS = {
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
+}
+
+
+def patient_serve_checks() -> None:
+    """Set :data:`PATIENT_SERVE_CHECKS` in the environment unless already set (before Ray starts)."""
+    for name, value in PATIENT_SERVE_CHECKS.items():
+        os.environ.setdefault(name, value)
+
+
 def auth_mode() -> str:
     """Ray's authentication mode for this process ("token" or "disabled")."""
     from ray._raylet import AuthenticationMode, get_authentication_mode
@@ -53,6 +68,7 @@ def init_ray(address: str | None = None, **kwargs: Any) -> str:
     """``ray.init``: a new local instance on 127.0.0.1 (``address`` None or "local"), or join ``address``.
 
     Returns (and logs) a one-line description of the cluster joined."""
+    patient_serve_checks()
     if address in (None, "local"):
         keep_ray_on_loopback()
         kwargs.setdefault("include_dashboard", False)

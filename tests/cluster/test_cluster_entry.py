@@ -109,3 +109,18 @@ def test_listeners_of_a_process_and_loopback_filter() -> None:
         anyif.listen()
         found = {(lsn.ip, lsn.port) for lsn in loopback.listeners([psutil.Process()])}
         assert ("127.0.0.1", lo.getsockname()[1]) in found and ("0.0.0.0", anyif.getsockname()[1]) in found
+
+
+def test_serve_start_up_checks_are_patient_unless_the_operator_set_them(monkeypatch) -> None:
+    """Serve's 5 s proxy readiness check fails on a loaded 2-core machine: the Ray processes we start get 60 s,
+    and a value the operator set is kept."""
+    from app.cluster.loopback import PATIENT_SERVE_CHECKS, patient_serve_checks
+
+    monkeypatch.delenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", raising=False)
+    monkeypatch.setenv("RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S", "7")
+    patient_serve_checks()
+    assert (
+        os.environ["RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"]
+        == PATIENT_SERVE_CHECKS["RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"]
+    )
+    assert os.environ["RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S"] == "7"
