@@ -20,6 +20,7 @@ from models.vision.registry import DINOV2_VITS14, VisionModelSpec
 
 BatchingMode = Literal["auto", "on", "off"]  # dynamic batching: auto = on for CUDA, off on CPU
 Backend = Literal["local", "ray"]  # where model work runs
+HttpFront = Literal["driver", "serve"]  # who answers HTTP in cluster mode (docs/cluster.md)
 
 MIN_SECRET_BYTES = 32  # ATLAS_SECRET_KEY keys every id (HMAC-SHA256): at least as long as its output
 
@@ -150,6 +151,9 @@ class ClusterSettings(Group):
     backend: Backend = "local"  # ray: forwards run in Ray Serve model deployments
     ray_address: str | None = None  # an existing cluster ("auto", "ray://..."); None: start a local one
     serve_app_name: str = "atlas"
+    # driver: uvicorn in the `python -m app.cluster` process runs the app, models in Serve deployments;
+    # serve: Serve's HTTP proxy and an Ingress deployment (needed for ingress_replicas > 1)
+    http_front: HttpFront = "driver"
     ingress_replicas: int = Field(1, ge=1)  # FastAPI ingress replicas (analyses shared via the object store)
     vision_replicas: int = Field(1, ge=1)  # VisionModels replicas, each holding the vision models
     text_replicas: int = Field(1, ge=1)  # TextModels replicas, each holding the text models

@@ -60,9 +60,10 @@ class Ingress:
 
 
 class VisionReplica(VisionModels):
-    """``VisionModels`` with its replica's gRPC server on the node's address."""
+    """``VisionModels`` with its replica's gRPC server on the node's address. With the driver front it is
+    the application's root, and ``_deployed_with`` is the bound ``TextModels`` (deployed with it, unused)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *_deployed_with: Any) -> None:
         keep_replica_server_on_node_ip()
         send_analyses_zero_copy()  # the (L, H, N, N) maps go back to the ingress without a pickled copy
         super().__init__(settings)
@@ -90,7 +91,9 @@ def replicas_batch(settings: Settings) -> bool:
 
 
 def build_app(settings: Settings) -> Any:
-    """The bound Serve application for ``serve.run(build_app(settings), name=settings.cluster.serve_app_name)``."""
+    """The bound Serve application for ``serve.run(build_app(settings), name=settings.cluster.serve_app_name)``:
+    with ``http_front = "serve"`` the Ingress deployment over both model deployments; with ``"driver"``
+    only the model deployments (the driver's uvicorn runs the app, :func:`driver_app`)."""
     backpressure = BackpressureConfig(status_code=503, retry_after_s=settings.limits.retry_after_s)
     model_options = dict(
         max_ongoing_requests=settings.cluster.max_ongoing_requests,
@@ -112,6 +115,8 @@ def build_app(settings: Settings) -> Any:
     text = serve.deployment(TextReplica).options(
         name=TEXT, num_replicas=settings.cluster.text_replicas, **model_options
     )
+    if settings.cluster.http_front == "driver":  # VisionModels is the root; TextModels is deployed with it
+        return vision.bind(replica_settings, text.bind(replica_settings))
     ingress = serve.deployment(Ingress).options(
         name=INGRESS,
         num_replicas=settings.cluster.ingress_replicas,
@@ -124,3 +129,13 @@ def build_app(settings: Settings) -> Any:
     return ingress.bind(
         ingress_settings(settings), vision.bind(replica_settings), text.bind(replica_settings)
     )
+
+
+def driver_app(settings: Settings) -> FastAPI:
+    """The app the driver's uvicorn serves with ``http_front = "driver"``: the same ``create_app`` as the
+    Ingress deployment, with the same settings, in the ``python -m app.cluster`` process. Requests reach it
+    without Serve's HTTP proxy and the actor hop to an ingress replica; forwards still go to the model
+    deployments through DeploymentHandles (:mod:`app.cluster.client`)."""
+    from app.main import create_app
+
+    return create_app(ingress_settings(settings))

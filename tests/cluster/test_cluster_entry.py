@@ -31,6 +31,11 @@ def calls(monkeypatch) -> list[tuple]:
     monkeypatch.setattr(loopback, "describe_cluster", lambda where: where)
     monkeypatch.setattr(entry, "exposed_listeners", lambda: [])
     monkeypatch.setattr(entry, "build_app", lambda settings: "app")
+    monkeypatch.setattr(
+        entry,
+        "serve_http",
+        lambda settings, host, port: log.append(("serve_http", host, port)) or (None, None),
+    )
     for name in ("start", "run", "delete", "shutdown"):
         monkeypatch.setattr(entry.serve, name, lambda *a, _n=name, **kw: log.append((f"serve.{_n}", a, kw)))
     monkeypatch.setattr(entry.ray, "shutdown", lambda: log.append(("ray.shutdown",)))
@@ -55,7 +60,9 @@ def test_no_address_starts_a_new_local_instance_on_loopback(calls, tmp_path, cap
     )
     assert started.local and "new local Ray instance on 127.0.0.1" in started.cluster
     assert any("joined a new local Ray instance" in r.getMessage() for r in caplog.records)
-    assert ("serve.start", (), {"http_options": {"host": "127.0.0.1", "port": 8123}}) in calls
+    # the driver front (default): no Serve HTTP proxy; our uvicorn on the given host and port
+    assert ("serve.start", (), {"proxy_location": "Disabled"}) in calls
+    assert ("serve_http", "127.0.0.1", 8123) in calls and started.front == "driver"
     calls.clear()
     entry.stop(started)  # ours: the app, Serve and Ray
     assert [c[0] for c in calls] == ["serve.delete", "serve.shutdown", "ray.shutdown"]
@@ -81,6 +88,10 @@ def test_given_address_never_replaces_a_running_application(calls, tmp_path, mon
 def test_non_loopback_proxy_bind_warns(calls, tmp_path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="atlas.cluster"):
         entry.start(tiny_settings(tmp_path), "0.0.0.0", 8123, None)
+    assert any("The app's HTTP server binds '0.0.0.0'" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="atlas.cluster"):
+        entry.start(tiny_settings(tmp_path, http_front="serve"), "0.0.0.0", 8123, None)
     assert any("Serve's HTTP proxy binds '0.0.0.0'" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="atlas.cluster"):
@@ -124,3 +135,15 @@ def test_serve_start_up_checks_are_patient_unless_the_operator_set_them(monkeypa
         == PATIENT_SERVE_CHECKS["RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"]
     )
     assert os.environ["RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S"] == "7"
+
+
+def test_serve_front_starts_serves_proxy_on_the_given_host(calls, tmp_path) -> None:
+    """``ATLAS_HTTP_FRONT=serve`` (or several ingress replicas): Serve's proxy on host:port, no uvicorn."""
+    for settings in (
+        tiny_settings(tmp_path, serve_app_name="atlas", http_front="serve"),
+        tiny_settings(tmp_path, serve_app_name="atlas", ingress_replicas=2),
+    ):
+        calls.clear()
+        started = entry.start(settings, "127.0.0.1", 8123, None)
+        assert ("serve.start", (), {"http_options": {"host": "127.0.0.1", "port": 8123}}) in calls
+        assert not any(c[0] == "serve_http" for c in calls) and started.front == "serve"

@@ -1,5 +1,8 @@
 """The Ray Serve backend end to end (issue 9 §1): the same API through Serve on 127.0.0.1, tiny random models.
 
+The default HTTP front (``driver``): the app in uvicorn in the driver, the model deployments in Serve. The
+``serve`` front (Serve's proxy + an Ingress deployment) is checked in test_cluster_serve_front.py.
+
 One local Ray instance (loopback only) and one Serve application are shared by the module; every request
 goes to 127.0.0.1, counts are bounded, and Ray is shut down at the end. Ray's start-up dominates (~30-60 s
 on 2 cores); each test then takes a few seconds.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -105,7 +109,7 @@ def test_same_api_through_serve(cluster, local) -> None:
     with httpx.Client(base_url=url, timeout=60) as http:
         health = http.get("/api/health").json()
         assert health["backend"] == "ray"
-        assert health["replicas"] == {"Ingress": 1, "VisionModels": 1, "TextModels": 1}
+        assert health["replicas"] == {"VisionModels": 1, "TextModels": 1}  # the driver runs the app
 
         r = http.post("/api/vision/analyze", data={"sample": "coffee"})
         assert r.status_code == 200, r.text
@@ -163,8 +167,8 @@ def assert_app_503(r: httpx.Response) -> None:
 def test_overload_answers_503_with_retry_after(cluster) -> None:
     """1 replica x max_ongoing_requests 1 + max_queued_requests 2: a burst of 16 distinct forwards sees
     Serve's backpressure as the app's 503 JSON + Retry-After, every one of them, and nothing else fails.
-    (Serve's proxy never refuses: the ingress's queue is unbounded, so which component is faster does not
-    decide the answer's shape.)"""
+    (The app answers every refusal itself, so which component is faster does not decide the answer's
+    shape.)"""
     url, _ = cluster
 
     async def burst() -> list[httpx.Response]:
@@ -189,10 +193,8 @@ def test_overload_answers_503_with_retry_after(cluster) -> None:
             assert_app_503(r)
 
 
-def test_proxy_never_refuses_a_burst(cluster) -> None:
-    """40 concurrent cheap requests reach the app (the ingress's queue in Serve's proxy is unbounded): all
-    200. With the ingress's queue bounded at max_queued_requests=2, Serve's proxy refused most of such a
-    burst itself with a plain-text 503 while requests were being assigned to the replica."""
+def test_front_never_refuses_a_burst(cluster) -> None:
+    """40 concurrent cheap requests reach the app: all 200 (no queue in front of the app refuses them)."""
     url, _ = cluster
 
     async def burst() -> list[httpx.Response]:
@@ -205,15 +207,16 @@ def test_proxy_never_refuses_a_burst(cluster) -> None:
 
 def test_every_listener_is_on_loopback(cluster) -> None:
     """Local mode: every listening socket of the driver and the Ray processes under it (GCS, raylet,
-    dashboard agent, runtime-env agent, Serve controller, proxy and replicas) and the app's HTTP port is
-    on loopback (psutil ``net_connections(kind="inet")``, LISTEN)."""
+    dashboard agent, runtime-env agent, Serve controller and replicas) and the app's HTTP port (the
+    driver's uvicorn) is on loopback (psutil ``net_connections(kind="inet")``, LISTEN). No Serve proxy runs."""
     url, _ = cluster
     port = int(url.rsplit(":", 1)[1])
     found = listeners(local_ray_processes())
     names = {lsn.name for lsn in found}
     assert {"gcs_server", "raylet"} <= names, names
-    assert sum(n.startswith("ray::ServeReplica") for n in names) >= 3, names  # ingress, vision, text
-    assert any(lsn.port == port and lsn.name.startswith("ray::ProxyActor") for lsn in found), found
+    assert sum(n.startswith("ray::ServeReplica") for n in names) >= 2, names  # vision, text
+    assert not any(n.startswith("ray::ProxyActor") for n in names), names
+    assert any(lsn.port == port and lsn.pid == os.getpid() for lsn in found), found  # the driver's uvicorn
     exposed = [str(lsn) for lsn in found if not is_loopback(lsn.ip)]
     assert exposed == [], exposed
 

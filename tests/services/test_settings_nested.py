@@ -80,6 +80,7 @@ ENV: list[tuple[str, str, str, object]] = [
     ("ATLAS_BACKEND", "ray", "cluster.backend", "ray"),
     ("ATLAS_RAY_ADDRESS", "ray://head:10001", "cluster.ray_address", "ray://head:10001"),
     ("ATLAS_SERVE_APP_NAME", "other", "cluster.serve_app_name", "other"),
+    ("ATLAS_HTTP_FRONT", "serve", "cluster.http_front", "serve"),
     ("ATLAS_INGRESS_REPLICAS", "2", "cluster.ingress_replicas", 2),
     ("ATLAS_VISION_REPLICAS", "2", "cluster.vision_replicas", 2),
     ("ATLAS_TEXT_REPLICAS", "2", "cluster.text_replicas", 2),
