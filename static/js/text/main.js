@@ -11,6 +11,7 @@ import { renderModelView } from "./modelview.js";
 import { renderNeuron } from "./neuron.js";
 import { renderTable } from "./table.js";
 import { mountCompare, wireCompareLink } from "./compare/main.js";
+import { outputParts, showStepsNote } from "./steps.js";
 
 const EXAMPLES = {
   encoder: "The animal didn't cross the street because it was too tired.",
@@ -24,7 +25,7 @@ const ui = {
   form: $("tx-form"), text: $("tx-text"), model: $("tx-model"), target: $("tx-target"), targetWrap: $("tx-target-wrap"),
   kind: $("tx-kind"), layer: $("tx-layer"), head: $("tx-head"), hide: $("tx-hide"), merge: $("tx-merge"),
   status: $("tx-status"), error: $("tx-error"), summary: $("tx-summary"), exportSlot: $("tx-export"),
-  tableExport: $("tx-table-export"), table: $("tx-table"), limits: $("tx-limits"),
+  tableExport: $("tx-table-export"), table: $("tx-table"), limits: $("tx-limits"), steps: $("tx-steps"),
   panes: { head: $("tx-pane-head"), model: $("tx-pane-model"), matrix: $("tx-pane-matrix"), neuron: $("tx-pane-neuron") },
 };
 
@@ -81,7 +82,7 @@ function summary() {
     `${r.source.tokens.length} source tokens`,
   ];
   if (r.target) parts.push(` · ${r.target.tokens.length} decoder tokens`);
-  if (r.generated_text !== null && r.generated_text !== undefined) parts.push(" · greedy output: ", el("code", { class: "tx-generated" }, r.generated_text || "(empty)"));
+  if (r.generated_text !== null && r.generated_text !== undefined) parts.push(...outputParts(r));
   else if (r.target) parts.push(" · decoder fed the given target");
   parts.push(el("span", { class: "muted" }, ` · forward ${r.forward_ms.toFixed(1)} ms` +
     (r.inline ? "" : " · large input: maps are fetched per layer / head")));
@@ -118,6 +119,7 @@ async function render() {
   for (const [name, pane] of Object.entries(ui.panes)) pane.classList.toggle("hidden", name !== st.view);
   const kind = st.kind, layer = st.layer, head = st.head;
   const current = { layer, head };
+  showStepsNote(ui.steps, A, kind);
   const table = () => { if (seq === renderSeq) renderTable(ui.table, { analysis: A, kind, current, onOpen: openHead, exportSlot: ui.tableExport }); };
   // A long input draws its view first and the head table on the next idle moment (the same frame otherwise).
   if (A.resp.inline) table(); else afterPaint(table);

@@ -162,7 +162,7 @@ function range(values, allowed) {
 
 export async function renderNeuron(pane, { analysis, kind, layer, head, query, exportSlot, isCurrent, onQuery }) {
   const b = analysis.block(kind), r = analysis.resp;
-  const qTokens = r[b.query_side].tokens, kTokens = r[b.key_side].tokens;
+  const qTokens = analysis.queryTokens(kind), kTokens = r[b.key_side].tokens;
   query = Math.min(Math.max(0, query), qTokens.length - 1);
   const n = await fetchNeuron(analysis, kind, layer, head, query);
   if (isCurrent && !isCurrent()) return;
