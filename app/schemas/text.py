@@ -145,3 +145,4 @@ class TokenCountResponse(BaseModel):
     fits_chars: int | None = Field(
         description="null when the text fits; else the longest prefix (characters) within max_tokens"
     )
+    per_character: bool = Field(description="the model's tokens are characters (the date model)")

@@ -125,7 +125,11 @@ async def count_tokens(state: AppState, text: str, model_id: str | None) -> Toke
     key = state.keyed_id("tokens", model.info.id, text)
     b = await state.cpu.run(token_budget, model, text, key=key, cost=4 * len(text))
     return TokenCountResponse(
-        model=model.info.id, tokens=b.tokens, max_tokens=b.max_tokens, fits_chars=b.fits_chars
+        model=model.info.id,
+        tokens=b.tokens,
+        max_tokens=b.max_tokens,
+        fits_chars=b.fits_chars,
+        per_character=b.per_character,
     )
 
 

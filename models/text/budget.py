@@ -14,6 +14,7 @@ class TokenBudget:
     tokens: int  # the text's length in the model's tokens, special tokens included (what the limit counts)
     max_tokens: int  # the model's limit
     fits_chars: int | None  # None when the text fits; else the longest prefix (in characters) that does
+    per_character: bool  # the model's tokens are characters (the date model)
 
 
 def count_tokens(model: TextModel, text: str) -> int:
@@ -42,4 +43,4 @@ def token_budget(model: TextModel, text: str) -> TokenBudget:
     """The text's token count for ``model``, its limit, and (when over it) the prefix that fits."""
     n, limit = count_tokens(model, text), model.max_tokens
     cut = None if n <= limit else longest_fitting_prefix(lambda t: count_tokens(model, t), text, limit)
-    return TokenBudget(n, limit, cut)
+    return TokenBudget(n, limit, cut, isinstance(model, DateTextModel))

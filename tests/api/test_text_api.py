@@ -237,7 +237,13 @@ def test_token_counter_route(client):
     """POST /api/text/tokens: the analysis's own count, the limit, and the prefix that fits (bounded input)."""
     r = client.post("/api/text/tokens", json={"text": "July 4, 1776", "model": "tiny-dates"})
     assert r.status_code == 200, r.text
-    assert r.json() == {"model": "tiny-dates", "tokens": 12, "max_tokens": 128, "fits_chars": None}
+    assert r.json() == {
+        "model": "tiny-dates",
+        "tokens": 12,
+        "max_tokens": 128,
+        "fits_chars": None,
+        "per_character": True,
+    }
     j = client.post("/api/text/tokens", json={"text": "y" * 300, "model": "tiny-dates"}).json()
     assert (j["tokens"], j["fits_chars"]) == (300, 128)
     j = client.post("/api/text/tokens", json={"text": SENTENCE}).json()

@@ -36,11 +36,11 @@ def test_minilm_counts_what_the_analysis_tokenizes_and_the_cut_fits(minilm):
     assert b.tokens == len(minilm.tokenizer(text)["input_ids"])
     assert len(minilm.tokenize(text[: b.fits_chars]).ids) <= 512  # the prefix is accepted by the analysis
     assert count_tokens(minilm, text[: b.fits_chars + 1]) > 512  # and it is the longest one
-    assert token_budget(minilm, "short").fits_chars is None
+    assert token_budget(minilm, "short").fits_chars is None and not b.per_character
 
 
 def test_date_model_counts_characters():
     dates = load_text_model(DATES)
     assert count_tokens(dates, "July 4, 1776") == len("July 4, 1776")
     b = token_budget(dates, "x" * 200)
-    assert (b.tokens, b.max_tokens, b.fits_chars) == (200, 128, 128)
+    assert (b.tokens, b.max_tokens, b.fits_chars, b.per_character) == (200, 128, 128, True)

@@ -12,6 +12,7 @@ import { renderNeuron } from "./neuron.js";
 import { renderTable } from "./table.js";
 import { mountCompare, wireCompareLink } from "./compare/main.js";
 import { outputParts, showStepsNote } from "./steps.js";
+import { limitWords, markStale, wireBudget } from "./budget.js";
 
 const EXAMPLES = {
   encoder: "The animal didn't cross the street because it was too tired.",
@@ -26,6 +27,7 @@ const ui = {
   kind: $("tx-kind"), layer: $("tx-layer"), head: $("tx-head"), hide: $("tx-hide"), merge: $("tx-merge"),
   status: $("tx-status"), error: $("tx-error"), summary: $("tx-summary"), exportSlot: $("tx-export"),
   tableExport: $("tx-table-export"), table: $("tx-table"), limits: $("tx-limits"), steps: $("tx-steps"),
+  budget: $("tx-budget"), results: [$("tx-summary"), $("tx-steps"), document.querySelector(".tx-main")],
   panes: { head: $("tx-pane-head"), model: $("tx-pane-model"), matrix: $("tx-pane-matrix"), neuron: $("tx-pane-neuron") },
 };
 
@@ -178,10 +180,10 @@ async function run() {
     const heads = A ? A.block(st.kind)?.heads : null;
     A = next;
     if (heads !== A.block(A.kinds()[0]).heads) selected = new Set();
-    clampSelection(); syncControls(); summary(); setBusy(false);
+    clampSelection(); syncControls(); summary(); setBusy(false); markStale(ui.results, false);
     await render();
   } catch (err) {
-    if (mine === runSeq) { setBusy(false); showError(ui.error, err); }
+    if (mine === runSeq) { setBusy(false); showError(ui.error, err); if (A) markStale(ui.results, true); }
   }
 }
 
@@ -204,12 +206,15 @@ ui.text.maxLength = pd.max_text_chars;
 ui.text.value = st.text || EXAMPLES[modelKind()];
 ui.target.value = st.target;
 ui.targetWrap.classList.toggle("hidden", modelKind() !== "seq2seq");
-ui.limits.textContent = `At most ${pd.max_text_chars.toLocaleString()} characters; BERT-like models take up to 512 tokens.`;
+const showLimits = () => { ui.limits.textContent = limitWords(models.get(ui.model.value), pd.max_text_chars); };
+showLimits();
+wireBudget({ text: ui.text, model: ui.model, slot: ui.budget, models });
 
 ui.form.addEventListener("submit", (e) => { e.preventDefault(); run(); });
 ui.text.addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); run(); } });
 ui.model.addEventListener("change", () => {
   const kind = modelKind();
+  showLimits();
   ui.targetWrap.classList.toggle("hidden", kind !== "seq2seq");
   if (!ui.text.value.trim() || Object.values(EXAMPLES).includes(ui.text.value)) ui.text.value = EXAMPLES[kind];
   st.kind = ""; st.layer = 0;
