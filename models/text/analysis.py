@@ -64,12 +64,8 @@ class TextModelSpec:
             raise ValueError(f"text model {self.id!r}: max_tokens must be at least 1, not {self.max_tokens}")
 
 
-MINILM = TextModelSpec(
-    "all-minilm-l6-v2", "encoder", "package", MINILM_PACKAGE, "all-MiniLM-L6-v2 (BERT, offline)", 512
-)
-DATES = TextModelSpec(
-    "dates-seq2seq", "seq2seq", "dates_checkpoint", "", "Date normaliser (paper Transformer, ours)", 128
-)
+MINILM = TextModelSpec("all-minilm-l6-v2", "encoder", "package", MINILM_PACKAGE, "all-MiniLM-L6-v2", 512)
+DATES = TextModelSpec("dates-seq2seq", "seq2seq", "dates_checkpoint", "", "Date Transformer (ours)", 128)
 HUB_EXAMPLES = (
     TextModelSpec("bert-base-uncased", "encoder", "hub", "bert-base-uncased", "BERT base uncased (Hub)", 512),
     TextModelSpec("gpt2", "causal", "hub", "gpt2", "GPT-2 small (Hub, decoder-only)", 1024),
