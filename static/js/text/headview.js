@@ -372,7 +372,7 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
   const legend = el("p", { class: "small muted tx-hv-legend" },
     `${title}. Each line joins a query (left) to a key (right); the stronger the attention, the darker the line.`);
   const detail = more(open, el("p", {},
-    `Left: queries (${b.query_side}); right: keys (${b.key_side}). Hover a token to see only its lines, click to pin it ` +
+    `Left: ${analysis.hasSteps(kind) ? "decoder steps, named “reads → writes”" : `queries (${b.query_side})`}; right: keys (${b.key_side}). Hover a token to see only its lines, click to pin it ` +
     "(keyboard: Tab to the tokens, arrow keys move, Enter pins, Esc returns); line opacity = attention weight" +
     (analysis.resp.inline ? "" : " (sent as bytes, 1/255 steps)") +
     (!V.full || dims.nq * dims.nk > LONG ? `; long input: each query's ${TOP_K} strongest lines per head until you hover.` : ".")));

@@ -45,7 +45,7 @@ export function renderMatrix(pane, { analysis, kind, layer, head, values, export
     width: Math.min(avail, Math.max(480, 230 + cellPx * nk)), height: 150 + cellPx * nq,
     margin: { l: 120, r: 20, t: b.causal ? 62 : 44, b: 110 },
     xaxis: { ...ticks(kAxis.labels, cellPx * nk), title: { text: `keys (${b.key_side})` }, tickangle: -60, side: "bottom", zeroline: false, showgrid: false },
-    yaxis: { ...ticks(qAxis.labels, cellPx * nq), title: { text: `queries (${b.query_side})` }, autorange: "reversed", zeroline: false, showgrid: false },
+    yaxis: { ...ticks(qAxis.labels, cellPx * nq), title: { text: analysis.hasSteps(kind) ? "decoder steps (reads → writes)" : `queries (${b.query_side})` }, autorange: "reversed", zeroline: false, showgrid: false },
     plot_bgcolor: "#eceff3", paper_bgcolor: "#fff", font: { size: 11 },
   };
   if (b.causal) {
