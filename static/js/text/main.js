@@ -11,7 +11,7 @@ import { renderModelView } from "./modelview.js";
 import { renderNeuron } from "./neuron.js";
 import { renderTable } from "./table.js";
 import { mountCompare, wireCompareLink } from "./compare/main.js";
-import { outputParts, showStepsNote } from "./steps.js";
+import { outputParts, showStepsNote, warningNode } from "./steps.js";
 import { limitWords, markStale, wireBudget } from "./budget.js";
 
 const EXAMPLES = {
@@ -89,7 +89,7 @@ function summary() {
   parts.push(el("span", { class: "muted" }, ` · forward ${r.forward_ms.toFixed(1)} ms` +
     (r.inline ? "" : " · large input: maps are fetched per layer / head")));
   parts.push(" · ", el("a", { href: `/offsets?analysis=${encodeURIComponent(r.analysis_id)}&model=${encodeURIComponent(m.id)}` }, "relative offsets"));
-  ui.summary.replaceChildren(...parts);
+  ui.summary.replaceChildren(...parts, warningNode(r));
 }
 
 // Run fn once the browser has painted what is on the page now (idle callback, at most 200 ms later).

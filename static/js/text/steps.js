@@ -6,7 +6,7 @@ import { el } from "../lib/dom.js";
 export const STEPS_NOTE = "Decoder rows are steps: “1 → 7” is the row that reads 1 (the decoder input, the output so far " +
   "shifted right by one, Section 3.1) and writes 7 (the model's most likely next token there).";
 
-// The summary's output part: "greedy output: 2022-03-18 (probability 0.32, weakest step 0.90)" and a warning.
+// The summary's output part: "greedy output: 2022-03-18 (probability 0.32; weakest step 0.90)".
 export function outputParts(r) {
   const parts = [" · greedy output: ", el("code", { class: "tx-generated" }, r.generated_text || "(empty)")];
   const steps = r.step_probabilities;
@@ -17,8 +17,12 @@ export function outputParts(r) {
         "A model trained with label smoothing (Section 5.4, ε = 0.1) gives no step much more than 0.9.",
     }, ` (probability ${r.output_probability.toFixed(2)}; weakest step ${weakest.toFixed(2)})`));
   }
-  if (r.input_warning) parts.push(el("span", { class: "tx-warning", role: "note" }, `⚠ ${r.input_warning}`));
   return parts;
+}
+
+// The warning about the input (the date model's "no date-like token"), on its own line under the summary's output.
+export function warningNode(r) {
+  return r.input_warning ? el("span", { class: "tx-warning", role: "note" }, `⚠ ${r.input_warning}`) : "";
 }
 
 // Show the caption line when the current kind's rows are decoder steps.
