@@ -75,7 +75,9 @@ def test_token_counter_truncate_and_stale_dimming(page, base_url):
     page.wait_for_selector("#tx-error:not(:empty)")
     assert "128" in page.inner_text("#tx-error")
     page.wait_for_selector(".tx-main.tx-stale")
-    assert "tx-stale" in page.get_attribute("#tx-summary", "class") and page.inner_text("#tx-summary") == first
+    assert (
+        "tx-stale" in page.get_attribute("#tx-summary", "class") and page.inner_text("#tx-summary") == first
+    )
     page.screenshot(path=str(ARTIFACTS / "text_stale_dimmed.png"))
     # truncate to the limit: the text fits, the counter agrees, and the analysis succeeds and undims
     page.click("#tx-truncate")
