@@ -155,5 +155,6 @@ def test_first_five_minutes(csp_page, base_url) -> None:
     assert errors == [], errors
     if not exported:
         pytest.xfail(
-            f"needs wt-export: the PNG export fails under the real CSP until its fix lands {export_errors}"
+            "needs wt-export: the PNG export fails under the real CSP until its fix lands: "
+            + "; ".join(e[:80] for e in export_errors)
         )
