@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from app.deps import StateDep
-from app.services.catalog import text_model_choices, vision_model_choices
+from app.services.catalog import model_cards, text_model_choices, vision_model_choices
 from app.services.distance import MAX_FILES, MAX_IMAGES, sample_list
 from app.services.figures import BOUNDS, FAR_POSITIONS
 
@@ -20,14 +20,19 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 router = APIRouter(include_in_schema=False)
 
-NAV = [
-    ("/vision", "Vision"),
+NAV = [  # every page, the API docs and the model cards (issue 18: nothing reachable only from another page)
+    ("/", "Home"),
     ("/text", "Text"),
-    ("/positional", "Positional encoding"),
-    ("/scaling", "Why 1/√d_k"),
+    ("/vision", "Vision"),
+    ("/offsets", "Offsets"),
+    ("/distance", "Distance"),
+    ("/positional", "Positional"),
+    ("/scaling", "Scaling"),
     ("/vit-embeddings", "ViT embeddings"),
-    ("/distance", "Attention distance"),
-    ("/tour", "Paper tour"),
+    ("/tour", "Tour"),
+    ("/influence", "Influence"),
+    ("/docs", "API docs"),
+    ("/about-models", "About the models"),
 ]
 
 
@@ -48,8 +53,22 @@ def plotly_js() -> FileResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request) -> HTMLResponse:
-    return render(request, "home.html", "/", "Attention Atlas")
+def home(request: Request, state: StateDep) -> HTMLResponse:
+    m = state.settings.models
+    data = {
+        "text_model": m.default_text_model,
+        "seq2seq_model": m.default_seq2seq_model,
+        "vision_model": m.default_vision_model,
+    }
+    return render(request, "home.html", "/", "Attention Atlas", data)
+
+
+@router.get("/about-models", response_class=HTMLResponse)
+def about_models(request: Request, state: StateDep) -> HTMLResponse:
+    """Model cards: where each offered model comes from (the provenance the short labels leave out)."""
+    return render(
+        request, "about_models.html", "/about-models", "About the models", model_cards(state.settings)
+    )
 
 
 @router.get("/vision", response_class=HTMLResponse)
@@ -119,4 +138,4 @@ def distance_page(request: Request, state: StateDep) -> HTMLResponse:
 @router.get("/offsets", response_class=HTMLResponse)
 def offsets_page(request: Request, state: StateDep) -> HTMLResponse:
     data = text_model_choices(state.settings)
-    return render(request, "offsets.html", "/text", "Do heads attend by relative position?", data)
+    return render(request, "offsets.html", "/offsets", "Do heads attend by relative position?", data)

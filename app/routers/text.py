@@ -24,6 +24,8 @@ from app.schemas.text import (
     LayerSchema,
     TextAnalysisResponse,
     TextAnalyzeRequest,
+    TokenCountRequest,
+    TokenCountResponse,
     ViewOptions,
 )
 from app.schemas.text_lines import LinesSchema
@@ -69,6 +71,12 @@ LinesK = Annotated[int, Query(ge=1, le=64, description="lines per (head, query)"
 
 def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
+
+
+@router.post("/tokens", responses=ERRORS)
+async def tokens(state: StateDep, req: TokenCountRequest) -> TokenCountResponse:
+    """How many tokens the text is for the model (the page's live counter), and the prefix that fits."""
+    return await service.count_tokens(state, req.text, req.model)
 
 
 @router.post("/analyze", response_model=TextAnalysisResponse, responses=ERRORS)

@@ -58,6 +58,10 @@ class ViewAxisSchema(BaseModel):
     labels: list[str] = Field(description="axis labels after hiding / merging")
     special: list[bool]
     spans: list[tuple[int, int]] = Field(description="[start, end) token indices behind each label")
+    steps: list[str] | None = Field(
+        None,
+        description='target axis only: each decoder row named by the step it writes, "<s> → 1", "1 → 7", ...',
+    )
 
 
 class BlockSchema(BaseModel):
@@ -96,6 +100,15 @@ class TextAnalysisResponse(BaseModel):
     target: TokenSide | None
     generated_text: str | None = Field(description="the greedy output (encoder-decoder, no target given)")
     predicted: list[str] | None = Field(description="per decoder row: the token the model predicts there")
+    output_probability: float | None = Field(
+        None, description="the greedy output's probability: the product of its per-step probabilities"
+    )
+    step_probabilities: list[float] | None = Field(
+        None, description="greedy output: per decoder row, the probability of the token that row writes"
+    )
+    input_warning: str | None = Field(
+        None, description="e.g. the date model's: no date-like token in the input"
+    )
     options: ViewOptions
     axes: dict[str, ViewAxisSchema] = Field(description='"source" and "target" under the view options')
     blocks: list[BlockSchema]
@@ -114,3 +127,22 @@ class HeadSchema(BaseModel):
     layer: int
     head: int | None = Field(description="null = mean over heads")
     data: TypedArray = Field(description="(n_query, n_key) float32")
+
+
+class TokenCountRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="the text to count (at most the server's max_text_chars characters)")
+    model: str | None = Field(None, description="an id from /api/models; default: the default text model")
+
+    _unicode = field_validator("text")(_valid_unicode)
+
+
+class TokenCountResponse(BaseModel):
+    model: str
+    tokens: int = Field(description="the text's length in the model's tokens, special tokens included")
+    max_tokens: int = Field(description="the most tokens the model takes")
+    fits_chars: int | None = Field(
+        description="null when the text fits; else the longest prefix (characters) within max_tokens"
+    )
+    per_character: bool = Field(description="the model's tokens are characters (the date model)")

@@ -17,6 +17,7 @@ from app.serialization import typed_array
 from models.text import views
 from models.text.analysis import TextAnalysis, TextModelInfo, TokenSeq
 from models.text.stats import STAT_LABELS, STAT_NAMES, BlockOverview
+from models.text.steps import output_probability
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,11 @@ def block_schema(a: TextAnalysis, kind: str, ov: BlockOverview) -> BlockSchema:
 
 
 def axes_schema(a: TextAnalysis, hide_special: bool, merge_words: bool) -> dict[str, ViewAxisSchema]:
+    steps = views.decoder_steps(a, hide_special, merge_words)
     return {
-        n: ViewAxisSchema(labels=x.labels, special=x.special, spans=x.spans)
+        n: ViewAxisSchema(
+            labels=x.labels, special=x.special, spans=x.spans, steps=steps if n == "target" else None
+        )
         for n, x in views.axes(a, hide_special, merge_words).items()
     }
 
@@ -84,6 +88,9 @@ def overview_response(
         target=_side(a.target),
         generated_text=a.generated_text,
         predicted=a.predicted,
+        output_probability=output_probability(a.step_probs),
+        step_probabilities=a.step_probs,
+        input_warning=a.input_warning,
         options=options,
         axes=blocks.axes,
         blocks=blocks.blocks,

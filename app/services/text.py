@@ -23,6 +23,7 @@ from app.schemas.text import (
     HeadSchema,
     LayerSchema,
     TextAnalysisResponse,
+    TokenCountResponse,
     ViewOptions,
 )
 from app.schemas.text_lines import LinesSchema
@@ -39,6 +40,7 @@ from models.text.analysis import (
     TextInputError,
     TextModel,
 )
+from models.text.budget import token_budget
 
 # ----------------------------------------------------------------------------- models
 
@@ -111,6 +113,24 @@ async def analyze(
             model, text, target, key=aid, cache=state.text_analyses, cost=cost
         )
     return await overview(state, aid, options, kind, layer, analysis=a)
+
+
+async def count_tokens(state: AppState, text: str, model_id: str | None) -> TokenCountResponse:
+    """The live token counter: the text's length in the model's tokens, and the prefix that fits its limit.
+    Bounded: the text by ``max_text_chars``, the work (tokenizer only, O(log n) tokenizations when over the
+    limit) by the CPU pool, identical requests merged."""
+    if len(text) > state.settings.limits.max_text_chars:
+        check_text(state, text, "text")
+    model = await text_model_async(state, model_id)
+    key = state.keyed_id("tokens", model.info.id, text)
+    b = await state.cpu.run(token_budget, model, text, key=key, cost=4 * len(text))
+    return TokenCountResponse(
+        model=model.info.id,
+        tokens=b.tokens,
+        max_tokens=b.max_tokens,
+        fits_chars=b.fits_chars,
+        per_character=b.per_character,
+    )
 
 
 # ----------------------------------------------------------------------------- views

@@ -34,6 +34,7 @@ from models.text.entropy_attention import (  # noqa: F401 (eager_attention_with_
 from models.text.kinds import TextKind  # declared once, in kinds.py
 from models.text.random_models import MINILM_PACKAGE, build_random_text_model, package_model_dir
 from models.text.stats import char_word_ids, word_ids_from_pieces
+from models.text.steps import date_warning, step_probabilities
 from models.transformer import Transformer, greedy_decode
 
 TextSource = Literal["package", "hub", "dates_checkpoint", "random"]
@@ -63,12 +64,8 @@ class TextModelSpec:
             raise ValueError(f"text model {self.id!r}: max_tokens must be at least 1, not {self.max_tokens}")
 
 
-MINILM = TextModelSpec(
-    "all-minilm-l6-v2", "encoder", "package", MINILM_PACKAGE, "all-MiniLM-L6-v2 (BERT, offline)", 512
-)
-DATES = TextModelSpec(
-    "dates-seq2seq", "seq2seq", "dates_checkpoint", "", "Date normaliser (paper Transformer, ours)", 128
-)
+MINILM = TextModelSpec("all-minilm-l6-v2", "encoder", "package", MINILM_PACKAGE, "all-MiniLM-L6-v2", 512)
+DATES = TextModelSpec("dates-seq2seq", "seq2seq", "dates_checkpoint", "", "Date Transformer (ours)", 128)
 HUB_EXAMPLES = (
     TextModelSpec("bert-base-uncased", "encoder", "hub", "bert-base-uncased", "BERT base uncased (Hub)", 512),
     TextModelSpec("gpt2", "causal", "hub", "gpt2", "GPT-2 small (Hub, decoder-only)", 1024),
@@ -109,6 +106,8 @@ class TextAnalysis:
     axes: dict[str, tuple[str, str, bool]]
     forward_ms: float
     entropy: dict[str, np.ndarray] = field(default_factory=dict)  # (L, H, Tq) row entropies, when captured
+    step_probs: list[float] | None = None  # per decoder row, P(the token it writes) (models/text/steps.py)
+    input_warning: str | None = None  # e.g. the date model's "no date-like token" (models/text/steps.py)
 
     @property
     def nbytes(self) -> int:
@@ -254,6 +253,7 @@ class HFTextModel:
             tgt = self._seq(gen[:-1] if len(gen) > 1 else gen, None)
         out = self.forward(src, tgt.ids)
         predicted = self.tokenizer.convert_ids_to_tokens(out.logits[0].argmax(-1).tolist())
+        prob = step_probabilities(out.logits[0], gen[1:]) if generated is not None and len(gen) > 1 else None
         return TextAnalysis(
             self.spec.id, "seq2seq", src, tgt, generated, predicted,
             {
@@ -263,7 +263,7 @@ class HFTextModel:
             },
             {"encoder_self": ("source", "source", False), "decoder_self": ("target", "target", True),
              "cross": ("target", "source", False)},
-            (time.perf_counter() - t0) * 1000,
+            (time.perf_counter() - t0) * 1000, step_probs=prob,
         )  # fmt: skip
 
 
@@ -318,15 +318,17 @@ class DateTextModel:
         tok = self.tokenizer
         if target is None:
             s = torch.tensor([src.ids], device=self.device)  # (1, Ts)
-            ys, attn = greedy_decode(self.model, s, tok.bos_id, tok.eos_id, TARGET_LEN + 1)
+            ys, _ = greedy_decode(self.model, s, tok.bos_id, tok.eos_id, TARGET_LEN + 1, False)
             ys = ys[0].tolist()
             generated = tok.decode(ys[1:])
             tgt = self._seq(ys[:-1])
+            logits, attn = self.forward(src, tgt.ids)  # the pass greedy_decode would make, logits kept
             predicted = [tok.itos[i] for i in ys[1:]]
+            prob = step_probabilities(logits[0], ys[1:])
         else:
             tgt = self.tokenize_target(target)
             logits, attn = self.forward(src, tgt.ids)
-            generated = None
+            generated, prob = None, None
             predicted = [tok.itos[i] for i in logits[0].argmax(-1).tolist()]
         return TextAnalysis(
             self.spec.id, "seq2seq", src, tgt, generated, predicted,
@@ -337,7 +339,7 @@ class DateTextModel:
             },
             {"encoder_self": ("source", "source", False), "decoder_self": ("target", "target", True),
              "cross": ("target", "source", False)},
-            (time.perf_counter() - t0) * 1000,
+            (time.perf_counter() - t0) * 1000, step_probs=prob, input_warning=date_warning(text),
         )  # fmt: skip
 
 

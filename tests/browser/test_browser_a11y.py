@@ -141,9 +141,14 @@ def seq2seq_after(page, base: str) -> None:
     page.wait_for_selector(".tx-hv-legend >> text=Cross", timeout=TIMEOUT)
 
 
+def home_after(page, base: str) -> None:
+    page.wait_for_selector("#thumb-vision canvas", timeout=TIMEOUT)
+
+
 # name -> (open the page in its default state, then analyse / interact)
 PAGES: dict[str, tuple[Callable, Callable]] = {
-    "home": (opened("/", ".cards a.card"), nothing),
+    "home": (opened("/", "#thumb-text canvas"), home_after),
+    "about-models": (opened("/about-models", ".model-cards article"), nothing),
     "vision": (vision_default, vision_after),
     "vision-compare": (
         opened("/vision?compare=1&sample=astronaut", '#cmp-diff[data-state="ready"]'),

@@ -45,6 +45,9 @@ def open_page(page, url: str) -> None:
 def interact_home(page, base: str) -> None:
     open_page(page, f"{base}/")
     page.wait_for_selector(".cards a.card")
+    page.wait_for_selector("#thumb-text canvas", timeout=TIMEOUT)  # the live thumbnails, drawn under the CSP
+    page.wait_for_selector("#thumb-vision canvas", timeout=TIMEOUT)
+    assert painted(page, "#thumb-text canvas") and painted(page, "#thumb-vision canvas")
 
 
 def interact_vision(page, base: str) -> None:

@@ -38,6 +38,15 @@ def test_neuron_view_encoder_from_permalink(strict_page, base_url):
     poll(page, "() => document.querySelector('.nv-title')?.textContent.includes('query 4')", "the title")
     assert "layer 2 · head 3 · query 4" in title(page)
     assert painted(page)
+    # the chart comes first: one sentence above it, the rest (two paragraphs, the check) behind "More"
+    assert "Section 3.2.1" in page.locator(".nv-intro").inner_text()
+    order = page.evaluate(
+        "() => [...document.querySelectorAll('#tx-pane-neuron .nv-intro, #nv-canvas, #tx-pane-neuron details.more')]"
+        ".map(n => n.id || n.className)"
+    )
+    assert order == ["small nv-intro", "nv-canvas", "more"], order
+    assert not page.locator(".nv-lead").first.is_visible()
+    page.click("#tx-pane-neuron details.more > summary")
     assert page.locator(".nv-check.ok").count() == 1, page.locator(".nv-check").inner_text()
     assert "Section 3.2.1" in page.locator(".nv-lead").first.inner_text()
     # the model's own factor is printed (tiny-bert: d_k = 8), and a factor other than 1/sqrt(d_k) says so
@@ -89,6 +98,7 @@ def test_neuron_view_decoder_masked_self_attention(strict_page, base_url):
     page.wait_for_selector("#nv-canvas", timeout=TIMEOUT)
     poll(page, "() => document.querySelector('.nv-title')?.textContent.includes('query 3')", "the title")
     assert "masked self-attention" in title(page).lower()
+    page.click("#tx-pane-neuron details.more > summary")  # the detail is behind "More"
     assert page.locator(".nv-check.ok").count() == 1, page.locator(".nv-check").inner_text()
     assert "Grey rows" in page.locator(".nv-lead").nth(1).inner_text()
     assert "divides q by √" in page.locator(".nv-lead").first.inner_text()

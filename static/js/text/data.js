@@ -60,7 +60,20 @@ export class Analysis {
   block(kind) { return this.blocks.get(kind); }
   kinds() { return [...this.blocks.keys()]; }
   axis(side) { return this.resp.axes[side]; }
-  queryAxis(kind) { return this.axis(this.block(kind).query_side); }
+  // Decoder rows (query side "target") are named by the step they write: "<s> → 1", "1 → 7", ... (the server's
+  // axes.target.steps; models/text/steps.py). Their keys keep the plain decoder-input labels.
+  queryAxis(kind) {
+    const side = this.block(kind).query_side, ax = this.axis(side);
+    if (side !== "target" || !ax.steps) return ax;
+    return (this._stepAxis = this._stepAxis || { ...ax, labels: ax.steps });
+  }
+  // Raw (unmerged) decoder tokens named by their step, for views that work on raw tokens (the neuron view).
+  queryTokens(kind) {
+    const side = this.block(kind).query_side, r = this.resp;
+    if (side !== "target" || !r.predicted) return r[side].tokens;
+    return r.target.tokens.map((t, i) => `${t} → ${r.predicted[i] ?? ""}`);
+  }
+  hasSteps(kind) { return this.block(kind).query_side === "target" && Boolean(this.axis("target").steps); }
   keyAxis(kind) { return this.axis(this.block(kind).key_side); }
 
   _remember(map, key, value, max) {

@@ -2,6 +2,7 @@
 // attention, one colour per head. Lines are drawn on one canvas, batched by (head, opacity level), so a few
 // hundred tokens stay fast; tokens are DOM text nodes (never parsed as HTML).
 import { announce, srTable, topK } from "../lib/a11y.js";
+import { more, wasOpen } from "./more.js";
 import { el } from "../lib/dom.js";
 import { downloadCSV, downloadJSON, exportButtons, canvasToPNG, downloadText } from "../lib/export.js";
 import { fromApi, NUMBERING } from "../lib/numbering.js";
@@ -364,16 +365,19 @@ export function renderHeadView(pane, { analysis, kind, layer, data, lines, loadF
   };
   // A re-render (a head toggled from the keyboard) puts the focus back on the control that had it.
   const hadFocus = pane.contains(document.activeElement) ? document.activeElement.dataset.focus : null;
-  pane.replaceChildren();
   const chips = headChips(b.heads, selected, onSelect);
   tokenColumns(V);
+  const open = wasOpen(pane);
+  pane.replaceChildren();
   const legend = el("p", { class: "small muted tx-hv-legend" },
-    `${title}. Left: queries (${b.query_side}); right: keys (${b.key_side}). Hover a token to see only its lines, click to pin it ` +
+    `${title}. Each line joins a query (left) to a key (right); the stronger the attention, the darker the line.`);
+  const detail = more(open, el("p", {},
+    `Left: ${analysis.hasSteps(kind) ? "decoder steps, named “reads → writes”" : `queries (${b.query_side})`}; right: keys (${b.key_side}). Hover a token to see only its lines, click to pin it ` +
     "(keyboard: Tab to the tokens, arrow keys move, Enter pins, Esc returns); line opacity = attention weight" +
     (analysis.resp.inline ? "" : " (sent as bytes, 1/255 steps)") +
-    (!V.full || dims.nq * dims.nk > LONG ? `; long input: each query's ${TOP_K} strongest lines per head until you hover.` : "."));
+    (!V.full || dims.nq * dims.nk > LONG ? `; long input: each query's ${TOP_K} strongest lines per head until you hover.` : ".")));
   wireTokens(V);
-  pane.append(chips, legend, V.body, V.srHost, V.live);
+  pane.append(chips, legend, V.body, detail, V.srHost, V.live);
   if (hadFocus) pane.querySelector(`[data-focus="${hadFocus}"]`)?.focus();
   exportSlot.replaceChildren(headViewExports(V));
 }

@@ -11,6 +11,8 @@ import { renderModelView } from "./modelview.js";
 import { renderNeuron } from "./neuron.js";
 import { renderTable } from "./table.js";
 import { mountCompare, wireCompareLink } from "./compare/main.js";
+import { outputParts, showStepsNote, warningNode } from "./steps.js";
+import { limitWords, markStale, wireBudget } from "./budget.js";
 
 const EXAMPLES = {
   encoder: "The animal didn't cross the street because it was too tired.",
@@ -24,7 +26,8 @@ const ui = {
   form: $("tx-form"), text: $("tx-text"), model: $("tx-model"), target: $("tx-target"), targetWrap: $("tx-target-wrap"),
   kind: $("tx-kind"), layer: $("tx-layer"), head: $("tx-head"), hide: $("tx-hide"), merge: $("tx-merge"),
   status: $("tx-status"), error: $("tx-error"), summary: $("tx-summary"), exportSlot: $("tx-export"),
-  tableExport: $("tx-table-export"), table: $("tx-table"), limits: $("tx-limits"),
+  tableExport: $("tx-table-export"), table: $("tx-table"), limits: $("tx-limits"), steps: $("tx-steps"),
+  budget: $("tx-budget"), results: [$("tx-summary"), $("tx-steps"), document.querySelector(".tx-main")],
   panes: { head: $("tx-pane-head"), model: $("tx-pane-model"), matrix: $("tx-pane-matrix"), neuron: $("tx-pane-neuron") },
 };
 
@@ -81,12 +84,12 @@ function summary() {
     `${r.source.tokens.length} source tokens`,
   ];
   if (r.target) parts.push(` · ${r.target.tokens.length} decoder tokens`);
-  if (r.generated_text !== null && r.generated_text !== undefined) parts.push(" · greedy output: ", el("code", { class: "tx-generated" }, r.generated_text || "(empty)"));
+  if (r.generated_text !== null && r.generated_text !== undefined) parts.push(...outputParts(r));
   else if (r.target) parts.push(" · decoder fed the given target");
   parts.push(el("span", { class: "muted" }, ` · forward ${r.forward_ms.toFixed(1)} ms` +
     (r.inline ? "" : " · large input: maps are fetched per layer / head")));
   parts.push(" · ", el("a", { href: `/offsets?analysis=${encodeURIComponent(r.analysis_id)}&model=${encodeURIComponent(m.id)}` }, "relative offsets"));
-  ui.summary.replaceChildren(...parts);
+  ui.summary.replaceChildren(...parts, warningNode(r));
 }
 
 // Run fn once the browser has painted what is on the page now (idle callback, at most 200 ms later).
@@ -118,6 +121,7 @@ async function render() {
   for (const [name, pane] of Object.entries(ui.panes)) pane.classList.toggle("hidden", name !== st.view);
   const kind = st.kind, layer = st.layer, head = st.head;
   const current = { layer, head };
+  showStepsNote(ui.steps, A, kind);
   const table = () => { if (seq === renderSeq) renderTable(ui.table, { analysis: A, kind, current, onOpen: openHead, exportSlot: ui.tableExport }); };
   // A long input draws its view first and the head table on the next idle moment (the same frame otherwise).
   if (A.resp.inline) table(); else afterPaint(table);
@@ -176,10 +180,10 @@ async function run() {
     const heads = A ? A.block(st.kind)?.heads : null;
     A = next;
     if (heads !== A.block(A.kinds()[0]).heads) selected = new Set();
-    clampSelection(); syncControls(); summary(); setBusy(false);
+    clampSelection(); syncControls(); summary(); setBusy(false); markStale(ui.results, false);
     await render();
   } catch (err) {
-    if (mine === runSeq) { setBusy(false); showError(ui.error, err); }
+    if (mine === runSeq) { setBusy(false); showError(ui.error, err); if (A) markStale(ui.results, true); }
   }
 }
 
@@ -202,12 +206,15 @@ ui.text.maxLength = pd.max_text_chars;
 ui.text.value = st.text || EXAMPLES[modelKind()];
 ui.target.value = st.target;
 ui.targetWrap.classList.toggle("hidden", modelKind() !== "seq2seq");
-ui.limits.textContent = `At most ${pd.max_text_chars.toLocaleString()} characters; BERT-like models take up to 512 tokens.`;
+const showLimits = () => { ui.limits.textContent = limitWords(models.get(ui.model.value), pd.max_text_chars); };
+showLimits();
+wireBudget({ text: ui.text, model: ui.model, slot: ui.budget, models });
 
 ui.form.addEventListener("submit", (e) => { e.preventDefault(); run(); });
 ui.text.addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); run(); } });
 ui.model.addEventListener("change", () => {
   const kind = modelKind();
+  showLimits();
   ui.targetWrap.classList.toggle("hidden", kind !== "seq2seq");
   if (!ui.text.value.trim() || Object.values(EXAMPLES).includes(ui.text.value)) ui.text.value = EXAMPLES[kind];
   st.kind = ""; st.layer = 0;

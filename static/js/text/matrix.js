@@ -45,14 +45,16 @@ export function renderMatrix(pane, { analysis, kind, layer, head, values, export
     width: Math.min(avail, Math.max(480, 230 + cellPx * nk)), height: 150 + cellPx * nq,
     margin: { l: 120, r: 20, t: b.causal ? 62 : 44, b: 110 },
     xaxis: { ...ticks(kAxis.labels, cellPx * nk), title: { text: `keys (${b.key_side})` }, tickangle: -60, side: "bottom", zeroline: false, showgrid: false },
-    yaxis: { ...ticks(qAxis.labels, cellPx * nq), title: { text: `queries (${b.query_side})` }, autorange: "reversed", zeroline: false, showgrid: false },
+    yaxis: { ...ticks(qAxis.labels, cellPx * nq), title: { text: analysis.hasSteps(kind) ? "decoder steps (reads → writes)" : `queries (${b.query_side})` }, autorange: "reversed", zeroline: false, showgrid: false },
     plot_bgcolor: "#eceff3", paper_bgcolor: "#fff", font: { size: 11 },
   };
   if (b.causal) {
     layout.annotations = [{ text: "grey: masked future positions (weight exactly 0)", showarrow: false, xref: "paper", yref: "paper", x: 0, y: 1.01, xanchor: "left", yanchor: "bottom", font: { size: 11, color: "#5d6675" } }];
   }
   const div = el("div", { class: "tx-matrix", id: "tx-matrix-plot" });
-  pane.replaceChildren(div);
+  const lead = el("p", { class: "small muted tx-mx-lead" }, "Each row is one query's attention over the keys: its weights sum to 1." +
+    (b.causal ? " Grey cells are masked future positions (weight exactly 0)." : ""));
+  pane.replaceChildren(lead, div);
   Plotly.react(div, [trace], layout, { displaylogo: false, responsive: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
   const name = `attention_${kind}_layer${fromApi(layer)}_${head === "mean" ? "mean" : `head${fromApi(head)}`}`;
   const data = () => {

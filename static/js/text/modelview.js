@@ -1,6 +1,7 @@
 // Model view: every layer x head (and the head mean) as a small heatmap, all painted as images on ONE
 // canvas from the server's max-pooled uint8 thumbnails (no plotly trace per head). Click a cell to open it.
 import { el } from "../lib/dom.js";
+import { more, wasOpen } from "./more.js";
 import { gridStep } from "../lib/a11y.js";
 import { colormapLUT, drawColorbar } from "../lib/colormap.js";
 import { downloadCanvas, downloadCSV, downloadJSON, exportButtons } from "../lib/export.js";
@@ -114,10 +115,13 @@ export function renderModelView(pane, { analysis, kind, current, onOpen, exportS
     label(); paint();
   });
 
+  const open = wasOpen(pane);
   pane.replaceChildren(
-    el("p", { class: "small muted" }, `${title}: all ${b.layers} layers × ${b.heads} heads (and their mean). Rows are queries, columns keys; ` +
-      `each thumbnail is max-pooled to at most ${b.thumbsT.shape[2]}×${b.thumbsT.shape[3]} cells and scaled to its own maximum. Click one to open it (or Tab to the grid, move with the arrow keys and press Enter).`),
+    el("p", { class: "small muted" }, `${title}: all ${b.layers} layers × ${b.heads} heads (and their mean); click one to open it.`),
     el("div", { class: "tx-mv-scroll" }, canvas),
+    more(open, el("p", {}, "Rows are queries, columns keys; " +
+      `each thumbnail is max-pooled to at most ${b.thumbsT.shape[2]}×${b.thumbsT.shape[3]} cells and scaled to its own maximum. ` +
+      "Keyboard: Tab to the grid, move with the arrow keys and press Enter to open a head.")),
   );
   const name = `attention_${kind}_model_view`;
   exportSlot.replaceChildren(exportButtons({

@@ -10,6 +10,7 @@ import { DIVERGING, fmt } from "../lib/plot.js";
 import { decodeTyped } from "../lib/typed.js";
 import { fromApi, NUMBERING } from "../lib/numbering.js";
 import { kindLabel } from "./data.js";
+import { more, wasOpen } from "./more.js";
 
 // The model's own factor, in words: printed as the model has it, compared with 1/√d_k (GPT-2 and others may
 // use another factor, e.g. scale_attn_by_inverse_layer_idx, or none). Exported for the browser test.
@@ -162,7 +163,7 @@ function range(values, allowed) {
 
 export async function renderNeuron(pane, { analysis, kind, layer, head, query, exportSlot, isCurrent, onQuery }) {
   const b = analysis.block(kind), r = analysis.resp;
-  const qTokens = r[b.query_side].tokens, kTokens = r[b.key_side].tokens;
+  const qTokens = analysis.queryTokens(kind), kTokens = r[b.key_side].tokens;
   query = Math.min(Math.max(0, query), qTokens.length - 1);
   const n = await fetchNeuron(analysis, kind, layer, head, query);
   if (isCurrent && !isCurrent()) return;
@@ -189,7 +190,11 @@ export async function renderNeuron(pane, { analysis, kind, layer, head, query, e
     ok ? `≤ ${n.tolerance.toExponential(1)}, the float32 rounding bound ✓` : `> ${n.tolerance.toExponential(1)}, the float32 rounding bound ✗`);
   pane.replaceChildren(
     el("h3", { class: "nv-title" }, title),
-    el("p", { class: "small nv-lead" },
+    el("p", { class: "small nv-intro" }, `How this head weighs every key for one query token: q·k, scaled by ${fmt(n.scale, 4)}, then the softmax `,
+      `(Section 3.2.1); the largest weight is ${fmt(ps, 3)}, on key ${js + 1} “${kTokens[js]}”.`),
+    strip, hover, el("div", { class: "nv-scroll" }, canvas), srHost,
+    ...(ok ? [] : [check]), // a failed check is never hidden
+    more(wasOpen(pane), el("p", { class: "small nv-lead" },
       "Scaled dot-product attention (", el("em", {}, "Attention Is All You Need"), ", Section 3.2.1): the query q of one token is ",
       "compared with the key k of every token by the dot product q·k (the sum of q ⊙ k over the ", String(d), " dimensions of this head), ",
       `scaled (the paper divides by √d_k = √${d}; this model's own factor is ${fmt(n.scale, 4)}), and the softmax over the keys gives the weights. Shown: ${model.label}, ${kindLabel(kind, model.kind).toLowerCase()}, `,
@@ -202,7 +207,7 @@ export async function renderNeuron(pane, { analysis, kind, layer, head, query, e
       "The paper motivates the scaling (Section 3.2.1, footnote 4) with q and k whose components are independent with mean 0 and variance 1, so that q·k has variance d_k; ",
       "this head's q and k need not satisfy that assumption: the chart shows what the division does here, not the paper's argument. ",
       b.causal || n.allowedT.some((a) => !a) ? "Grey rows: keys the mask removes (future tokens in the decoder, padding); their weight is exactly 0." : ""),
-    strip, check, hover, el("div", { class: "nv-scroll" }, canvas), srHost,
+    ...(ok ? [check] : [])),
   );
   // The canvas's text alternative (screen readers): every key's q·k, q·k × the factor and weight for this query,
   // strongest weight first (the hover readout is mouse-only; the same numbers are in the CSV export).

@@ -66,7 +66,7 @@ export function heatLayout(s, title, width) {
     title: { text: escapeHTML(title), font: { size: 13 }, x: 0, xanchor: "left" },
     width, height: 160 + cell * q.length, margin: { l: 110, r: 16, t: 40, b: 100 }, font: { size: 11 },
     xaxis: { ...every(k), title: { text: `keys (${b.key_side})` }, tickangle: -60, showgrid: false, zeroline: false },
-    yaxis: { ...every(q), title: { text: `queries (${b.query_side})` }, autorange: "reversed", showgrid: false, zeroline: false },
+    yaxis: { ...every(q), title: { text: s.A.hasSteps(s.kind) ? "decoder steps (reads → writes)" : `queries (${b.query_side})` }, autorange: "reversed", showgrid: false, zeroline: false },
     plot_bgcolor: "#eceff3", paper_bgcolor: "#fff",
   };
 }
