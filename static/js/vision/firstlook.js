@@ -30,10 +30,9 @@ export function firstLookCaption(A, look) {
     return `Opened on a sample photo at ${A.model.label}'s last layer; the layer the page opens at was measured for ${FIRST_LOOK.modelLabel} only.`;
   }
   const pct = (x) => `${Math.round(x * 100)}%`, L = fromApi(FIRST_LOOK.layer);
-  return `Opened at layer ${L} of ${A.L}, mean of ${A.H} heads, ${A.grid.resolution} px (${A.grid.rows}\u00d7${A.grid.cols} patches): `
-    + `on our ${FIRST_LOOK.samples} sample photos this is the layer whose [CLS] maps keep the most attention in compact bright regions `
-    + `(${pct(FIRST_LOOK.meanScore)} of the map in touching top-10% patches, against ${pct(FIRST_LOOK.lastScore)} at layer ${A.L} and about 10% for a uniform map; `
-    + `this photo: ${pct(FIRST_LOOK.photoScore)} against ${pct(FIRST_LOOK.photoLastScore)}). Measured at 448 px by bench/vision_first_look.py.`;
+  return `Why layer ${L} at ${A.grid.resolution} px: of ${FIRST_LOOK.modelLabel}'s ${A.L} layers, its head-mean [CLS] maps are the most compact on our `
+    + `${FIRST_LOOK.samples} sample photos: ${pct(FIRST_LOOK.meanScore)} of the attention in touching top-10% patches, against `
+    + `${pct(FIRST_LOOK.lastScore)} at layer ${A.L} (uniform: 10%; this photo ${pct(FIRST_LOOK.photoScore)} vs ${pct(FIRST_LOOK.photoLastScore)}; bench/vision_first_look.py).`;
 }
 
 // One line, always visible near the map: what bright background patches are, and what they are not.
@@ -43,4 +42,14 @@ export function specksNote(A) {
   if (A.model.id !== FIRST_LOOK.model) return `${what} Whether they are the high-norm tokens of Darcet et al. 2023 was not measured for this model.`;
   return `${what} They are not the high-norm artifact tokens of Darcet et al. 2023 (Sec. 2): on our ${FIRST_LOOK.samples} samples `
     + `${FIRST_LOOK.modelLabel}'s largest output patch norm is at most ${FIRST_LOOK.maxNormRatio.toFixed(2)}\u00d7 the median.`;
+}
+
+// Put the opening selection into the page state S, except what the URL names itself (?layer=, ?view=, ...).
+export function applyFirstLook(S, look, search = window.location.search) {
+  const given = new URLSearchParams(search);
+  S.sample = look.sample;
+  if (!given.has("model")) S.model = look.model;
+  if (!given.has("res") && S.model === look.model) S.res = look.res;
+  if (!given.has("layer")) S.layer = look.layer;
+  if (!given.has("view")) S.view = look.view;
 }
