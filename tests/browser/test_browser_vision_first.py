@@ -148,3 +148,16 @@ def test_distance_switches_to_the_image_diagonal_for_mixed_grids(base_url, page)
     page.select_option("#dist-unit", "pixels")
     page.wait_for_function("document.querySelector('#dist-unit-note').textContent.includes('do not compare')")
     assert js_errors(page) == []
+
+
+def test_text_side_by_side_b_wraps_past_the_last_head(base_url, page) -> None:
+    # the single view at its last head links to B = "the next head": B wraps to head 1 instead of copying A
+    page.goto(f"{base_url}/text?compare=1&link=0&a.head=99&b.head=100")
+    page.wait_for_selector('#cmpt-diff[data-state="ready"]', timeout=60_000)
+    heads = page.eval_on_selector("#cmpt-a [data-role=head]", "s => s.value")
+    assert page.eval_on_selector("#cmpt-b [data-role=head]", "s => s.value") != heads
+    page.wait_for_function("new URLSearchParams(location.search).get('b.head') === '1'")
+    assert page.text_content("#cmpt-linknote") == "(not linked: A and B keep their own)"
+    page.check("#cmpt-link")
+    assert page.text_content("#cmpt-linknote") == "(linked: A and B move together)"
+    assert js_errors(page) == []
