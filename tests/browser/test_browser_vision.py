@@ -198,7 +198,8 @@ def test_sample_grid_query_permalink_and_exports(base_url, page) -> None:
     # the model picker re-runs the same photo; a model without a classifier says so
     page.select_option("#vz-model", "tiny_nohead")
     page.wait_for_function(f"document.querySelector('{GRID}').dataset.layers === '2'")
-    assert "No classifier head" in page.locator("#vz-preds").inner_text()
+    assert page.locator("#vz-preds-card").is_hidden()  # no empty predictions card
+    assert "No classifier head" in page.locator("#vz-crop").inner_text()
     assert page.locator("#vz-grid-what").inner_text() == "mean patch-query attention"
     assert "no [CLS] token" in page.locator("#vz-caption").inner_text()
     assert "model=tiny_nohead" in page.url and "layer=2" in page.url

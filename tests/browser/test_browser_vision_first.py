@@ -67,6 +67,7 @@ def test_vision_opens_on_the_measured_first_look(dinov2_url, page) -> None:
     assert specks.is_visible() and "not the high-norm artifact tokens" in specks.text_content()
     assert "1.44" in specks.text_content()
     assert page.locator("#vz-preds-card").is_hidden()  # DINOv2 has no classifier head
+    assert "No classifier head" in page.text_content("#vz-crop")
     crop = page.locator(".vz-crop-img")
     assert crop.is_visible() and "448×448 px" in page.text_content("#vz-crop")
     assert page.eval_on_selector(".vz-crop-img", "i => i.complete && i.naturalWidth") == 448

@@ -37,11 +37,10 @@ export function firstLookCaption(A, look) {
 
 // One line, always visible near the map: what bright background patches are, and what they are not.
 export function specksNote(A) {
-  const what = "Bright isolated patches on the background are patches the query weighs highly in this layer and head: "
-    + "an attention weight, not evidence that those pixels matter for the output.";
-  if (A.model.id !== FIRST_LOOK.model) return `${what} Whether they are the high-norm tokens of Darcet et al. 2023 was not measured for this model.`;
-  return `${what} They are not the high-norm artifact tokens of Darcet et al. 2023 (Sec. 2): on our ${FIRST_LOOK.samples} samples `
-    + `${FIRST_LOOK.modelLabel}'s largest output patch norm is at most ${FIRST_LOOK.maxNormRatio.toFixed(2)}\u00d7 the median.`;
+  const what = "Bright isolated patches are high attention weights, not proof that those pixels matter";
+  if (A.model.id !== FIRST_LOOK.model) return `${what}; whether they are the high-norm tokens of Darcet et al. 2023 was not measured for this model.`;
+  return `${what}, and not the high-norm artifact tokens of Darcet et al. 2023 (Sec. 2): on our ${FIRST_LOOK.samples} samples `
+    + `${FIRST_LOOK.modelLabel}'s output patch norms stay \u2264 ${FIRST_LOOK.maxNormRatio.toFixed(2)}\u00d7 the median.`;
 }
 
 // Put the opening selection into the page state S, except what the URL names itself (?layer=, ?view=, ...).

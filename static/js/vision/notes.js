@@ -23,4 +23,9 @@ export function renderCrop(host, A) {
   host.replaceChildren(img, el("p", { class: "vz-caption" },
     `${R}\u00d7${R} px, centred: ${resize}, the longer side cut evenly at both ends, then ${A.grid.rows}\u00d7${A.grid.cols} `
     + `patches of ${A.grid.patch_size} px. Whatever lies outside this square the model never saw.`));
+  // the predictions card is hidden for a model without a classifier: say so here instead
+  if (!A.predictions) {
+    host.append(el("p", { class: "vz-caption vz-noclassifier", "data-predictions": "none" }, el("b", {}, "No classifier head: "),
+      `${A.model.label} outputs image features, not class scores, so there are no predictions to show.`));
+  }
 }
