@@ -49,6 +49,6 @@ export function applyFirstLook(S, look, search = window.location.search) {
   S.sample = look.sample;
   if (!given.has("model")) S.model = look.model;
   if (!given.has("res") && S.model === look.model) S.res = look.res;
-  if (!given.has("layer")) S.layer = look.layer;
+  if (!given.has("layer")) S.layer = S.model === look.model ? look.layer : null; // another model: its last layer
   if (!given.has("view")) S.view = look.view;
 }
