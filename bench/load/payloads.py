@@ -25,7 +25,7 @@ def _base_photos() -> list[np.ndarray]:
     from skimage import data
 
     photos = []
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "cat", "immunohistochemistry", "retina"):
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "immunohistochemistry", "retina"):
         try:
             img = np.asarray(getattr(data, name)())
         except Exception:  # noqa: BLE001 - a sample that needs a download is simply skipped

@@ -104,7 +104,7 @@ def test_single_image_requests_interleave_with_a_job(client) -> None:
         job = client.post("/api/distance/jobs", data={"model": "tiny_vit", "batch_size": 1}).json()
         wait_until(lambda: len(order) >= 1)  # the job's first batch now waits behind the blocker
         analysis = threading.Thread(
-            target=client.post, args=("/api/vision/analyze",), kwargs={"data": {"sample": "cat"}}
+            target=client.post, args=("/api/vision/analyze",), kwargs={"data": {"sample": "chelsea"}}
         )
         analysis.start()
         wait_until(lambda: len(order) >= 2)  # the analysis is queued behind that batch

@@ -213,7 +213,7 @@ def test_queue_full_answers_503_with_retry_after(client) -> None:
 
     state.queue.submit = full  # every path into the queue (run, run_sync) admits through submit
     try:
-        r = client.post("/api/vision/analyze", data={"sample": "cat"})
+        r = client.post("/api/vision/analyze", data={"sample": "chelsea"})
     finally:
         del state.queue.submit  # the instance attribute shadowed the method
     assert r.status_code == 503 and r.headers["Retry-After"] == "2"

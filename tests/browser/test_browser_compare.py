@@ -64,20 +64,26 @@ def vision_cls(page, base_url: str, model: str, sample: str = "astronaut") -> np
 
 
 def test_vision_side_by_side(base_url, page) -> None:
-    page.goto(f"{base_url}/vision")
+    page.goto(f"{base_url}/vision?view=head")  # the head view (the page itself opens on the mean of heads)
+    page.wait_for_selector('.vz-overlay-canvas[data-state="ready"]', timeout=TIMEOUT)
     page.click('[data-sample="astronaut"]')
+    page.wait_for_function("new URLSearchParams(location.search).get('sample') === 'astronaut'")
     page.wait_for_selector('.vz-overlay-canvas[data-state="ready"]', timeout=TIMEOUT)
     assert page.locator("#vz-compare").is_hidden()  # compare off: the single view as before
     page.click("#vz-compare-link")
     page.wait_for_url("**compare=1**")
     wait_panels(page)
     p = params(page)
+    # B starts as A's model, image and resolution with the next head, unlinked (test_browser_vision_first.py)
     assert (p["a.model"], p["b.model"], p["a.sample"], p["b.sample"]) == (
-        TINY_VIT12.id, TINY_NOHEAD.id, "astronaut", "astronaut",
+        TINY_VIT12.id, TINY_VIT12.id, "astronaut", "astronaut",
     )  # fmt: skip
+    assert (p["a.head"], p["b.head"], p["link"]) == ("1", "2", "0") and p["a.res"] == p["b.res"]
+    page.wait_for_selector(f'{DIFF}[data-state="ready"]', timeout=TIMEOUT)
     assert page.locator("#vz-main").is_hidden() and page.locator(".vz-input").is_hidden()
-    # 8 x 8 against 4 x 4 patches: no difference map, and the page says why
-    page.wait_for_selector("#cmp-diff-caption:has-text('No difference map')")
+    # another model in B: 8 x 8 against 4 x 4 patches: no difference map, and the page says why
+    page.select_option("#cmp-b [data-role=model]", TINY_NOHEAD.id)
+    page.wait_for_selector("#cmp-diff-caption:has-text('No difference map')", timeout=TIMEOUT)
     assert "8×8" in page.text_content("#cmp-diff-caption") and "4×4" in page.text_content("#cmp-diff-caption")
     assert "same grid of rows × columns" in page.text_content("#cmp-diff-caption")
     href = page.get_attribute("#cmp-distance", "href")

@@ -58,11 +58,15 @@ def tab_order_follows_reading_order(page, stop: str, limit: int = 80) -> list[di
 
 
 def test_vision_patch_grid_from_the_keyboard(page, base_url) -> None:
-    page.goto(f"{base_url}/vision")
+    page.goto(f"{base_url}/vision?view=head")  # one head (the page opens on the mean of heads by default)
     # choose the sample photo with the keyboard too
     page.wait_for_selector('[data-sample="astronaut"]', timeout=TIMEOUT)
     page.focus('[data-sample="astronaut"]')
     page.keyboard.press("Enter")
+    page.wait_for_function(
+        "new URLSearchParams(location.search).get('sample') === 'astronaut'", timeout=TIMEOUT
+    )
+    page.wait_for_selector('#vision-app[data-busy="0"]', timeout=TIMEOUT)
     page.wait_for_selector(f'{OVERLAY}[data-state="ready"]', timeout=TIMEOUT)
     cls = overlay(page)
     assert cls["query"] == "cls"

@@ -43,7 +43,9 @@ def test_embeddings_page(page, base_url) -> None:
     assert page.inner_text("#emb-tile-title") == "Position (3, 3) of 4×4"  # the centre by default
     caption = page.inner_text("#emb-mosaic-caption")  # a random-init model: no "learned layout" claim
     assert "randomly initialised" in caption and "learned the 2-D layout" not in caption
-    assert "2-D interpolation" in page.inner_text(".lead")  # ViT Sections 3.1-3.2
+    assert "Figure 7" in page.inner_text(".lead")  # one sentence first, the rest behind "More"
+    page.click(".vf-more summary")
+    assert "2-D interpolation" in page.inner_text(".vf-more")  # ViT Sections 3.1-3.2
     before = plot_data(page, "emb-tile")[0]["z"]
     assert np.asarray(before).shape == (4, 4) and before[2][2] == pytest.approx(1.0, abs=1 / 127)
 

@@ -304,7 +304,7 @@ def test_image_files_errors(tmp_path):
 def test_sample_images_are_bundled_rgb():
     images = sample_images()
     assert list(images) == [
-        "astronaut", "chelsea", "coffee", "rocket", "cat", "hubble_deep_field", "immunohistochemistry", "retina"
+        "astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hubble_deep_field", "immunohistochemistry", "retina"
     ]  # fmt: skip
     assert all(im.mode == "RGB" and min(im.size) >= 256 for im in images.values())
     assert images["astronaut"].size == (512, 512)

@@ -30,9 +30,9 @@ def test_health_answers_while_queue_and_pool_are_saturated(client) -> None:
         body = r.json()
         assert body["queue_pending"] == body["queue_size"] == state.settings.limits.queue_size
         # model work is refused at once, with Retry-After, as JSON naming the problem
-        r = client.post("/api/vision/analyze", data={"sample": "cat"})
+        r = client.post("/api/vision/analyze", data={"sample": "chelsea"})
         assert r.status_code == 503 and r.headers["Retry-After"] == str(state.settings.limits.retry_after_s)
         assert "busy" in r.json()["detail"]
     finally:
         release.set()
-    assert client.post("/api/vision/analyze", data={"sample": "cat"}).status_code == 200
+    assert client.post("/api/vision/analyze", data={"sample": "chelsea"}).status_code == 200

@@ -155,7 +155,7 @@ def test_text_store_loads_the_settings_models(tmp_path) -> None:
 
 
 def test_the_api_answers_unknown_models_with_400_and_health_lists_loaded(client) -> None:
-    r = client.post("/api/vision/analyze", data={"sample": "cat", "model": "nope"})
+    r = client.post("/api/vision/analyze", data={"sample": "chelsea", "model": "nope"})
     assert r.status_code == 400 and "nope" in r.json()["detail"]
     r = client.post("/api/text/analyze", json={"text": "hi there", "model": "nope"})
     assert r.status_code == 400, r.text

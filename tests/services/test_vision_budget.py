@@ -178,7 +178,9 @@ def test_identical_in_flight_analyses_share_one_forward(client, monkeypatch) -> 
     bodies: list[dict] = []
     threads = [
         threading.Thread(
-            target=lambda: bodies.append(client.post("/api/vision/analyze", data={"sample": "cat"}).json())
+            target=lambda: bodies.append(
+                client.post("/api/vision/analyze", data={"sample": "chelsea"}).json()
+            )
         )
         for _ in range(3)
     ]
@@ -196,7 +198,9 @@ def test_identical_in_flight_analyses_share_one_forward(client, monkeypatch) -> 
         t.join(20)
     assert len(bodies) == 3 and len({b["analysis_id"] for b in bodies}) == 1 and forwards == [1]
     # a different resolution or model is a different analysis
-    other = client.post("/api/vision/analyze", data={"sample": "cat", "model": "tiny_deit_distilled"}).json()
+    other = client.post(
+        "/api/vision/analyze", data={"sample": "chelsea", "model": "tiny_deit_distilled"}
+    ).json()
     assert other["analysis_id"] != bodies[0]["analysis_id"] and forwards == [1, 1]
 
 

@@ -7,6 +7,7 @@ import { $, el, escapeHTML } from "../lib/dom.js";
 import { exportButtons, plotlyExports } from "../lib/export.js";
 import { CONFIG, layout } from "../lib/plot.js";
 import { decodeTyped } from "../lib/typed.js";
+import { comparableUnit, unitNote } from "./distance_units.js";
 import { readState, writeState } from "../lib/urlstate.js";
 
 const PD = pageData();
@@ -19,6 +20,8 @@ const url = readState({ runs: "", analysis: "", unit: "pixels", rf: false });
 const S = {
   unit: UNITS[url.unit] ? url.unit : "pixels",
   rf: url.rf,
+  unitChosen: new URLSearchParams(location.search).has("unit"), // the user's own unit (the URL or the select) is kept even for mixed runs
+  unitSwitched: false,
   analysis: /^[0-9a-f]{8,64}$/.test(url.analysis) ? url.analysis : "",
   series: [], // {uid, model, source, renorm, jobId, files, result, state: "running" | "done"}
   job: null, // the job being polled: {id, cancel}
@@ -110,6 +113,7 @@ async function addRun(spec) {
   } finally {
     drawSeriesList(); syncURL();
   }
+  await comparable();
   await draw();
 }
 
@@ -206,6 +210,17 @@ async function draw() {
       `${g.resolution} px input, ${g.rows}×${g.cols} patches of ${g.patch_size} px, ${g.num_prefix_tokens} prefix token${g.num_prefix_tokens === 1 ? "" : "s"} removed. `), el("br")];
   }) : ["No runs yet: choose a model and images above and press “Add to chart”."]));
   div.dataset.traces = String(traces.length);
+  const note = unitNote(done.map((s) => s.result), S.unit, S.unitSwitched);
+  $("dist-unit-note").textContent = note;
+  $("dist-unit-note").classList.toggle("hidden", !note);
+}
+
+// Runs of different resolutions or grids: switch to the fraction of the image diagonal (the server converts).
+async function comparable() {
+  const done = S.series.filter((s) => s.result), unit = comparableUnit(done.map((s) => s.result), S.unit, S.unitChosen);
+  if (unit === S.unit) return;
+  S.unit = unit; S.unitSwitched = true; $("dist-unit").value = unit; syncURL();
+  for (const s of done) s.result = await fetchResult(s);
 }
 
 function drawSeriesList() {
@@ -258,7 +273,7 @@ async function init() {
     try { await apiPost(`/api/distance/jobs/${S.job.id}/cancel`, {}); status("Cancelling…", true); } catch (e) { showError($("dist-error"), e); }
   });
   $("dist-unit").addEventListener("change", (e) => guarded(async () => {
-    S.unit = e.target.value; syncURL();
+    S.unit = e.target.value; S.unitChosen = true; S.unitSwitched = false; syncURL();
     status("Converting…", true);
     for (const s of S.series.filter((x) => x.result)) s.result = await fetchResult(s);
     await draw();

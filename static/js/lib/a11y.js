@@ -17,7 +17,9 @@ export function srTable(host, { caption, headers, rows, id }) {
     el("caption", {}, caption),
     el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", {}, rows.map((r) => el("tr", {}, el("th", { scope: "row" }, r[0]), r.slice(1).map((c) => el("td", {}, c))))));
-  host.replaceChildren(table);
+  // A table ignores its width and overflow (it grows to fit its cells), so on its own it would widen the page
+  // even when clipped: the 1 px, overflow-hidden wrapper holds it.
+  host.replaceChildren(el("div", { class: "sr-only" }, table));
   return table;
 }
 

@@ -9,6 +9,8 @@ import { readState, writeState } from "../lib/urlstate.js";
 import { mountCompare, wireCompareLink } from "./compare/main.js";
 import { analyzeImage, mapOf, patchLabel } from "./data.js";
 import { entropyMap } from "./entropy.js";
+import { applyFirstLook, firstLook } from "./firstlook.js";
+import { renderCrop, renderNotes } from "./notes.js";
 import { renderExports } from "./exports.js";
 import { renderModelGrid } from "./grid.js";
 import { outlierNote, renderOverlay } from "./overlay.js";
@@ -37,6 +39,9 @@ const S = {
   opacity: 0.6, smooth: false, clip: url.clip, gridlines: false, fade: url.fade,
   A: null, // the current analysis (vision/data.js)
 };
+// No image in the URL: open on the measured first look (firstlook.js), not on an empty page.
+const look = url.img || url.sample ? null : firstLook(MODELS, PD.default_model);
+if (look) applyFirstLook(S, look);
 const errBox = $("vz-error");
 let shown = null; // what the big view shows now: {values, range, canvas, title, meta}
 
@@ -115,6 +120,8 @@ function adopt(A, source, restore) {
   $("vz-grid-what").textContent = A.clsQuery === "cls" ? "[CLS] attention" : "mean patch-query attention";
   renderPredictions($("vz-preds"), A.predictions, A.model.label);
   $("vz-preds-export").classList.toggle("hidden", !A.predictions);
+  $("vz-preds-card").classList.toggle("hidden", !A.predictions); // no classifier head: no empty card
+  renderCrop($("vz-crop"), A);
   renderGrid();
   refreshMap();
 }
@@ -192,14 +199,15 @@ async function refreshMap() {
   shown = { ...m, canvas, range };
   $("vz-title").textContent = m.heading || m.title;
   $("vz-caption").textContent = m.caption;
+  renderNotes(S, look);
   $("vz-cb-min").textContent = fmtValue(range.min);
   $("vz-cb-max").textContent = `${range.clipped ? "\u2265 " : ""}${fmtValue(range.max)}`;
   paintColorbar();
   $("vz-colorbar").setAttribute("aria-label", `Colour scale (${S.colormap}): ${fmtValue(range.min)} at the bottom to ${
     range.clipped ? "at least " : ""}${fmtValue(range.max)} at the top`);
   describeMap(m, range);
-  const note = outlierNote(m.values, m.meta.query !== null && m.meta.query !== undefined);
-  $("vz-outlier").classList.toggle("hidden", !note || S.clip);
+  const note = outlierNote(m.values, S.clip);
+  $("vz-outlier").classList.toggle("hidden", !note);
   $("vz-outlier").textContent = note;
 }
 
@@ -366,7 +374,7 @@ function redraw() { if (S.A) refreshMap(); }
 let setActiveSample = () => {};
 async function main() {
   if (url.compare) { mountCompare(PD); return; } // side by side (compare/); the single view below is untouched
-  wireCompareLink($("vz-compare-link"), MODELS);
+  wireCompareLink($("vz-compare-link"), MODELS, () => S.A);
   wireControls();
   renderExports(() => S, () => shown);
   renderUpload({

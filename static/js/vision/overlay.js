@@ -140,13 +140,13 @@ export function outlierCount(values) {
   return sorted.filter((v) => v > cut).length;
 }
 
-// The sentence under a map whose few brightest patches set the colour scale ("" when none do). `probe`: the map
-// is one query patch's row (the register-token reading applies to [CLS] maps only).
-export function outlierNote(values, probe) {
+// The sentence under a map whose few brightest patches set the colour scale ("" when none do), true to the
+// "Clip top 2%" box: `clipped` says it is on (the outliers are saturated) or off (they set the scale).
+export function outlierNote(values, clipped) {
   const out = outlierCount(values);
   if (!out) return "";
-  return `${out === 1 ? "One patch is" : `${out} patches are`} far brighter than the rest and set`
-    + " the colour scale; tick \u201cClip top 2%\u201d to see the rest of the map."
-    + (probe ? "" : " In trained ViTs such outliers are often low-content background patches that soak up attention"
-      + " (Darcet et al. 2023, \u201cVision Transformers Need Registers\u201d).");
+  const which = out === 1 ? "One patch is" : `${out} patches are`;
+  return clipped
+    ? `${which} far brighter than the rest; \u201cClip top 2%\u201d (on) saturates the top 2% of values so the rest of the map shows. Untick it to see them set the scale.`
+    : `${which} far brighter than the rest and set the colour scale; tick \u201cClip top 2%\u201d to see the rest of the map.`;
 }

@@ -96,8 +96,14 @@ function toolbar(ctx) {
   const C = ctx.C, link = el("input", { type: "checkbox", id: "cmpt-link" }), hide = el("input", { type: "checkbox", id: "cmpt-hide" }),
     merge = el("input", { type: "checkbox", id: "cmpt-merge" });
   link.checked = C.link; hide.checked = C.hide; merge.checked = C.merge;
+  const note = el("span", { class: "small cmp-linknote", id: "cmpt-linknote", role: "status" });
+  const sayLinked = () => {
+    note.textContent = C.link ? "(linked: A and B move together)" : "(not linked: A and B keep their own)";
+  };
+  sayLinked();
   link.addEventListener("change", () => {
     C.link = link.checked;
+    sayLinked();
     if (C.link) select(ctx, C.sides.a, { kind: C.sides.a.kind, layer: C.sides.a.layer, head: C.sides.a.head }); else render(ctx);
   });
   for (const [box, key] of [[hide, "hide"], [merge, "merge"]]) {
@@ -105,6 +111,7 @@ function toolbar(ctx) {
   }
   return el("div", { class: "panel cmp-toolbar" },
     el("label", { title: "Attention kind, layer and head move together in both panels (clamped to the smaller model)" }, link, " Link kind, layer and head"),
+    note,
     el("label", { title: "Drop [CLS], [SEP], <s>, </s>, padding from both axes and renormalise every row (both panels)" }, hide, " hide special tokens"),
     el("label", { title: "Word pieces become words: attention summed over key pieces, averaged over query pieces (both panels)" }, merge, " merge word pieces"));
 }

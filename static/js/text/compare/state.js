@@ -36,6 +36,7 @@ export function readCompareState(pd, models) {
       model: models.has(u[`${name}.model`]) ? u[`${name}.model`] : pd.default_model, target: u[`${name}.target`],
       kind: u[`${name}.kind`], layer: toApi(u[`${name}.layer`]), head: toApi(u[`${name}.head`]),
       A: null, values: null, token: 0, ui: null,
+      wrap: name === "b", // B's first analysis: a head past the last one (compareHref's "next head") wraps to head 1
     };
   }
   return C;
@@ -50,7 +51,9 @@ export function clamp(s) {
   if (!kinds.includes(s.kind)) s.kind = kinds[0];
   const b = s.A.block(s.kind);
   s.layer = Math.min(Math.max(0, Number(s.layer) || 0), b.layers - 1);
-  if (s.head !== "mean") s.head = Math.min(Math.max(0, Number(s.head) || 0), b.heads - 1);
+  const head = Math.max(0, Number(s.head) || 0);
+  if (s.head !== "mean") s.head = s.wrap && head >= b.heads ? 0 : Math.min(head, b.heads - 1);
+  s.wrap = false;
 }
 
 // "Encoder self-attention · layer 2 · head 3" for side s.

@@ -22,8 +22,8 @@ export { compareHref } from "./state.js";
 const HOVER_MS = 70;
 
 // The "Side by side" link of the single view: its href follows the current permalink when it is used.
-export function wireCompareLink(link, models) {
-  const update = () => { link.href = compareHref(location.search, models); };
+export function wireCompareLink(link, models, analysis = () => null) {
+  const update = () => { link.href = compareHref(location.search, models, analysis()); };
   for (const ev of ["mouseenter", "focus", "click"]) link.addEventListener(ev, update);
 }
 
@@ -181,14 +181,22 @@ function toolbar(ctx) {
   ctx.distance = el("a", { id: "cmp-distance", href: "/distance" }, "Mean attention distance of A and B on /distance");
   ctx.clear = el("button", { type: "button", id: "cmp-clear", class: "hidden" }, "Unpin query");
   ctx.clear.addEventListener("click", () => { C.query = null; C.hover = null; refresh(ctx); });
+  ctx.linkNote = el("span", { class: "small cmp-linknote", id: "cmp-linknote", role: "status" });
+  const sayLinked = () => {
+    ctx.linkNote.textContent = C.link
+      ? "Linked: layer, head and view move together in A and B. Always shared: the query patch and the colormap."
+      : "Not linked: A and B keep their own layer, head and view. Always shared: the query patch and the colormap.";
+  };
+  sayLinked();
   link.addEventListener("change", () => {
     C.link = link.checked;
+    sayLinked();
     if (C.link) select(ctx, C.sides.a, { view: C.sides.a.view, layer: C.sides.a.layer, head: C.sides.a.head }); else refresh(ctx);
   });
   cmap.addEventListener("change", () => { C.cmap = cmap.value; refresh(ctx); });
   return el("div", { class: "panel cmp-toolbar" },
     el("label", { title: "Layer, head and view move together in both panels (clamped to the smaller model)" }, link, " Link layer, head and view"),
-    el("label", {}, "Colormap ", cmap), ctx.clear,
+    ctx.linkNote, el("label", {}, "Colormap ", cmap), ctx.clear,
     el("span", { class: "cmp-spacer" }), ctx.distance);
 }
 
@@ -204,11 +212,12 @@ export function mountCompare(PD) {
   host.classList.remove("hidden");
   const single = $("vz-compare-link");
   if (single) { single.textContent = "Single view"; single.title = "Back to one panel (panel A)"; }
-  const note = el("p", { class: "vz-caption cmp-note" },
-    "Each panel is one analysis, drawn as on the single view and scaled to its own min\u2013max (see its colour bar): "
-    + "compare shapes between panels, and values with the difference map. Hover over a photo to probe a patch in both panels "
-    + "(at the same relative position when the patch grids differ); click to pin it. From the keyboard: Tab to a photo, "
-    + "move the query patch with the arrow keys, pin it with Enter, return with Esc.");
+  const note = el("div", { class: "vz-caption cmp-note" },
+    el("p", {}, "Two analyses side by side, each scaled to its own min\u2013max: compare shapes between panels, and values with the difference map."),
+    el("details", {}, el("summary", {}, "More"), el("p", {},
+      "Hover over a photo to probe a patch in both panels (at the same relative position when the patch grids differ); "
+      + "click to pin it. From the keyboard: Tab to a photo, move the query patch with the arrow keys, pin it with Enter, "
+      + "return with Esc. Each panel's colour bar gives its own range.")));
   for (const s of sidesOf(C)) s.ui = sidePanel(s, ctx);
   host.replaceChildren(toolbar(ctx), note, el("div", { class: "cmp-panels" }, C.sides.a.ui.panel, C.sides.b.ui.panel, ctx.diff.panel), ctx.live);
 

@@ -10,25 +10,42 @@ export const SIDES = ["a", "b"];
 export const VIEWS = { head: "Head", mean: "Mean of heads", rollout: "Rollout" };
 export const KEYS = ["model", "res", "sample", "img", "view", "layer", "head"];
 
-// The compare permalink built from the single view's URL: A = what the single view shows, B = the same image
-// and selection under the next model in the list (two models is LIT's default comparison).
-export function compareHref(search, models) {
-  const p = new URLSearchParams(search), q = new URLSearchParams({ compare: "1", link: "1" });
+// The compare permalink built from the single view's URL: A = what the single view shows; B = the same model, image
+// and input resolution with another selection, so the difference map says something on first open (startB).
+// Unlinked: each panel keeps its own layer, head and view until the user ticks Link. `A`: the single view's
+// analysis when there is one (it knows the number of heads and the resolution the URL may leave out).
+export function compareHref(search, models, A = null) {
+  const p = new URLSearchParams(search), q = new URLSearchParams({ compare: "1", link: "0" });
   const ids = models.map((m) => m.id);
-  const a = ids.includes(p.get("model")) ? p.get("model") : ids[0];
-  const b = ids.length > 1 ? ids[(ids.indexOf(a) + 1) % ids.length] : a;
-  for (const [side, model] of [["a", a], ["b", b]]) {
+  const model = ids.includes(p.get("model")) ? p.get("model") : A ? A.model.id : ids[0];
+  const res = p.get("res") || (A ? String(A.grid.resolution) : "");
+  const a = { view: VIEWS[p.get("view")] ? p.get("view") : "head", layer: p.get("layer") || "", head: p.get("head") || "1" };
+  const b = startB(a, A ? A.L : null, A ? A.H : null);
+  for (const [side, sel] of [["a", a], ["b", b]]) {
     q.set(`${side}.model`, model);
-    for (const k of ["sample", "img", "view", "layer", "head"]) if (p.get(k)) q.set(`${side}.${k}`, p.get(k));
-    if (side === "a" && p.get("res")) q.set("a.res", p.get("res"));
+    if (res) q.set(`${side}.res`, res);
+    for (const k of ["sample", "img"]) if (p.get(k)) q.set(`${side}.${k}`, p.get(k));
+    for (const [k, v] of Object.entries(sel)) if (v) q.set(`${side}.${k}`, v);
   }
+  if (b.view !== a.view) q.set("renorm", "1"); // two quantities on different scales: compare where each puts its mass
   if (p.get("cmap")) q.set("cmap", p.get("cmap"));
   return `/vision?${q}`;
 }
 
+// B's selection from A's (1-based strings, as in the URL; L layers and H heads when known): one head -> the next
+// head of the same layer (wrapping); the mean of heads -> the mean of heads of the last layer (the same quantity,
+// so B − A reads directly), or rollout when A is at the last layer; rollout -> the mean of heads of the last layer.
+export function startB(a, L, H) {
+  const last = !a.layer || (L && Number(a.layer) >= L);
+  if (a.view === "mean") return last ? { view: "rollout", layer: a.layer, head: a.head } : { view: "mean", layer: L ? String(L) : "", head: a.head };
+  if (a.view === "rollout") return { view: "mean", layer: "", head: a.head };
+  const next = Number(a.head) + 1;
+  return { view: "head", layer: a.layer, head: String(H && next > H ? 1 : next) };
+}
+
 // The whole compare state C from the URL: {link, cmap, renorm, sides: {a, b}, pendingQuery, query, hover, cursor, kbdSide}.
 export function readCompareState(PD) {
-  const defaults = { link: true, cmap: "viridis", renorm: false, qrow: 0, qcol: 0 };
+  const defaults = { link: false, cmap: "viridis", renorm: false, qrow: 0, qcol: 0 };
   for (const s of SIDES) Object.assign(defaults, { [`${s}.model`]: PD.default_model, [`${s}.res`]: 0, [`${s}.sample`]: "",
     [`${s}.img`]: "", [`${s}.view`]: "head", [`${s}.layer`]: 0, [`${s}.head`]: 1 });
   const u = readState(defaults);
