@@ -93,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vit_embeddings.router)
     app.include_router(distance.router)
     app.include_router(pages.router)
+    from app.routers import influence_ablation  # issue 15, items 3 and 5 (kept apart: a one-line hook)
+
+    app.include_router(influence_ablation.router)  # /api/influence/{ablate,importance,logit-lens}
     return app
 
 

@@ -69,6 +69,35 @@ class Measured:
     reference: list[Callable[[], object]] = field(default_factory=list)
 
 
+def date_reference(model: Transformer, tok: CharTokenizer, rows: Sequence[tuple[str, str]]) -> list[Callable]:
+    """One teacher-forced forward per (text, answer): mean-ablation's reference for the date model."""
+    device = next(model.parameters()).device
+
+    def one(text: str, answer: str) -> Callable[[], object]:
+        src = torch.tensor([tok.encode(text)], device=device)  # (1, Ts)
+        tgt = torch.tensor([tok.encode(answer, bos=True)], device=device)  # (1, Tt)
+        return lambda: model(src, tgt, need_weights=False)
+
+    return [one(t, a) for t, a in rows]
+
+
+def pair_reference(model: nn.Module, tokenizer: object, sentences: Sequence[str]) -> list[Callable]:
+    """One forward per sentence (unpadded): mean-ablation's reference for a sentence encoder."""
+    device = next(model.parameters()).device
+
+    def one(sentence: str) -> Callable[[], object]:
+        enc = tokenizer([sentence], return_tensors="pt")  # type: ignore[operator]
+        enc = {k: v.to(device) for k, v in enc.items()}
+        return lambda: model(**enc)
+
+    return [one(s) for s in sentences]
+
+
+def vision_reference(model: nn.Module, x: torch.Tensor) -> list[Callable]:
+    """One forward per image of ``x`` (B, 3, R, R): mean-ablation's reference for a ViT."""
+    return [lambda i=i: vision_features(model, x[i : i + 1]) for i in range(len(x))]
+
+
 def date_measure(model: Transformer, tok: CharTokenizer, rows: Sequence[tuple[str, str]]) -> Measured:
     texts, answers = [t for t, _ in rows], [a for _, a in rows]
 
@@ -76,38 +105,30 @@ def date_measure(model: Transformer, tok: CharTokenizer, rows: Sequence[tuple[st
         out = date_outcome(model, tok, texts, answers)
         return {"exact_match": exact_match(out.decoded, answers), "mean_logp": float(out.logp.mean())}
 
-    def one(text: str, answer: str) -> Callable[[], object]:
-        src = torch.tensor([tok.encode(text)], device=next(model.parameters()).device)  # (1, Ts)
-        tgt = torch.tensor([tok.encode(answer, bos=True)], device=src.device)  # (1, Tt)
-        return lambda: model(src, tgt, need_weights=False)
-
-    return Measured(model, measure, [one(t, a) for t, a in rows])
+    return Measured(model, measure, date_reference(model, tok, rows))
 
 
 def pair_measure(model: nn.Module, tokenizer: object, pairs: Sequence[tuple[str, str]]) -> Measured:
+    """Runs the intact pairs once (a forward) to have the baseline cosines."""
     base = pair_cosines(model, tokenizer, pairs)  # (P,) intact
 
     def measure(_heads: list[HeadKey]) -> dict[str, float]:
         cos = pair_cosines(model, tokenizer, pairs)
         return {"mean_abs_delta_cos": float(np.abs(cos - base).mean()), "mean_cos": float(cos.mean())}
 
-    def one(sentence: str) -> Callable[[], object]:
-        enc = tokenizer([sentence], return_tensors="pt")  # type: ignore[operator]
-        enc = {k: v.to(next(model.parameters()).device) for k, v in enc.items()}
-        return lambda: model(**enc)
-
-    return Measured(model, measure, [one(s) for pair in pairs for s in pair])
+    return Measured(model, measure, pair_reference(model, tokenizer, [s for pair in pairs for s in pair]))
 
 
 def vision_measure(model: nn.Module, x: torch.Tensor, num_prefix: int, has_cls: bool) -> Measured:
-    """``x`` (B, 3, R, R): the preprocessed evaluation images on the model's device and dtype."""
+    """``x`` (B, 3, R, R): the preprocessed evaluation images on the model's device and dtype. Runs the
+    intact forward once to have the baseline features."""
     base = vision_features(model, x)  # (B, N, C) intact
 
     def measure(_heads: list[HeadKey]) -> dict[str, float]:
         ch = feature_change(base, vision_features(model, x), num_prefix, has_cls)
         return {"cls_cos": float(ch.cls_cos.mean()), "patch_cos": float(ch.patch_cos.mean())}
 
-    return Measured(model, measure, [lambda i=i: vision_features(model, x[i : i + 1]) for i in range(len(x))])
+    return Measured(model, measure, vision_reference(model, x))
 
 
 @dataclass(frozen=True)

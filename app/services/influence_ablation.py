@@ -1,0 +1,271 @@
+"""Head ablation and the date decoder's logit lens for the web (issue 15, items 3 and 5); the maths is in
+``models/influence/``. The head-importance map (a background job) is in :mod:`app.services.influence_importance`.
+
+Budgets: every forward runs in the compute queue (``state.queue``: one at a time, 503 + Retry-After when
+full), never on the event loop. Ablation hooks are installed and removed inside that one queue job, and all
+forwards of the process's models run in that queue, so no other request ever sees an ablated model.
+Mean-ablation needs each head's mean context over the model's bundled evaluation set: computed once per
+model in the queue, merged while in flight, and kept in ``state.views``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from app.schemas.influence_ablation import (
+    AblateRequest,
+    AblateResponse,
+    HeadDirections,
+    LensStage,
+    LogitLensRequest,
+    LogitLensResponse,
+)
+from app.serialization import typed_array
+from app.services.errors import InvalidOption, TextError
+from app.state import AppState
+from models.influence.ablation import HeadMeans, ablating, head_means, output_projections
+from models.influence.importance import (
+    date_eval_set,
+    date_reference,
+    pair_reference,
+    sentence_pairs,
+    vision_reference,
+)
+from models.influence.logit_lens import HEAD_BLOCKS, logit_lens
+from models.influence.outcomes import answer_logp, pair_cosines, vision_features
+from models.text.analysis import DateTextModel, HFTextModel, TextInputError
+from models.text.dates import normalise_dates
+from models.vision.analysis import VisionModel
+from models.vision.samples import SAMPLE_NAMES, sample_images
+
+Kind = Literal["dates", "pair", "vision"]
+REFERENCE = {
+    "dates": "the date model's evaluation set (hand-written dates + held-out generated dates), teacher forced",
+    "pair": "the bundled sentence pairs (models/influence/sentence_pairs.tsv), each sentence alone",
+    "vision": f"the {len(SAMPLE_NAMES)} sample photos at the model's default resolution",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A model that ablation can run on, and which outcome it is judged by."""
+
+    kind: Kind
+    id: str
+    obj: Any  # DateTextModel | HFTextModel | VisionModel
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.obj.model
+
+
+async def resolve(state: AppState, family: str, model: str | None) -> Target:
+    """The allowlisted model (loaded off the event loop) and its kind; InvalidOption (400) when head
+    ablation has no outcome for it (decoder-only and Hub seq2seq models)."""
+    if family == "vision":
+        vm, _ = await state.vision_store.get_at_async(model, None)
+        return Target("vision", vm.info.id, vm)
+    tm = await state.text_store.get_async(model)
+    if isinstance(tm, DateTextModel):
+        return Target("dates", tm.info.id, tm)
+    if isinstance(tm, HFTextModel) and tm.info.kind == "encoder":
+        try:
+            output_projections(tm.model)
+        except ValueError as e:
+            raise InvalidOption(str(e)) from e
+        return Target("pair", tm.info.id, tm)
+    raise InvalidOption(
+        f"Head ablation covers the paper Transformer (date model), BERT-like encoders and ViTs; "
+        f"{tm.info.label} is a {tm.info.kind} model."
+    )
+
+
+def vision_inputs(vm: VisionModel, images: list, resolution: int | None = None) -> torch.Tensor:
+    """(B, 3, R, R) on the model's device and dtype, preprocessed as the model's config says."""
+    return torch.cat([vm.preprocess(im, resolution)[0] for im in images]).to(vm.device, vm.dtype)
+
+
+def shown_input(vm: VisionModel, image: Any) -> torch.Tensor:
+    """(1, 3, R, R): an analysed image, already the R x R crop the model saw, normalised as its config says
+    (no second resize or crop)."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0  # (R, R, 3)
+    arr = (arr - np.asarray(vm.info.mean, np.float32)) / np.asarray(vm.info.std, np.float32)
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].to(vm.device, vm.dtype)  # (1, 3, R, R)
+
+
+def reference_forwards(t: Target) -> list:
+    """One forward per reference input (mean-ablation), built where it runs (the compute queue)."""
+    if t.kind == "dates":
+        return date_reference(t.module, t.obj.tokenizer, date_eval_set())
+    if t.kind == "pair":
+        return pair_reference(t.module, t.obj.tokenizer, [s for a, b, _ in sentence_pairs() for s in (a, b)])
+    return vision_reference(t.module, vision_inputs(t.obj, list(sample_images().values())))
+
+
+def compute_means(state: AppState, t: Target) -> HeadMeans:
+    """Each head's mean context over the reference set (runs in the queue; cached per model)."""
+    name = f"head-means|{t.kind}|{t.id}"
+    hit = state.views.get(name)
+    if hit is None:
+        hit = head_means(t.module, reference_forwards(t))
+        state.views.put(name, hit)
+    return hit
+
+
+async def means_for(state: AppState, t: Target) -> HeadMeans:
+    hit = state.views.get(f"head-means|{t.kind}|{t.id}")
+    if hit is not None:
+        return hit
+    return await state.queue.run(compute_means, state, t, key=f"head-means|{t.kind}|{t.id}")
+
+
+def _heads(req: AblateRequest) -> list[tuple[str, int, int]]:
+    return [(h.block, h.layer, h.head) for h in req.heads]
+
+
+def ablate_dates(t: Target, req: AblateRequest, means: HeadMeans | None) -> dict[str, Any]:
+    tm: DateTextModel = t.obj
+    model, tok = tm.model, tm.tokenizer
+    intact = normalise_dates(model, tok, [req.text or ""])[0]
+    answer = req.target if req.target else intact
+    lp = float(answer_logp(model, tok, [req.text or ""], [answer])[0])
+    with torch.inference_mode(), ablating(model, _heads(req), req.mode, means):
+        cut = normalise_dates(model, tok, [req.text or ""])[0]
+        lp_cut = float(answer_logp(model, tok, [req.text or ""], [answer])[0])
+    return dict(
+        answer=answer, decoded_intact=intact, decoded_ablated=cut, logp_intact=lp, logp_ablated=lp_cut
+    )
+
+
+def ablate_pair(t: Target, req: AblateRequest, means: HeadMeans | None) -> dict[str, Any]:
+    pair = [(req.text or "", req.pair or "")]
+    base = float(pair_cosines(t.module, t.obj.tokenizer, pair)[0])
+    with torch.inference_mode(), ablating(t.module, _heads(req), req.mode, means):
+        cut = float(pair_cosines(t.module, t.obj.tokenizer, pair)[0])
+    return dict(cos_intact=base, cos_ablated=cut)
+
+
+def ablate_vision(t: Target, image: Any, req: AblateRequest, means: HeadMeans | None) -> dict[str, Any]:
+    vm: VisionModel = t.obj
+    x = shown_input(vm, image)  # (1, 3, R, R)
+    base = vision_features(vm.model, x)  # (1, N, C)
+    with torch.inference_mode(), ablating(vm.model, _heads(req), req.mode, means):
+        feats = vision_features(vm.model, x)
+    p0 = vm.info.num_prefix_tokens
+    per_patch = F.cosine_similarity(feats[0, p0:].double(), base[0, p0:].double(), dim=-1)  # (P,)
+    cls_b, cls = (
+        (base[0, 0], feats[0, 0]) if vm.info.has_cls_token else (base[0, p0:].mean(0), feats[0, p0:].mean(0))
+    )
+    rows, cols = vm.info.grid(x.shape[-2], x.shape[-1])
+    return dict(
+        cls_cos=float(F.cosine_similarity(cls.double(), cls_b.double(), dim=0)),
+        patch_cos=float(per_patch.mean()),
+        patch_cos_map=typed_array(per_patch.reshape(rows, cols).cpu().numpy(), "f4"),
+    )
+
+
+def _check_text(state: AppState, t: Target, req: AblateRequest) -> None:
+    if not (req.text or "").strip():
+        raise TextError("Type a text to run the model on.")
+    if t.kind == "pair" and not (req.pair or "").strip():
+        raise TextError("A sentence encoder is judged on a pair: type the second sentence too.")
+    limit = state.settings.limits.max_text_chars
+    try:
+        for s in (req.text, req.pair if t.kind == "pair" else None):
+            if s is not None:
+                if len(s) > limit:
+                    raise TextError(f"The text is {len(s):,} characters long; the limit is {limit:,}.", 413)
+                t.obj.tokenize(s)
+    except TextInputError as e:
+        raise TextError(str(e)) from e
+
+
+async def ablate(state: AppState, req: AblateRequest) -> AblateResponse:
+    """One ablated run beside the intact one (compute queue)."""
+    t = await resolve(state, req.family, req.model)
+    known = {(p.block, p.layer): p.n_heads for p in output_projections(t.module)}
+    for h in req.heads:
+        if h.head >= known.get((h.block, h.layer), 0):
+            raise InvalidOption(f"{t.id} has no head {h.head} in layer {h.layer} of {h.block}.")
+    image = None
+    if t.kind == "vision":
+        if not req.analysis_id:
+            raise InvalidOption("Vision ablation needs the analysis_id of an analysed image.")
+        analysis = state.vision_analysis(req.analysis_id)
+        if analysis.model_id != t.id:
+            raise InvalidOption(f"Analysis {req.analysis_id} was made with {analysis.model_id}, not {t.id}.")
+        image = analysis.image
+    else:
+        _check_text(state, t, req)
+    means = await means_for(state, t) if req.mode == "mean" and req.heads else None
+    t0 = time.perf_counter()
+    if t.kind == "dates":
+        out = await state.queue.run(ablate_dates, t, req, means)
+    elif t.kind == "pair":
+        out = await state.queue.run(ablate_pair, t, req, means)
+    else:
+        out = await state.queue.run(ablate_vision, t, image, req, means, cost=3 * image.width * image.height)
+    return AblateResponse(
+        family=req.family, model=t.id, kind=t.kind, mode=req.mode, heads=req.heads, reference=REFERENCE[t.kind],
+        elapsed_ms=round((time.perf_counter() - t0) * 1000, 1), **out,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------
+# logit lens
+
+
+def build_lens(tm: DateTextModel, text: str, target: str | None, k: int) -> LogitLensResponse:
+    tok = tm.tokenizer
+    src = tm.tokenize(text)
+    if target is None:
+        target = normalise_dates(tm.model, tok, [text])[0]
+    dec = tm.tokenize_target(target)  # <s> + target: the decoder's input
+    lens = logit_lens(
+        tm.model, torch.tensor(src.ids, device=tm.device), torch.tensor(dec.ids, device=tm.device), k
+    )
+    name = np.vectorize(lambda i: "␣" if tok.itos[i] == " " else tok.itos[i], otypes=[object])
+    heads = [
+        HeadDirections(
+            block=block,
+            promote=name(lens.head_promote[b]).tolist(),
+            promote_logit=typed_array(lens.head_promote_logit[b], "f4"),
+            suppress=name(lens.head_suppress[b]).tolist(),
+            suppress_logit=typed_array(lens.head_suppress_logit[b], "f4"),
+        )
+        for b, block in enumerate(HEAD_BLOCKS)
+    ]
+    return LogitLensResponse(
+        model=tm.info.id,
+        source_tokens=src.tokens,
+        decoder_tokens=dec.tokens,
+        stages=[LensStage(layer=i, stage=s) for i, s in lens.stages],  # type: ignore[arg-type]
+        top_tokens=name(lens.top_ids).tolist(),
+        top_prob=typed_array(lens.top_prob, "f4"),
+        final_tokens=name(lens.final_ids).tolist(),
+        final_prob=typed_array(lens.final_prob, "f4"),
+        heads=heads,
+        norm="post-norm: each stage is the output of that sublayer's own LayerNorm (norm_1, norm_2, norm_3); "
+        "the model has no final norm, so the last stage is its own logits",
+    )
+
+
+async def lens(state: AppState, req: LogitLensRequest) -> LogitLensResponse:
+    t = await resolve(state, "text", req.model)
+    if t.kind != "dates":
+        raise InvalidOption("The logit lens is for the date model's decoder (the paper Transformer).")
+    probe = AblateRequest(family="text", model=t.id, text=req.text)
+    _check_text(state, t, probe)
+    try:
+        if req.target is not None:
+            t.obj.tokenize_target(req.target)
+    except TextInputError as e:
+        raise TextError(str(e)) from e
+    key = f"logit-lens|{t.id}|{req.k}|{len(req.text)}:{req.text}|{req.target}"
+    return await state.queue.run(build_lens, t.obj, req.text, req.target, req.k, key=key)
