@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from app.schemas.influence_ablation import (
     AblateRequest,
@@ -29,27 +28,11 @@ from app.schemas.influence_ablation import (
 from app.serialization import typed_array
 from app.services.errors import InvalidOption, TextError
 from app.state import AppState
-from models.influence.ablation import HeadMeans, ablating, head_means, output_projections
-from models.influence.importance import (
-    date_eval_set,
-    date_reference,
-    pair_reference,
-    sentence_pairs,
-    vision_reference,
-)
+from models.influence.ablation import HeadMeans, output_projections
 from models.influence.logit_lens import HEAD_BLOCKS, logit_lens
-from models.influence.outcomes import answer_logp, pair_cosines, vision_features
-from models.text.analysis import DateTextModel, HFTextModel, TextInputError
+from models.influence.run import Kind, kind_of, reference_means, run_ablation
+from models.text.analysis import DateTextModel, TextInputError
 from models.text.dates import normalise_dates
-from models.vision.analysis import VisionModel
-from models.vision.samples import SAMPLE_NAMES, sample_images
-
-Kind = Literal["dates", "pair", "vision"]
-REFERENCE = {
-    "dates": "the date model's evaluation set (hand-written dates + held-out generated dates), teacher forced",
-    "pair": "the bundled sentence pairs (models/influence/sentence_pairs.tsv), each sentence alone",
-    "vision": f"the {len(SAMPLE_NAMES)} sample photos at the model's default resolution",
-}
 
 
 @dataclass(frozen=True)
@@ -72,9 +55,10 @@ async def resolve(state: AppState, family: str, model: str | None) -> Target:
         vm, _ = await state.vision_store.get_at_async(model, None)
         return Target("vision", vm.info.id, vm)
     tm = await state.text_store.get_async(model)
-    if isinstance(tm, DateTextModel):
+    kind = kind_of(tm)
+    if kind == "dates":
         return Target("dates", tm.info.id, tm)
-    if isinstance(tm, HFTextModel) and tm.info.kind == "encoder":
+    if kind == "pair":
         try:
             output_projections(tm.model)
         except ValueError as e:
@@ -86,34 +70,12 @@ async def resolve(state: AppState, family: str, model: str | None) -> Target:
     )
 
 
-def vision_inputs(vm: VisionModel, images: list, resolution: int | None = None) -> torch.Tensor:
-    """(B, 3, R, R) on the model's device and dtype, preprocessed as the model's config says."""
-    return torch.cat([vm.preprocess(im, resolution)[0] for im in images]).to(vm.device, vm.dtype)
-
-
-def shown_input(vm: VisionModel, image: Any) -> torch.Tensor:
-    """(1, 3, R, R): an analysed image, already the R x R crop the model saw, normalised as its config says
-    (no second resize or crop)."""
-    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0  # (R, R, 3)
-    arr = (arr - np.asarray(vm.info.mean, np.float32)) / np.asarray(vm.info.std, np.float32)
-    return torch.from_numpy(arr).permute(2, 0, 1)[None].to(vm.device, vm.dtype)  # (1, 3, R, R)
-
-
-def reference_forwards(t: Target) -> list:
-    """One forward per reference input (mean-ablation), built where it runs (the compute queue)."""
-    if t.kind == "dates":
-        return date_reference(t.module, t.obj.tokenizer, date_eval_set())
-    if t.kind == "pair":
-        return pair_reference(t.module, t.obj.tokenizer, [s for a, b, _ in sentence_pairs() for s in (a, b)])
-    return vision_reference(t.module, vision_inputs(t.obj, list(sample_images().values())))
-
-
 def compute_means(state: AppState, t: Target) -> HeadMeans:
     """Each head's mean context over the reference set (runs in the queue; cached per model)."""
     name = f"head-means|{t.kind}|{t.id}"
     hit = state.views.get(name)
     if hit is None:
-        hit = head_means(t.module, reference_forwards(t))
+        hit = reference_means(t.kind, t.obj)
         state.views.put(name, hit)
     return hit
 
@@ -123,51 +85,6 @@ async def means_for(state: AppState, t: Target) -> HeadMeans:
     if hit is not None:
         return hit
     return await state.queue.run(compute_means, state, t, key=f"head-means|{t.kind}|{t.id}")
-
-
-def _heads(req: AblateRequest) -> list[tuple[str, int, int]]:
-    return [(h.block, h.layer, h.head) for h in req.heads]
-
-
-def ablate_dates(t: Target, req: AblateRequest, means: HeadMeans | None) -> dict[str, Any]:
-    tm: DateTextModel = t.obj
-    model, tok = tm.model, tm.tokenizer
-    intact = normalise_dates(model, tok, [req.text or ""])[0]
-    answer = req.target if req.target else intact
-    lp = float(answer_logp(model, tok, [req.text or ""], [answer])[0])
-    with torch.inference_mode(), ablating(model, _heads(req), req.mode, means):
-        cut = normalise_dates(model, tok, [req.text or ""])[0]
-        lp_cut = float(answer_logp(model, tok, [req.text or ""], [answer])[0])
-    return dict(
-        answer=answer, decoded_intact=intact, decoded_ablated=cut, logp_intact=lp, logp_ablated=lp_cut
-    )
-
-
-def ablate_pair(t: Target, req: AblateRequest, means: HeadMeans | None) -> dict[str, Any]:
-    pair = [(req.text or "", req.pair or "")]
-    base = float(pair_cosines(t.module, t.obj.tokenizer, pair)[0])
-    with torch.inference_mode(), ablating(t.module, _heads(req), req.mode, means):
-        cut = float(pair_cosines(t.module, t.obj.tokenizer, pair)[0])
-    return dict(cos_intact=base, cos_ablated=cut)
-
-
-def ablate_vision(t: Target, image: Any, req: AblateRequest, means: HeadMeans | None) -> dict[str, Any]:
-    vm: VisionModel = t.obj
-    x = shown_input(vm, image)  # (1, 3, R, R)
-    base = vision_features(vm.model, x)  # (1, N, C)
-    with torch.inference_mode(), ablating(vm.model, _heads(req), req.mode, means):
-        feats = vision_features(vm.model, x)
-    p0 = vm.info.num_prefix_tokens
-    per_patch = F.cosine_similarity(feats[0, p0:].double(), base[0, p0:].double(), dim=-1)  # (P,)
-    cls_b, cls = (
-        (base[0, 0], feats[0, 0]) if vm.info.has_cls_token else (base[0, p0:].mean(0), feats[0, p0:].mean(0))
-    )
-    rows, cols = vm.info.grid(x.shape[-2], x.shape[-1])
-    return dict(
-        cls_cos=float(F.cosine_similarity(cls.double(), cls_b.double(), dim=0)),
-        patch_cos=float(per_patch.mean()),
-        patch_cos_map=typed_array(per_patch.reshape(rows, cols).cpu().numpy(), "f4"),
-    )
 
 
 def _check_text(state: AppState, t: Target, req: AblateRequest) -> None:
@@ -204,16 +121,18 @@ async def ablate(state: AppState, req: AblateRequest) -> AblateResponse:
     else:
         _check_text(state, t, req)
     means = await means_for(state, t) if req.mode == "mean" and req.heads else None
+    heads = [(h.block, h.layer, h.head) for h in req.heads]
+    kw = dict(text=req.text or "", pair=req.pair or "", target=req.target, image=image)
+    cost = 3 * image.width * image.height if image is not None else 0
     t0 = time.perf_counter()
-    if t.kind == "dates":
-        out = await state.queue.run(ablate_dates, t, req, means)
-    elif t.kind == "pair":
-        out = await state.queue.run(ablate_pair, t, req, means)
-    else:
-        out = await state.queue.run(ablate_vision, t, image, req, means, cost=3 * image.width * image.height)
+    run = await state.queue.run(run_ablation, t.obj, heads, req.mode, means, cost=cost, **kw)
+    out = run.as_dict()
+    out.pop("heads")
+    if run.patch_cos_map is not None:
+        out["patch_cos_map"] = typed_array(run.patch_cos_map, "f4")
     return AblateResponse(
-        family=req.family, model=t.id, kind=t.kind, mode=req.mode, heads=req.heads, reference=REFERENCE[t.kind],
-        elapsed_ms=round((time.perf_counter() - t0) * 1000, 1), **out,
+        family=req.family, model=t.id, heads=req.heads, elapsed_ms=round((time.perf_counter() - t0) * 1000, 1),
+        **out,
     )  # fmt: skip
 
 

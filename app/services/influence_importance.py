@@ -23,9 +23,8 @@ from app.backend.local import wait_for_room
 from app.jobs import Job, Subscription
 from app.schemas.influence_ablation import BlockShape, ImportanceJobResponse, ImportanceResult
 from app.serialization import typed_array
-from app.services.influence_ablation import Target, reference_forwards, vision_inputs
+from app.services.influence_ablation import Target
 from app.state import AppState
-from models.influence.ablation import head_means
 from models.influence.importance import (
     DATE_HELDOUT,
     DATE_SEED,
@@ -38,6 +37,7 @@ from models.influence.importance import (
     sentence_pairs,
     vision_measure,
 )
+from models.influence.run import reference_means, vision_inputs
 from models.vision.samples import SAMPLE_NAMES, sample_images
 
 EVAL_VERSION = 1  # bump when an evaluation set or a metric changes: cached maps are then recomputed
@@ -136,7 +136,7 @@ def sweep(state: AppState, t: Target, family: str, mode: str, job: Job) -> Impor
         return vision_measure(t.module, x, t.obj.info.num_prefix_tokens, t.obj.info.has_cls_token), len(x)
 
     measured, n = step(build)
-    means = step(lambda: head_means(t.module, reference_forwards(t))) if mode == "mean" else None
+    means = step(lambda: reference_means(t.kind, t.obj)) if mode == "mean" else None
     imap = head_importance(measured, mode, n, job.report, cancel, step, means)  # type: ignore[arg-type]
     result = to_result(t, family, imap)
     _store(state, t, mode, result)
