@@ -29,8 +29,8 @@ from app.serialization import typed_array
 from app.services.errors import InvalidOption, TextError
 from app.state import AppState
 from models.influence.ablation import HeadMeans, output_projections
+from models.influence.ablation_run import Kind, kind_of, reference_means, run_ablation
 from models.influence.logit_lens import HEAD_BLOCKS, logit_lens
-from models.influence.run import Kind, kind_of, reference_means, run_ablation
 from models.text.analysis import DateTextModel, TextInputError
 from models.text.dates import normalise_dates
 

@@ -25,6 +25,7 @@ from app.schemas.influence_ablation import BlockShape, ImportanceJobResponse, Im
 from app.serialization import typed_array
 from app.services.influence_ablation import Target
 from app.state import AppState
+from models.influence.ablation_run import reference_means, vision_inputs
 from models.influence.importance import (
     DATE_HELDOUT,
     DATE_SEED,
@@ -37,7 +38,6 @@ from models.influence.importance import (
     sentence_pairs,
     vision_measure,
 )
-from models.influence.run import reference_means, vision_inputs
 from models.vision.samples import SAMPLE_NAMES, sample_images
 
 EVAL_VERSION = 1  # bump when an evaluation set or a metric changes: cached maps are then recomputed
