@@ -31,6 +31,7 @@ class AttnLayer:
     out_bias: Tensor  # (d,) b_O
     scale: Tensor | None = None  # (d,) LayerScale gamma (pre-LN ViTs), None = 1
     ln: nn.LayerNorm | None = None  # post-LN: the LayerNorm after the residual sum
+    graph: Tensor | None = None  # (1, H, T, Tk): the probabilities as the model used them (for gradients)
 
     @property
     def post_ln(self) -> bool:
@@ -92,7 +93,7 @@ def trace_vit(model: nn.Module, x: Tensor) -> tuple[list[AttnLayer], Tensor]:
 
     def probs_out(i: int):
         def hook(_m, args, kwargs, out):
-            rec[i]["probs"] = out[0]  # (H, N, N), the tensor the block multiplies with v
+            rec[i]["graph"] = out  # (1, H, N, N), the tensor the block multiplies with v
 
         return hook
 
@@ -125,11 +126,12 @@ def trace_vit(model: nn.Module, x: Tensor) -> tuple[list[AttnLayer], Tensor]:
             AttnLayer(
                 x=r["x"],
                 values=head_values(v, attn.proj.weight, attn.num_heads),
-                probs=r["probs"],
+                probs=r["graph"][0],
                 out=out,
                 out_bias=attn.proj.bias,
                 scale=gamma,
-            )  # fmt: skip
+                graph=r["graph"],
+            )
         )
     return layers, feats
 
@@ -157,7 +159,7 @@ def bert_parts(model: nn.Module) -> list[PostLNParts]:
             L.attention.output.dense,
             L.attention.output.LayerNorm,
             model.config.num_attention_heads,
-        )  # fmt: skip
+        )
         for L in model.encoder.layer
     ]
 
@@ -185,7 +187,7 @@ def trace_post_ln(parts: list[PostLNParts], run: Callable[[], object]) -> list[A
 
     def attn_out(i: int):
         def hook(_m, args, kwargs, out):
-            rec[i]["probs"] = out[1][0]  # (H, T, T)
+            rec[i]["graph"] = out[1]  # (1, H, T, T)
 
         return hook
 
@@ -205,10 +207,11 @@ def trace_post_ln(parts: list[PostLNParts], run: Callable[[], object]) -> list[A
         AttnLayer(
             x=r["x"],
             values=head_values(p.value(r["x"]), p.out_proj.weight, p.n_heads),
-            probs=r["probs"],
+            probs=r["graph"][0],
             out=r["out"],
             out_bias=p.out_proj.bias,
             ln=p.ln_module,
-        )  # fmt: skip
+            graph=r["graph"],
+        )
         for p, r in zip(parts, rec, strict=True)
     ]
