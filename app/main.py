@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(distance.router)
     app.include_router(pages.router)
     app.include_router(influence.router)  # /influence and /api/influence (issue 15)
+    app.include_router(influence.api)
     return app
 
 

@@ -137,7 +137,9 @@ def seq2seq_score(
     def score(keep: Tensor) -> Tensor:
         B = keep.shape[0]
         s = torch.where(keep, src.expand(B, -1), torch.full_like(src.expand(B, -1), pad_id))  # (B, Ts)
-        logits, _ = model(s, tgt_in.expand(B, -1), need_weights=True)  # explicit softmax: all-pad rows give 0, not NaN
+        logits, _ = model(
+            s, tgt_in.expand(B, -1), need_weights=True
+        )  # explicit softmax: all-pad rows give 0, not NaN
         return logits[:, step].log_softmax(-1)[:, token]
 
     return score
