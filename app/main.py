@@ -93,14 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vit_embeddings.router)
     app.include_router(distance.router)
     app.include_router(pages.router)
-<<<<<<< HEAD
-    from app.routers import influence_ablation  # issue 15, items 3 and 5 (kept apart: a one-line hook)
-
-    app.include_router(influence_ablation.router)  # /api/influence/{ablate,importance,logit-lens}
-=======
     app.include_router(influence.router)  # /influence and /api/influence (issue 15)
     app.include_router(influence.api)
->>>>>>> wt-flow
+    from app.routers import influence_ablation  # issue 15, items 3 and 5 (kept apart: a one-line hook)
+
+    app.include_router(influence_ablation.router)  # /api/influence/{ablate,heads,importance,logit-lens}
     return app
 
 

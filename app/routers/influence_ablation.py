@@ -9,7 +9,9 @@ work is in :mod:`app.services.influence_ablation` and :mod:`app.services.influen
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from app.context import client_id
 from app.deps import StateDep
@@ -18,10 +20,14 @@ from app.jobs import Subscription
 from app.schemas.influence_ablation import (
     AblateRequest,
     AblateResponse,
+    Family,
+    HeadsResponse,
+    ImportanceCached,
     ImportanceJobResponse,
     ImportanceRequest,
     LogitLensRequest,
     LogitLensResponse,
+    Mode,
 )
 from app.services import influence_ablation as svc
 from app.services import influence_importance as imp
@@ -37,6 +43,29 @@ async def ablate(state: StateDep, req: AblateRequest) -> AblateResponse:
     log p(right answer) (date model), the pair's embedding cosine (MiniLM), or the [CLS] and patch feature
     cosines to the intact run (a ViT, on a cached analysis' image)."""
     return await svc.ablate(state, req)
+
+
+@router.get("/api/influence/heads", response_model=HeadsResponse, responses=ERRORS)
+async def heads(
+    state: StateDep,
+    family: Annotated[Family, Query()] = "text",
+    model: Annotated[str | None, Query(description="an id from /api/models")] = None,
+) -> HeadsResponse:
+    """The model's attention blocks (layers x heads) and what ablation is judged by (``kind``; None when head
+    ablation is not implemented for it, with the ``reason``)."""
+    return await svc.heads_info(state, family, model)
+
+
+@router.get("/api/influence/importance", response_model=ImportanceCached, responses=ERRORS)
+async def importance_cached(
+    state: StateDep,
+    family: Annotated[Family, Query()] = "text",
+    model: Annotated[str | None, Query(description="an id from /api/models")] = None,
+    mode: Annotated[Mode, Query()] = "zero",
+) -> ImportanceCached:
+    """The head-importance map if it was computed before (memory or disk), else ``result`` null; starts nothing."""
+    t = await svc.resolve(state, family, model)
+    return ImportanceCached(result=imp.load_cached(state, t, mode))
 
 
 @router.post("/api/influence/importance", response_model=ImportanceJobResponse, responses=ERRORS)

@@ -75,6 +75,24 @@ class BlockShape(BaseModel):
     heads: int
 
 
+class HeadsResponse(BaseModel):
+    """What head ablation can do with a model: its outcome kind (None: not implemented) and its heads."""
+
+    family: Family
+    model: str
+    label: str
+    kind: Literal["dates", "pair", "vision"] | None
+    reason: str | None = Field(None, description="why ablation is not available, when kind is None")
+    blocks: list[BlockShape]
+    reference: str | None = Field(None, description="what mean-ablation averages over")
+    eval_set: str | None = Field(None, description="the importance map's evaluation set")
+    ablations: int = Field(0, description="runs one importance map takes (one per head, plus the intact run)")
+
+
+class ImportanceCached(BaseModel):
+    result: ImportanceResult | None = Field(None, description="the map, when it was computed before")
+
+
 class ImportanceResult(BaseModel):
     family: Family
     model: str

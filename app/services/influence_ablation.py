@@ -20,7 +20,9 @@ import torch
 from app.schemas.influence_ablation import (
     AblateRequest,
     AblateResponse,
+    BlockShape,
     HeadDirections,
+    HeadsResponse,
     LensStage,
     LogitLensRequest,
     LogitLensResponse,
@@ -28,11 +30,13 @@ from app.schemas.influence_ablation import (
 from app.serialization import typed_array
 from app.services.errors import InvalidOption, TextError
 from app.state import AppState
-from models.influence.ablation import HeadMeans, output_projections
-from models.influence.ablation_run import Kind, kind_of, reference_means, run_ablation
+from models.influence.ablation import HeadMeans, head_grid, output_projections
+from models.influence.ablation_run import REFERENCE, Kind, kind_of, reference_means, run_ablation
+from models.influence.importance import DATE_HELDOUT, DATE_SEED, SENTENCE_PAIRS, sentence_pairs
 from models.influence.logit_lens import HEAD_BLOCKS, logit_lens
 from models.text.analysis import DateTextModel, TextInputError
 from models.text.dates import normalise_dates
+from models.vision.samples import SAMPLE_NAMES
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,37 @@ class Target:
     @property
     def module(self) -> torch.nn.Module:
         return self.obj.model
+
+
+def eval_set_label(kind: str) -> str:
+    if kind == "dates":
+        return (
+            f"hand-written dates (models/checkpoints/human_dates.tsv) + {DATE_HELDOUT} generated from held-out "
+            f"days (seed {DATE_SEED})"
+        )
+    if kind == "pair":
+        return (
+            f"{len(sentence_pairs())} sentence pairs ({SENTENCE_PAIRS.name}: paraphrase, related, unrelated)"
+        )
+    return f"the {len(SAMPLE_NAMES)} sample photos at the model's default resolution"
+
+
+async def heads_info(state: AppState, family: str, model: str | None) -> HeadsResponse:
+    """The model's heads and ablation kind; an unsupported model is an answer (kind None), not an error."""
+    try:
+        t = await resolve(state, family, model)
+    except InvalidOption as e:
+        tm = await state.text_store.get_async(model)
+        return HeadsResponse(
+            family=family, model=tm.info.id, label=tm.info.label, kind=None, reason=str(e), blocks=[]
+        )  # type: ignore[arg-type]
+    grid = head_grid(t.module)
+    blocks = [BlockShape(block=b, layers=lay, heads=h) for b, (lay, h) in grid.items()]  # type: ignore[arg-type]
+    return HeadsResponse(
+        family=family, model=t.id, label=t.obj.info.label, kind=t.kind, blocks=blocks,  # type: ignore[arg-type]
+        reference=REFERENCE[t.kind], eval_set=eval_set_label(t.kind),
+        ablations=sum(lay * h for lay, h in grid.values()) + 1,
+    )  # fmt: skip
 
 
 async def resolve(state: AppState, family: str, model: str | None) -> Target:

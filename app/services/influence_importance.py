@@ -23,12 +23,10 @@ from app.backend.local import wait_for_room
 from app.jobs import Job, Subscription
 from app.schemas.influence_ablation import BlockShape, ImportanceJobResponse, ImportanceResult
 from app.serialization import typed_array
-from app.services.influence_ablation import Target
+from app.services.influence_ablation import Target, eval_set_label
 from app.state import AppState
 from models.influence.ablation_run import reference_means, vision_inputs
 from models.influence.importance import (
-    DATE_HELDOUT,
-    DATE_SEED,
     SENTENCE_PAIRS,
     ImportanceMap,
     date_eval_set,
@@ -38,23 +36,10 @@ from models.influence.importance import (
     sentence_pairs,
     vision_measure,
 )
-from models.vision.samples import SAMPLE_NAMES, sample_images
+from models.vision.samples import sample_images
 
 EVAL_VERSION = 1  # bump when an evaluation set or a metric changes: cached maps are then recomputed
 HEADLINE = {"dates": "exact_match", "pair": "mean_abs_delta_cos", "vision": "cls_cos"}
-
-
-def eval_set_label(kind: str) -> str:
-    if kind == "dates":
-        return (
-            f"hand-written dates (models/checkpoints/human_dates.tsv) + {DATE_HELDOUT} generated from held-out "
-            f"days (seed {DATE_SEED})"
-        )
-    if kind == "pair":
-        return (
-            f"{len(sentence_pairs())} sentence pairs ({SENTENCE_PAIRS.name}: paraphrase, related, unrelated)"
-        )
-    return f"the {len(SAMPLE_NAMES)} sample photos at the model's default resolution"
 
 
 def _fingerprint(t: Target, mode: str) -> str:

@@ -165,3 +165,18 @@ def test_importance_cancel(client):
     job = r.json()
     c = client.post(job["cancel_url"])
     assert c.status_code == 200 and c.json()["status"] == "cancelled"
+
+
+def test_heads_info_and_cached_lookup(client):
+    d = client.get("/api/influence/heads", params={"model": "tiny-dates"}).json()
+    assert d["kind"] == "dates" and d["ablations"] == 3 * 2 * 4 + 1
+    assert [(b["block"], b["layers"], b["heads"]) for b in d["blocks"]] == [
+        ("encoder_self", 2, 4),
+        ("decoder_self", 2, 4),
+        ("cross", 2, 4),
+    ]
+    g = client.get("/api/influence/heads", params={"model": "tiny-gpt2"}).json()
+    assert g["kind"] is None and "causal" in g["reason"] and g["blocks"] == []
+    v = client.get("/api/influence/heads", params={"family": "vision", "model": "tiny_vit"}).json()
+    assert v["kind"] == "vision" and v["blocks"] == [{"block": "encoder_self", "layers": 3, "heads": 4}]
+    assert client.get("/api/influence/importance", params={"model": "tiny-dates"}).json() == {"result": None}
