@@ -24,6 +24,7 @@ router = APIRouter(include_in_schema=False)
 
 # Page sections, in order: templates/influence/_<name>.html + static/js/influence/<name>.js
 SECTIONS: list[str] = ["contributions", "relevance", "curves"]
+SECTIONS += ["ablation", "importance", "lens"]  # issue 15, items 3 and 5 (wt-ablate)
 
 
 @router.get("/influence", response_class=HTMLResponse)
