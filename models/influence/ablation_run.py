@@ -166,6 +166,8 @@ def run_ablation(
     if kind == "dates":
         out = _dates(model, text, target, heads, mode, means)
     elif kind == "pair":
+        if not pair:
+            raise ValueError("a sentence encoder is judged on a pair: give the second sentence")
         out = _pair(model, text, pair, heads, mode, means)
     else:
         if image is None:
