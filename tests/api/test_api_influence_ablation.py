@@ -180,3 +180,34 @@ def test_heads_info_and_cached_lookup(client):
     v = client.get("/api/influence/heads", params={"family": "vision", "model": "tiny_vit"}).json()
     assert v["kind"] == "vision" and v["blocks"] == [{"block": "encoder_self", "layers": 3, "heads": 4}]
     assert client.get("/api/influence/importance", params={"model": "tiny-dates"}).json() == {"result": None}
+
+
+def test_ablation_runs_in_the_compute_queue_and_is_refused_when_it_is_full(app_client, tmp_path):
+    """One model job at a time: with the queue's one slot held, an ablation and a lens are refused at once."""
+    import threading
+
+    from tests.factories import tiny_settings
+
+    client = app_client(tiny_settings(tmp_path, queue_size=1))
+    state = client.app.state.atlas
+    client.get("/api/influence/heads", params={"model": "tiny-dates"})  # loaded before the queue is held
+    release, started = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(10)
+
+    state.queue.submit(hold, owner="someone-else")
+    assert started.wait(5)
+    try:
+        r = client.post("/api/influence/ablate", json={"model": "tiny-dates", "text": "7 Dec '41"})
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
+        lens = client.post("/api/influence/logit-lens", json={"model": "tiny-dates", "text": "7 Dec '41"})
+        assert lens.status_code == 503
+    finally:
+        release.set()
+    wait_until(lambda: state.queue.pending == 0)
+    assert (
+        client.post("/api/influence/ablate", json={"model": "tiny-dates", "text": "7 Dec '41"}).status_code
+        == 200
+    )
