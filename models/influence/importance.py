@@ -1,4 +1,4 @@
-"""The head-importance map (Michel et al. 2019, Section 3 / Fig. 1: ablate one head at a time, measure the
+"""The head-importance map (Michel et al. 2019, Section 3 "Ablating One Head": ablate one head at a time, measure the
 task metric): layers x heads for each attention block, over a bundled evaluation set.
 
 Evaluation sets (fixed, so a map is computed once per model and ablation mode):

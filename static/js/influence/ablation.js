@@ -30,7 +30,7 @@ function gridTable(block, kind, layers, heads, cut, onToggle) {
     el("tbody", {}, rows));
 }
 
-function outcome(r) {
+function outcome(r, ctx) {
   const rows = [];
   if (r.kind === "dates") {
     const shown = (d) => (d === "" ? "(empty)" : d);
@@ -58,6 +58,10 @@ function outcome(r) {
     const c2 = canvas.getContext("2d");
     c2.imageSmoothingEnabled = false;
     c2.drawImage(small, 0, 0, canvas.width, canvas.height);
+    if (ctx.imageUrl) {
+      parts.push(el("figure", { class: "inf-map" }, el("img", { src: ctx.imageUrl, width: 180, height: Math.round(180 * rows2 / cols), alt: "The analysed photo, as the model sees it" }),
+        el("figcaption", {}, "The analysed photo (model input).")));
+    }
     parts.push(el("figure", { class: "inf-map" }, canvas,
       el("figcaption", {}, `Per patch: cosine of the ablated to the intact feature (viridis, ${fmt(Math.min(min, 0.999), 3)} → 1; yellow = unchanged).`)));
   }
@@ -94,7 +98,7 @@ export async function mount(root, ctx) {
     try {
       const r = await apiPost("/api/influence/ablate", req, { signal: mine.signal });
       if (mine !== ctl || ctx.signal.aborted) return;
-      out.replaceChildren(outcome(r));
+      out.replaceChildren(outcome(r, ctx));
       out.dataset.state = "ready";
       out.dataset.heads = String(heads.length);
     } catch (err) {
