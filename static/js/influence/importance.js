@@ -43,9 +43,10 @@ function topList(res, metric) {
     const { data } = decodeTyped(res.values[metric][b.block]);
     data.forEach((v, i) => all.push({ b: b.block, l: Math.floor(i / b.heads), h: i % b.heads, d: v - base }));
   }
-  all.sort((x, y) => Math.abs(y.d) - Math.abs(x.d));
-  return el("p", { class: "small" }, "Largest changes: ",
-    all.slice(0, 5).map((x) => `${blockName(x.b, res.kind)} L${x.l + 1} H${x.h + 1} (${signed(x.d, 3)})`).join("; "), ".");
+  const moved = all.filter((x) => Math.abs(x.d) > 0).sort((x, y) => Math.abs(y.d) - Math.abs(x.d));
+  if (!moved.length) return el("p", { class: "small" }, "No head changes this metric when it is cut alone.");
+  return el("p", { class: "small" }, `Largest changes (${moved.length} of ${all.length} heads change it at all): `,
+    moved.slice(0, 5).map((x) => `${blockName(x.b, res.kind)} L${x.l + 1} H${x.h + 1} (${signed(x.d, 3)})`).join("; "), ".");
 }
 
 function render(host, res, kind) {
