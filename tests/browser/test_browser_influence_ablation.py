@@ -54,6 +54,14 @@ def test_ablation_importance_and_lens_on_the_date_model(page, base_url):
     cut = outcome_text(page)
     assert cut != intact and "±0.000" not in cut.split("log p")[1]
     assert cross.locator("button.inf-head[aria-pressed='true']").count() == 4
+    # keyboard: Space on a focused head cuts it, and the focus stays on that head after the grid redraws
+    key = "encoder_self|0|1"
+    page.focus(f"#inf-ablation button[data-key='{key}']")
+    page.keyboard.press("Space")
+    page.wait_for_selector("#inf-ablation [data-role='ablation-output'][data-heads='5']", timeout=TIMEOUT)
+    assert page.evaluate("document.activeElement.dataset.key") == key
+    page.select_option("#inf-ablation select", "mean")  # mean-ablation over the evaluation set
+    page.wait_for_selector("#inf-ablation caption >> text=5 heads mean-ablated", timeout=TIMEOUT)
 
     page.click("#inf-importance button.primary")
     page.wait_for_selector(
