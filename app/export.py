@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.export_ablation import influence_arrays
 from app.images import ImageError, decode_image
 from app.model_args import CliError, check_text, check_vision, text_entry, vision_entry
 from app.services.errors import ServiceError
@@ -82,6 +83,9 @@ def export_image(settings: Settings, args: argparse.Namespace) -> str:
         raise CliError(str(e)) from None
     analysis = analyze_image(vm, image, resolution)
     arrays = vision_arrays(vm, analysis, args.head_fusion, args.discard_ratio, args.renormalize, args.unit)
+    arrays.update(
+        influence_arrays(vm, args, analysis.image)
+    )  # --ablate, --importance (app/export_ablation.py)
     out = write_npz(args.out, arrays, args.compress)
     L, H, N, _ = arrays["attentions"].shape  # (L, H, N, N)
     rows, cols = analysis.grid
@@ -110,6 +114,9 @@ def export_text(settings: Settings, args: argparse.Namespace) -> str:
     except TextInputError as e:
         raise CliError(str(e)) from None
     arrays = text_arrays(analysis)
+    arrays.update(
+        influence_arrays(model, args)
+    )  # --ablate, --importance, --logit-lens (app/export_ablation.py)
     out = write_npz(args.out, arrays, args.compress)
     shapes = ", ".join(f"{k} {tuple(analysis.blocks[k].shape)}" for k in analysis.blocks)
     return f"wrote {out}: {spec.id}, {shapes}"

@@ -26,7 +26,7 @@ from app.middleware import (
     upload_route_matcher,
 )
 from app.openapi import install_openapi
-from app.routers import distance, health, pages, paper1, text, vision, vit_embeddings
+from app.routers import distance, health, influence, pages, paper1, text, vision, vit_embeddings
 from app.services.images import sample_hashes
 from app.settings import Settings, get_settings
 from app.state import AppState
@@ -93,6 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vit_embeddings.router)
     app.include_router(distance.router)
     app.include_router(pages.router)
+    app.include_router(influence.router)  # /influence and /api/influence (issue 15)
+    app.include_router(influence.api)
+    from app.routers import influence_ablation  # issue 15, items 3 and 5 (kept apart: a one-line hook)
+
+    app.include_router(influence_ablation.router)  # /api/influence/{ablate,heads,importance,logit-lens}
     return app
 
 

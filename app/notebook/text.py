@@ -108,6 +108,8 @@ class TextResult(Output):
     include_plotly: bool
     overviews: dict[str, BlockOverview] = field(default_factory=dict, repr=False)
     stat_names: tuple[str, ...] = STAT_NAMES
+    model: Any = field(default=None, repr=False)  # the TextModel that made it (result.ablate)
+    text: str = ""  # the input text
 
     ENTRY = "notebook/text.js"
     label = property(lambda self: self.info.label)
@@ -115,6 +117,13 @@ class TextResult(Output):
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in self.blocks.items())
         return f"TextResult({self.label!r}: {len(self.tokens)} tokens; {shapes}; .maps, .stats, .distance)"
+
+    def ablate(self, heads: Any, mode: str = "zero", *, pair: str | None = None, target: str | None = None):
+        """Ablate ``heads`` (0-based (layer, head), or (block, layer, head) for the date model) on this input and
+        compare with the intact run (``app/notebook/ablation.py``). ``pair``: an encoder's second sentence."""
+        from app.notebook.ablation import ablate
+
+        return ablate(self.model, heads, mode, text=self.text, pair=pair, target=target)  # type: ignore[arg-type]
 
     @property
     def maps(self) -> np.ndarray | dict[str, np.ndarray]:
@@ -227,4 +236,6 @@ def show_text(
         top_k=top_k,
         include_plotly=include_plotly,
         overviews=overviews,
+        model=tm,
+        text=text,
     )

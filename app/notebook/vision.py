@@ -127,6 +127,13 @@ class VisionResult(Output):
             f"{self.resolution} px; .maps {tuple(self.maps.shape)}, .cls, .rollout, .distance, .stats, .entropy())"
         )
 
+    def ablate(self, heads: Any, mode: str = "zero"):
+        """Ablate ``heads`` (0-based (layer, head)) on this image and compare the features with the intact run
+        ([CLS] and per-patch cosines; ``app/notebook/ablation.py``)."""
+        from app.notebook.ablation import ablate
+
+        return ablate(self.vm, heads, mode, image=self.analysis.image)  # type: ignore[arg-type]
+
     def rollout_map(self, head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
         """(P,) rollout with other options (from the cached float16 maps)."""
         return views.rollout(self.analysis, head_fusion, discard_ratio)  # type: ignore[arg-type]
