@@ -65,3 +65,39 @@ class SinksResponse(BaseModel):
     num_registers: int
     has_cls: bool
     summary: str
+
+
+class FeatureSetImage(BaseModel):
+    name: str
+    rgb: TypedArray = Field(description="(rows, cols, 3) uint8 PCA colours of the set's shared fit")
+    foreground: TypedArray = Field(
+        description="(rows, cols) uint8: 1 where the pooled first component > threshold"
+    )
+    parts: TypedArray = Field(description="(rows, cols) uint8 K-means part of the set's shared fit")
+
+
+class FeatureSetResult(BaseModel):
+    model: str
+    resolution: int
+    rows: int
+    cols: int
+    k: int
+    seed: int
+    threshold: float
+    explained: list[float] = Field(description="share of variance of the three RGB components (pooled)")
+    iterations: int
+    converged: bool
+    images: list[FeatureSetImage]
+
+
+class FeatureSetJobResponse(BaseModel):
+    job_id: str
+    status: str
+    done: int
+    total: int | None
+    elapsed_s: float
+    error: str | None
+    reused: bool = False
+    result: FeatureSetResult | None = None
+    job_url: str
+    cancel_url: str
