@@ -146,3 +146,16 @@ def test_axe_finds_no_violation_on_the_tabs(page, base_url, tab: str) -> None:
         poll(page, "() => document.getElementById('vz-norms').dataset.state === 'ready'", "norms")
     results = Axe().run(page)
     assert results.violations_count == 0, results.generate_report()
+
+
+def test_set_fit_runs_as_a_job_with_progress(page, base_url) -> None:
+    open_tab(page, base_url, "features")
+    features_ready(page)
+    page.fill("#ft-k", "3")
+    page.click("#fs-run")
+    poll(page, "() => document.getElementById('fs-panel').dataset.state === 'done'", "the set job", 120)
+    assert page.locator("#fs-results figure").count() == 8
+    assert "k = 3" in page.inner_text("#fs-status")
+    assert page.is_disabled("#fs-cancel")
+    page.locator("#fs-panel").screenshot(path=str(ARTIFACTS / "vision-features-set.png"))
+    assert js_errors(page) == []

@@ -10,6 +10,7 @@ import { fromApi, patchWhere } from "../lib/numbering.js";
 import { decodeTyped } from "../lib/typed.js";
 import { fetchPatchRow, patchLabel } from "./data.js";
 import { PART_COLORS, drawHeat, drawParts, drawRGB, outlineMask } from "./feature_draw.js";
+import { mountFeatureSet } from "./feature_sets.js";
 import { mountNorms } from "./norms.js";
 import { renderOverlay } from "./overlay.js";
 
@@ -159,6 +160,10 @@ export function mountFeatureTabs({ onTab } = {}) {
     } catch (e) { showError(errBox, e); }
   }
   $("ft-parts-run").addEventListener("click", () => { if (F.A) loadParts(); });
+  mountFeatureSet({ current: () => ({
+    model: F.A ? F.A.model.id : "", res: F.A ? F.A.grid.resolution : 0,
+    k: Math.max(2, Math.min(16, Number($("ft-k").value) || 4)), seed: Math.max(0, Number($("ft-seed").value) || 0),
+  }) });
 
   function loadFeatures() {
     if (!F.loaded.has("pca")) { F.loaded.add("pca"); loadPCA(); }
