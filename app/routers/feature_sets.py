@@ -35,7 +35,9 @@ async def start_job(
     resolution: Annotated[int | None, Form()] = None,
     k: Annotated[int, Form(ge=2, le=MAX_K, description="K-means parts")] = 4,
     seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0,
-    threshold: Annotated[float, Form(description="foreground: pooled first component > threshold")] = 0.0,
+    threshold: Annotated[
+        float, Form(allow_inf_nan=False, description="foreground: pooled first component > threshold")
+    ] = 0.0,
 ) -> FeatureSetJobResponse:
     """One PCA and one K-means fitted over the whole set. Poll ``job_url``; POST ``cancel_url`` to stop."""
     vm, res = await model_at(state, model, resolution)

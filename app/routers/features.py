@@ -39,7 +39,9 @@ def _json(body: bytes) -> Response:
 async def features_pca(
     state: StateDep,
     analysis_id: str,
-    threshold: Annotated[float, Query(description="foreground: first component > threshold")] = 0.0,
+    threshold: Annotated[
+        float, Query(allow_inf_nan=False, description="foreground: first component > threshold")
+    ] = 0.0,
     foreground_only: Annotated[bool, Query(description="fit the RGB PCA on the foreground only")] = True,
     flip: Annotated[bool, Query(description="flip the first component's sign")] = False,
 ) -> Response:

@@ -89,10 +89,11 @@ def build_sinks(aid: str, a: VisionAnalysis, patch_size: int, k: float):
     has_cls = bool(a.has_cls and a.num_prefix_tokens > 0)
     regs = a.num_prefix_tokens - (1 if has_cls else 0)
     mass = s.mass.mean(axis=(0, 1))  # (3,)
+    cls = f"{mass[0]:.1%} to [CLS]" if has_cls else "nothing to [CLS] (this model has none)"
+    reg = f"{mass[1]:.1%} to its {regs} other prefix token(s)" if regs else "none to registers (it has none)"
     summary = (
-        f"Averaged over layers and heads, patch queries give {mass[0]:.1%} of their attention to [CLS], "
-        f"{mass[1]:.1%} to {regs} register token(s) and {mass[2]:.1%} to outlier patches. "
-        + s.stats.summary()
+        f"Averaged over layers and heads, the patch queries give {cls}, {reg} and {mass[2]:.1%} to "
+        "outlier patches. " + s.stats.summary()
     )
     return SinksResponse(
         analysis_id=aid,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 RGB_PERCENTILES = (1.0, 99.0)  # robust per-component scaling of the PCA colours
+MAX_KMEANS_POINTS = 20_000  # K-means over a larger set is fitted on this many patches drawn with the seed
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,24 @@ class PCAFit:
 
 def pca_fit(x: np.ndarray, k: int = 3) -> PCAFit:
     """The top-``k`` principal components of the rows of ``x`` (M, D), signs fixed by the largest loading."""
-    x = np.asarray(x, np.float64)  # (M, D)
-    if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"PCA needs (M, D) features with M >= 2, got {x.shape}")
-    k = min(k, x.shape[1])
-    mean = x.mean(axis=0)  # (D,)
-    centred = x - mean
-    cov = centred.T @ centred / x.shape[0]  # (D, D)
+    return pca_fit_chunks([x], k)
+
+
+def pca_fit_chunks(chunks: Sequence[np.ndarray], k: int = 3) -> PCAFit:
+    """:func:`pca_fit` of the rows of all ``chunks`` (each (m_i, D)) without concatenating them: two passes
+    (the mean, then the centred covariance), one chunk at a time in float64, so the extra memory is one
+    chunk's float64 copy plus the (D, D) covariance, whatever the number of chunks."""
+    n = sum(len(c) for c in chunks)
+    if n < 2 or any(np.ndim(c) != 2 for c in chunks):
+        raise ValueError(f"PCA needs (M, D) features with M >= 2, got {[np.shape(c) for c in chunks]}")
+    d = chunks[0].shape[1]
+    k = min(k, d)
+    mean = sum(np.asarray(c, np.float64).sum(axis=0) for c in chunks) / n  # (D,)
+    cov = np.zeros((d, d))
+    for c in chunks:
+        centred = np.asarray(c, np.float64) - mean  # (m_i, D)
+        cov += centred.T @ centred
+    cov /= n  # (D, D)
     values, vectors = np.linalg.eigh(cov)  # ascending
     order = np.argsort(values)[::-1][:k]
     comps = vectors[:, order].T  # (k, D)
@@ -131,17 +143,16 @@ def feature_pca_set(
     flipped again when ``flip``), one threshold, one second PCA over the pooled foreground patches (or all
     patches when not ``foreground_only``), one pooled percentile scaling: a colour means the same direction
     in feature space in every image."""
-    feats = [np.asarray(f, np.float64) for f in features]
-    pooled = np.concatenate(feats)  # (sum P_i, D)
-    first_fit = pca_fit(pooled, 1)
+    feats = [np.asarray(f) for f in features]  # per image (P_i, D), float16/32 kept as given
+    first_fit = pca_fit_chunks(feats, 1)
     scores = [first_fit.project(f)[:, 0] for f in feats]  # per image (P_i,)
     sign = orient_first(scores, grids) * (-1.0 if flip else 1.0)
     scores = [s * sign for s in scores]
     fg = [s > threshold for s in scores]
-    chosen = np.concatenate([f[m] for f, m in zip(feats, fg, strict=True)]) if foreground_only else pooled
-    if chosen.shape[0] < 3:  # too few foreground patches for a second PCA: fall back to all patches
-        chosen, foreground_only = pooled, False
-    fit = pca_fit(chosen, 3)
+    if foreground_only and sum(int(m.sum()) for m in fg) < 3:  # too few foreground patches for a second PCA
+        foreground_only = False
+    chosen = [f[m] for f, m in zip(feats, fg, strict=True)] if foreground_only else feats
+    fit = pca_fit_chunks([c for c in chosen if len(c)], 3)
     proj = [fit.project(f) for f in feats]  # per image (P_i, 3)
     pool_for_scale = np.concatenate(
         [p[m] for p, m in zip(proj, fg, strict=True)] if foreground_only else proj
@@ -260,11 +271,33 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
 
 
 def kmeans_parts(
-    features: Sequence[np.ndarray], k: int, seed: int = 0, max_iter: int = 100
+    features: Sequence[np.ndarray],
+    k: int,
+    seed: int = 0,
+    max_iter: int = 100,
+    max_points: int = MAX_KMEANS_POINTS,
 ) -> tuple[list[np.ndarray], KMeansResult]:
     """K-means over the L2-normalised patch features of one image or a set (a list of (P_i, D)): per image
-    (P_i,) int32 part labels, and the fit. One fit over the set, so a label is one part in every image."""
-    feats = [normalise_rows(f) for f in features]
-    fit = kmeans(np.concatenate(feats), k, seed, max_iter)
-    bounds = np.cumsum([0] + [len(f) for f in feats])
-    return [fit.labels[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)], fit
+    (P_i,) int32 part labels, and the fit. One fit over the set, so a label is one part in every image.
+
+    Sets of more than ``max_points`` patches are fitted on ``max_points`` of them drawn with ``seed`` (so the
+    float64 working set stays max_points * D * 8 bytes, 61 MB at D = 384), then every patch is assigned to
+    its nearest centre; ``fit.labels`` and ``fit.inertia`` then refer to the drawn patches."""
+    sizes = [len(f) for f in features]
+    total = sum(sizes)
+    if total <= max_points:  # exact: every patch takes part in the fit
+        feats = [normalise_rows(f) for f in features]
+        fit = kmeans(np.concatenate(feats), k, seed, max_iter)
+        bounds = np.cumsum([0, *sizes])
+        return [fit.labels[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)], fit
+    # a large set: fit on max_points patches drawn with the seed, then give every patch its nearest centre
+    picked = np.sort(np.random.default_rng(seed).choice(total, max_points, replace=False))
+    bounds = np.cumsum([0, *sizes])
+    sample = np.concatenate(
+        [
+            normalise_rows(f[picked[(picked >= a) & (picked < b)] - a])
+            for f, a, b in zip(features, bounds[:-1], bounds[1:], strict=True)
+        ]
+    )  # (max_points, D)
+    fit = kmeans(sample, k, seed, max_iter)
+    return [_sq_dist(normalise_rows(f), fit.centres).argmin(1).astype(np.int32) for f in features], fit

@@ -134,9 +134,9 @@ def sink_keys(outliers: np.ndarray, num_prefix_tokens: int) -> np.ndarray:
 def drop_keys(attn: torch.Tensor, drop: np.ndarray) -> torch.Tensor:
     """(H, N, N) -> (H, N, N) float32 with the columns in ``drop`` (N,) bool zeroed and every row
     renormalised to sum 1 over the kept keys."""
-    a = attn.float().clone()
+    a = attn.to(torch.float32, copy=True)  # (H, N, N): the one float32 copy of this layer
     a[..., torch.from_numpy(np.asarray(drop, bool))] = 0.0
-    return a / a.sum(-1, keepdim=True).clamp_min(1e-12)
+    return a.div_(a.sum(-1, keepdim=True).clamp_min(1e-12))
 
 
 def rollout_without(

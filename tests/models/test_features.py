@@ -13,6 +13,7 @@ from models.vision.features import (
     kmeans,
     kmeans_parts,
     pca_fit,
+    pca_fit_chunks,
     robust_scale,
 )
 
@@ -129,3 +130,27 @@ def test_kmeans_parts_over_a_set_share_labels() -> None:
     labels, fit = kmeans_parts([x, x], 3, seed=0)
     np.testing.assert_array_equal(labels[0], labels[1])
     assert len(np.unique(labels[0])) == 3 and fit.centres.shape == (3, 16)
+
+
+def test_chunked_pca_equals_the_pooled_fit() -> None:
+    x = features(5, 90, 10)
+    whole = pca_fit(x, 3)
+    parts = pca_fit_chunks([x[:20], x[20:21], x[21:].astype(np.float32)], 3)
+    np.testing.assert_allclose(parts.components, whole.components, atol=1e-6)
+    np.testing.assert_allclose(parts.variance, whole.variance, rtol=1e-6)
+    comps, var = numpy_svd_pca(x, 3)
+    np.testing.assert_allclose(parts.variance, var, rtol=1e-6)
+
+
+def test_kmeans_on_a_large_set_fits_a_seeded_sample() -> None:
+    rng = np.random.default_rng(8)
+    centres = np.eye(4)[:3] * 5  # three directions in 4-D
+    truth = [np.repeat(np.arange(3), 40) for _ in range(3)]
+    imgs = [centres[t] + 0.05 * rng.normal(size=(120, 4)) for t in truth]
+    labels, fit = kmeans_parts(imgs, 3, seed=1, max_points=50)
+    assert fit.labels.shape == (50,)  # fitted on 50 drawn patches
+    for lab, t in zip(labels, truth, strict=True):
+        assert len({(int(a), int(b)) for a, b in zip(t, lab, strict=True)}) == 3  # the same partition
+    np.testing.assert_array_equal(labels[0], labels[1])
+    again, _ = kmeans_parts(imgs, 3, seed=1, max_points=50)
+    np.testing.assert_array_equal(again[2], labels[2])

@@ -3,7 +3,7 @@
 // without the sink keys. Fetched from /api/vision/analysis/{id}/norms and /sinks when the tab is shown.
 import { srTable } from "../lib/a11y.js";
 import { apiGet, showError } from "../lib/api.js";
-import { fmtValue } from "../lib/colormap.js";
+import { fmtValue, valueRange } from "../lib/colormap.js";
 import { $, el } from "../lib/dom.js";
 import { decodeTyped } from "../lib/typed.js";
 import { drawHeat, drawLayerHeads, outlineMask } from "./feature_draw.js";
@@ -75,8 +75,9 @@ export function mountNorms() {
       headers: ["Layer", ...Array.from({ length: H }, (_, h) => `head ${h + 1}`)],
       rows: Array.from({ length: L }, (_, l) => [`layer ${l + 1}`, ...Array.from({ length: H }, (_, h) => fmtValue(one[l * H + h]))]),
     });
-    drawHeat($("sk-roll"), A, s.roll); // each map scaled to its own min-max (the captions say so)
-    drawHeat($("sk-roll-without"), A, s.without);
+    // each map scaled to its own min and 98th percentile (the captions say so): one bright patch does not hide the rest
+    drawHeat($("sk-roll"), A, s.roll, { range: valueRange(s.roll, { clip: true, quantile: 0.98 }) });
+    drawHeat($("sk-roll-without"), A, s.without, { range: valueRange(s.without, { clip: true, quantile: 0.98 }) });
     $("sk-summary").textContent = s.summary;
     const mean = (arr, l) => { let t = 0; for (let h = 0; h < H; h++) t += arr[l * H + h]; return t / H; };
     const head = el("tr", {}, ["Layer", "Distance, all keys (px)", "Without outlier keys (px)", "Change"].map((h) => el("th", { scope: "col" }, h)));
