@@ -114,12 +114,20 @@ class Sinks:
 def sinks(a: VisionAnalysis, patch_size: int, k: float = MAD_K) -> Sinks:
     """Where the attention mass goes outside the object: see models/vision/norms.py."""
     st = norms(a, k)
-    drop = sink_keys(st.outliers, a.num_prefix_tokens)  # (L, N)
+    p0 = a.num_prefix_tokens
+    drop = sink_keys(st.outliers, p0)  # (L, N)
+    distance = attention_distance(a, patch_size, renormalize=True)  # (L, H)
+    # the distance reads patch keys only: a layer without outlier keys has the same distance without sinks
+    changed = np.flatnonzero(drop[:, p0:].any(axis=1))
+    without = distance.copy()
+    if len(changed):
+        maps = [a.attentions[int(i)] for i in changed]
+        without[changed] = distance_without(maps, drop[changed], a.grid, p0, patch_size)
     return Sinks(
-        mass=sink_mass(a.attentions, a.num_prefix_tokens, a.has_cls, st.outliers),
+        mass=sink_mass(a.attentions, p0, a.has_cls, st.outliers),
         rollout=a.rollout,
-        rollout_without=rollout_without(a.attentions, drop, a.num_prefix_tokens, a.has_cls),
-        distance=attention_distance(a, patch_size, renormalize=True),
-        distance_without=distance_without(a.attentions, drop, a.grid, a.num_prefix_tokens, patch_size),
+        rollout_without=rollout_without(a.attentions, drop, p0, a.has_cls),
+        distance=distance,
+        distance_without=without,
         stats=st,
     )

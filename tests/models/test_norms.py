@@ -109,3 +109,17 @@ def test_norms_from_the_captured_stream(tmp_path, k: float) -> None:
     np.testing.assert_allclose(st.prefix_norms[:, 0], direct[:, 0], rtol=2e-3)
     med = np.median(direct[:, 1:], axis=1)
     np.testing.assert_allclose(st.median, med, rtol=2e-3)
+
+
+def test_sinks_view_recomputes_only_layers_with_outlier_keys(tmp_path) -> None:
+    from models.vision import feature_views as fv
+    from models.vision.analysis import analyze_image, load_vision_model
+    from tests.factories import photo, tiny_vit_spec
+
+    vm = load_vision_model(tiny_vit_spec(), cache_dir=tmp_path)
+    a = analyze_image(vm, photo(6))
+    for k in (0.5, 100.0):  # many outliers, none
+        s = fv.sinks(a, 8, k)
+        drop = sink_keys(s.stats.outliers, 1)
+        full = distance_without(a.attentions, drop, a.grid, 1, 8)
+        np.testing.assert_allclose(s.distance_without, full, rtol=1e-5)
