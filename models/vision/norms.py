@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from models.vision.mad import mean_attention_distance
-from models.vision.rollout import HeadFusion, residual_layer, rollout_from_residuals
+from models.vision.rollout import rollout_from_residuals
 
 MAD_K = 10.0  # outlier rule: norm > median + MAD_K * MAD (raw MAD) of the layer's patch norms
 SINK_KINDS = ("cls", "registers", "outliers")
@@ -139,19 +139,34 @@ def drop_keys(attn: torch.Tensor, drop: np.ndarray) -> torch.Tensor:
     return a.div_(a.sum(-1, keepdim=True).clamp_min(1e-12))
 
 
+def fused_without(attn: torch.Tensor, drop: np.ndarray) -> torch.Tensor:
+    """The head mean of :func:`drop_keys`: (H, N, N) -> (N, N) float32, one head at a time (no (H, N, N)
+    float32 copy). Each head's kept row mass is 1 minus its mass on the few dropped keys."""
+    mask = torch.from_numpy(np.asarray(drop, bool))
+    n_heads = attn.shape[0]
+    fused = torch.zeros(attn.shape[-2:], dtype=torch.float32)  # (N, N)
+    for h in range(n_heads):
+        head = attn[h].float()  # (N, N)
+        kept = (head.sum(-1) - head[:, mask].sum(-1)).clamp_min(1e-12)  # (N,) row mass on the kept keys
+        fused.add_(head / (kept[:, None] * n_heads))
+    fused[:, mask] = 0.0
+    return fused
+
+
 def rollout_without(
     attentions: Sequence[torch.Tensor],
     drop: np.ndarray,
     num_prefix_tokens: int,
     has_cls: bool,
-    head_fusion: HeadFusion = "mean",
 ) -> np.ndarray:
-    """(P,) rollout of the maps with each layer's ``drop`` (L, N) keys removed and rows renormalised."""
+    """(P,) rollout (heads averaged) of the maps with each layer's ``drop`` (L, N) keys removed and every
+    head's rows renormalised over the kept keys, then the identity added and rows renormalised (rollout.py)."""
     with torch.inference_mode():
-        residuals = [
-            residual_layer(drop_keys(a, drop[i]), head_fusion, 0.0, num_prefix_tokens)
-            for i, a in enumerate(attentions)
-        ]  # L x (N, N)
+        residuals = []  # L x (N, N)
+        for i, a in enumerate(attentions):
+            fused = fused_without(a, drop[i])
+            fused += torch.eye(fused.shape[-1])  # the residual path
+            residuals.append(fused / fused.sum(-1, keepdim=True))
         return rollout_from_residuals(residuals, num_prefix_tokens, has_cls).numpy()
 
 

@@ -123,3 +123,14 @@ def test_sinks_view_recomputes_only_layers_with_outlier_keys(tmp_path) -> None:
         drop = sink_keys(s.stats.outliers, 1)
         full = distance_without(a.attentions, drop, a.grid, 1, 8)
         np.testing.assert_allclose(s.distance_without, full, rtol=1e-5)
+
+
+def test_fused_without_is_the_head_mean_of_drop_keys() -> None:
+    from models.vision.norms import fused_without
+
+    a = torch.rand(3, 7, 7).softmax(-1)  # (H, N, N)
+    drop = np.array([True, False, False, True, False, False, False])
+    torch.testing.assert_close(fused_without(a, drop), drop_keys(a, drop).mean(0))
+    torch.testing.assert_close(
+        fused_without(a.half(), drop), drop_keys(a.half(), drop).mean(0), atol=1e-3, rtol=1e-3
+    )
