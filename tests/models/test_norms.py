@@ -134,3 +134,26 @@ def test_fused_without_is_the_head_mean_of_drop_keys() -> None:
     torch.testing.assert_close(
         fused_without(a.half(), drop), drop_keys(a.half(), drop).mean(0), atol=1e-3, rtol=1e-3
     )
+
+
+def test_register_tokens_get_their_own_sink_mass(tmp_path) -> None:
+    """A random ViT with [CLS] + 4 registers (timm ``reg_tokens``, as the allowlisted ``*_reg4`` models): the
+    register column of the sink mass is the patch queries' attention on tokens 1-4, summed by hand here."""
+    from models.vision import feature_views as fv
+    from models.vision.analysis import analyze_image, load_vision_model
+    from models.vision.registry import VisionModelSpec
+    from tests.factories import photo, random_vit
+
+    geometry = dict(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10, reg_tokens=4
+    )
+    spec = random_vit(VisionModelSpec, "tiny_reg4", "Tiny random ViT with 4 registers", **geometry)
+    vm = load_vision_model(spec, cache_dir=tmp_path)
+    a = analyze_image(vm, photo(2))
+    assert a.num_prefix_tokens == 5 and a.has_cls and a.hidden.shape == (2, 21, 32)
+    s = fv.sinks(a, 8, 1000.0)  # k so large that no patch is an outlier
+    maps = a.attentions.float().numpy()  # (L, H, N, N)
+    np.testing.assert_allclose(s.mass[..., 0], maps[:, :, 5:, 0].mean(-1), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(s.mass[..., 1], maps[:, :, 5:, 1:5].sum(-1).mean(-1), rtol=1e-3, atol=1e-4)
+    assert (s.mass[..., 1] > 0).all() and (s.mass[..., 2] == 0).all()
+    assert fv.norms(a, 1000.0).prefix_norms.shape == (2, 5)
