@@ -159,3 +159,17 @@ def test_set_fit_runs_as_a_job_with_progress(page, base_url) -> None:
     assert page.is_disabled("#fs-cancel")
     page.locator("#fs-panel").screenshot(path=str(ARTIFACTS / "vision-features-set.png"))
     assert js_errors(page) == []
+
+
+def test_set_fit_over_uploaded_files(page, base_url) -> None:
+    from tests.factories import photo_bytes
+
+    open_tab(page, base_url, "features")
+    features_ready(page)
+    files = [{"name": f"p{i}.png", "mimeType": "image/png", "buffer": photo_bytes(i)} for i in range(2)]
+    page.set_input_files("#fs-files", files)
+    page.click("#fs-run-files")
+    poll(page, "() => document.getElementById('fs-panel').dataset.state === 'done'", "the upload job", 120)
+    names = page.locator("#fs-results figcaption").all_inner_texts()
+    assert names == ["p0.png", "p1.png"]
+    assert js_errors(page) == []

@@ -1,5 +1,5 @@
-// The "over the sample photos" panel of the Features tab: one PCA and one K-means fitted over the eight sample
-// photos as a dataset job (POST /api/vision/feature-sets/jobs; progress by polling, Cancel stops it), so a colour
+// The "over a set of photos" panel of the Features tab: one PCA and one K-means fitted over the eight sample
+// photos, or the user's images or zip, as a dataset job (POST /api/vision/feature-sets/jobs; progress by polling, Cancel stops it), so a colour
 // or a part means the same feature direction in every photo. Each photo is drawn as its patch grid of colours.
 import { apiGet, apiPost, showError } from "../lib/api.js";
 import { $, el } from "../lib/dom.js";
@@ -55,19 +55,23 @@ export function mountFeatureSet({ current }) {
     }
   }
 
-  $("fs-run").addEventListener("click", async () => {
+  async function start(files) {
     const { model, res, k, seed } = current(), my = ++token;
     const fd = new FormData();
     fd.append("model", model); fd.append("k", String(k)); fd.append("seed", String(seed));
     if (res) fd.append("resolution", String(res));
+    if (files) { fd.append("source", "upload"); for (const f of files) fd.append("files", f, f.name); }
     try {
       $("fs-panel").dataset.state = "running";
       status.textContent = "Starting\u2026";
       job = await apiPost("/api/vision/feature-sets/jobs", fd);
       $("fs-cancel").disabled = false;
       await poll(my);
-    } catch (e) { job = null; showError(errBox, e); status.textContent = ""; }
-  });
+    } catch (e) { job = null; showError(errBox, e); status.textContent = ""; $("fs-panel").dataset.state = "failed"; }
+  }
+  $("fs-run").addEventListener("click", () => start(null));
+  $("fs-files").addEventListener("change", (e) => { $("fs-run-files").disabled = !e.target.files.length; });
+  $("fs-run-files").addEventListener("click", () => { const f = $("fs-files").files; if (f.length) start([...f]); });
   $("fs-cancel").addEventListener("click", async () => {
     if (!job) return;
     const j = job; job = null; token++;
