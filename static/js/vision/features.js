@@ -17,32 +17,8 @@ import { renderOverlay } from "./overlay.js";
 const TABS = ["attention", "features", "norms"];
 const SLIDER_MS = 120;
 
-export function mountFeatureTabs({ onTab } = {}) {
-  const start = new URLSearchParams(location.search).get("tab");
-  const F = {
-    A: null, tab: TABS.includes(start) ? start : "attention",
-    threshold: 0, fgOnly: true, flip: false, pca: null, layer: null, query: null, k: 4, seed: 0,
-    loaded: new Set(), // what of the current analysis is drawn: "pca", "sim", "parts"
-  };
-  const errBox = $("vz-error"), tablist = $("vz-tablist");
-  const norms = mountNorms();
-
-  // ---- tabs -------------------------------------------------------------------------------------------
-  function showTab(tab) {
-    F.tab = tab;
-    for (const b of tablist.querySelectorAll("[role=tab]")) b.setAttribute("aria-selected", String(b.dataset.tab === tab));
-    syncTabs(tablist);
-    $("vz-main").classList.toggle("hidden", !F.A || tab !== "attention");
-    $("vz-features").classList.toggle("hidden", !F.A || tab !== "features");
-    $("vz-norms").classList.toggle("hidden", !F.A || tab !== "norms");
-    if (F.A && tab === "features") loadFeatures();
-    if (F.A && tab === "norms") norms.show(F.A);
-    onTab?.(tab);
-  }
-  for (const b of tablist.querySelectorAll("[role=tab]")) b.addEventListener("click", () => showTab(b.dataset.tab));
-  wireTabs(tablist);
-
-  // ---- feature PCA ------------------------------------------------------------------------------------
+// Feature PCA (DINOv2 Fig. 1): the colours, the first component with its foreground outlined, the threshold.
+function mountPCA(F, errBox) {
   let pcaToken = 0;
   async function loadPCA() {
     const A = F.A, my = ++pcaToken;
@@ -88,7 +64,11 @@ export function mountFeatureTabs({ onTab } = {}) {
   $("ft-fgonly").addEventListener("change", (e) => { F.fgOnly = e.target.checked; if (F.A) loadPCA(); });
   $("ft-flip").addEventListener("change", (e) => { F.flip = e.target.checked; F.threshold = -F.threshold; if (F.A) loadPCA(); });
 
-  // ---- similarity beside attention -------------------------------------------------------------------------
+  return loadPCA;
+}
+
+// Click a patch: cosine similarity of its features beside where it attends, same layer.
+function mountSimilarity(F, errBox) {
   let simToken = 0;
   async function loadSimilarity() {
     const A = F.A, my = ++simToken, q = F.query, layer = F.layer;
@@ -140,7 +120,11 @@ export function mountFeatureTabs({ onTab } = {}) {
     if (F.A) loadSimilarity();
   });
 
-  // ---- K-means parts ------------------------------------------------------------------------------------
+  return loadSimilarity;
+}
+
+// K-means parts of this image, and the set-level panel (feature_sets.js).
+function mountParts(F, errBox) {
   async function loadParts() {
     const A = F.A;
     F.k = Math.max(2, Math.min(16, Number($("ft-k").value) || 4));
@@ -165,11 +149,41 @@ export function mountFeatureTabs({ onTab } = {}) {
     k: Math.max(2, Math.min(16, Number($("ft-k").value) || 4)), seed: Math.max(0, Number($("ft-seed").value) || 0),
   }) });
 
+  return loadParts;
+}
+
+export function mountFeatureTabs({ onTab } = {}) {
+  const start = new URLSearchParams(location.search).get("tab");
+  const F = {
+    A: null, tab: TABS.includes(start) ? start : "attention",
+    threshold: 0, fgOnly: true, flip: false, pca: null, layer: null, query: null, k: 4, seed: 0,
+    loaded: new Set(), // what of the current analysis is drawn: "pca", "sim", "parts"
+  };
+  const errBox = $("vz-error"), tablist = $("vz-tablist");
+  const norms = mountNorms();
+
+  // ---- tabs -------------------------------------------------------------------------------------------
+  function showTab(tab) {
+    F.tab = tab;
+    for (const b of tablist.querySelectorAll("[role=tab]")) b.setAttribute("aria-selected", String(b.dataset.tab === tab));
+    syncTabs(tablist);
+    $("vz-main").classList.toggle("hidden", !F.A || tab !== "attention");
+    $("vz-features").classList.toggle("hidden", !F.A || tab !== "features");
+    $("vz-norms").classList.toggle("hidden", !F.A || tab !== "norms");
+    if (F.A && tab === "features") loadFeatures();
+    if (F.A && tab === "norms") norms.show(F.A);
+    onTab?.(tab);
+  }
+  for (const b of tablist.querySelectorAll("[role=tab]")) b.addEventListener("click", () => showTab(b.dataset.tab));
+  wireTabs(tablist);
+
+  const loadPCA = mountPCA(F, errBox), loadSimilarity = mountSimilarity(F, errBox), loadParts = mountParts(F, errBox);
   function loadFeatures() {
     if (!F.loaded.has("pca")) { F.loaded.add("pca"); loadPCA(); }
     if (!F.loaded.has("sim")) { F.loaded.add("sim"); loadSimilarity(); }
     if (!F.loaded.has("parts")) { F.loaded.add("parts"); loadParts(); }
   }
+
 
   return {
     adopt(A) {
