@@ -64,3 +64,15 @@ def test_analysis_keeps_the_stream(tmp_path) -> None:
         torch.testing.assert_close(
             torch.from_numpy(a.token_norms[layer]), torch.linalg.vector_norm(w[0], dim=-1)
         )
+
+
+def test_a_batch_keeps_each_image_its_own_stream(tmp_path) -> None:
+    from models.vision.analysis import analyze_images
+
+    vm = load_vision_model(tiny_vit_spec(), cache_dir=tmp_path)
+    both = analyze_images(vm, [photo(1), photo(2)])
+    for b, seed in enumerate((1, 2)):
+        one = analyze_image(vm, photo(seed))
+        torch.testing.assert_close(both[b].hidden.float(), one.hidden.float(), atol=2e-3, rtol=2e-3)
+        torch.testing.assert_close(both[b].features.float(), one.features.float(), atol=2e-3, rtol=2e-3)
+        torch.testing.assert_close(torch.from_numpy(both[b].token_norms), torch.from_numpy(one.token_norms))
