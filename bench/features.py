@@ -46,18 +46,18 @@ def main() -> int:
     print(f"torch threads {torch.get_num_threads()}; medians of {args.reps} runs, ms")
     for res in args.res:
         analyze_image(vm, image, res)  # warm-up
-        with_ms = median_ms(lambda: analyze_image(vm, image, res), args.reps)
+        with_ms = median_ms(lambda res=res: analyze_image(vm, image, res), args.reps)
         with mock.patch.object(analysis_mod, "capture_hidden", lambda m: nullcontext(_NoStream())):
-            without_ms = median_ms(lambda: analyze_image(vm, image, res), args.reps)
+            without_ms = median_ms(lambda res=res: analyze_image(vm, image, res), args.reps)
         a = analyze_image(vm, image, res)
         extra = a.hidden.numel() * 2 + a.features.numel() * 2 + a.token_norms.nbytes
         maps = a.attentions.numel() * 2
         views = {
-            "pca": lambda: fv.features_pca(a),
-            "similarity": lambda: fv.similarity(a, 40, 5),
-            "parts k=6": lambda: fv.parts([a], 6, 0),
-            "norms": lambda: fv.norms(a),
-            "sinks": lambda: fv.sinks(a, vm.info.patch_size),
+            "pca": lambda a=a: fv.features_pca(a),
+            "similarity": lambda a=a: fv.similarity(a, 40, 5),
+            "parts k=6": lambda a=a: fv.parts([a], 6, 0),
+            "norms": lambda a=a: fv.norms(a),
+            "sinks": lambda a=a: fv.sinks(a, vm.info.patch_size),
         }
         timed = {k: median_ms(f, args.reps) for k, f in views.items()}
         print(
