@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, get_args
 
 from app.export_ablation import add_arguments as add_influence_arguments
+from app.export_features import add_feature_arguments
 from app.model_args import CliError, check_settings, text_entry, text_kind, vision_entry  # noqa: F401 (text_kind: re-exported)
 from app.settings import Settings, SettingsFileError, load_settings
 from models.devices import DeviceName
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--compress", action="store_true", help="np.savez_compressed (smaller, slower)")
     e.add_argument("--out", required=True, help="the .npz to write")
     add_influence_arguments(e)  # --ablate, --ablate-mode, --pair, --importance, --logit-lens (issue 15)
+    add_feature_arguments(e)
     return p
 
 

@@ -59,8 +59,10 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = 
 
 def export_image(settings: Settings, args: argparse.Namespace) -> str:
     """Analyse ``args.image`` once and write its arrays; returns a one-line summary."""
+    from app.export_features import feature_kwargs
     from models.vision.analysis import analyze_image
     from models.vision.export import vision_arrays
+    from models.vision.feature_export import feature_arrays
 
     path = Path(args.image).expanduser()
     if not path.is_file():
@@ -86,6 +88,10 @@ def export_image(settings: Settings, args: argparse.Namespace) -> str:
     arrays.update(
         influence_arrays(vm, args, analysis.image)
     )  # --ablate, --importance (app/export_ablation.py)
+    try:  # --features, --parts, --similarity, --norms (app/export_features.py)
+        arrays.update(feature_arrays(analysis, vm.info.patch_size, **feature_kwargs(args)))
+    except (IndexError, ValueError) as e:
+        raise CliError(str(e)) from None
     out = write_npz(args.out, arrays, args.compress)
     L, H, N, _ = arrays["attentions"].shape  # (L, H, N, N)
     rows, cols = analysis.grid

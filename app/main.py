@@ -26,7 +26,18 @@ from app.middleware import (
     upload_route_matcher,
 )
 from app.openapi import install_openapi
-from app.routers import distance, health, influence, pages, paper1, text, vision, vit_embeddings
+from app.routers import (
+    distance,
+    feature_sets,
+    features,
+    health,
+    influence,
+    pages,
+    paper1,
+    text,
+    vision,
+    vit_embeddings,
+)
 from app.services.images import sample_hashes
 from app.settings import Settings, get_settings
 from app.state import AppState
@@ -88,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.include_router(health.router)
     app.include_router(vision.router)
+    app.include_router(features.router)
+    app.include_router(feature_sets.router)
     app.include_router(text.router)
     app.include_router(paper1.router)
     app.include_router(vit_embeddings.router)

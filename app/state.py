@@ -49,8 +49,14 @@ MB = 1024 * 1024
 
 
 def analysis_nbytes(a: VisionAnalysis) -> int:
+    streams = sum(t.numel() * t.element_size() for t in (a.hidden, a.features) if t is not None)  # float16
+    norms = a.token_norms.nbytes if a.token_norms is not None else 0
     return int(
-        a.attentions.numel() * a.attentions.element_size() + a.cls_attention.nbytes + 3 * a.resolution**2
+        a.attentions.numel() * a.attentions.element_size()
+        + a.cls_attention.nbytes
+        + 3 * a.resolution**2
+        + streams
+        + norms
     )
 
 

@@ -43,7 +43,9 @@ def analysis_to_wire(analysis: VisionAnalysis) -> dict[str, Any]:
     tensor is pickled into bytes and copied again when unpickled (152 MB at 448 px; measured in
     docs/cluster.md "Where the time goes": 518-967 ms per call as a tensor, 114 ms as numpy)."""
     fields = {f.name: getattr(analysis, f.name) for f in dataclasses.fields(analysis)}
-    fields["attentions"] = analysis.attentions.numpy()
+    for name in ("attentions", "hidden", "features"):  # torch tensors travel as numpy buffers
+        if fields[name] is not None:
+            fields[name] = fields[name].numpy()
     return fields
 
 
@@ -52,8 +54,12 @@ def analysis_from_wire(fields: dict[str, Any]) -> VisionAnalysis:
     (the object store's); nothing writes into an analysis's maps."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        attentions = torch.from_numpy(fields["attentions"])
-    return VisionAnalysis(**{**fields, "attentions": attentions})
+        tensors = {
+            name: torch.from_numpy(fields[name])
+            for name in ("attentions", "hidden", "features")
+            if fields.get(name) is not None
+        }
+    return VisionAnalysis(**{**fields, **tensors})
 
 
 def send_analyses_zero_copy() -> None:

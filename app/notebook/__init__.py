@@ -42,8 +42,17 @@ draw goes in:
 
 from __future__ import annotations
 
+from app.notebook.features import features_pca_set
 from app.notebook.text import TextResult, show_text
 from app.notebook.vision import VisionResult, load_image, show_vision
 from models.vision.views import head_stats as vision_stats
 
-__all__ = ["TextResult", "VisionResult", "load_image", "show_text", "show_vision", "vision_stats"]
+__all__ = [
+    "TextResult",
+    "VisionResult",
+    "features_pca_set",
+    "load_image",
+    "show_text",
+    "show_vision",
+    "vision_stats",
+]

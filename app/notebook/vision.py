@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 import app.notebook.models as models
+from app.notebook.features import FeatureMethods
 from app.notebook.html import Output, b64_size
 from app.schemas.vision import RolloutOptions
 from app.schemas.vision_views import analysis_response
@@ -82,7 +83,7 @@ def vision_model(model: Any, resolution: int | None, device: str | None) -> Visi
 
 
 @dataclass(repr=False)
-class VisionResult(Output):
+class VisionResult(FeatureMethods, Output):
     """One image through one ViT-family model: the numbers, and the views when displayed.
 
     maps      (L, H, N, N) float32: every layer's and head's attention probabilities over the N tokens
@@ -94,6 +95,7 @@ class VisionResult(Output):
     stats     dict of (L, H) float32 (``models.vision.views.head_stats``): ``entropy`` (mean row entropy of
               the patch queries over every key, nats), ``prefix_share``, ``self_share``.
     entropy() the per-patch entropy over the patch keys (renormalised; ``models.vision.views.patch_entropy``).
+    features_pca(), similarity(patch, layer), parts(k), norms, sink_mass, sinks(): app/notebook/features.py.
     """
 
     vm: VisionModel = field(repr=False)

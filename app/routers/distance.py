@@ -94,7 +94,7 @@ async def start_job(
 
 def _get_job(state: AppState, job_id: str) -> Subscription:
     job = state.distance_jobs.get(job_id)
-    if job is None:
+    if job is None or job.kind != "distance":  # the registry also holds feature-set jobs
         raise HTTPException(404, f"No distance job {job_id!r} (unknown, or finished long ago and dropped).")
     return job
 

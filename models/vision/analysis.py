@@ -27,6 +27,7 @@ from torch import nn
 
 from models.devices import resolve_device
 from models.vision.capture import CaptureError, capture_attention, find_attention_modules
+from models.vision.hidden import capture_hidden
 from models.vision.registry import VisionModelInfo, VisionModelSpec, build_model, describe
 from models.vision.rollout import HeadFusion, residual_layer, rollout_from_residuals
 
@@ -111,6 +112,10 @@ class VisionAnalysis:
     predictions: list[tuple[str, float]] | None
     image: Image.Image  # the R x R image the model saw
     has_cls: bool = True  # False: no [CLS] token (registers only, or no prefix): maps average the patch rows
+    # the residual stream (models/vision/hidden.py): features, similarity and norms views read these
+    hidden: torch.Tensor | None = None  # (L, N, D) float16: tokens after each block
+    features: torch.Tensor | None = None  # (N, D) float16: the last layer after the final norm
+    token_norms: np.ndarray | None = None  # (L, N) float32: ||x_l|| of each token, from the float32 stream
 
     def patch_attention(self, layer: int, head: int | None, query: int) -> np.ndarray:
         """Where patch ``query`` attends in ``layer`` for one head (or the head mean): (P,) float32."""
@@ -232,14 +237,16 @@ def analyze_batch(
         seen.append(block)
 
     with torch.inference_mode():
-        with capture_attention(vm.model, reduce=keep):
-            feats = vm.model.forward_features(x)
+        with capture_attention(vm.model, reduce=keep), capture_hidden(vm.model) as streams:
+            feats = vm.model.forward_features(x)  # (B, N, D) after the final norm
         logits = vm.model.forward_head(feats) if info.num_classes > 0 else None
         if set(seen) != set(range(num_layers)):
             raise CaptureError("the forward pass recorded no attention probabilities for some blocks")
         rolls = torch.vmap(lambda rs: rollout_from_residuals(rs, p0, info.has_cls_token))(residuals)  # (B, P)
         cls_all = torch.stack(cls_maps, dim=1).float().cpu().numpy()  # (B, L, H, P)
         rolls = rolls.float().cpu().numpy()
+        hidden, norms = streams.all_hidden(), streams.all_norms()  # (B, L, N, D) float16, (B, L, N)
+        last = feats.to("cpu", torch.float16)  # (B, N, D)
     rows, cols = info.grid(x.shape[-2], x.shape[-1])
     return [
         VisionAnalysis(
@@ -253,6 +260,9 @@ def analyze_batch(
             predictions=top_predictions(vm.model, logits[b : b + 1]) if logits is not None else None,
             image=shown[b],
             has_cls=info.has_cls_token,
+            hidden=hidden[b].clone(),  # (L, N, D), its own memory
+            features=last[b].clone(),  # (N, D)
+            token_norms=norms[b].numpy().copy(),  # (L, N)
         )
         for b in range(batch)
     ]

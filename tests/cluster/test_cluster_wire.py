@@ -37,6 +37,8 @@ def assert_equal(a: VisionAnalysis, b: VisionAnalysis) -> None:
         b.model_id, b.resolution, b.grid, b.num_prefix_tokens, b.predictions, b.has_cls,
     )  # fmt: skip
     assert a.image.tobytes() == b.image.tobytes()
+    assert torch.equal(a.hidden, b.hidden) and torch.equal(a.features, b.features)  # the residual stream
+    np.testing.assert_array_equal(a.token_norms, b.token_norms)
     np.testing.assert_array_equal(a.patch_attention(0, None, 1), b.patch_attention(0, None, 1))
 
 

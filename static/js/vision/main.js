@@ -12,6 +12,7 @@ import { entropyMap } from "./entropy.js";
 import { applyFirstLook, firstLook } from "./firstlook.js";
 import { renderCrop, renderNotes } from "./notes.js";
 import { renderExports } from "./exports.js";
+import { mountFeatureTabs } from "./features.js";
 import { renderModelGrid } from "./grid.js";
 import { outlierNote, renderOverlay } from "./overlay.js";
 import { renderPredictions } from "./predictions.js";
@@ -44,6 +45,7 @@ const look = url.img || url.sample ? null : firstLook(MODELS, PD.default_model);
 if (look) applyFirstLook(S, look);
 const errBox = $("vz-error");
 let shown = null; // what the big view shows now: {values, range, canvas, title, meta}
+let tabs = null; // the Attention / Features / Norms tabs (features.js)
 
 // ---- URL ------------------------------------------------------------------------------------------------
 function syncURL() {
@@ -56,6 +58,7 @@ function syncURL() {
     discard: S.view === "rollout" && S.discard ? S.discard : "",
     cmap: S.colormap !== "viridis" ? S.colormap : "",
     clip: S.clip ? "" : false, fade: S.fade ? "" : false, // on by default: only "off" goes in the URL
+    tab: tabs && tabs.current() !== "attention" ? tabs.current() : "",
   });
 }
 
@@ -117,6 +120,7 @@ function adopt(A, source, restore) {
   setActiveSample(S.sample || null);
   $("vz-empty").classList.add("hidden");
   $("vz-main").classList.remove("hidden");
+  tabs?.adopt(A); // hides #vz-main again when another tab is chosen
   $("vz-grid-what").textContent = A.clsQuery === "cls" ? "[CLS] attention" : "mean patch-query attention";
   renderPredictions($("vz-preds"), A.predictions, A.model.label);
   $("vz-preds-export").classList.toggle("hidden", !A.predictions);
@@ -376,6 +380,7 @@ async function main() {
   if (url.compare) { mountCompare(PD); return; } // side by side (compare/); the single view below is untouched
   wireCompareLink($("vz-compare-link"), MODELS, () => S.A);
   wireControls();
+  tabs = mountFeatureTabs({ onTab: (tab) => { syncURL(); if (tab === "attention" && S.A) { renderGrid(); refreshMap(); } } });
   renderExports(() => S, () => shown);
   renderUpload({
     drop: $("vz-drop"), input: $("vz-file"), hint: $("vz-drop-hint"), maxUploadMB: PD.max_upload_mb,

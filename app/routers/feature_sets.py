@@ -1,0 +1,83 @@
+"""Feature PCA and K-means parts over an image set, as background jobs (:mod:`app.services.feature_sets`).
+
+- ``POST /api/vision/feature-sets/jobs``: the bundled sample photos, or uploaded images / a zip (202);
+- ``GET /api/vision/feature-sets/jobs/{id}``: progress, and the result when done;
+- ``POST /api/vision/feature-sets/jobs/{id}/cancel``: drop your subscription (the work stops when nobody is left).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+
+from app.context import client_id
+from app.deps import StateDep
+from app.errors import errors_doc
+from app.jobs import Subscription
+from app.schemas.features import FeatureSetJobResponse
+from app.services import feature_sets as svc
+from app.services.features import MAX_K
+from app.services.image_sets import MAX_FILES, parse_uploads
+from app.services.vision import model_at
+from app.state import AppState
+
+router = APIRouter(prefix="/api/vision/feature-sets", tags=["vision features"])
+ERRORS = errors_doc(400, 404, 413, 415, 503)
+
+
+@router.post("/jobs", response_model=FeatureSetJobResponse, status_code=202, responses=ERRORS)
+async def start_job(
+    state: StateDep,
+    model: Annotated[str | None, Form(description="an id from /api/models")] = None,
+    source: Annotated[Literal["samples", "upload"], Form()] = "samples",
+    files: Annotated[list[UploadFile] | None, File(description="images and/or zips of images")] = None,
+    resolution: Annotated[int | None, Form()] = None,
+    k: Annotated[int, Form(ge=2, le=MAX_K, description="K-means parts")] = 4,
+    seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0,
+    threshold: Annotated[
+        float, Form(allow_inf_nan=False, description="foreground: pooled first component > threshold")
+    ] = 0.0,
+) -> FeatureSetJobResponse:
+    """One PCA and one K-means fitted over the whole set. Poll ``job_url``; POST ``cancel_url`` to stop."""
+    vm, res = await model_at(state, model, resolution)
+    owner = client_id.get()
+    parsed = None
+    if source == "samples":
+        if files:
+            raise HTTPException(
+                400, "Files were sent with source=samples; use source=upload to analyse them."
+            )
+    else:
+        if not files:
+            raise HTTPException(400, "Choose one or more image files, or a zip of images, to upload.")
+        if len(files) > MAX_FILES:
+            raise HTTPException(400, f"Too many files ({len(files)}): send at most {MAX_FILES}, or one zip.")
+        state.distance_jobs.check_room(owner)
+        uploads = [(f.filename or "upload", await f.read()) for f in files]
+        parsed = await state.cpu.run(parse_uploads, uploads, state.settings)
+    job, reused = svc.start_job(state, vm, res, k, seed, round(float(threshold), 4), parsed, owner)
+    return svc.job_response(job, reused)
+
+
+def _get(state: AppState, job_id: str) -> Subscription:
+    job = state.distance_jobs.get(job_id)
+    if job is None or job.kind != "feature-set":
+        raise HTTPException(
+            404, f"No feature-set job {job_id!r} (unknown, or finished long ago and dropped)."
+        )
+    return job
+
+
+@router.get("/jobs/{job_id}", response_model=FeatureSetJobResponse, responses=ERRORS)
+async def job_status(state: StateDep, job_id: str) -> FeatureSetJobResponse:
+    return svc.job_response(_get(state, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=FeatureSetJobResponse, responses=ERRORS)
+async def cancel_job(state: StateDep, job_id: str) -> FeatureSetJobResponse:
+    _get(state, job_id)
+    sub = state.distance_jobs.cancel(job_id, owner=client_id.get())
+    if sub is None:
+        raise HTTPException(404, f"No feature-set job {job_id!r} of yours.")
+    return svc.job_response(sub)
