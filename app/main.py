@@ -26,7 +26,7 @@ from app.middleware import (
     upload_route_matcher,
 )
 from app.openapi import install_openapi
-from app.routers import distance, health, pages, paper1, text, vision, vit_embeddings
+from app.routers import apidocs, distance, health, pages, paper1, text, vision, vit_embeddings
 from app.services.images import sample_hashes
 from app.settings import Settings, get_settings
 from app.state import AppState
@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="See what attention does inside Transformers.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: app/routers/apidocs.py (local assets; FastAPI's use a CDN)
+        redoc_url=None,
     )
     limit_message = f"The upload is too large: the limit is {settings.limits.max_upload_mb:g} MB."
     # read on the first request: after the routers below, through install_openapi's own app.openapi
@@ -93,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vit_embeddings.router)
     app.include_router(distance.router)
     app.include_router(pages.router)
+    app.include_router(apidocs.router)
     return app
 
 
