@@ -21,7 +21,7 @@ const done = (id) => { $(id).dataset.live = "ready"; };
 export function liveVariance(body) {
   drawVariance($("tour-var"), body);
   caption("tour-var-caption", `Sampled on the server for random q, k with unit-variance components, ${body.var_samples} pairs per d_k: `,
-    "Var(q·k) grows as d_k (red), the regime where unscaled dot products trail additive attention; divided by √d_k it stays at 1 (blue).");
+    "Var(q·k) grows as d_k (red), the regime where, the paper reports, unscaled dot products trail additive attention (Section 3.2.1); divided by √d_k it stays at 1 (blue).");
   done("tour-var");
 }
 
@@ -42,7 +42,7 @@ export async function liveKinds() {
   }
   Plotly.react($("tour-kinds"), traces, small({ ...axes, margin: { l: 30, r: 8, t: 8, b: 34 } }), CONFIG);
   caption("tour-kinds-caption", `${A.resp.model.id} on “${DATE_TEXT}”, layer 1, mean of heads (rows: queries, columns: keys): `,
-    "the encoder's rows see every source token, the decoder's masked rows only earlier target positions (the empty upper triangle), and cross rows see the source.");
+    "the encoder's rows see every source token, the decoder's masked rows see only their own and earlier target positions (the empty upper triangle), and cross rows see the source (Section 3.2.3).");
   done("tour-kinds");
 }
 
@@ -73,7 +73,7 @@ export async function liveLocal() {
     small({ xaxis: { title: { text: "head (layer 1)" }, dtick: 1 }, yaxis: { title: { text: "mean distance (px)" }, rangemode: "tozero" } }), CONFIG);
   const lo = Math.min(...ys), hi = Math.max(...ys);
   caption("tour-local-caption", `${d.label}, layer 1, on the “${SAMPLE}” sample (${d.geometry.resolution} px): `,
-    `its heads integrate over ${fmt(lo, 1)}–${fmt(hi, 1)} px on average; a short bar is a local head the model learned, since nothing in the architecture makes it local (ViT Section 3.1).`);
+    `its heads integrate over ${fmt(lo, 1)}–${fmt(hi, 1)} px on average; a short bar is a head that attends locally, and in a trained ViT that locality is learned, since nothing in the architecture makes attention local (ViT Section 3.1).`);
   done("tour-local");
 }
 
