@@ -33,8 +33,9 @@ export async function liveKinds() {
   const gap = 0.06, w = (1 - gap * (kinds.length - 1)) / kinds.length, traces = [], axes = {};
   for (const [n, kind] of kinds.entries()) {
     const b = A.block(kind), v = await A.head(kind, 0, "mean"), s = n ? String(n + 1) : "";
-    const z = Array.from({ length: b.n_query }, (_, i) => Array.from(v.subarray(i * b.n_key, (i + 1) * b.n_key)));
-    traces.push({ type: "heatmap", z, xaxis: `x${s}`, yaxis: `y${s}`, zmin: 0, zmax: 1, colorscale: "Viridis", showscale: false,
+    // masked (future) cells are left empty (null), so the causal mask shows as the blank upper triangle
+    const z = Array.from({ length: b.n_query }, (_, i) => Array.from({ length: b.n_key }, (_, j) => (A.isFuture(kind, i, j) ? null : v[i * b.n_key + j])));
+    traces.push({ type: "heatmap", z, xaxis: `x${s}`, yaxis: `y${s}`, zmin: 0, colorscale: "Viridis", showscale: false, hoverongaps: false,
       text: z.map((r, i) => r.map((_, j) => `${A.queryAxis(kind).labels[i]} → ${A.keyAxis(kind).labels[j]}`)),
       hovertemplate: `${titles[kind]}<br>%{text}<br>weight %{z:.3f}<extra></extra>` });
     axes[`xaxis${s}`] = { domain: [n * (w + gap), n * (w + gap) + w], showticklabels: false, title: { text: titles[kind], font: { size: 11 } } };
@@ -108,8 +109,11 @@ export async function liveRollout() {
 
 // Q7: cosine similarity of one learned position embedding (the centre) to every position.
 export async function livePositions() {
-  const q = new URLSearchParams({ stride: 4, ...(PD.vision_model ? { model: PD.vision_model } : {}) });
-  const body = await apiGet(`/api/vit-embeddings/position-similarity?${q}`);
+  // A first, one-tile request gives the grid; then a stride that puts the centre on a shown tile (few tiles).
+  const model = PD.vision_model ? { model: PD.vision_model } : {}, url = "/api/vit-embeddings/position-similarity";
+  const grid = await apiGet(`${url}?${new URLSearchParams({ stride: 64, ...model })}`);
+  const gcd = (x, y) => (y ? gcd(y, x % y) : x), stride = Math.min(64, gcd(Math.floor(grid.rows / 2), Math.floor(grid.cols / 2)) || 1);
+  const body = await apiGet(`${url}?${new URLSearchParams({ stride, ...model })}`);
   const tiles = decodeTyped(body.tiles).data, R = body.rows, C = body.cols, TC = body.tile_cols.length;
   const near = (list, v) => list.reduce((best, x, i) => (Math.abs(x - v) < Math.abs(list[best] - v) ? i : best), 0);
   const a = near(body.tile_rows, Math.floor(R / 2)), b = near(body.tile_cols, Math.floor(C / 2)), off = (a * TC + b) * R * C;
@@ -128,7 +132,7 @@ export async function liveFilters() {
   const q = new URLSearchParams({ n_components: 8, ...(PD.vision_model ? { model: PD.vision_model } : {}) });
   const body = await apiGet(`/api/vit-embeddings/patch-filters?${q}`);
   const rgb = decodeTyped(body.rgb_tiles).data, ratio = decodeTyped(body.explained_variance_ratio).data;
-  const p = body.patch_size, k = body.n_components, s = Math.max(2, Math.floor(44 / p)), cell = p * s, pad = 6, lab = 13;
+  const p = body.patch_size, k = body.n_components, cell = 56, pad = 8, lab = 13; // a cell wide enough for its label
   const canvas = $("tour-filters"), ctx = canvas.getContext("2d"), cols = 4;
   canvas.width = cols * (cell + pad) + pad; canvas.height = Math.ceil(k / cols) * (cell + pad + lab) + pad;
   ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
