@@ -8,6 +8,7 @@ import { CONFIG, fmt, layout } from "../lib/plot.js";
 import { decodeTyped } from "../lib/typed.js";
 import { analyze } from "../text/data.js";
 import { loadImage } from "../vision/data.js";
+import { CLIP_QUANTILE } from "../vision/overlay.js";
 import { BLUE, RED, drawVariance } from "./scaling.js";
 
 const PD = pageData();
@@ -94,7 +95,9 @@ export async function liveDistance() {
 // Q10: rollout of the same analysis over the photo.
 export async function liveRollout() {
   const r = await visionAnalysis(), img = await loadImage(r.image_url);
-  const roll = decodeTyped(r.rollout).data, { rows, cols } = r.grid, { min, max } = valueRange(roll);
+  // colours clipped at the 98th percentile, the /vision default ("Clip top 2%"): a few outlier patches would
+  // otherwise take the whole scale
+  const roll = decodeTyped(r.rollout).data, { rows, cols } = r.grid, { min, max } = valueRange(roll, { clip: true, quantile: CLIP_QUANTILE });
   const canvas = $("tour-rollout"), size = 260, ctx = canvas.getContext("2d");
   canvas.width = size; canvas.height = size;
   ctx.drawImage(img, 0, 0, size, size);
@@ -103,7 +106,7 @@ export async function liveRollout() {
   ctx.globalAlpha = 1;
   canvas.setAttribute("aria-label", `Attention rollout of ${r.model.id} on the ${SAMPLE} sample, ${rows}×${cols} patches, overlaid on the photo`);
   caption("tour-rollout-caption", `${r.model.id} on the “${SAMPLE}” sample: the [CLS] row of rollout (mean of heads, A + I, all ${r.model.num_layers} layers) `,
-    `over its ${rows}×${cols} patches, yellow = most; computed by the same endpoint as /vision.`);
+    `over its ${rows}×${cols} patches, yellow = most (top 2% clipped, as on /vision).`);
   done("tour-rollout");
 }
 
