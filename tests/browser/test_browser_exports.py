@@ -184,3 +184,22 @@ def test_a_failed_export_says_so(page, base_url) -> None:
     assert status.is_visible()
     assert status.get_attribute("aria-live") == "polite"
     assert status.inner_text() == "PNG export failed: there is no picture to export yet"
+
+
+# Pages with no export button today; if one gets a button, it moves to PAGES above.
+NO_EXPORTS = [("home", "/", ".cards a.card"), ("tour", "/tour", '#tour-app[data-live="8"]')]
+
+
+@pytest.mark.parametrize(("label", "path", "ready"), NO_EXPORTS, ids=[p[0] for p in NO_EXPORTS])
+def test_pages_without_export_buttons(page, base_url, label, path, ready) -> None:
+    page.goto(f"{base_url}{path}")
+    page.wait_for_selector(ready, state="attached", timeout=TIMEOUT)
+    assert page.locator("[data-export]").count() == 0, f"{label} has export buttons: add it to PAGES"
+
+
+def test_every_page_is_covered() -> None:
+    """Every page of the nav (and /offsets) is in PAGES or NO_EXPORTS."""
+    from app.routers.pages import NAV
+
+    covered = {p[1].split("?")[0] for p in PAGES} | {p[1] for p in NO_EXPORTS}
+    assert {href for href, _ in NAV} | {"/", "/offsets"} <= covered
