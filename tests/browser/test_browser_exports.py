@@ -203,3 +203,25 @@ def test_every_page_is_covered() -> None:
 
     covered = {p[1].split("?")[0] for p in PAGES} | {p[1] for p in NO_EXPORTS}
     assert {href for href, _ in NAV} | {"/", "/offsets"} <= covered
+
+
+def test_head_view_png_has_a_legend_of_the_head_colours(page, base_url) -> None:
+    """The head view's PNG (drawn at 2x) carries one swatch per head shown, in the head's line colour, under the
+    title (headview.js PALETTE: head 1 #1f77b4, head 2 #ff7f0e, ...)."""
+    import io
+
+    from PIL import Image
+
+    page.goto(f"{base_url}/text?text={SENTENCE}")
+    page.wait_for_selector(".tx-col-q .tx-tok", timeout=TIMEOUT)
+    heads = page.locator(".tx-chips .tx-chip[aria-pressed=true]").count()
+    with page.expect_download(timeout=DOWNLOAD_MS) as info:
+        page.click("#tx-export [data-export=png]")
+    with open(info.value.path(), "rb") as f:
+        img = Image.open(io.BytesIO(f.read())).convert("RGB")
+    band = img.crop((0, 48, img.width, 80))  # the legend row (y 24..40 at 1x)
+    counts = {c: n for n, c in band.getcolors(maxcolors=1 << 16)}
+    palette = [(0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E), (0x2C, 0xA0, 0x2C), (0xD6, 0x27, 0x28)]
+    # a swatch is a solid 20x20 block at 2x: hundreds of pixels of exactly the head's colour (a line has few)
+    shown = [c for c in palette if counts.get(c, 0) >= 300]
+    assert heads >= 1 and len(shown) == min(heads, 4), (heads, shown)
