@@ -27,6 +27,7 @@ from app.middleware import (
 )
 from app.openapi import install_openapi
 from app.routers import (
+    apidocs,
     distance,
     feature_sets,
     features,
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="See what attention does inside Transformers.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: app/routers/apidocs.py (local assets; FastAPI's use a CDN)
+        redoc_url=None,
     )
     limit_message = f"The upload is too large: the limit is {settings.limits.max_upload_mb:g} MB."
     # read on the first request: after the routers below, through install_openapi's own app.openapi
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from app.routers import influence_ablation  # issue 15, items 3 and 5 (kept apart: a one-line hook)
 
     app.include_router(influence_ablation.router)  # /api/influence/{ablate,heads,importance,logit-lens}
+    app.include_router(apidocs.router)
     return app
 
 

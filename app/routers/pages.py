@@ -107,8 +107,14 @@ def scaling_page(request: Request) -> HTMLResponse:
 
 
 @router.get("/tour", response_class=HTMLResponse)
-def tour_page(request: Request) -> HTMLResponse:
-    return render(request, "tour.html", "/tour", "Paper tour", {"bounds": BOUNDS})
+def tour_page(request: Request, state: StateDep) -> HTMLResponse:
+    m = state.settings.models  # the live views of the tour use the default models
+    data = {
+        "bounds": BOUNDS,
+        "vision_model": m.default_vision_model,
+        "seq2seq_model": m.default_seq2seq_model,
+    }
+    return render(request, "tour.html", "/tour", "Paper tour", data)
 
 
 @router.get("/vit-embeddings", response_class=HTMLResponse)

@@ -230,6 +230,6 @@ def test_pages_render_with_their_scripts_and_links(api) -> None:
         assert r.status_code == 200 and f"/static/js/figures/{script}" in r.text
         assert 'class="active" aria-current="page"' in r.text
     tour = api.get("/tour").text
-    for link in ("kind=cross", "kind=decoder_self", "kind=encoder_self", "/vision?view=rollout", "/vit-embeddings",
+    for link in ("kind=cross", "kind=decoder_self", "kind=encoder_self", "/vision?sample=astronaut&amp;view=rollout", "/vit-embeddings",
                  "/distance", "/scaling?d_k=1024", "/positional?"):  # fmt: skip
         assert link in tour, link

@@ -137,7 +137,14 @@ def test_tour_page_live_views_and_links(page, base_url, bad_responses) -> None:
     assert "At d_k = 1024" in page.inner_text("#tour-sat-evidence")
 
     hrefs = page.eval_on_selector_all(".tour-links a", "as => as.map(a => a.getAttribute('href'))")
-    for needle in ("kind=cross", "kind=decoder_self", "/vision?view=rollout", "/vit-embeddings", "/distance"):
+    for needle in (
+        "kind=cross",
+        "kind=decoder_self",
+        "/vision?sample=",
+        "view=rollout",
+        "/vit-embeddings",
+        "/distance",
+    ):
         assert any(needle in h for h in hrefs), needle
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "paper1_tour.png"), full_page=True)

@@ -80,7 +80,7 @@ export function drawRow(div, body, { compact = false } = {}) {
     rows: x.map((j, i) => [j, lu[i], pu[i], ls[i], ps[i]]), meta: { d_k: body.d_k, seed: body.seed, n_keys: r.n_keys } });
 }
 
-function drawVariance(div, body) {
+export function drawVariance(div, body) {
   const grid = arr(body.grid), v = arr(body.variance), th = arr(body.variance_theory), se = arr(body.variance_stderr), sv = arr(body.scaled_variance);
   const at = body.at;
   Plotly.react(div, [

@@ -1,4 +1,5 @@
-// /tour: small live charts beside the answers, from the same APIs as /scaling and /positional.
+// /tour: small live charts beside the answers, from the same APIs as /scaling and /positional; the views of
+// questions 2, 4 and 6–10 are in tourlive.js. data-live on #tour-app counts the views drawn.
 import { apiGet, showError } from "../lib/api.js";
 import { $, el } from "../lib/dom.js";
 import { CONFIG, fmt, layout } from "../lib/plot.js";
@@ -6,6 +7,7 @@ import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
 import { drawTable } from "./positional.js";
 import { BLUE, drawRow, drawStat } from "./scaling.js";
+import { liveDistance, liveFilters, liveKinds, liveLocal, livePositions, liveRollout, liveVariance } from "./tourlive.js";
 
 const app = $("tour-app");
 const err = $("tour-error");
@@ -26,7 +28,7 @@ function drawAttention(body) {
 
 async function loadScaling(dk) {
   const body = await apiGet(`/api/figures/scaling?d_k=${dk}&n_samples=256`);
-  if (!app.dataset.attn) { drawAttention(body); app.dataset.attn = "1"; }
+  if (!app.dataset.attn) { drawAttention(body); liveVariance(body); app.dataset.attn = "1"; }
   drawRow($("tour-row"), body, { compact: true });
   drawStat($("tour-sat"), body, "max_prob", { title: "max-prob", uniform: body.uniform_max_prob, compact: true, medians: false });
   const u = body.at.unscaled, s = body.at.scaled;
@@ -54,9 +56,11 @@ async function main() {
     });
   }
   const dk = [4, 64, 1024].includes(state.dk) ? state.dk : 64;
-  const results = await Promise.allSettled([loadScaling(dk), loadPositional()]);
-  const failed = results.find((r) => r.status === "rejected");
-  if (failed) showError(err, failed.reason);
+  const live = [liveKinds, liveLocal, liveDistance, liveRollout, livePositions, liveFilters];
+  const results = await Promise.allSettled([loadScaling(dk), loadPositional(), ...live.map((f) => f())]);
+  const failed = results.filter((r) => r.status === "rejected");
+  app.dataset.live = String(results.length - failed.length);
+  if (failed.length) showError(err, failed[0].reason);
 }
 
 main();

@@ -4,7 +4,7 @@
 import { announce, srTable, topK } from "../lib/a11y.js";
 import { more, wasOpen } from "./more.js";
 import { el } from "../lib/dom.js";
-import { downloadCSV, downloadJSON, exportButtons, canvasToPNG, downloadText } from "../lib/export.js";
+import { downloadCanvas, downloadCSV, downloadJSON, drawLegend, exportButtons, legendRows } from "../lib/export.js";
 import { fromApi, NUMBERING } from "../lib/numbering.js";
 
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -307,26 +307,28 @@ function wireTokens(V) {
 function headViewExports(V) {
   const { dims, qAxis, kAxis, width, rows, analysis, kind, layer } = V;
   const name = `attention_${kind}_layer${fromApi(layer)}_heads`;
+  // The picture at 2x: the title, a legend of the head colours shown, then the two token columns and the lines.
   function picture() {
-    const lw = 170, out = document.createElement("canvas");
-    out.width = (lw * 2 + width) * 2; out.height = (rows * ROW + 30) * 2;
+    const lw = 170, W = lw * 2 + width, heads = V.heads(), font = "12px system-ui, sans-serif";
+    const legend = heads.map((h) => ({ color: headColor(h), label: `head ${fromApi(h)}` }));
+    const probe = document.createElement("canvas").getContext("2d"); probe.font = font;
+    const top = 26 + 16 * legendRows(probe, legend, W - 12) + 6, out = document.createElement("canvas");
+    out.width = W * 2; out.height = (rows * ROW + top + 4) * 2;
     const c = out.getContext("2d");
-    c.scale(2, 2); c.fillStyle = "#fff"; c.fillRect(0, 0, lw * 2 + width, rows * ROW + 30);
-    c.fillStyle = "#1d2430"; c.font = "12px system-ui, sans-serif"; c.fillText(`${V.title} · heads ${V.heads().map(fromApi).join(", ")}`, 6, 16);
-    c.translate(0, 26); c.textBaseline = "middle";
+    c.scale(2, 2); c.fillStyle = "#fff"; c.fillRect(0, 0, W, rows * ROW + top + 4);
+    c.fillStyle = "#1d2430"; c.font = font; c.fillText(`${V.title} · heads ${heads.map(fromApi).join(", ")}`, 6, 16);
+    drawLegend(c, legend, 6, 24, W - 12);
+    c.translate(0, top); c.textBaseline = "middle";
     c.textAlign = "right"; qAxis.labels.forEach((l, i) => c.fillText(l, lw - 6, i * ROW + ROW / 2));
     c.textAlign = "left"; kAxis.labels.forEach((l, j) => c.fillText(l, lw + width + 6, j * ROW + ROW / 2));
     c.translate(lw, 0);
-    if (V.full) drawLines(c, V.full, dims, V.heads(), null, 4, width - 4); else drawTopLines(c, V.lines, dims, V.heads(), 4, width - 4);
+    if (V.full) drawLines(c, V.full, dims, heads, null, 4, width - 4); else drawTopLines(c, V.lines, dims, heads, 4, width - 4);
     return out;
   }
   const matrixOf = (d, h) => Array.from({ length: dims.nq }, (_, i) => Array.from({ length: dims.nk }, (_, j) => d.values[(h * dims.nq + i) * dims.nk + j] * d.factor));
   return exportButtons({
-    png: () => { const a = el("a", { href: canvasToPNG(picture()), download: `${name}.png` }); document.body.append(a); a.click(); a.remove(); },
-    svg: () => {
-      const p = picture(), url = canvasToPNG(p);
-      downloadText(`${name}.svg`, `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="${p.width / 2}" height="${p.height / 2}"><image width="${p.width / 2}" height="${p.height / 2}" xlink:href="${url}"/></svg>`, "image/svg+xml");
-    },
+    png: () => downloadCanvas(name, picture(), "png"),
+    svg: () => downloadCanvas(name, picture(), "svg", { scale: 0.5 }),
     csv: async () => {
       const data = await V.fullLayer(), rowsOut = [];
       for (const h of V.heads()) for (let i = 0; i < dims.nq; i++) for (let j = 0; j < dims.nk; j++) {
