@@ -29,6 +29,7 @@ from models.devices import resolve_device
 from models.vision.capture import CaptureError, capture_attention, find_attention_modules
 from models.vision.registry import VisionModelInfo, VisionModelSpec, build_model, describe
 from models.vision.rollout import HeadFusion, residual_layer, rollout_from_residuals
+from models.vision.value_norms import vision_norms_context
 
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
@@ -111,6 +112,9 @@ class VisionAnalysis:
     predictions: list[tuple[str, float]] | None
     image: Image.Image  # the R x R image the model saw
     has_cls: bool = True  # False: no [CLS] token (registers only, or no prefix): maps average the patch rows
+    value_norms: np.ndarray | None = (
+        None  # (L, H, N) float32 ‖f_h(x_j)‖ (models/value_norms.py); None: unsupported
+    )
 
     def patch_attention(self, layer: int, head: int | None, query: int) -> np.ndarray:
         """Where patch ``query`` attends in ``layer`` for one head (or the head mean): (P,) float32."""
@@ -194,9 +198,11 @@ def analyze_batch(
     shown: Sequence[Image.Image],
     head_fusion: HeadFusion = "mean",
     discard_ratio: float = 0.0,
+    value_norms: bool = True,
 ) -> list[VisionAnalysis]:
     """Preprocessed inputs ``x`` (B, 3, R, R) (from :meth:`VisionModel.preprocess`, any device and dtype) and
-    the B images they show -> B analyses, from one forward pass with attention capture."""
+    the B images they show -> B analyses, from one forward pass with attention capture (and, with
+    ``value_norms``, the per-head value norms of :mod:`models.value_norms` from hooks in the same forward)."""
     if x.ndim != 4 or x.shape[0] != len(shown) or x.shape[0] == 0:
         raise ValueError(f"expected (B, 3, R, R) inputs for {len(shown)} images, got {tuple(x.shape)}")
     x = x.to(vm.device, vm.dtype)
@@ -232,7 +238,7 @@ def analyze_batch(
         seen.append(block)
 
     with torch.inference_mode():
-        with capture_attention(vm.model, reduce=keep):
+        with capture_attention(vm.model, reduce=keep), vision_norms_context(vm.model, value_norms) as vn:
             feats = vm.model.forward_features(x)
         logits = vm.model.forward_head(feats) if info.num_classes > 0 else None
         if set(seen) != set(range(num_layers)):
@@ -240,6 +246,7 @@ def analyze_batch(
         rolls = torch.vmap(lambda rs: rollout_from_residuals(rs, p0, info.has_cls_token))(residuals)  # (B, P)
         cls_all = torch.stack(cls_maps, dim=1).float().cpu().numpy()  # (B, L, H, P)
         rolls = rolls.float().cpu().numpy()
+        norms = vn.stacked() if vn is not None and vn.complete() else None  # (L, B, H, N)
     rows, cols = info.grid(x.shape[-2], x.shape[-1])
     return [
         VisionAnalysis(
@@ -253,6 +260,7 @@ def analyze_batch(
             predictions=top_predictions(vm.model, logits[b : b + 1]) if logits is not None else None,
             image=shown[b],
             has_cls=info.has_cls_token,
+            value_norms=None if norms is None else norms[:, b].numpy().copy(),  # (L, H, N)
         )
         for b in range(batch)
     ]
