@@ -45,17 +45,23 @@ def head_value_norms(v: Tensor, w_o: Tensor, n_heads: int, gamma: Tensor | None 
     ``v`` (B, N, H * d): the value projection's output x W_V + b_V, heads side by side (head h in columns
     h*d .. (h+1)*d); ``w_o`` (D, H * d): the output projection's weight as ``nn.Linear`` stores it (out, in),
     so head h's slice is ``w_o[:, h*d:(h+1)*d]``; ``gamma`` (D,): a LayerScale applied to the sublayer output.
+
+    f_h(x_j) is never formed: with the QR factorisation γ ⊙ W_O^h = Q_h R_h (Q_h's columns orthonormal),
+    ‖f_h(x_j)‖ = ‖R_h v_h(x_j)‖, which costs N·H·d² instead of N·H·d·D (1/H of the output projection). The
+    tests compare it with the full vector product.
     """
     b, n, hd = v.shape
     d = hd // n_heads
     if d * n_heads != hd or w_o.shape[1] != hd:
         raise ValueError(f"values (.., {hd}) and W_O {tuple(w_o.shape)} do not split into {n_heads} heads")
-    vh = v.float().reshape(b, n, n_heads, d)  # (B, N, H, d)
-    wh = w_o.float().reshape(w_o.shape[0], n_heads, d)  # (D, H, d)
-    f = torch.einsum("bnhd,ohd->bhno", vh, wh)  # (B, H, N, D): f_h(x_j) without b_O
+    wh = w_o.detach().double().reshape(w_o.shape[0], n_heads, d).transpose(0, 1)  # (H, D, d): W_O^h
     if gamma is not None:
-        f = f * gamma.float()  # LayerScale: γ ⊙ f_h(x_j)
-    return torch.linalg.vector_norm(f, dim=-1)  # (B, H, N)
+        wh = wh * gamma.detach().double()[None, :, None]  # LayerScale: γ ⊙ f_h(x_j)
+    # W_O^h = Q R with orthonormal Q, so ‖W_O^h v‖ = ‖R v‖: a d x d product per head instead of D x d
+    r = torch.linalg.qr(wh, mode="r").R.to(torch.float32)  # (H, d, d), QR in float64 (tiny)
+    vh = v.float().reshape(b, n, n_heads, d)  # (B, N, H, d)
+    y = torch.einsum("bnhd,hed->bhne", vh, r)  # (B, H, N, d): R_h v_h(x_j), same norm as f_h(x_j)
+    return torch.linalg.vector_norm(y, dim=-1)  # (B, H, N)
 
 
 @dataclass(frozen=True)
@@ -161,18 +167,25 @@ def special_share(
     """:class:`SpecialShare` of maps (L, H, Tq, Tk), norms (L, H, Tk) and a boolean key mask (Tk,) (e.g. the
     [CLS]/[SEP] tokens, or a ViT's prefix tokens); ``rows`` (Tq,) bool picks the query rows averaged
     (default all; rows whose attention sums to 0, fully masked, are skipped)."""
-    a = np.asarray(attn, np.float64)  # (L, H, Tq, Tk)
-    w = a * np.asarray(norms, np.float64)[:, :, None, :]  # (L, H, Tq, Tk)
+    a = np.asarray(attn, np.float32)  # (L, H, Tq, Tk)
+    n = np.asarray(norms, np.float32)[..., None]  # (L, H, Tk, 1)
     keys = np.asarray(keys, bool)
     rows = np.ones(a.shape[2], bool) if rows is None else np.asarray(rows, bool)
+    # row sums as matrix-vector products (BLAS, float32 accumulation): no (L, H, Tq, Tk) temporary
+    ones = np.ones_like(n)
+    totals = {"attention": (a @ ones)[..., 0], "weighted": (a @ n)[..., 0]}  # (L, H, Tq) each
+    parts = {
+        "attention": (a[..., keys] @ ones[..., keys, :])[..., 0],
+        "weighted": (a[..., keys] @ n[..., keys, :])[..., 0],
+    }
 
-    def share(m: np.ndarray) -> np.ndarray:
-        total, part = m.sum(-1), m[..., keys].sum(-1)  # (L, H, Tq) each
+    def share(name: str) -> np.ndarray:
+        total, part = totals[name].astype(np.float64), parts[name].astype(np.float64)  # (L, H, Tq)
         ok = (total > 0) & rows[None, None, :]
         frac = np.where(ok, part / np.where(ok, total, 1.0), 0.0)
         return frac.sum(-1) / np.maximum(ok.sum(-1), 1)  # (L, H)
 
-    sa, sw = share(a), share(w)
+    sa, sw = share("attention"), share("weighted")
     with np.errstate(divide="ignore", invalid="ignore"):
         survives = np.where(sa > 0, sw / np.where(sa > 0, sa, 1.0), np.nan)
     return SpecialShare(sa.astype(np.float32), sw.astype(np.float32), survives.astype(np.float32))
