@@ -167,20 +167,21 @@ def special_share(
     """:class:`SpecialShare` of maps (L, H, Tq, Tk), norms (L, H, Tk) and a boolean key mask (Tk,) (e.g. the
     [CLS]/[SEP] tokens, or a ViT's prefix tokens); ``rows`` (Tq,) bool picks the query rows averaged
     (default all; rows whose attention sums to 0, fully masked, are skipped)."""
-    a = np.asarray(attn, np.float32)  # (L, H, Tq, Tk)
-    n = np.asarray(norms, np.float32)[..., None]  # (L, H, Tk, 1)
-    keys = np.asarray(keys, bool)
+    a = torch.as_tensor(attn).float()  # (L, H, Tq, Tk)
+    n = torch.as_tensor(norms).float()[..., None]  # (L, H, Tk, 1)
+    keys_t = torch.as_tensor(np.asarray(keys, bool))
     rows = np.ones(a.shape[2], bool) if rows is None else np.asarray(rows, bool)
-    # row sums as matrix-vector products (BLAS, float32 accumulation): no (L, H, Tq, Tk) temporary
-    ones = np.ones_like(n)
-    totals = {"attention": (a @ ones)[..., 0], "weighted": (a @ n)[..., 0]}  # (L, H, Tq) each
-    parts = {
-        "attention": (a[..., keys] @ ones[..., keys, :])[..., 0],
-        "weighted": (a[..., keys] @ n[..., keys, :])[..., 0],
-    }
+    # row sums as one matrix product with two columns (1, norm): torch's BLAS, float32 accumulation, no
+    # (L, H, Tq, Tk) temporary
+    cols = torch.cat([torch.ones_like(n), n], dim=-1)  # (L, H, Tk, 2)
+    with torch.inference_mode():
+        total = (a @ cols).double().numpy()  # (L, H, Tq, 2)
+        part = (a[..., keys_t] @ cols[..., keys_t, :]).double().numpy()  # (L, H, Tq, 2): the chosen keys
+    totals = {"attention": total[..., 0], "weighted": total[..., 1]}
+    parts = {"attention": part[..., 0], "weighted": part[..., 1]}
 
     def share(name: str) -> np.ndarray:
-        total, part = totals[name].astype(np.float64), parts[name].astype(np.float64)  # (L, H, Tq)
+        total, part = totals[name], parts[name]  # (L, H, Tq) float64
         ok = (total > 0) & rows[None, None, :]
         frac = np.where(ok, part / np.where(ok, total, 1.0), 0.0)
         return frac.sum(-1) / np.maximum(ok.sum(-1), 1)  # (L, H)
