@@ -77,7 +77,7 @@ def test_vision_toggle_changes_the_map(page, base_url):
     poll(page, f"() => ({drawn})() !== {before!r}", "a redrawn map")
     assert page.evaluate(grid) != grid_before
     assert "value-weighted" in page.inner_text("#vz-grid-what")
-    assert "survives" in page.inner_text("#vz-caption")
+    assert "multiplies their share" in page.inner_text("#vz-caption")
     no_violations(page, "vision, value-weighted")
     box = page.locator(OVERLAY).bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # pin a query patch

@@ -144,7 +144,7 @@ export function textCaption(vw, kind, layer, head, heads, inline) {
   return `${WHAT}. Each row is renormalised to sum 1 over the keys drawn${head === "mean" ? "; the mean of heads averages the weighted heads" : ""}`
     + `${inline ? "" : " (from the 8-bit layer: 1/255 steps before weighting)"}. `
     + `Special tokens take ${pct(a)} of a row's attention here (mean over queries) and ${pct(w)} of the value-weighted mass`
-    + `${a > 0 ? `: ${pct(w / a)} of it survives` : ""}.`;
+    + `${a > 0 ? ` (value weighting multiplies their share by ${(w / a).toFixed(2)})` : ""}.`;
 }
 
 // ---- vision ---------------------------------------------------------------------------------------------
@@ -189,9 +189,9 @@ export async function weighVisionMap(A, vw, m, fetchRow) {
   }
   const at = (arr) => heads.reduce((s, h) => s + arr[layer * A.H + h], 0) / heads.length;
   const a = at(vw.attn), w = at(vw.weighted), prefix = A.model.num_prefix_tokens > 1 ? "[CLS] and the other prefix tokens" : "[CLS]";
-  const caption = `${m.caption} ${WHAT}; DINOv2's LayerScale γ is part of f_h. Shown: each ${m.meta.head === "mean" ? "head's " : ""}row times the patch keys' norms, `
+  const caption = `${m.caption} ${WHAT}; a LayerScale γ (DINOv2's) is part of f_h. Shown: each ${m.meta.head === "mean" ? "head's " : ""}row times the patch keys' norms, `
     + `renormalised to sum 1 over the patches${m.meta.head === "mean" ? ", then averaged over the heads" : ""}. `
-    + `The patch queries give ${prefix} ${pct(a)} of their attention here and ${pct(w)} of the value-weighted mass${a > 0 ? ` (${pct(w / a)} survives)` : ""}.`;
+    + `The patch queries give ${prefix} ${pct(a)} of their attention here and ${pct(w)} of the value-weighted mass${a > 0 ? ` (value weighting multiplies their share by ${(w / a).toFixed(2)})` : ""}.`;
   return { ...m, values, caption, title: `${m.title} \u00b7 value-weighted`, meta: { ...m.meta, value_weighted: true } };
 }
 
