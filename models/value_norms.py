@@ -25,6 +25,7 @@ Model-specific sites live in ``models/vision/value_norms.py`` and ``models/text/
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,14 +55,34 @@ def head_value_norms(v: Tensor, w_o: Tensor, n_heads: int, gamma: Tensor | None 
     d = hd // n_heads
     if d * n_heads != hd or w_o.shape[1] != hd:
         raise ValueError(f"values (.., {hd}) and W_O {tuple(w_o.shape)} do not split into {n_heads} heads")
-    wh = w_o.detach().double().reshape(w_o.shape[0], n_heads, d).transpose(0, 1)  # (H, D, d): W_O^h
-    if gamma is not None:
-        wh = wh * gamma.detach().double()[None, :, None]  # LayerScale: γ ⊙ f_h(x_j)
-    # W_O^h = Q R with orthonormal Q, so ‖W_O^h v‖ = ‖R v‖: a d x d product per head instead of D x d
-    r = torch.linalg.qr(wh, mode="r").R.to(torch.float32)  # (H, d, d), QR in float64 (tiny)
+    r = _r_factor(w_o, n_heads, gamma)  # (H, d, d)
     vh = v.float().reshape(b, n, n_heads, d)  # (B, N, H, d)
     y = torch.einsum("bnhd,hed->bhne", vh, r)  # (B, H, N, d): R_h v_h(x_j), same norm as f_h(x_j)
     return torch.linalg.vector_norm(y, dim=-1)  # (B, H, N)
+
+
+_R_CACHE: OrderedDict[tuple, Tensor] = OrderedDict()
+_R_CACHE_SIZE = 256  # one entry per attention sublayer and weight version: a few models' worth
+
+
+def _r_factor(w_o: Tensor, n_heads: int, gamma: Tensor | None) -> Tensor:
+    """R_h of γ ⊙ W_O^h = Q_h R_h for every head: (H, d, d) float32 on w_o's device. W_O^h = Q R with orthonormal
+    Q, so ‖W_O^h v‖ = ‖R v‖. The QR (float64) is cached per weight tensor, version and contents' sums, so a
+    forward pays for it once per weight state, not once per call."""
+    key = (w_o.data_ptr(), w_o._version, tuple(w_o.shape), w_o.device, n_heads, float(w_o.detach().sum()))
+    if gamma is not None:
+        key += (gamma.data_ptr(), gamma._version, float(gamma.detach().sum()))
+    r = _R_CACHE.get(key)
+    if r is None:
+        d = w_o.shape[1] // n_heads
+        wh = w_o.detach().double().reshape(w_o.shape[0], n_heads, d).transpose(0, 1)  # (H, D, d): W_O^h
+        if gamma is not None:
+            wh = wh * gamma.detach().double()[None, :, None]  # LayerScale: γ ⊙ f_h(x_j)
+        r = torch.linalg.qr(wh, mode="r").R.to(torch.float32)  # (H, d, d)
+        _R_CACHE[key] = r
+        while len(_R_CACHE) > _R_CACHE_SIZE:
+            _R_CACHE.popitem(last=False)
+    return r
 
 
 @dataclass(frozen=True)

@@ -178,3 +178,25 @@ def test_unsupported_vision_blocks_give_no_norms():
     model.blocks[1].attn.norm = torch.nn.LayerNorm(32)
     with pytest.raises(ValueNormsUnsupported, match="normalises"):
         vision_value_sites(model)
+
+
+def test_cached_qr_follows_weight_changes():
+    """The R factors are cached per weight state: an in-place change of W_O or γ gives fresh norms."""
+    g = torch.Generator().manual_seed(0)
+    v, w, gamma = (
+        torch.randn(1, 5, 8, generator=g),
+        torch.randn(6, 8, generator=g),
+        torch.rand(6, generator=g),
+    )
+
+    def direct() -> torch.Tensor:  # the full product, per head
+        f = torch.einsum("bnhd,ohd->bhno", v.view(1, 5, 2, 4), w.view(6, 2, 4)) * gamma
+        return f.norm(dim=-1)
+
+    close(head_value_norms(v, w, 2, gamma).numpy(), direct().numpy())
+    with torch.no_grad():
+        w.mul_(3.0)
+    close(head_value_norms(v, w, 2, gamma).numpy(), direct().numpy())
+    with torch.no_grad():
+        gamma.add_(1.0)
+    close(head_value_norms(v, w, 2, gamma).numpy(), direct().numpy())
