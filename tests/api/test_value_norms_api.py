@@ -50,5 +50,5 @@ def test_vision_value_norms(client):
     norms = decode_typed_array(j["norms"])
     assert norms.shape == (L, H, P) and np.isfinite(norms).all()
     share = decode_typed_array(j["prefix_attention"])
-    assert share.shape == (L, H) and ((0 <= share) & (share <= 1)).all()
+    assert share.shape == (L, H) and ((share >= 0) & (share <= 1)).all()
     assert client.get("/api/vision/analysis/nope/value_norms").status_code == 404
