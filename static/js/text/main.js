@@ -173,6 +173,7 @@ async function render() {
       renderMatrix(ui.panes.matrix, {
         analysis: V, kind, layer, head, values, exportSlot: ui.exportSlot,
         title: `${title} · ${head === "mean" ? "mean of heads" : `head ${fromApi(head)}`}`,
+        zLabel: V === A ? "weight" : "value-weighted share",
       });
     }
   } catch (err) { showError(ui.error, err); }
