@@ -112,9 +112,7 @@ class VisionAnalysis:
     predictions: list[tuple[str, float]] | None
     image: Image.Image  # the R x R image the model saw
     has_cls: bool = True  # False: no [CLS] token (registers only, or no prefix): maps average the patch rows
-    value_norms: np.ndarray | None = (
-        None  # (L, H, N) float32 ‖f_h(x_j)‖ (models/value_norms.py); None: unsupported
-    )
+    value_norms: np.ndarray | None = None  # (L, H, N) float32 ‖f_h(x_j)‖ (models/value_norms.py)
 
     def patch_attention(self, layer: int, head: int | None, query: int) -> np.ndarray:
         """Where patch ``query`` attends in ``layer`` for one head (or the head mean): (P,) float32."""
