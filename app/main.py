@@ -39,6 +39,7 @@ from app.routers import (
     vision,
     vit_embeddings,
 )
+from app.routers import value_norms as value_norms_router  # issue 15.1: value-weighted attention
 from app.services.images import sample_hashes
 from app.settings import Settings, get_settings
 from app.state import AppState
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(features.router)
     app.include_router(feature_sets.router)
     app.include_router(text.router)
+    app.include_router(value_norms_router.router)
     app.include_router(paper1.router)
     app.include_router(vit_embeddings.router)
     app.include_router(distance.router)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import app.notebook.models as models
+import app.notebook.value_weighted as vw
 from app.notebook.html import Output, b64_size
 from app.schemas.text import ViewOptions
 from app.schemas.text_views import Blocks, axes_schema, block_schema, overview_response
@@ -128,6 +129,18 @@ class TextResult(Output):
     @property
     def maps(self) -> np.ndarray | dict[str, np.ndarray]:
         return next(iter(self.blocks.values())) if len(self.blocks) == 1 else self.blocks
+
+    def value_weighted(self, kind: str | None = None, renormalise: bool = True) -> np.ndarray:
+        """Value-weighted attention α_ij ‖f_h(x_j)‖ (Kobayashi et al. 2020; models/value_norms.py) of one block
+        (default the first): (L, H, Tq, Tk), rows renormalised unless ``renormalise=False``; the norms are
+        ``.value_norms[kind]`` (L, H, Tk), shared output bias left out."""
+        return vw.text_weighted(self.analysis, kind, renormalise)
+
+    value_norms = property(lambda self: self.analysis.value_norms)
+
+    def special_survival(self, kind: str | None = None):
+        """Per head: the share of attention on special tokens in α and value-weighted (models.value_norms)."""
+        return vw.text_survival(self.analysis, kind)
 
     @property
     def tokens(self) -> list[str]:

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 import app.notebook.models as models
+import app.notebook.value_weighted as vw
 from app.notebook.features import FeatureMethods
 from app.notebook.html import Output, b64_size
 from app.schemas.vision import RolloutOptions
@@ -135,6 +136,18 @@ class VisionResult(FeatureMethods, Output):
         from app.notebook.ablation import ablate
 
         return ablate(self.vm, heads, mode, image=self.analysis.image)  # type: ignore[arg-type]
+
+    def value_weighted(self, layer: int | None = None, renormalise: bool = True) -> np.ndarray:
+        """Value-weighted attention α_ij ‖f_h(x_j)‖ (Kobayashi et al. 2020; models/value_norms.py): (H, N, N)
+        of one layer or (L, H, N, N); rows renormalised to sum 1 unless ``renormalise=False``. The norms
+        (``.value_norms``, (L, H, N)) include DINOv2's LayerScale and leave out the shared output bias."""
+        return vw.vision_weighted(self.analysis, layer, renormalise)
+
+    value_norms = property(lambda self: self.analysis.value_norms)
+
+    def prefix_survival(self):
+        """Per head: the patch queries' share of attention on prefix tokens, in α and value-weighted."""
+        return vw.vision_survival(self.analysis)
 
     def rollout_map(self, head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
         """(P,) rollout with other options (from the cached float16 maps)."""

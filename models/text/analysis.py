@@ -35,7 +35,9 @@ from models.text.kinds import TextKind  # declared once, in kinds.py
 from models.text.random_models import MINILM_PACKAGE, build_random_text_model, package_model_dir
 from models.text.stats import char_word_ids, word_ids_from_pieces
 from models.text.steps import date_warning, step_probabilities
+from models.text.value_norms import date_value_sites, hf_value_sites
 from models.transformer import Transformer, greedy_decode
+from models.value_norms import ValueNormRecord, record_value_norms
 
 TextSource = Literal["package", "hub", "dates_checkpoint", "random"]
 BlockKind = Literal["encoder_self", "decoder_self", "cross"]
@@ -108,6 +110,9 @@ class TextAnalysis:
     entropy: dict[str, np.ndarray] = field(default_factory=dict)  # (L, H, Tq) row entropies, when captured
     step_probs: list[float] | None = None  # per decoder row, P(the token it writes) (models/text/steps.py)
     input_warning: str | None = None  # e.g. the date model's "no date-like token" (models/text/steps.py)
+    value_norms: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # (L, H, Tk) ‖f_h(x_j)‖ per key, if known
 
     @property
     def nbytes(self) -> int:
@@ -130,6 +135,11 @@ class TextModelInfo:
     num_layers: int  # encoder layers (decoder layers for causal models)
     num_heads: int
     num_decoder_layers: int
+
+
+def _norms(record: ValueNormRecord) -> dict[str, np.ndarray]:
+    """Per block (L, H, Tk) value norms of the forward just recorded ({} when the model has no sites)."""
+    return record.by_kind() if record.complete() else {}
 
 
 def _stack(attentions) -> np.ndarray:
@@ -158,6 +168,7 @@ class HFTextModel:
         if self.records_entropy:
             register_entropy_attention()
             model.set_attn_implementation(ENTROPY_ATTENTION)
+        self.value_sites = hf_value_sites(model)  # models/value_norms.py: value-weighted attention
         layers = (
             getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "encoder_layers", None) or cfg.n_layer
         )
@@ -228,7 +239,10 @@ class HFTextModel:
         src = self.tokenize(text)
         tgt = self.tokenize_target(target) if target is not None else None
         if self.spec.kind != "seq2seq":
-            with recording_entropy(self.records_entropy) as record:
+            with (
+                recording_entropy(self.records_entropy) as record,
+                record_value_norms(self.value_sites) as vn,
+            ):
                 out = self.forward(src)
             block = "encoder_self" if self.spec.kind == "encoder" else "decoder_self"
             causal = self.spec.kind == "causal"
@@ -239,8 +253,14 @@ class HFTextModel:
             return TextAnalysis(
                 self.spec.id, self.spec.kind, src, None, None, None,
                 {block: maps}, {block: ("source", "source", causal)},
-                (time.perf_counter() - t0) * 1000, entropy,
+                (time.perf_counter() - t0) * 1000, entropy, _norms(vn),
             )  # fmt: skip
+        with record_value_norms(self.value_sites) as vn:  # generate's calls are overwritten by the last pass
+            return self._analyze_seq2seq(src, tgt, vn, t0)
+
+    def _analyze_seq2seq(
+        self, src: TokenSeq, tgt: TokenSeq | None, vn: ValueNormRecord, t0: float
+    ) -> TextAnalysis:
         generated = None
         if tgt is None:
             ids = torch.tensor([src.ids], device=self.device)  # (1, Ts)
@@ -254,6 +274,7 @@ class HFTextModel:
         out = self.forward(src, tgt.ids)
         predicted = self.tokenizer.convert_ids_to_tokens(out.logits[0].argmax(-1).tolist())
         prob = step_probabilities(out.logits[0], gen[1:]) if generated is not None and len(gen) > 1 else None
+        norms = _norms(vn)
         return TextAnalysis(
             self.spec.id, "seq2seq", src, tgt, generated, predicted,
             {
@@ -263,7 +284,7 @@ class HFTextModel:
             },
             {"encoder_self": ("source", "source", False), "decoder_self": ("target", "target", True),
              "cross": ("target", "source", False)},
-            (time.perf_counter() - t0) * 1000, step_probs=prob,
+            (time.perf_counter() - t0) * 1000, step_probs=prob, value_norms=norms,
         )  # fmt: skip
 
 
@@ -281,6 +302,7 @@ class DateTextModel:
             spec.id, "seq2seq", spec.source, spec.label or "date model", self.max_tokens,
             cfg.n_enc_layers, cfg.n_heads, cfg.n_dec_layers,
         )  # fmt: skip
+        self.value_sites = date_value_sites(model)  # models/value_norms.py: value-weighted attention
 
     def _seq(self, ids: list[int]) -> TokenSeq:
         tok = self.tokenizer
@@ -316,20 +338,21 @@ class DateTextModel:
         t0 = time.perf_counter()
         src = self.tokenize(text)
         tok = self.tokenizer
-        if target is None:
-            s = torch.tensor([src.ids], device=self.device)  # (1, Ts)
-            ys, _ = greedy_decode(self.model, s, tok.bos_id, tok.eos_id, TARGET_LEN + 1, False)
-            ys = ys[0].tolist()
-            generated = tok.decode(ys[1:])
-            tgt = self._seq(ys[:-1])
-            logits, attn = self.forward(src, tgt.ids)  # the pass greedy_decode would make, logits kept
-            predicted = [tok.itos[i] for i in ys[1:]]
-            prob = step_probabilities(logits[0], ys[1:])
-        else:
-            tgt = self.tokenize_target(target)
-            logits, attn = self.forward(src, tgt.ids)
-            generated, prob = None, None
-            predicted = [tok.itos[i] for i in logits[0].argmax(-1).tolist()]
+        with record_value_norms(self.value_sites) as vn:  # greedy steps are overwritten by the last full pass
+            if target is None:
+                s = torch.tensor([src.ids], device=self.device)  # (1, Ts)
+                ys, _ = greedy_decode(self.model, s, tok.bos_id, tok.eos_id, TARGET_LEN + 1, False)
+                ys = ys[0].tolist()
+                generated = tok.decode(ys[1:])
+                tgt = self._seq(ys[:-1])
+                logits, attn = self.forward(src, tgt.ids)  # the pass greedy_decode would make, logits kept
+                predicted = [tok.itos[i] for i in ys[1:]]
+                prob = step_probabilities(logits[0], ys[1:])
+            else:
+                tgt = self.tokenize_target(target)
+                logits, attn = self.forward(src, tgt.ids)
+                generated, prob = None, None
+                predicted = [tok.itos[i] for i in logits[0].argmax(-1).tolist()]
         return TextAnalysis(
             self.spec.id, "seq2seq", src, tgt, generated, predicted,
             {
@@ -340,6 +363,7 @@ class DateTextModel:
             {"encoder_self": ("source", "source", False), "decoder_self": ("target", "target", True),
              "cross": ("target", "source", False)},
             (time.perf_counter() - t0) * 1000, step_probs=prob, input_warning=date_warning(text),
+            value_norms=_norms(vn),
         )  # fmt: skip
 
 

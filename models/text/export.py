@@ -6,7 +6,9 @@ float32, row = query token, exactly the maps the web app caches. Per block also 
 (L, H + 1, S) float32: the text page's head statistics (the last head row is the mean over heads; names in
 ``stat_names``), with every token shown, and ``<block>_distance`` (L, H) float32, the mean token distance
 (sum_j A[i, j] |j - i| over the queries i; NaN for cross-attention), both from :mod:`models.text.views` as
-the page and the notebook compute them. Tokens per side: ``source_tokens``, ``source_ids``,
+the page and the notebook compute them; ``<block>_value_norms`` (L, H, Tk) float32 ‖f_h(x_j)‖ per key token
+(Kobayashi et al. 2020, :mod:`models.value_norms`; value-weighted maps = block * norms[:, :, None, :]) when
+the model is supported. Tokens per side: ``source_tokens``, ``source_ids``,
 ``source_special``, ``source_word_ids`` (-1: no word), and the same for ``target_`` when there is a decoder.
 Indices are 0-based.
 """
@@ -43,6 +45,8 @@ def text_arrays(analysis: TextAnalysis) -> dict[str, np.ndarray]:
         arrays[kind] = analysis.blocks[kind]  # (L, H, Tq, Tk) float32
         arrays[f"{kind}_stats"] = overview.stats  # (L, H + 1, S)
         arrays[f"{kind}_distance"] = distance[kind]  # (L, H) mean token distance (NaN for cross-attention)
+        if kind in analysis.value_norms:  # Kobayashi et al. 2020 (models/value_norms.py)
+            arrays[f"{kind}_value_norms"] = analysis.value_norms[kind]  # (L, H, Tk) ‖f_h(x_j)‖ per key token
     arrays["stat_names"] = np.array(STAT_NAMES)
     if analysis.predicted is not None:
         arrays["predicted_tokens"] = np.array(analysis.predicted)  # (Tt,) the next token at each decoder row

@@ -30,6 +30,7 @@ from models.vision.capture import CaptureError, capture_attention, find_attentio
 from models.vision.hidden import capture_hidden
 from models.vision.registry import VisionModelInfo, VisionModelSpec, build_model, describe
 from models.vision.rollout import HeadFusion, residual_layer, rollout_from_residuals
+from models.vision.value_norms import vision_norms_context
 
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
@@ -116,6 +117,7 @@ class VisionAnalysis:
     hidden: torch.Tensor | None = None  # (L, N, D) float16: tokens after each block
     features: torch.Tensor | None = None  # (N, D) float16: the last layer after the final norm
     token_norms: np.ndarray | None = None  # (L, N) float32: ||x_l|| of each token, from the float32 stream
+    value_norms: np.ndarray | None = None  # (L, H, N) float32 ‖f_h(x_j)‖ (models/value_norms.py)
 
     def patch_attention(self, layer: int, head: int | None, query: int) -> np.ndarray:
         """Where patch ``query`` attends in ``layer`` for one head (or the head mean): (P,) float32."""
@@ -199,9 +201,11 @@ def analyze_batch(
     shown: Sequence[Image.Image],
     head_fusion: HeadFusion = "mean",
     discard_ratio: float = 0.0,
+    value_norms: bool = True,
 ) -> list[VisionAnalysis]:
     """Preprocessed inputs ``x`` (B, 3, R, R) (from :meth:`VisionModel.preprocess`, any device and dtype) and
-    the B images they show -> B analyses, from one forward pass with attention capture."""
+    the B images they show -> B analyses, from one forward pass with attention capture (and, with
+    ``value_norms``, the per-head value norms of :mod:`models.value_norms` from hooks in the same forward)."""
     if x.ndim != 4 or x.shape[0] != len(shown) or x.shape[0] == 0:
         raise ValueError(f"expected (B, 3, R, R) inputs for {len(shown)} images, got {tuple(x.shape)}")
     x = x.to(vm.device, vm.dtype)
@@ -237,7 +241,11 @@ def analyze_batch(
         seen.append(block)
 
     with torch.inference_mode():
-        with capture_attention(vm.model, reduce=keep), capture_hidden(vm.model) as streams:
+        with (
+            capture_attention(vm.model, reduce=keep),
+            capture_hidden(vm.model) as streams,
+            vision_norms_context(vm.model, value_norms) as vn,
+        ):
             feats = vm.model.forward_features(x)  # (B, N, D) after the final norm
         logits = vm.model.forward_head(feats) if info.num_classes > 0 else None
         if set(seen) != set(range(num_layers)):
@@ -247,6 +255,7 @@ def analyze_batch(
         rolls = rolls.float().cpu().numpy()
         hidden, norms = streams.all_hidden(), streams.all_norms()  # (B, L, N, D) float16, (B, L, N)
         last = feats.to("cpu", torch.float16)  # (B, N, D)
+        vnorms = vn.stacked() if vn is not None and vn.complete() else None  # (L, B, H, N)
     rows, cols = info.grid(x.shape[-2], x.shape[-1])
     return [
         VisionAnalysis(
@@ -263,6 +272,7 @@ def analyze_batch(
             hidden=hidden[b].clone(),  # (L, N, D), its own memory
             features=last[b].clone(),  # (N, D)
             token_norms=norms[b].numpy().copy(),  # (L, N)
+            value_norms=None if vnorms is None else vnorms[:, b].numpy().copy(),  # (L, H, N)
         )
         for b in range(batch)
     ]

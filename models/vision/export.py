@@ -9,6 +9,10 @@ same head fusion and discard options), the mean attention distance is that of
 Array axes are 0-based indices (layer 0 is the first block; the pages show it as layer 1). Tokens are in the
 model's order: the ``num_prefix_tokens`` prefix tokens ([CLS], distillation, registers) first, then the
 patches row-major, so token ``num_prefix_tokens + r * cols + c`` is the patch in grid row r, column c.
+
+``value_norms`` (L, H, N) float32, when the model is supported: ‖f_h(x_j)‖ per layer, head and key token
+(Kobayashi et al. 2020; :mod:`models.value_norms`, LayerScale included, output bias left out); the
+value-weighted maps are ``attentions * value_norms[:, :, None, :]``.
 """
 
 from __future__ import annotations
@@ -99,4 +103,8 @@ def vision_arrays(
     if analysis.predictions is not None:
         arrays["prediction_label"] = np.array([lbl for lbl, _ in analysis.predictions])  # (k,)
         arrays["prediction_prob"] = np.array([p for _, p in analysis.predictions], dtype=np.float32)  # (k,)
+    if (
+        analysis.value_norms is not None
+    ):  # Kobayashi et al. 2020: value-weighted map = attentions * norms[key]
+        arrays["value_norms"] = analysis.value_norms  # (L, H, N) float32 ‖f_h(x_j)‖ (models/value_norms.py)
     return arrays

@@ -13,6 +13,7 @@ import { renderTable } from "./table.js";
 import { mountCompare, wireCompareLink } from "./compare/main.js";
 import { outputParts, showStepsNote, warningNode } from "./steps.js";
 import { limitWords, markStale, wireBudget } from "./budget.js";
+import { setToggle, textCaption, textNorms, valueToggle, WeightedAnalysis } from "../lib/valueweight.js";
 
 const EXAMPLES = {
   encoder: "The animal didn't cross the street because it was too tired.",
@@ -33,7 +34,7 @@ const ui = {
 
 // The URL counts layers and heads from 1 (as the vision page and the controls do); `st` holds API indices
 // (0-based) with head = "mean" for the mean of heads. saveURL() converts back.
-const url = readState({ text: "", model: pd.default_model, target: "", kind: "", layer: 1, head: "1", view: "head", hide: false, merge: false, q: 1 });
+const url = readState({ text: "", model: pd.default_model, target: "", kind: "", layer: 1, head: "1", view: "head", hide: false, merge: false, q: 1, vw: false });
 const st = { ...url, layer: toApi(url.layer), head: toApi(url.head), q: toApi(url.q) };
 if (!models.has(st.model)) st.model = pd.default_model;
 if (!["head", "model", "matrix", "neuron"].includes(st.view)) st.view = "head";
@@ -54,6 +55,7 @@ function saveURL() {
     text: text.length <= URL_TEXT_MAX ? text : "", model: ui.model.value,
     target: modelKind() === "seq2seq" && ui.target.value.length <= URL_TEXT_MAX ? ui.target.value : "",
     kind: st.kind, layer: fromApi(st.layer), head: fromApi(st.head), view: st.view, hide: st.hide, merge: st.merge, q: fromApi(st.q),
+    vw: st.vw || "",
   });
 }
 
@@ -67,7 +69,26 @@ function syncControls() {
   fillSelect(ui.layer, n(b.layers).map((l) => [l, `layer ${l}`]), fromApi(st.layer));
   fillSelect(ui.head, [["mean", "mean of heads"], ...n(b.heads).map((h) => [h, `head ${h}`])], fromApi(st.head));
   ui.hide.checked = st.hide; ui.merge.checked = st.merge;
+  setToggle(vwToggle, !st.merge, st.merge ? "Value weighting needs one column per token: turn off “merge word pieces”." : "");
+  vwToggle.querySelector("input").checked = st.vw && !st.merge;
 }
+
+// Value-weighted attention (lib/valueweight.js): the analysis the head, model and matrix views draw.
+let W = null;
+async function drawn(kind, layer, head) {
+  const cap = $("tx-vw-caption");
+  cap.classList.toggle("hidden", !st.vw || st.merge);
+  if (!st.vw || st.merge || st.view === "neuron") return A;
+  const vw = await textNorms(A);
+  if (!vw.available) { cap.textContent = vw.reason; setToggle(vwToggle, false, vw.reason); return A; }
+  if (!W || W.base !== A) W = new WeightedAnalysis(A, vw);
+  if (st.view === "model") await W.prepare(kind);
+  cap.textContent = textCaption(vw, kind, layer, head, A.block(kind).heads, A.resp.inline)
+    + (st.view === "model" ? " Thumbnails: max-pooled weighted maps, each scaled to its own maximum." : "");
+  return W;
+}
+const vwToggle = valueToggle("tx-vw", (on) => { st.vw = on; render(); });
+$("tx-vw-slot").replaceChildren(vwToggle);
 
 function clampSelection() {
   if (!A.kinds().includes(st.kind)) st.kind = A.kinds()[0];
@@ -125,18 +146,21 @@ async function render() {
   const table = () => { if (seq === renderSeq) renderTable(ui.table, { analysis: A, kind, current, onOpen: openHead, exportSlot: ui.tableExport }); };
   // A long input draws its view first and the head table on the next idle moment (the same frame otherwise).
   if (A.resp.inline) table(); else afterPaint(table);
-  const title = `${kindLabel(kind, A.resp.model.kind)} · layer ${fromApi(layer)}`;
+  let title = `${kindLabel(kind, A.resp.model.kind)} · layer ${fromApi(layer)}`;
   try {
+    const V = await drawn(kind, layer, head), tag = V === A ? "" : " · value-weighted";
+    if (seq !== renderSeq) return;
+    title += tag;
     if (st.view === "model") {
       for (const p of [ui.panes.head, ui.panes.matrix]) p.replaceChildren();
-      renderModelView(ui.panes.model, { analysis: A, kind, current, onOpen: openHead, exportSlot: ui.exportSlot, title: kindLabel(kind, A.resp.model.kind) });
+      renderModelView(ui.panes.model, { analysis: V, kind, current, onOpen: openHead, exportSlot: ui.exportSlot, title: kindLabel(kind, A.resp.model.kind) + tag });
     } else if (st.view === "head") {
-      const full = A.hasLayer(kind, layer); // long inputs draw from top-k lines; the full layer comes on hover
-      const [data, lines] = full ? [await A.layer(kind, layer), null] : [null, await A.lines(kind, layer)];
+      const full = V.hasLayer(kind, layer); // long inputs draw from top-k lines; the full layer comes on hover
+      const [data, lines] = full ? [await V.layer(kind, layer), null] : [null, await A.lines(kind, layer)];
       if (seq !== renderSeq) return;
       for (const p of [ui.panes.model, ui.panes.matrix]) p.replaceChildren();
       renderHeadView(ui.panes.head, {
-        analysis: A, kind, layer, data, lines, loadFull: () => A.layer(kind, layer), selected, title, exportSlot: ui.exportSlot,
+        analysis: V, kind, layer, data, lines, loadFull: () => V.layer(kind, layer), selected, title, exportSlot: ui.exportSlot,
         onSelect: () => render(),
       });
       markDrawn();
@@ -147,12 +171,13 @@ async function render() {
         isCurrent: () => seq === renderSeq, onQuery: (i) => { st.q = i; render(); },
       });
     } else {
-      const values = await A.head(kind, layer, head);
+      const values = await V.head(kind, layer, head);
       if (seq !== renderSeq) return;
       for (const p of [ui.panes.model, ui.panes.head]) p.replaceChildren();
       renderMatrix(ui.panes.matrix, {
-        analysis: A, kind, layer, head, values, exportSlot: ui.exportSlot,
+        analysis: V, kind, layer, head, values, exportSlot: ui.exportSlot,
         title: `${title} · ${head === "mean" ? "mean of heads" : `head ${fromApi(head)}`}`,
+        zLabel: V === A ? "weight" : "value-weighted share",
       });
     }
   } catch (err) { showError(ui.error, err); }

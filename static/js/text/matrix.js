@@ -13,7 +13,7 @@ function ticks(labels, pixels) {
   return { tickvals: vals.map((i) => i + 1), ticktext: vals.map((i) => escapeHTML(labels[i])) }; // axes count from 1
 }
 
-export function renderMatrix(pane, { analysis, kind, layer, head, values, exportSlot, title }) {
+export function renderMatrix(pane, { analysis, kind, layer, head, values, exportSlot, title, zLabel = "weight" }) {
   const qAxis = analysis.queryAxis(kind), kAxis = analysis.keyAxis(kind);
   const nq = qAxis.labels.length, nk = kAxis.labels.length, b = analysis.block(kind);
   const z = new Array(nq);
@@ -29,14 +29,14 @@ export function renderMatrix(pane, { analysis, kind, layer, head, values, export
   }
   const trace = {
     type: "heatmap", z, x: kAxis.labels.map((_, j) => j + 1), y: qAxis.labels.map((_, i) => i + 1), colorscale: "Viridis", zmin: 0, zmax: zmax || 1, xgap: nk <= 64 ? 1 : 0, ygap: nq <= 64 ? 1 : 0,
-    colorbar: { title: { text: "weight", side: "right" }, thickness: 12 },
+    colorbar: { title: { text: zLabel, side: "right" }, thickness: 12 },
   };
   if (nq * nk <= MAX_HOVER_CELLS) {
     const q = qAxis.labels.map(escapeHTML), k = kAxis.labels.map(escapeHTML);
     trace.text = q.map((ql, i) => k.map((kl, j) => `${ql} [${i + 1}] → ${kl} [${j + 1}]`));
-    trace.hovertemplate = "%{text}<br>weight %{z:.4f}<extra></extra>";
+    trace.hovertemplate = `%{text}<br>${zLabel} %{z:.4f}<extra></extra>`;
   } else {
-    trace.hovertemplate = "query %{y} → key %{x}<br>weight %{z:.4f}<extra></extra>";
+    trace.hovertemplate = `query %{y} → key %{x}<br>${zLabel} %{z:.4f}<extra></extra>`;
   }
   const avail = Math.max(420, (pane.clientWidth || 820) - 10);
   const cellPx = Math.max(2, Math.min(44, Math.floor((avail - 230) / nk), Math.floor(560 / nq)));

@@ -7,7 +7,8 @@ import { $, el } from "../lib/dom.js";
 import { fromApi, patchWhere, toApi, toApiOr } from "../lib/numbering.js";
 import { readState, writeState } from "../lib/urlstate.js";
 import { mountCompare, wireCompareLink } from "./compare/main.js";
-import { analyzeImage, mapOf, patchLabel } from "./data.js";
+import { analyzeImage, fetchPatchRow, mapOf, patchLabel } from "./data.js";
+import { visionValueWeight } from "../lib/valueweight.js";
 import { entropyMap } from "./entropy.js";
 import { applyFirstLook, firstLook } from "./firstlook.js";
 import { renderCrop, renderNotes } from "./notes.js";
@@ -23,7 +24,7 @@ const MODELS = PD.models || [];
 const HOVER_MS = 70, ROLLOUT_MS = 150, TOP_K = 5;
 
 const url = readState({ model: PD.default_model, res: 0, layer: 0, head: 1, view: "head", query: -1,
-  img: "", sample: "", fusion: "mean", discard: 0, cmap: "viridis", clip: true, fade: true });
+  img: "", sample: "", fusion: "mean", discard: 0, cmap: "viridis", clip: true, fade: true, vw: false });
 const S = {
   model: MODELS.some((m) => m.id === url.model) ? url.model : PD.default_model,
   res: url.res || 0,
@@ -59,6 +60,7 @@ function syncURL() {
     cmap: S.colormap !== "viridis" ? S.colormap : "",
     clip: S.clip ? "" : false, fade: S.fade ? "" : false, // on by default: only "off" goes in the URL
     tab: tabs && tabs.current() !== "attention" ? tabs.current() : "",
+    vw: VW.on() || "",
   });
 }
 
@@ -128,7 +130,14 @@ function adopt(A, source, restore) {
   renderCrop($("vz-crop"), A);
   renderGrid();
   refreshMap();
+  VW.adopt(A);
 }
+
+// Value-weighted attention (Kobayashi et al. 2020): the toggle, its norms and the weighted maps (lib/valueweight.js).
+const VW = visionValueWeight({
+  slot: $("vz-vw-slot"), checked: url.vw, onError: (e) => showError(errBox, e),
+  onChange: () => { if (S.A) { renderGrid(); refreshMap(); } else syncURL(); },
+});
 
 function currentSource() {
   if (S.sample) return { sample: S.sample };
@@ -139,9 +148,10 @@ function currentSource() {
 
 // ---- model view grid ------------------------------------------------------------------------------------
 function renderGrid() {
-  const A = S.A;
+  const A = S.A, G = VW.grid(A);
+  $("vz-grid-what").textContent = `${G === A ? "" : "value-weighted "}${A.clsQuery === "cls" ? "[CLS] attention" : "mean patch-query attention"}`;
   renderModelGrid($("vz-grid"), {
-    cls: A.cls, means: A.means, L: A.L, H: A.H, rows: A.grid.rows, cols: A.grid.cols,
+    cls: G.cls, means: G.means, L: A.L, H: A.H, rows: A.grid.rows, cols: A.grid.cols,
     colormap: S.colormap, clip: S.clip, active: S.view !== "rollout",
     describedBy: "vz-grid-caption",
     selected: { layer: S.layer, col: S.view === "mean" ? A.H : S.head },
@@ -161,7 +171,8 @@ function renderGrid() {
 async function currentMap(signal) {
   const q = S.view === "rollout" ? null : (S.query ?? S.hover);
   if (S.view === "entropy") return entropyMap(S.A, S.layer, S.head, signal); // entropy.js
-  const m = await mapOf(S.A, { view: S.view, layer: S.layer, head: S.head, query: q, fusion: S.fusion, discard: S.discard }, signal);
+  let m = await mapOf(S.A, { view: S.view, layer: S.layer, head: S.head, query: q, fusion: S.fusion, discard: S.discard }, signal);
+  m = await VW.map(S.A, m, (l, h, p) => fetchPatchRow(S.A, l, h, p, signal));
   const hint = S.view === "rollout" ? "Patch queries are per layer: switch to Head or Mean of heads to probe a patch."
     : q === null ? "Hover over the photo, or focus it and use the arrow keys, to see where any single patch looks."
       : S.query === null ? "Click (or press Enter) to pin this query." : "Esc or the \u201cBack\u201d button returns to the map you started from.";
