@@ -253,7 +253,7 @@ class HFTextModel:
             return TextAnalysis(
                 self.spec.id, self.spec.kind, src, None, None, None,
                 {block: maps}, {block: ("source", "source", causal)},
-                (time.perf_counter() - t0) * 1000, entropy, _norms(vn),
+                (time.perf_counter() - t0) * 1000, entropy, value_norms=_norms(vn),
             )  # fmt: skip
         with record_value_norms(self.value_sites) as vn:  # generate's calls are overwritten by the last pass
             return self._analyze_seq2seq(src, tgt, vn, t0)
