@@ -2,9 +2,9 @@
 // State lives in `S` and in the URL (layer/head 1-based there and on screen; 0-based in the API).
 import { apiGet, pageData, showError } from "../lib/api.js";
 import { COLORMAPS, drawColorbar, fmtValue } from "../lib/colormap.js";
-import { announce, gridStep, srTable, topK } from "../lib/a11y.js";
+import { announce, gridStep } from "../lib/a11y.js";
 import { $, el } from "../lib/dom.js";
-import { fromApi, patchWhere, toApi, toApiOr } from "../lib/numbering.js";
+import { fromApi, toApi, toApiOr } from "../lib/numbering.js";
 import { readState, writeState } from "../lib/urlstate.js";
 import { mountCompare, wireCompareLink } from "./compare/main.js";
 import { analyzeImage, fetchPatchRow, mapOf, patchLabel } from "./data.js";
@@ -12,6 +12,7 @@ import { visionValueWeight } from "../lib/valueweight.js";
 import { entropyMap } from "./entropy.js";
 import { applyFirstLook, firstLook } from "./firstlook.js";
 import { renderCrop, renderNotes } from "./notes.js";
+import { describeMap as describeIn, fillResolutions } from "./describe.js";
 import { renderExports } from "./exports.js";
 import { mountFeatureTabs } from "./features.js";
 import { renderModelGrid } from "./grid.js";
@@ -220,7 +221,7 @@ async function refreshMap() {
   paintColorbar();
   $("vz-colorbar").setAttribute("aria-label", `Colour scale (${S.colormap}): ${fmtValue(range.min)} at the bottom to ${
     range.clipped ? "at least " : ""}${fmtValue(range.max)} at the top`);
-  describeMap(m, range);
+  describeIn(S, TOP_K, m, range);
   const note = outlierNote(m.values, S.clip);
   $("vz-outlier").classList.toggle("hidden", !note);
   $("vz-outlier").textContent = note;
@@ -283,23 +284,6 @@ function onMapKey(e) {
   }
 }
 
-// The map in words: a visually hidden table of its TOP_K patches (read by screen readers, described-by of the
-// canvas) and a one-line summary in the polite live region.
-function describeMap(m, range) {
-  const A = S.A, cols = A.grid.cols, best = topK(m.values, TOP_K);
-  const where = (i) => patchWhere(i, cols);
-  const table = srTable($("vz-topk"), {
-    id: "vz-topk-table",
-    caption: `${m.title}: the ${best.length} patches with the highest values, of ${A.P} (rows and columns count from 1, top left)`,
-    headers: ["Rank", "Patch", "Value"],
-    rows: best.map((i, r) => [String(r + 1), where(i), fmtValue(m.values[i])]),
-  });
-  table.dataset.first = String(best[0]);
-  const pinned = S.view !== "rollout" && S.query !== null ? " (pinned)" : "";
-  announce($("vz-live"), `${m.title}${pinned}. Highest: ${best.slice(0, 3).map((i) => `${where(i)} ${fmtValue(m.values[i])}`).join("; ")}. `
-    + `Scale ${fmtValue(range.min)} to ${fmtValue(range.max)}.`);
-}
-
 // ---- controls -------------------------------------------------------------------------------------------
 function modelLabel(id) { return (MODELS.find((m) => m.id === id) || {}).label || id; }
 
@@ -310,15 +294,6 @@ function fillModels() {
   sel.title = modelLabel(S.model);
   const m = MODELS.find((x) => x.id === S.model);
   fillResolutions(m ? m.resolutions : [], S.res);
-}
-
-function fillResolutions(list, current) {
-  const sel = $("vz-res");
-  const opts = list.length ? list : [];
-  sel.replaceChildren(
-    ...(opts.length ? [] : [el("option", { value: "" }, "model default")]),
-    ...opts.map((r) => el("option", { value: r }, `${r} px`)));
-  sel.value = opts.includes(Number(current)) ? String(current) : (opts.length ? String(opts[0]) : "");
 }
 
 function updateControls() {
