@@ -18,6 +18,7 @@ import torch
 
 import app.notebook.models as models
 from app.notebook.html import Output, b64_size
+from app.notebook.influence import TextInfluence
 from app.schemas.text import ViewOptions
 from app.schemas.text_views import Blocks, axes_schema, block_schema, overview_response
 from app.serialization import typed_array
@@ -81,7 +82,7 @@ class EagerAttention:
 
 
 @dataclass(repr=False)
-class TextResult(Output):
+class TextResult(TextInfluence, Output):
     """One input through one text model: the numbers, and the views when displayed.
 
     blocks    dict kind -> (L, H, Tq, Tk) float32 attention probabilities per block: ``encoder_self``,
@@ -108,6 +109,7 @@ class TextResult(Output):
     include_plotly: bool
     overviews: dict[str, BlockOverview] = field(default_factory=dict, repr=False)
     stat_names: tuple[str, ...] = STAT_NAMES
+    model: Any = field(default=None, repr=False)  # the TextModel (models/text/analysis.py), for .relevance()
 
     ENTRY = "notebook/text.js"
     label = property(lambda self: self.info.label)
@@ -227,4 +229,5 @@ def show_text(
         top_k=top_k,
         include_plotly=include_plotly,
         overviews=overviews,
+        model=tm,
     )

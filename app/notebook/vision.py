@@ -24,6 +24,7 @@ from PIL import Image
 
 import app.notebook.models as models
 from app.notebook.html import Output, b64_size
+from app.notebook.influence import VisionInfluence
 from app.schemas.vision import RolloutOptions
 from app.schemas.vision_views import analysis_response
 from app.serialization import typed_array
@@ -82,7 +83,7 @@ def vision_model(model: Any, resolution: int | None, device: str | None) -> Visi
 
 
 @dataclass(repr=False)
-class VisionResult(Output):
+class VisionResult(VisionInfluence, Output):
     """One image through one ViT-family model: the numbers, and the views when displayed.
 
     maps      (L, H, N, N) float32: every layer's and head's attention probabilities over the N tokens

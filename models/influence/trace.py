@@ -203,6 +203,10 @@ def trace_post_ln(parts: list[PostLNParts], run: Callable[[], object]) -> list[A
         _hooks([(p.ln_module, ln_out(i)) for i, p in enumerate(parts)]),
     ):
         run()
+    if any(r.get("graph") is None for r in rec):
+        raise ValueError(
+            "the attention modules returned no probabilities: run the model on its eager attention path"
+        )
     return [
         AttnLayer(
             x=r["x"],
