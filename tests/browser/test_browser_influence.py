@@ -54,3 +54,16 @@ def test_influence_sentence_and_photo(page, base_url):
     page.screenshot(path=str(ARTIFACTS / "influence_vision.png"), full_page=True)
     assert_no_violations(page, "after a photo")
     assert js_errors(page) == []
+
+
+def test_tour_question_is_attention_an_explanation(page, base_url):
+    page.goto(f"{base_url}/tour")
+    page.wait_for_selector("#q-explanation", timeout=TIMEOUT)
+    assert "Is attention an explanation?" in page.inner_text("#q-explanation h2")
+    page.click("#tour-expl-run")
+    page.wait_for_selector('#tour-expl[data-state="ready"]', timeout=TIMEOUT)
+    caption = page.inner_text("#tour-expl-caption")
+    assert "Area under the deletion curve" in caption and "astronaut" in caption
+    page.locator("#q-explanation").screenshot(path=str(ARTIFACTS / "tour_explanation.png"))
+    assert_no_violations(page, "tour after the explanation view")
+    assert js_errors(page) == []

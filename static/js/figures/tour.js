@@ -6,6 +6,7 @@ import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
 import { drawTable } from "./positional.js";
 import { BLUE, drawRow, drawStat } from "./scaling.js";
+import "./tour_influence.js"; // Q11, "Is attention an explanation?" (self-contained)
 
 const app = $("tour-app");
 const err = $("tour-error");
