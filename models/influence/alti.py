@@ -62,7 +62,7 @@ def contributions(layer: AttnLayer) -> Tensor:
         rows = slice(s, min(T, s + step))
         parts = transformed_vectors(layer, rows)  # (I, Tk, d)
         y = y_all[rows]  # (I, d)
-        dist = (y[:, None, :] - parts).abs().sum(-1)  # (I, Tk)
+        dist = parts.sub_(y[:, None, :]).abs_().sum(-1)  # (I, Tk) ||y_i - T_i(x_j)||_1, in place
         d_ij = (y.abs().sum(-1, keepdim=True) - dist).clamp_min(0.0)  # (I, Tk)
         out[rows] = d_ij / d_ij.sum(-1, keepdim=True).clamp_min(1e-12)
     return out

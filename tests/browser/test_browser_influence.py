@@ -47,6 +47,20 @@ def test_influence_sentence_and_photo(page, base_url):
     page.screenshot(path=str(ARTIFACTS / "influence_text.png"), full_page=True)
     assert_no_violations(page, "after a sentence")
 
+    assert int(page.get_attribute("#inf-contributions .inf-flow", "data-edges")) > 0
+    assert "cosine similarity" in page.inner_text("#inf-relevance")
+    assert page.locator("#inf-auc tbody tr").count() == 3
+
+    page.select_option("#inf-model", "tiny-dates")
+    page.fill("#inf-text", "3 May 1999")
+    page.click("#inf-go")
+    page.wait_for_function("document.querySelector('#inf-summary').textContent.includes('decoded')")
+    wait_mounted(page)
+    steps = page.locator("#inf-rel-step option").count()
+    assert page.input_value("#inf-rel-step") == ("6" if steps >= 7 else "0")
+    assert "log-probability" in page.inner_text("#inf-relevance")
+    assert_no_violations(page, "after the date model")
+
     page.click("#inf-family button[data-family='vision']")
     page.click("#inf-go")
     page.wait_for_function("document.querySelector('#inf-summary').textContent.includes('patches')")

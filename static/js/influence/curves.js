@@ -29,10 +29,14 @@ export async function mount(root, ctx) {
       el("caption", { class: "small" }, "Area under each curve (fraction axis 0–1)"),
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "ranking"), el("th", { scope: "col" }, "deletion AUC (lower is better)"), el("th", { scope: "col" }, "insertion AUC (higher is better)"))),
       el("tbody", {}, r.curves.map((c) => el("tr", {}, el("th", { scope: "row" }, NAMES[c.ranking]), el("td", {}, fmt3(c.deletion_auc)), el("td", {}, fmt3(c.insertion_auc)))))));
-    const best = (key, sign) => r.curves.reduce((a, b) => (sign * b[key] > sign * a[key] ? b : a)).ranking;
+    const best = (key, sign) => {
+      const top = Math.max(...r.curves.map((c) => sign * c[key]));
+      const tied = r.curves.filter((c) => top - sign * c[key] < 5e-3).map((c) => `${NAMES[c.ranking]}'s`);
+      return tied.length > 1 ? `${tied.join(" and ")} (tied within 0.005)` : tied[0];
+    };
     caption.textContent = `${ctx.modelInfo.label}, this input only: output = ${r.output}; removing a unit means ${r.removal}. ${r.units} units, ` +
-      `${r.fractions.length} points per curve, computed in ${Math.round(r.compute_ms)} ms. On this input the fastest deletion is ${NAMES[best("deletion_auc", -1)]}'s ` +
-      `and the fastest insertion ${NAMES[best("insertion_auc", 1)]}'s. One input shows nothing general: Chefer et al. 2021 (Section 4) compare maps over whole datasets.`;
+      `${r.fractions.length} points per curve, computed in ${Math.round(r.compute_ms)} ms. On this input the fastest deletion is ${best("deletion_auc", -1)} ` +
+      `and the fastest insertion ${best("insertion_auc", 1)}. One input shows nothing general: Chefer et al. 2021 (Section 4) compare maps over whole datasets.`;
     body.dataset.auc = JSON.stringify(Object.fromEntries(r.curves.map((c) => [c.ranking, [c.deletion_auc, c.insertion_auc]])));
   };
   ctx.events.addEventListener("choice", () => { draw().catch((e) => ctx.fail(e)); });

@@ -70,7 +70,10 @@ async function analyze() {
     }
     ctx.signal = ctl.signal;
     ctx.status = status;
-    ctx.choice = { step: 0, query: null }; // the output explained: decoder row (date model), patch (ViT)
+    // the output explained: decoder row (date model), patch (ViT). The date model writes YYYY-MM-DD, so its first
+    // character is nearly always "1" or "2"; start at the month's second digit (output position 7), which the input decides.
+    const rows = ctx.target ? ctx.target.length : 0;
+    ctx.choice = { step: rows >= 7 ? 6 : 0, query: null };
     ctx.events = new EventTarget(); // "choice" when a section changes ctx.choice
     ctx.setChoice = (c) => { Object.assign(ctx.choice, c); ctx.events.dispatchEvent(new Event("choice")); };
     ctx.fail = (err) => { if (!isCancelled(err)) showError($("inf-error"), err); };
