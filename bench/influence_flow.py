@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import interleaved  # noqa: E402
 from models.influence import run  # noqa: E402
 from models.text.analysis import DATES, MINILM, load_text_model  # noqa: E402
 from models.vision.analysis import analyze_image, load_vision_model  # noqa: E402
@@ -67,43 +68,36 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def vision_rows(args: argparse.Namespace, rows: list) -> None:
+    """Every DINOv2 measure and the plain forward, interleaved round by round (bench.common.interleaved), so
+    a neighbour's load spike hits them all alike; medians."""
     vm = load_vision_model(DINOV2_VITS14, "cpu", cache_dir=args.cache_dir)
     image = next(iter(sample_images().values()))
     a = analyze_image(vm, image, args.resolution)
-    r = args.repeats
     x = run.vision_input(vm, a)
+    rel = run.vision_relevance(vm, a)
 
     def plain() -> None:
         with torch.inference_mode():
             vm.model.forward_features(x)
 
-    t_plain = timed(plain, r)
-    rows.append(("DINOv2 plain forward (fused attention, for scale)", t_plain, "1.00x"))
-    rows.append(
-        (
-            "DINOv2 capture forward (for scale)",
-            timed(lambda: analyze_image(vm, image, args.resolution), r),
-            "",
+    fns = {
+        "DINOv2 plain forward (fused attention, for scale)": plain,
+        "DINOv2 capture forward (the analysis)": lambda: analyze_image(vm, image, args.resolution),
+        "DINOv2 ALTI contributions": lambda: run.vision_contributions(vm, a),
+        "DINOv2 relevance map ([CLS])": lambda: run.vision_relevance(vm, a),
+        f"DINOv2 curves (3 maps x 2 curves x {args.steps + 1} points)": lambda: run.vision_curves(
+            vm, a, rel, args.steps
+        ),
+    }
+    t = interleaved(fns, args.repeats, torch.device("cpu"), warmup=1)
+    base = t[next(iter(fns))]
+    goals = {"relevance": 1.0, "curves": 5.0}
+    for name, sec in t.items():
+        goal = next((g for k, g in goals.items() if k in name), None)
+        note = f"{sec / base:.2f}x" + (
+            "" if goal is None else f"; goal <= {goal:g} s " + ("MET" if sec <= goal else "MISSED")
         )
-    )
-    rows.append(("DINOv2 ALTI contributions", timed(lambda: run.vision_contributions(vm, a), r), ""))
-    t_rel = timed(lambda: run.vision_relevance(vm, a), r)
-    rows.append(
-        (
-            "DINOv2 relevance map ([CLS])",
-            t_rel,
-            f"{t_rel / t_plain:.2f}x; goal <= 1 s" + (" MET" if t_rel <= 1 else " MISSED"),
-        )
-    )
-    rel = run.vision_relevance(vm, a)
-    t_cv = timed(lambda: run.vision_curves(vm, a, rel, args.steps), r)
-    rows.append(
-        (
-            f"DINOv2 curves (3 maps x 2 curves x {args.steps + 1} points)",
-            t_cv,
-            f"{t_cv / t_plain:.2f}x; goal <= 5 s" + (" MET" if t_cv <= 5 else " MISSED"),
-        )
-    )
+        rows.append((name, sec, note))
 
 
 def text_rows(args: argparse.Namespace, rows: list) -> None:
