@@ -22,9 +22,8 @@ class TextInfluence:
     analysis: Any
 
     def _eager(self):
-        from app.notebook.text import EagerAttention
-
-        return EagerAttention(self.model.model) if isinstance(self.model, HFTextModel) else nullcontext()
+        """TextResult.eager_attention (a Hugging Face model on its eager path, whose probabilities exist)."""
+        return self.eager_attention() if isinstance(self.model, HFTextModel) else nullcontext()
 
     def contributions(self) -> run.Contributions:
         """ALTI per layer (``.layers`` (L, T, T)) and rolled out (``.rollout``), over the encoder's tokens."""

@@ -118,6 +118,10 @@ class TextResult(TextInfluence, Output):
         shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in self.blocks.items())
         return f"TextResult({self.label!r}: {len(self.tokens)} tokens; {shapes}; .maps, .stats, .distance)"
 
+    def eager_attention(self) -> EagerAttention:
+        """The model on its eager attention path for a ``with`` block (app/notebook/influence.py uses it)."""
+        return EagerAttention(self.model.model)
+
     @property
     def maps(self) -> np.ndarray | dict[str, np.ndarray]:
         return next(iter(self.blocks.values())) if len(self.blocks) == 1 else self.blocks
