@@ -48,6 +48,9 @@ def test_influence_sentence_and_photo(page, base_url):
     assert_no_violations(page, "after a sentence")
 
     assert int(page.get_attribute("#inf-contributions .inf-flow", "data-edges")) > 0
+    page.focus("#inf-contributions .inf-flow svg")
+    page.keyboard.press("ArrowDown")
+    assert page.input_value("#inf-flow-focus") == "0"  # the first token, by keyboard
     assert "cosine similarity" in page.inner_text("#inf-relevance")
     assert page.locator("#inf-auc tbody tr").count() == 3
 

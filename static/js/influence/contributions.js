@@ -86,11 +86,23 @@ function mountText(body, ctx, r) {
   const draw = () => {
     const C = state.mode === "rollout" ? roll.data : layers.data;
     const g = flowGraph(C, T, L, labels, state.threshold, state.mode, state.focus);
+    // keyboard: the graph takes focus; Up/Down highlight the previous/next token, Escape clears
+    g.node.setAttribute("tabindex", "0");
+    g.node.addEventListener("keydown", (e) => {
+      const step = { ArrowDown: 1, ArrowUp: -1 }[e.key];
+      if (step === undefined && e.key !== "Escape") return;
+      e.preventDefault();
+      state.focus = e.key === "Escape" ? null : ((state.focus ?? (step > 0 ? -1 : T)) + step + T) % T;
+      focus.value = state.focus === null ? "" : String(state.focus);
+      draw();
+      graphHost.querySelector("svg").focus();
+    });
     graphHost.replaceChildren(g.node);
     graphHost.dataset.edges = String(g.drawn);
     desc.textContent = `${ctx.modelInfo.label}${ctx.target ? " (encoder)" : ""}: ${g.drawn} edges at or above ${state.threshold.toFixed(2)} ` +
       `over ${L} layers and ${T} tokens. ${state.mode === "rollout" ? "Each edge joins an input token to a token of layer l with R_l = C_l … C_1 (ALTI Section 3.3)." : "Each edge joins token j of the layer below to token i of layer l with its share C_l[i, j]; brown edges are the token's own part (its residual plus its own value)."} ` +
-      "Line width and opacity grow with the share; rows of C and R sum to 1. The table below lists the same numbers.";
+      "Line width and opacity grow with the share; rows of C and R sum to 1. The table below lists the same numbers. " +
+      "Focus the graph and press Up/Down to highlight one token, Escape for all.";
     tableHost.replaceChildren(table(C, T, labels, state.tableLayer, state.mode));
   };
   thr.addEventListener("input", () => { state.threshold = Number(thr.value); thrOut.textContent = state.threshold.toFixed(2); draw(); });
