@@ -121,7 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="the .npz to write")
     add_influence_arguments(e)  # --ablate, --ablate-mode, --pair, --importance, --logit-lens (issue 15)
     add_feature_arguments(e)
+    add_influence_flags(e)
     return p
+
+
+def add_influence_flags(e: argparse.ArgumentParser) -> None:
+    """Issue 15: influence measures beside the maps (models/influence/export.py)."""
+    g = e.add_argument_group("influence (models/influence)")
+    g.add_argument("--contributions", action="store_true", help="ALTI contributions per layer and rolled out")
+    g.add_argument(
+        "--relevance", action="store_true", help="Chefer et al. 2021 relevancy, rollout, attention"
+    )
+    g.add_argument("--curves", action="store_true", help="deletion/insertion curves of the three maps")
+    g.add_argument("--pair", help="BERT-family encoders: the second sentence (target: the pair's cosine)")
+    g.add_argument("--step", type=int, default=0, help="date model: the decoder row explained (default 0)")
+    g.add_argument("--query", type=int, help="vision: the patch explained (default: [CLS])")
 
 
 # ----------------------------------------------------------------------------------------------------------

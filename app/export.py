@@ -92,6 +92,7 @@ def export_image(settings: Settings, args: argparse.Namespace) -> str:
         arrays.update(feature_arrays(analysis, vm.info.patch_size, **feature_kwargs(args)))
     except (IndexError, ValueError) as e:
         raise CliError(str(e)) from None
+    arrays |= flow_arrays("vision", vm, analysis, args)
     out = write_npz(args.out, arrays, args.compress)
     L, H, N, _ = arrays["attentions"].shape  # (L, H, N, N)
     rows, cols = analysis.grid
@@ -123,6 +124,29 @@ def export_text(settings: Settings, args: argparse.Namespace) -> str:
     arrays.update(
         influence_arrays(model, args)
     )  # --ablate, --importance, --logit-lens (app/export_ablation.py)
+    arrays |= flow_arrays("text", model, analysis, args)
     out = write_npz(args.out, arrays, args.compress)
     shapes = ", ".join(f"{k} {tuple(analysis.blocks[k].shape)}" for k in analysis.blocks)
     return f"wrote {out}: {spec.id}, {shapes}"
+
+
+def flow_arrays(family: str, model, analysis, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """``--contributions`` / ``--relevance`` / ``--curves`` (issue 15): models/influence/export.py."""
+    from models.influence import export as inf
+    from models.influence.run import UnsupportedModel
+
+    flags = dict(
+        contributions=getattr(args, "contributions", False),
+        relevance=getattr(args, "relevance", False),
+        curves=getattr(args, "curves", False),
+    )
+    if not any(flags.values()):
+        return {}
+    try:
+        if family == "vision":
+            return inf.vision_influence_arrays(model, analysis, query=getattr(args, "query", None), **flags)
+        return inf.text_influence_arrays(
+            model, analysis, pair=getattr(args, "pair", None), step=getattr(args, "step", 0), **flags
+        )
+    except (UnsupportedModel, ValueError, IndexError) as e:
+        raise CliError(str(e)) from None

@@ -29,7 +29,7 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
         "--ablate", help="heads to ablate together, 0-based: layer:head or block:layer:head, commas"
     )
     e.add_argument("--ablate-mode", default="zero", choices=("zero", "mean"), help="zero or mean-ablation")
-    e.add_argument("--pair", help="a sentence encoder's second sentence (ablation is judged on the pair)")
+    # --pair (a sentence encoder's second sentence) is declared once, by app/cli.py's influence group
     e.add_argument("--importance", action="store_true", help="the layers x heads importance map (slow)")
     e.add_argument("--logit-lens", action="store_true", help="date model: the decoder's logit lens")
 

@@ -19,6 +19,7 @@ import torch
 import app.notebook.models as models
 import app.notebook.value_weighted as vw
 from app.notebook.html import Output, b64_size
+from app.notebook.influence import TextInfluence
 from app.schemas.text import ViewOptions
 from app.schemas.text_views import Blocks, axes_schema, block_schema, overview_response
 from app.serialization import typed_array
@@ -82,7 +83,7 @@ class EagerAttention:
 
 
 @dataclass(repr=False)
-class TextResult(Output):
+class TextResult(TextInfluence, Output):
     """One input through one text model: the numbers, and the views when displayed.
 
     blocks    dict kind -> (L, H, Tq, Tk) float32 attention probabilities per block: ``encoder_self``,
@@ -109,7 +110,7 @@ class TextResult(Output):
     include_plotly: bool
     overviews: dict[str, BlockOverview] = field(default_factory=dict, repr=False)
     stat_names: tuple[str, ...] = STAT_NAMES
-    model: Any = field(default=None, repr=False)  # the TextModel that made it (result.ablate)
+    model: Any = field(default=None, repr=False)  # the TextModel that made it (.ablate(), .relevance())
     text: str = ""  # the input text
 
     ENTRY = "notebook/text.js"
@@ -125,6 +126,10 @@ class TextResult(Output):
         from app.notebook.ablation import ablate
 
         return ablate(self.model, heads, mode, text=self.text, pair=pair, target=target)  # type: ignore[arg-type]
+
+    def eager_attention(self) -> EagerAttention:
+        """The model on its eager attention path for a ``with`` block (app/notebook/influence.py uses it)."""
+        return EagerAttention(self.model.model)
 
     @property
     def maps(self) -> np.ndarray | dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ import app.notebook.models as models
 import app.notebook.value_weighted as vw
 from app.notebook.features import FeatureMethods
 from app.notebook.html import Output, b64_size
+from app.notebook.influence import VisionInfluence
 from app.schemas.vision import RolloutOptions
 from app.schemas.vision_views import analysis_response
 from app.serialization import typed_array
@@ -84,7 +85,7 @@ def vision_model(model: Any, resolution: int | None, device: str | None) -> Visi
 
 
 @dataclass(repr=False)
-class VisionResult(FeatureMethods, Output):
+class VisionResult(FeatureMethods, VisionInfluence, Output):
     """One image through one ViT-family model: the numbers, and the views when displayed.
 
     maps      (L, H, N, N) float32: every layer's and head's attention probabilities over the N tokens

@@ -14,7 +14,7 @@ A ranking is judged on this input by its curves: deletion should fall fast (smal
   log-probability of the decoded character at the chosen step (teacher forcing on the decoded prefix).
 
 :func:`curves` evaluates every (ranking, step) of both curves; masks with the same number of kept units run
-as one batch (deletion at k and insertion at n - k keep the same number).
+as one batch (deletion at k and insertion at n - k keep the same number), and identical masks run once.
 """
 
 from __future__ import annotations
@@ -69,15 +69,19 @@ def curves(score: ScoreFn, rankings: dict[str, np.ndarray], steps: int = 10) -> 
     out: dict[tuple[str, str], np.ndarray] = {
         (c, name): np.zeros(len(counts)) for c in ("deletion", "insertion") for name in rankings
     }
-    by_count: dict[int, list[int]] = {}
+    unique: dict[bytes, list[int]] = {}  # identical masks (the whole input, the empty one) run once
     for m, (_, _, _, keep) in enumerate(masks):
-        by_count.setdefault(int(keep.sum()), []).append(m)
-    for group in by_count.values():
-        keep = torch.from_numpy(np.stack([masks[m][3] for m in group]))  # (B, n)
+        unique.setdefault(keep.tobytes(), []).append(m)
+    by_count: dict[int, list[list[int]]] = {}
+    for same in unique.values():
+        by_count.setdefault(int(masks[same[0]][3].sum()), []).append(same)
+    for groups in by_count.values():
+        keep = torch.from_numpy(np.stack([masks[same[0]][3] for same in groups]))  # (B, n)
         values = score(keep).double().cpu().numpy()  # (B,)
-        for m, v in zip(group, values, strict=True):
-            c, name, i, _ = masks[m]
-            out[(c, name)][i] = v
+        for same, v in zip(groups, values, strict=True):
+            for m in same:
+                c, name, i, _ = masks[m]
+                out[(c, name)][i] = v
     fr = np.asarray(counts, dtype=np.float64) / max(n, 1)
     dele = {name: out[("deletion", name)] for name in rankings}
     ins = {name: out[("insertion", name)] for name in rankings}

@@ -97,7 +97,7 @@ def vit_relevance(model: nn.Module, x: Tensor, query: int = 0) -> tuple[Tensor, 
     """timm ViT, input (1, 3, R, R), ``query`` a token index (0 = [CLS]) -> (R (N, N), target value).
     The map of ``query`` is row ``query`` of R."""
     with torch.enable_grad():
-        layers, feats = trace_vit(model, x)
+        layers, feats = trace_vit(model, x, values=False)
         y = feature_target(feats[query])
         grads = [g[0] for g in torch.autograd.grad(y, [layer.graph for layer in layers])]
     return self_relevance([layer.probs.detach() for layer in layers], grads), float(y.detach())

@@ -135,7 +135,8 @@ def text_relevance(tm: TextModel, a: TextAnalysis, pair: str | None = None, step
         maps = a.blocks["encoder_self"]  # (L, H, T, T)
         return Relevance(
             "cosine similarity of the two sentences' mean-pooled embeddings", value,
-            R.mean(0).cpu().numpy(), attention_rollout(maps).mean(0), maps[-1].mean(0).mean(0),
+            (R - torch.eye(R.shape[0])).mean(0).cpu().numpy(),  # beyond the identity every token starts with
+            attention_rollout(maps).mean(0), maps[-1].mean(0).mean(0),
         )  # fmt: skip
     tgt = torch.tensor([a.target.ids], device=tm.device)  # (1, Tt)
     if not 0 <= step < tgt.shape[1]:

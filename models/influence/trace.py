@@ -67,9 +67,10 @@ def _hooks(pairs: list[tuple[nn.Module, Callable]], pre: bool = False) -> Iterat
 # ----------------------------------------------------------------------------------- timm ViT (pre-LN)
 
 
-def trace_vit(model: nn.Module, x: Tensor) -> tuple[list[AttnLayer], Tensor]:
+def trace_vit(model: nn.Module, x: Tensor, values: bool = True) -> tuple[list[AttnLayer], Tensor]:
     """timm ViT-family model, input (1, 3, R, R) -> (one AttnLayer per block, final features (N, d) after the
-    model's last norm). Runs ``forward_features`` with grad enabled when the caller enables it."""
+    model's last norm). Runs ``forward_features`` with grad enabled when the caller enables it. ``values``
+    False leaves ``AttnLayer.values`` empty (relevancy needs only the probabilities)."""
     blocks = list(model.blocks)
     rec: list[dict] = [{} for _ in blocks]
 
@@ -118,14 +119,14 @@ def trace_vit(model: nn.Module, x: Tensor) -> tuple[list[AttnLayer], Tensor]:
         attn = b.attn
         d = r["x"].shape[-1]
         w_v, b_v = attn.qkv.weight[2 * d :], attn.qkv.bias[2 * d :] if attn.qkv.bias is not None else None
-        v = nn.functional.linear(r["ln_x"], w_v, b_v)  # (N, d)
+        v = nn.functional.linear(r["ln_x"], w_v, b_v) if values else None  # (N, d)
         gamma = getattr(b.ls1, "gamma", None) if hasattr(b, "ls1") else None
         # the block's output after the attention sublayer only: x + ls1(attn(norm1(x)))
         out = r["x"] + (gamma * r["attn"] if gamma is not None else r["attn"])
         layers.append(
             AttnLayer(
                 x=r["x"],
-                values=head_values(v, attn.proj.weight, attn.num_heads),
+                values=head_values(v, attn.proj.weight, attn.num_heads) if values else r["x"].new_empty(0),
                 probs=r["graph"][0],
                 out=out,
                 out_bias=attn.proj.bias,
@@ -203,6 +204,10 @@ def trace_post_ln(parts: list[PostLNParts], run: Callable[[], object]) -> list[A
         _hooks([(p.ln_module, ln_out(i)) for i, p in enumerate(parts)]),
     ):
         run()
+    if any(r.get("graph") is None for r in rec):
+        raise ValueError(
+            "the attention modules returned no probabilities: run the model on its eager attention path"
+        )
     return [
         AttnLayer(
             x=r["x"],

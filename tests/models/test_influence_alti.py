@@ -5,10 +5,16 @@ sublayer, d_ij = max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1) normalised over j. Tin
 
 from __future__ import annotations
 
+import numpy as np
 import timm
 import torch
 
-from models.influence.alti import contribution_rollout, contributions, layer_contributions
+from models.influence.alti import (
+    contribution_rollout,
+    contributions,
+    layer_contributions,
+    transformed_vectors,
+)
 from models.influence.trace import bert_parts, paper_encoder_parts, trace_post_ln, trace_vit
 from models.text.random_models import build_random_text_model
 
@@ -144,3 +150,27 @@ def test_layer_contributions_rows_sum_to_one_and_chunking_is_exact(monkeypatch):
     monkeypatch.setattr(alti, "CHUNK_BYTES", 1)  # one row at a time
     torch.testing.assert_close(layer_contributions(layers), full)
     torch.testing.assert_close(full.sum(-1), torch.ones(full.shape[:2]))
+
+
+@torch.no_grad()
+def test_shipped_minilm_and_date_model_parts_add_up_to_the_real_outputs():
+    """On the shipped weights (all-MiniLM-L6-v2 from its package, the committed date model): in every layer,
+    sum_j T_i(x_j) + L_i(b_O) + beta is the attention sublayer's real output, and rows of C sum to 1."""
+    from models.influence import run
+    from models.text.analysis import DATES, MINILM, load_text_model
+
+    for spec, text in ((MINILM, "The cat sat on the mat."), (DATES, "3rd of May, 1999")):
+        tm = load_text_model(spec)
+        ids = torch.tensor([tm.tokenize(text).ids])
+        if spec is MINILM:
+            layers = trace_post_ln(bert_parts(tm.model), lambda tm=tm, ids=ids: tm.model(input_ids=ids))
+        else:
+            layers = trace_post_ln(paper_encoder_parts(tm.model), lambda tm=tm, ids=ids: tm.model.encode(ids))
+        for layer in layers:
+            parts = transformed_vectors(layer)  # (T, T, d)
+            pre = layer.x + torch.einsum("hij,hjd->id", layer.probs, layer.values) + layer.out_bias
+            sigma = (pre.var(-1, unbiased=False, keepdim=True) + layer.ln.eps).sqrt()
+            bias = layer.ln.weight * (layer.out_bias - layer.out_bias.mean()) / sigma + layer.ln.bias
+            torch.testing.assert_close(parts.sum(1) + bias, layer.out, atol=5e-4, rtol=1e-4)
+        c = run.text_contributions(tm, tm.analyze(text))
+        np.testing.assert_allclose(c.layers.sum(-1), 1.0, atol=1e-5)

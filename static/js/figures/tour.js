@@ -8,6 +8,7 @@ import { readState, writeState } from "../lib/urlstate.js";
 import { drawTable } from "./positional.js";
 import { BLUE, drawRow, drawStat } from "./scaling.js";
 import { liveDistance, liveFilters, liveKinds, liveLocal, livePositions, liveRollout, liveVariance } from "./tourlive.js";
+import "./tour_influence.js"; // Q12, "Is attention an explanation?" (self-contained)
 
 const app = $("tour-app");
 const err = $("tour-error");

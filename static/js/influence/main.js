@@ -5,7 +5,9 @@
 // ctx = {family: "text" | "vision", model (id), modelInfo, analysisId, analysis (the analyze response),
 //        tokens (text: source tokens), target (text: decoder tokens or null), pair (text: the second sentence),
 //        grid (vision: {rows, cols, patch_size, num_prefix_tokens, resolution}), imageUrl (vision),
-//        signal (AbortSignal: aborted when a newer analysis replaces this one), status(text)}.
+//        signal (AbortSignal: aborted when a newer analysis replaces this one), status(text),
+//        choice {step, query} + setChoice(c) + events (EventTarget, "choice"): the output being explained,
+//        shared between sections, fail(err): show an error from a later (event-driven) redraw}.
 import { apiGet, apiPost, isCancelled, pageData, showError } from "../lib/api.js";
 import { $, fillSelect } from "../lib/dom.js";
 
@@ -68,6 +70,13 @@ async function analyze() {
     }
     ctx.signal = ctl.signal;
     ctx.status = status;
+    // the output explained: decoder row (date model), patch (ViT). The date model writes YYYY-MM-DD, so its first
+    // character is nearly always "1" or "2"; start at the month's second digit (output position 7), which the input decides.
+    const rows = ctx.target ? ctx.target.length : 0;
+    ctx.choice = { step: rows >= 7 ? 6 : 0, query: null };
+    ctx.events = new EventTarget(); // "choice" when a section changes ctx.choice
+    ctx.setChoice = (c) => { Object.assign(ctx.choice, c); ctx.events.dispatchEvent(new Event("choice")); };
+    ctx.fail = (err) => { if (!isCancelled(err)) showError($("inf-error"), err); };
     await Promise.all(data.sections.map(async (name) => {
       const root = document.querySelector(`[data-section="${name}"]`);
       root.dataset.state = "loading";
