@@ -2,8 +2,9 @@
 each measured side by side with its baseline in one run.
 
 The file is a list of measured functions (``MEASURES``): each takes (device, repeats) and returns rows
-``(model, what, baseline ms, measured ms, ratio)``. Other measurements (relevance maps, ablation sweeps) add
-their own function to the list.
+``(model, what, baseline ms, measured ms, ratio)``: value-weighted attention and the ablation sweep
+(bench/influence_ablation.py). The relevance map, the deletion/insertion curves and ALTI follow in their own
+table (bench/influence_flow.py), each against a plain forward in the same run.
 
 - ``value_weighted``: value-weighted attention (Kobayashi et al. 2020, ``models/value_norms.py``). The pages
   need the (L, H, N) norms ‖f_h(x_j)‖ recorded by hooks in the forward that captures attention; the maps are
@@ -124,7 +125,14 @@ def value_weighted(device: torch.device, repeats: int) -> list[Row]:
     return _vision_rows(device, repeats) + _text_rows(device, repeats)
 
 
-MEASURES: list[Callable[[torch.device, int], list[Row]]] = [value_weighted]
+def ablation_sweep(device: torch.device, repeats: int) -> list[Row]:
+    """Head-importance sweep (one head cut at a time over the bundled set) against one intact run, per model."""
+    from bench.influence_ablation import ablation_rows
+
+    return ablation_rows(device, max(1, repeats // 10))
+
+
+MEASURES: list[Callable[[torch.device, int], list[Row]]] = [value_weighted, ablation_sweep]
 
 
 def main() -> None:
@@ -144,6 +152,11 @@ def main() -> None:
         print(f"-- {measure.__name__}: {(measure.__doc__ or '').splitlines()[0]}")
         for model, what, base, meas, ratio in measure(device, args.repeats):
             print(f"{model:<34} {what:<28} {base:12.2f} {meas:12.2f} {ratio:7.3f}")
+    # relevance map, deletion/insertion curves and ALTI against a plain forward (its own table)
+    print("-- relevance, curves, contributions (bench/influence_flow.py), each against a plain forward")
+    from bench.influence_flow import main as flow_main
+
+    flow_main(["--repeats", str(max(1, args.repeats // 3))])
 
 
 if __name__ == "__main__":
