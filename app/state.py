@@ -49,9 +49,12 @@ MB = 1024 * 1024
 
 
 def analysis_nbytes(a: VisionAnalysis) -> int:
-    return int(
-        a.attentions.numel() * a.attentions.element_size() + a.cls_attention.nbytes + 3 * a.resolution**2
-    )
+    """Bytes an analysis holds: the full maps when it keeps them (224 px), the float16 residual stream
+    (embed + hidden), the (L, H, P) CLS maps, the (L, H) distance and the R x R RGB image. The model's
+    weights that recompute the maps (``a.weights``) are shared by every analysis of the model: not counted."""
+    tensors = sum(t.numel() * t.element_size() for t in (a.attentions, a.hidden, a.embed) if t is not None)
+    arrays = sum(x.nbytes for x in (a.cls_attention, a.rollout, a.mad) if x is not None)
+    return int(tensors + arrays + 3 * a.resolution**2)
 
 
 def value_nbytes(value: Any) -> int:

@@ -214,7 +214,7 @@ def show_vision(
     was_training = vm.model.training
     vm.model.eval()
     try:
-        a = analyze_image(vm, pil, resolution)
+        a = analyze_image(vm, pil, resolution, keep_maps=True)  # ``maps`` below: every map
     finally:
         vm.model.train(was_training)
     L, H = a.cls_attention.shape[:2]
