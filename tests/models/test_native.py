@@ -17,6 +17,7 @@ from app.state import analysis_nbytes
 from models.vision import views as vv
 from models.vision.analysis import analyze_image, load_vision_model
 from models.vision.capture import capture_attention
+from models.vision.export import full_maps
 from models.vision.mad import mean_attention_distance
 from models.vision.native import BlockWeights, block_query_rows, layer_maps
 from models.vision.registry import DINOV2_VITS14
@@ -96,6 +97,9 @@ def test_compact_views_equal_the_full_views(pair) -> None:
     np.testing.assert_allclose(
         vv.attention_distance(compact, 16, True), vv.attention_distance(full, 16, True), rtol=1e-2
     )
+    exported = full_maps(compact)  # python -m app export of a compact analysis: every map, recomputed
+    assert exported.dtype == np.float16 and exported.shape == tuple(full.attentions.shape)
+    np.testing.assert_allclose(exported.astype(np.float32), full.attentions.float().numpy(), atol=ATOL)
     with pytest.raises(IndexError):
         compact.patch_rows(full.grid[0] * full.grid[1])
 
