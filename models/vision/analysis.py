@@ -4,9 +4,12 @@ Pipeline: preprocess as the model's pretrained config says (resize the short sid
 centre-crop R x R, ImageNet-style mean/std) -> forward under ``torch.inference_mode()`` with
 :func:`models.vision.capture.capture_attention`, each block's (H, N, N) probabilities reduced as the block
 runs (a float16 CPU copy for the views, the CLS-to-patch row, the block's rollout factor Ã), so the float32
-maps of all layers never exist at once -> (L, H, N, N) float16 cache, CLS maps, rollout, top-5 predictions
-when the model has a classifier head. Peak extra memory of one forward: L * H * N^2 * 2 (the cache) +
-L * N^2 * 4 (the rollout factors) + the model's own activations, per image.
+maps of all layers never exist at once -> CLS maps, rollout, mean attention distance, the float16 residual
+stream (block inputs and outputs), top-5 predictions when the model has a classifier head, and the
+(L, H, N, N) float16 maps only when they are at most :data:`FULL_MAPS_MAX_BYTES` (else any map is recomputed
+from the stream: :mod:`models.vision.native`, docs/native-resolution.md). Peak extra memory of one forward:
+L * N^2 * 4 (the rollout factors) + 2 (L + 1) N D (the stream) [+ L * H * N^2 * 2 with full maps] + the
+model's own activations, per image.
 
 :func:`analyze_images` / :func:`analyze_batch` run B images as one (B, 3, R, R) forward (the server's dynamic
 batching, app/batching.py) and split the result per image; :func:`analyze_image` is the batch of one. On a

@@ -129,3 +129,10 @@ def test_folded_and_unfolded_query_rows_equal_brute_force() -> None:
         ref = torch.softmax(qn(q) @ qn(k).transpose(-2, -1) * 0.3, dim=-1)
     assert not normed.plain
     torch.testing.assert_close(block_query_rows(normed, x, 3), ref[:, 3], atol=1e-6, rtol=1e-5)
+
+
+def test_stream_overflowing_float16_is_kept_in_float32() -> None:
+    from models.vision.native import _to_host
+
+    small, big = _to_host(torch.tensor([1.5, -3.0])), _to_host(torch.tensor([1.0, 1e5]))
+    assert small.dtype == torch.float16 and big.dtype == torch.float32 and big[1] == 1e5
