@@ -203,6 +203,16 @@ class LayerMaps:
     def __len__(self) -> int:
         return self.analysis.num_layers
 
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(L, H, N, N), without making any layer."""
+        a = self.analysis
+        return (a.num_layers, a.cls_attention.shape[1], a.num_tokens, a.num_tokens)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
     def __getitem__(self, layer: int) -> torch.Tensor:
         if not -len(self) <= layer < len(self):
             raise IndexError(layer)

@@ -136,3 +136,25 @@ def test_stream_overflowing_float16_is_kept_in_float32() -> None:
 
     small, big = _to_host(torch.tensor([1.5, -3.0])), _to_host(torch.tensor([1.0, 1e5]))
     assert small.dtype == torch.float16 and big.dtype == torch.float32 and big[1] == 1e5
+
+
+def test_views_over_a_compact_analysis_make_each_layer_once(pair, monkeypatch) -> None:
+    """Rollout with options, statistics and the renormalised distance read ``maps()`` lazily: each layer is
+    recomputed once, and never all of them at once (at 518 px one layer is 45 MB in float32)."""
+    full, compact = pair
+    made: list[int] = []
+    real = compact.layer_maps
+
+    def counting(layer: int):
+        made.append(layer)
+        return real(layer)
+
+    monkeypatch.setattr(compact, "layer_maps", counting)
+    L = compact.num_layers
+    for view in (lambda: vv.rollout(compact, "max", 0.5), lambda: vv.stats(compact)):
+        made.clear()
+        view()
+        assert sorted(made) == list(range(L)), made
+    made.clear()
+    vv.attention_distance(compact, 16, True)
+    assert sorted(made) == list(range(L))
