@@ -1,9 +1,10 @@
-"""Attention maps recomputed from the residual stream: how a vision analysis at 448 or 518 px is stored.
+"""Attention maps recomputed from the residual stream: how a DINOv2 analysis (224, 448, 518 px) is stored.
 
 A DINOv2 ViT-S/14 analysis at 518 px has N = 37 * 37 + 1 = 1,370 tokens; its (L, H, N, N) maps are
-12 * 6 * 1,370^2 float16 = 270 MB (151 MB at 448 px). Instead the analysis keeps the residual stream, the
-tokens entering each block, as float16: (L, N, D) = 12 * 1,370 * 384 * 2 = 12.6 MB at 518 px (9.4 MB at
-448), the same array the features, similarity and norm views read. Block l's probabilities are a pure
+12 * 6 * 1,370^2 float16 = 270 MB (151 MB at 448 px). Instead the analysis keeps the residual stream as
+float16, the tokens entering block 0 (``embed``, (N, D)) and leaving every block (``hidden``, (L, N, D)):
+13 * 1,370 * 384 * 2 = 13.7 MB at 518 px (10.2 MB at 448), the array the features, similarity and norm views
+read too (docs/native-resolution.md). Block l's probabilities are a pure
 function of its input x_l and the block's own weights (timm ``Block``: ``attn(norm1(x))``):
 
     A_l = softmax(q k^T * scale) per head,  q, k = split(qkv(norm1(x_l))),  q_norm / k_norm applied
@@ -20,8 +21,8 @@ analysis nothing: the cache counts only the float16 stream.
   row: rollout with options, entropy, statistics), one layer at a time: 4 H N^2 bytes, 45 MB at 518 px.
 
 Precision: the stream is stored in float16, so a recomputed probability differs from the float32 forward's
-by the float16 rounding of the inputs propagated through norm1, qkv and softmax: measured on the sample
-photos at 518 px, at most 1.3e-3 absolute (the float16 copy of the maps themselves: 2.4e-4);
+by the float16 rounding of the inputs propagated through norm1, qkv and softmax: measured on the astronaut
+photo at 518 px (every row of layers 1, 6, 12), at most 1.3e-3 absolute (a float16 copy of the maps: 2.4e-4);
 tests/models/test_native.py holds every row to 2e-3 absolute against the float32 maps.
 """
 
