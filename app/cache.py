@@ -52,6 +52,13 @@ class BoundedCache(Generic[V]):
                 self._bytes -= old_size
             return True
 
+    def discard(self, key: str) -> None:
+        """Forget ``key`` (nothing happens when it is not cached)."""
+        with self._lock:
+            item = self._items.pop(key, None)
+            if item is not None:
+                self._bytes -= item[1]
+
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
 

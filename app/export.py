@@ -83,7 +83,7 @@ def export_image(settings: Settings, args: argparse.Namespace) -> str:
         resolution = vm.check_resolution(args.resolution)
     except ValueError as e:
         raise CliError(str(e)) from None
-    analysis = analyze_image(vm, image, resolution)
+    analysis = analyze_image(vm, image, resolution, keep_maps=True)  # the file holds every map
     arrays = vision_arrays(vm, analysis, args.head_fusion, args.discard_ratio, args.renormalize, args.unit)
     arrays.update(
         influence_arrays(vm, args, analysis.image)

@@ -109,7 +109,9 @@ class LimitsSettings(Group):
 class CachesSettings(Group):
     """Caches bounded in bytes (and in time: ``analysis_ttl_s``)."""
 
-    analysis_mb: int = 768  # vision maps (L, H, N, N) float16: ~151 MB at 448 px, ~9.5 MB at 224
+    analysis_mb: int = (
+        768  # DINOv2 analyses: 2.7 MiB at 224 px, 10.6 at 448, 14.2 at 518 (docs/resource-model.md)
+    )
     analysis_ttl_s: int = 3600
     image_mb: int = 128  # decoded uploads (each reduced to <= 4 MP before it is kept)
     text_mb: int = 256  # text maps, float32

@@ -49,15 +49,17 @@ MB = 1024 * 1024
 
 
 def analysis_nbytes(a: VisionAnalysis) -> int:
-    streams = sum(t.numel() * t.element_size() for t in (a.hidden, a.features) if t is not None)  # float16
-    norms = a.token_norms.nbytes if a.token_norms is not None else 0
-    return int(
-        a.attentions.numel() * a.attentions.element_size()
-        + a.cls_attention.nbytes
-        + 3 * a.resolution**2
-        + streams
-        + norms
+    """Bytes an analysis holds: the full maps when it keeps them (tiny models), the float16 residual stream
+    (embed + hidden), the last layer's features, the token and value norms, the (L, H, P) CLS maps, the
+    (L, H) distance and the R x R RGB image. The model's weights that recompute the maps (``a.weights``) are
+    shared by every analysis of the model: not counted."""
+    tensors = sum(
+        t.numel() * t.element_size() for t in (a.attentions, a.hidden, a.embed, a.features) if t is not None
     )
+    arrays = sum(
+        x.nbytes for x in (a.cls_attention, a.rollout, a.mad, a.token_norms, a.value_norms) if x is not None
+    )
+    return int(tensors + arrays + 3 * a.resolution**2)
 
 
 def value_nbytes(value: Any) -> int:

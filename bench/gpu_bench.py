@@ -141,10 +141,10 @@ def forward_checks(vm: VisionModel, report: Report, repeats: int) -> dict:
     )
     report.check(len(rec.maps) == vm.info.num_layers, f"capture recorded {len(rec.maps)} blocks")
 
-    batched = analyze_images(vm, imgs, res)
+    batched = analyze_images(vm, imgs, res, keep_maps=True)  # full maps: compared map for map
     worst = 0.0
     for image, a in zip(imgs, batched, strict=True):
-        b = analyze_image(vm, image, res)
+        b = analyze_image(vm, image, res, keep_maps=True)
         worst = max(worst, rel(a.attentions, b.attentions) - EPS16_CACHE, rel(a.rollout, b.rollout))
         worst = max(worst, rel(a.cls_attention, b.cls_attention))
     report.check(

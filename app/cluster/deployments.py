@@ -35,6 +35,12 @@ from models.text.analysis import TextAnalysis, TextInputError
 from models.vision.analysis import VisionAnalysis
 
 T = TypeVar("T")
+TENSOR_FIELDS = (
+    "attentions",
+    "hidden",
+    "embed",
+    "features",
+)  # VisionAnalysis's tensors (its weights are interned)
 
 
 def analysis_to_wire(analysis: VisionAnalysis) -> dict[str, Any]:
@@ -43,7 +49,7 @@ def analysis_to_wire(analysis: VisionAnalysis) -> dict[str, Any]:
     tensor is pickled into bytes and copied again when unpickled (152 MB at 448 px; measured in
     docs/cluster.md "Where the time goes": 518-967 ms per call as a tensor, 114 ms as numpy)."""
     fields = {f.name: getattr(analysis, f.name) for f in dataclasses.fields(analysis)}
-    for name in ("attentions", "hidden", "features"):  # torch tensors travel as numpy buffers
+    for name in TENSOR_FIELDS:  # torch tensors travel as numpy buffers (None at 448/518 px: no full maps)
         if fields[name] is not None:
             fields[name] = fields[name].numpy()
     return fields
@@ -54,11 +60,7 @@ def analysis_from_wire(fields: dict[str, Any]) -> VisionAnalysis:
     (the object store's); nothing writes into an analysis's maps."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensors = {
-            name: torch.from_numpy(fields[name])
-            for name in ("attentions", "hidden", "features")
-            if fields.get(name) is not None
-        }
+        tensors = {n: torch.from_numpy(fields[n]) for n in TENSOR_FIELDS if fields.get(n) is not None}
     return VisionAnalysis(**{**fields, **tensors})
 
 

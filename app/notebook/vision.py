@@ -237,7 +237,7 @@ def show_vision(
     was_training = vm.model.training
     vm.model.eval()
     try:
-        a = analyze_image(vm, pil, resolution)
+        a = analyze_image(vm, pil, resolution, keep_maps=True)  # ``maps`` below: every map
     finally:
         vm.model.train(was_training)
     L, H = a.cls_attention.shape[:2]
@@ -251,7 +251,7 @@ def show_vision(
     return VisionResult(
         vm=vm,
         analysis=a,
-        maps=a.attentions.float().numpy(),  # (L, H, N, N)
+        maps=np.stack([m.numpy() for m in a.maps()]),  # (L, H, N, N) float32
         rollout=views.rollout(a, head_fusion, discard_ratio),  # type: ignore[arg-type]
         distance=views.attention_distance(a, vm.info.patch_size).astype(np.float32),  # (L, H) pixels
         stats=views.stats(a),

@@ -16,6 +16,7 @@ from app.errors import errors_doc
 from app.schemas.vision import (
     EntropyResponse,
     PatchAttentionResponse,
+    PatchRowsResponse,
     RolloutOptions,
     RolloutResponse,
     SampleImage,
@@ -126,6 +127,23 @@ async def patch_attention(
         raise HTTPException(400, str(e)) from e
     return PatchAttentionResponse(
         analysis_id=analysis_id, layer=layer, head=head, query=query, values=typed_array(values)
+    )
+
+
+@router.get("/analysis/{analysis_id}/patch", response_model=PatchRowsResponse, responses=ERRORS)
+async def patch_rows(
+    state: StateDep,
+    analysis_id: str,
+    query: Annotated[int, Query(ge=0, description="0-based query patch index, row-major")],
+) -> PatchRowsResponse:
+    """Where one patch attends in every layer and head: (L, H, rows, cols), in one request."""
+    analysis = state.vision_analysis(analysis_id)
+    try:
+        values = await svc.patch_rows_view(state, analysis_id, analysis, query)
+    except IndexError as e:
+        raise HTTPException(400, str(e)) from e
+    return PatchRowsResponse(
+        analysis_id=analysis_id, query=query, values=typed_array(values), recomputed=analysis.compact
     )
 
 

@@ -60,6 +60,20 @@ class PatchAttentionResponse(BaseModel):
     )
 
 
+class PatchRowsResponse(BaseModel):
+    """A clicked patch's attention in every layer and head (docs/native-resolution.md)."""
+
+    analysis_id: str
+    query: int
+    values: TypedArray = Field(
+        description="(L, H, rows, cols) float32: attention from the query patch to each patch, per layer and head"
+    )
+    recomputed: bool = Field(
+        description="true: recomputed from the stored residual stream (448 and 518 px), to float16 rounding of "
+        "its inputs; false: sliced from the stored float16 maps"
+    )
+
+
 class RolloutResponse(BaseModel):
     analysis_id: str
     rollout_options: RolloutOptions

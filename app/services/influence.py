@@ -151,7 +151,7 @@ async def contributions(state: AppState, family: str, aid: str) -> bytes:
         cost = _text_cost(get_analysis(state, aid))
         return await queued_json(state, ("alti", aid), cost, build_text_contributions, state, aid)
     analysis = _vision_analysis(state, aid)
-    n = analysis.attentions.shape[-1]
+    n = analysis.num_tokens
     return await queued_json(state, ("alti", aid), FLOAT * n * n * 8, build_vision_contributions, state, aid)
 
 
@@ -165,7 +165,7 @@ async def relevance(
         key = ("relevance", aid, pair or "", step)
         return await queued_json(state, key, _text_cost(a), build_text_relevance, state, aid, pair, step)
     analysis = _vision_analysis(state, aid)
-    n = analysis.attentions.shape[-1]
+    n = analysis.num_tokens
     key = ("relevance", aid, "cls" if query is None else query)
     return await queued_json(state, key, FLOAT * n * n * 32, build_vision_relevance, state, aid, query)
 
@@ -180,6 +180,6 @@ async def curves(state: AppState, family: str, aid: str, pair: str | None, step:
             state, key, _text_cost(a) * 4, build_text_curves, state, aid, pair, step, steps
         )
     analysis = _vision_analysis(state, aid)
-    n = analysis.attentions.shape[-1]
+    n = analysis.num_tokens
     key = ("curves", aid, steps)
     return await queued_json(state, key, FLOAT * n * n * 64, build_vision_curves, state, aid, steps)

@@ -159,6 +159,16 @@ async def patch_view(
     )
 
 
+def patch_rows_map(analysis: VisionAnalysis, query: int) -> np.ndarray:
+    """(L, H, rows, cols) float32: a clicked patch's row in every layer and head (:func:`views.patch_rows`;
+    recomputed from the residual stream at 448 and 518 px, a slice of the full maps at 224)."""
+    return views.patch_rows(analysis, query)
+
+
+async def patch_rows_view(state: AppState, aid: str, analysis: VisionAnalysis, query: int) -> np.ndarray:
+    return await cached_view(state, ("patch-rows", aid, query), patch_rows_map, analysis, query)
+
+
 def image_png(analysis: VisionAnalysis) -> bytes:
     """The R x R image the model saw, as PNG bytes."""
     buf = io.BytesIO()

@@ -159,7 +159,7 @@ def vision_relevance(vm: VisionModel, analysis: VisionAnalysis, query: int | Non
         raise UnsupportedModel("this model has no [CLS] token: click a patch to explain its feature")
     q = 0 if query is None else p0 + int(query)
     R, value = vit_relevance(vm.model, vision_input(vm, analysis), q)
-    maps = analysis.attentions.float().numpy()  # (L, H, N, N)
+    maps = np.stack([m.numpy() for m in analysis.maps()])  # (L, H, N, N), one layer made at a time
     what = "the [CLS] feature" if query is None else f"patch {query}'s feature"
     return Relevance(
         f"{what}'s length along its own direction", value, R[q, p0:].cpu().numpy(),

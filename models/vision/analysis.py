@@ -4,9 +4,12 @@ Pipeline: preprocess as the model's pretrained config says (resize the short sid
 centre-crop R x R, ImageNet-style mean/std) -> forward under ``torch.inference_mode()`` with
 :func:`models.vision.capture.capture_attention`, each block's (H, N, N) probabilities reduced as the block
 runs (a float16 CPU copy for the views, the CLS-to-patch row, the block's rollout factor Ã), so the float32
-maps of all layers never exist at once -> (L, H, N, N) float16 cache, CLS maps, rollout, top-5 predictions
-when the model has a classifier head. Peak extra memory of one forward: L * H * N^2 * 2 (the cache) +
-L * N^2 * 4 (the rollout factors) + the model's own activations, per image.
+maps of all layers never exist at once -> CLS maps, rollout, mean attention distance, the float16 residual
+stream (block inputs and outputs), top-5 predictions when the model has a classifier head, and the
+(L, H, N, N) float16 maps only when they are at most :data:`FULL_MAPS_MAX_BYTES` (else any map is recomputed
+from the stream: :mod:`models.vision.native`, docs/native-resolution.md). Peak extra memory of one forward:
+L * N^2 * 4 (the rollout factors) + 2 (L + 1) N D (the stream) [+ L * H * N^2 * 2 with full maps] + the
+model's own activations, per image.
 
 :func:`analyze_images` / :func:`analyze_batch` run B images as one (B, 3, R, R) forward (the server's dynamic
 batching, app/batching.py) and split the result per image; :func:`analyze_image` is the batch of one. On a
@@ -28,10 +31,22 @@ from torch import nn
 from models.devices import resolve_device
 from models.vision.capture import CaptureError, capture_attention, find_attention_modules
 from models.vision.hidden import capture_hidden
+from models.vision.mad import mean_attention_distance
+from models.vision.native import (
+    AttentionWeights,
+    attention_weights,
+    capture_stream,
+    query_rows,
+    supports_recompute,
+)
+from models.vision.native import layer_maps as recompute_layer
 from models.vision.registry import VisionModelInfo, VisionModelSpec, build_model, describe
 from models.vision.rollout import HeadFusion, residual_layer, rollout_from_residuals
 from models.vision.value_norms import vision_norms_context
 
+# Keep the (L, H, N, N) float16 maps only up to this size per image (small models and inputs): copying them
+# per block costs ~10 % of a DINOv2 forward at 224 px (9.5 MB), and at 448 / 518 px they are 151 / 270 MB.
+FULL_MAPS_MAX_BYTES = 1024 * 1024
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
@@ -101,13 +116,19 @@ def load_vision_model(
 
 @dataclass
 class VisionAnalysis:
-    """Everything one forward pass gives the vision page. Arrays live on the CPU."""
+    """Everything one forward pass gives the vision page. Arrays live on the CPU.
+
+    Two storages (docs/native-resolution.md): the full (L, H, N, N) float16 maps in ``attentions`` when they
+    are at most :data:`FULL_MAPS_MAX_BYTES` (224 px), else ``attentions`` is None and any map is recomputed
+    from the float16 residual stream (``embed`` and ``hidden``) with the model's ``weights``
+    (:mod:`models.vision.native`). Read maps through :meth:`layer_maps`, :meth:`maps`, :meth:`patch_rows` and
+    :meth:`patch_attention`, which answer from either."""
 
     model_id: str
     resolution: int
     grid: tuple[int, int]  # (rows, cols)
     num_prefix_tokens: int
-    attentions: torch.Tensor  # (L, H, N, N) float16 on CPU: patch-to-patch slices are served from it
+    attentions: torch.Tensor | None  # (L, H, N, N) float16 on CPU, or None (compact: recomputed)
     cls_attention: np.ndarray  # (L, H, P) float32
     rollout: np.ndarray  # (P,) float32
     predictions: list[tuple[str, float]] | None
@@ -118,20 +139,93 @@ class VisionAnalysis:
     features: torch.Tensor | None = None  # (N, D) float16: the last layer after the final norm
     token_norms: np.ndarray | None = None  # (L, N) float32: ||x_l|| of each token, from the float32 stream
     value_norms: np.ndarray | None = None  # (L, H, N) float32 ‖f_h(x_j)‖ (models/value_norms.py)
+    embed: torch.Tensor | None = None  # (N, D) float16: the tokens entering block 0
+    weights: AttentionWeights | None = None  # the model's norm1 / qkv per block (shared, not per analysis)
+    mad: np.ndarray | None = None  # (L, H) float64 mean attention distance in pixels (not renormalised)
 
-    def patch_attention(self, layer: int, head: int | None, query: int) -> np.ndarray:
-        """Where patch ``query`` attends in ``layer`` for one head (or the head mean): (P,) float32."""
-        n_layers, n_heads, n_tokens, _ = self.attentions.shape
-        if not 0 <= layer < n_layers:
+    @property
+    def num_layers(self) -> int:
+        return self.attentions.shape[0] if self.attentions is not None else self.hidden.shape[0]
+
+    @property
+    def num_tokens(self) -> int:
+        return self.attentions.shape[-1] if self.attentions is not None else self.hidden.shape[1]
+
+    @property
+    def compact(self) -> bool:
+        """True when the maps are recomputed from the residual stream (no full maps kept)."""
+        return self.attentions is None
+
+    def block_input(self, layer: int) -> torch.Tensor:
+        """(N, D) float16: the tokens entering block ``layer``."""
+        return self.embed if layer == 0 else self.hidden[layer - 1]
+
+    def layer_maps(self, layer: int) -> torch.Tensor:
+        """(H, N, N) float32 probabilities of one layer (a copy from the full maps, or recomputed)."""
+        if self.attentions is not None:
+            return self.attentions[layer].float()
+        return recompute_layer(self.weights.blocks[layer], self.block_input(layer))
+
+    def maps(self) -> LayerMaps:
+        """Every layer's (H, N, N) float32 maps as a sequence, one layer made at a time."""
+        return LayerMaps(self)
+
+    def _check(self, layer: int | None, head: int | None, query: int) -> None:
+        n_layers, n_heads = self.num_layers, self.cls_attention.shape[1]
+        if layer is not None and not 0 <= layer < n_layers:
             raise IndexError(f"layer must be in 0..{n_layers - 1}, not {layer}")
         if head is not None and not 0 <= head < n_heads:
             raise IndexError(f"head must be in 0..{n_heads - 1}, not {head}")
-        num_patches = n_tokens - self.num_prefix_tokens
+        num_patches = self.num_tokens - self.num_prefix_tokens
         if not 0 <= query < num_patches:
             raise IndexError(f"query patch must be in 0..{num_patches - 1}, not {query}")
-        rows = self.attentions[layer, :, self.num_prefix_tokens + query, self.num_prefix_tokens :]  # (H, P)
-        row = rows.float().mean(0) if head is None else rows[head].float()
-        return row.numpy()
+
+    def patch_rows(self, query: int, layers: Sequence[int] | None = None) -> np.ndarray:
+        """(L', H, P) float32: where patch ``query`` attends in every head of ``layers`` (default all)."""
+        self._check(None, None, query)
+        p0 = self.num_prefix_tokens
+        layers = range(self.num_layers) if layers is None else layers
+        if self.attentions is not None:
+            rows = self.attentions[list(layers), :, p0 + query, p0:]  # (L', H, P)
+            return rows.float().numpy()
+        blocks = [self.weights.blocks[i] for i in layers]
+        inputs = [self.block_input(i) for i in layers]
+        rows = query_rows(AttentionWeights(self.model_id, tuple(blocks)), inputs, p0 + query)  # (L', H, N)
+        return rows[:, :, p0:].contiguous().numpy()  # (L', H, P)
+
+    def patch_attention(self, layer: int, head: int | None, query: int) -> np.ndarray:
+        """Where patch ``query`` attends in ``layer`` for one head (or the head mean): (P,) float32."""
+        self._check(layer, head, query)
+        rows = self.patch_rows(query, [layer])[0]  # (H, P)
+        return rows.mean(0) if head is None else rows[head]
+
+
+class LayerMaps:
+    """An analysis's maps as a sequence of (H, N, N) float32 tensors, each made when it is read."""
+
+    def __init__(self, analysis: VisionAnalysis) -> None:
+        self.analysis = analysis
+
+    def __len__(self) -> int:
+        return self.analysis.num_layers
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(L, H, N, N), without making any layer."""
+        a = self.analysis
+        return (a.num_layers, a.cls_attention.shape[1], a.num_tokens, a.num_tokens)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def __getitem__(self, layer: int) -> torch.Tensor:
+        if not -len(self) <= layer < len(self):
+            raise IndexError(layer)
+        return self.analysis.layer_maps(layer % len(self))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
 
 
 def cls_to_patch(attentions: torch.Tensor, num_prefix_tokens: int, has_cls: bool) -> torch.Tensor:
@@ -177,9 +271,11 @@ def analyze_image(
     resolution: int | None = None,
     head_fusion: HeadFusion = "mean",
     discard_ratio: float = 0.0,
+    keep_maps: bool | None = None,
 ) -> VisionAnalysis:
-    """One forward pass with attention capture; see the module docstring."""
-    return analyze_images(vm, [image], resolution, head_fusion, discard_ratio)[0]
+    """One forward pass with attention capture; see the module docstring (``keep_maps``:
+    :func:`keeps_full_maps`)."""
+    return analyze_images(vm, [image], resolution, head_fusion, discard_ratio, keep_maps)[0]
 
 
 def analyze_images(
@@ -188,11 +284,23 @@ def analyze_images(
     resolution: int | None = None,
     head_fusion: HeadFusion = "mean",
     discard_ratio: float = 0.0,
+    keep_maps: bool | None = None,
 ) -> list[VisionAnalysis]:
     """:func:`analyze_image` for several images in one batched forward pass: one result per image, each
     the same structure as :func:`analyze_image`'s (batch-invariant kernels give the same numbers)."""
     prepared = [vm.preprocess(image, resolution) for image in images]
-    return analyze_batch(vm, torch.cat([x for x, _ in prepared]), [shown for _, shown in prepared])
+    x = torch.cat([x for x, _ in prepared])
+    return analyze_batch(vm, x, [s for _, s in prepared], head_fusion, discard_ratio, keep_maps)
+
+
+def keeps_full_maps(vm: VisionModel, tokens: int, keep_maps: bool | None = None) -> bool:
+    """Whether an analysis with ``tokens`` tokens keeps its (L, H, N, N) float16 maps: ``keep_maps`` if given,
+    else when they are at most :data:`FULL_MAPS_MAX_BYTES` (or the model's maps cannot be recomputed)."""
+    if not supports_recompute(vm.model):
+        return True
+    if keep_maps is not None:
+        return keep_maps
+    return vm.info.num_layers * vm.info.num_heads * tokens * tokens * 2 <= FULL_MAPS_MAX_BYTES
 
 
 def analyze_batch(
@@ -201,11 +309,13 @@ def analyze_batch(
     shown: Sequence[Image.Image],
     head_fusion: HeadFusion = "mean",
     discard_ratio: float = 0.0,
+    keep_maps: bool | None = None,
     value_norms: bool = True,
 ) -> list[VisionAnalysis]:
     """Preprocessed inputs ``x`` (B, 3, R, R) (from :meth:`VisionModel.preprocess`, any device and dtype) and
     the B images they show -> B analyses, from one forward pass with attention capture (and, with
-    ``value_norms``, the per-head value norms of :mod:`models.value_norms` from hooks in the same forward)."""
+    ``value_norms``, the per-head value norms of :mod:`models.value_norms` from hooks in the same forward).
+    ``keep_maps``: see :func:`keeps_full_maps` (None: full maps at most :data:`FULL_MAPS_MAX_BYTES` per image)."""
     if x.ndim != 4 or x.shape[0] != len(shown) or x.shape[0] == 0:
         raise ValueError(f"expected (B, 3, R, R) inputs for {len(shown)} images, got {tuple(x.shape)}")
     x = x.to(vm.device, vm.dtype)
@@ -213,26 +323,31 @@ def analyze_batch(
     info = vm.info
     num_layers = len(find_attention_modules(vm.model))
     p0 = info.num_prefix_tokens
-    kept: list[torch.Tensor] = []  # B x (L, H, N, N) float16 on CPU
+    rows, cols = info.grid(x.shape[-2], x.shape[-1])
+    full = keeps_full_maps(vm, p0 + rows * cols, keep_maps)
+    kept: list[torch.Tensor] = []  # B x (L, H, N, N) float16 on CPU (full maps only)
     cls_maps: list[torch.Tensor | None] = [None] * num_layers  # L x (B, H, P)
     residuals: list[torch.Tensor | None] = [None] * num_layers  # L x (B, N, N), Ã_l of the rollout
+    mads: list[torch.Tensor | None] = [None] * num_layers  # L x (B, H) pixels
     seen: list[int] = []
 
     def residual(m: torch.Tensor) -> torch.Tensor:
         return residual_layer(m, head_fusion, discard_ratio, p0)  # (H, N, N) -> (N, N)
 
     def keep(block: int, probs: torch.Tensor) -> None:
-        """Reduce each block's (B, H, N, N) probabilities as it runs: the float16 CPU copy the views are
-        served from, its CLS row, and its rollout factor; the float32 maps are never all held at once."""
-        # one device-to-host copy per block (on the CPU this is the map itself, converted in copy_ below)
-        host = probs if probs.device.type == "cpu" else probs.to("cpu", torch.float16)  # (B, H, N, N)
-        if not kept:
-            kept.extend(
-                torch.empty((num_layers, *probs.shape[1:]), dtype=torch.float16) for _ in range(batch)
-            )  # B x (L, H, N, N)
-        for b in range(batch):
-            kept[b][block].copy_(host[b])
+        """Reduce each block's (B, H, N, N) probabilities as it runs: the float16 CPU copy (full maps only),
+        its CLS row, its distance and its rollout factor; the float32 maps are never all held at once."""
+        if full:
+            # one device-to-host copy per block (on the CPU this is the map itself, converted in copy_ below)
+            host = probs if probs.device.type == "cpu" else probs.to("cpu", torch.float16)  # (B, H, N, N)
+            if not kept:
+                kept.extend(
+                    torch.empty((num_layers, *probs.shape[1:]), dtype=torch.float16) for _ in range(batch)
+                )  # B x (L, H, N, N)
+            for b in range(batch):
+                kept[b][block].copy_(host[b])
         cls_maps[block] = cls_to_patch(probs, p0, info.has_cls_token)  # (B, H, P)
+        mads[block] = mean_attention_distance(probs, (rows, cols), p0, info.patch_size)  # (B, H)
         # one batched op per step for the whole batch (vmap); discards need a top-k per map, so a loop
         if discard_ratio == 0.0:
             residuals[block] = torch.vmap(residual)(probs)  # (B, N, N)
@@ -243,7 +358,8 @@ def analyze_batch(
     with torch.inference_mode():
         with (
             capture_attention(vm.model, reduce=keep),
-            capture_hidden(vm.model) as streams,
+            capture_stream(vm.model) as stream,  # the float16 stream the maps are recomputed from
+            capture_hidden(vm.model, keep_hidden=False) as streams,  # float32 token norms only
             vision_norms_context(vm.model, value_norms) as vn,
         ):
             feats = vm.model.forward_features(x)  # (B, N, D) after the final norm
@@ -252,27 +368,34 @@ def analyze_batch(
             raise CaptureError("the forward pass recorded no attention probabilities for some blocks")
         rolls = torch.vmap(lambda rs: rollout_from_residuals(rs, p0, info.has_cls_token))(residuals)  # (B, P)
         cls_all = torch.stack(cls_maps, dim=1).float().cpu().numpy()  # (B, L, H, P)
+        mad_all = torch.stack(mads, dim=1).double().cpu().numpy()  # (B, L, H)
         rolls = rolls.float().cpu().numpy()
-        hidden, norms = streams.all_hidden(), streams.all_norms()  # (B, L, N, D) float16, (B, L, N)
+        norms = streams.all_norms()  # (B, L, N) float32
         last = feats.to("cpu", torch.float16)  # (B, N, D)
         vnorms = vn.stacked() if vn is not None and vn.complete() else None  # (L, B, H, N)
-    rows, cols = info.grid(x.shape[-2], x.shape[-1])
-    return [
-        VisionAnalysis(
-            model_id=info.id,
-            resolution=int(x.shape[-1]),
-            grid=(rows, cols),
-            num_prefix_tokens=p0,
-            attentions=kept[b],
-            cls_attention=cls_all[b].copy(),  # (L, H, P), its own memory (a view would keep the batch's)
-            rollout=rolls[b].copy(),  # (P,)
-            predictions=top_predictions(vm.model, logits[b : b + 1]) if logits is not None else None,
-            image=shown[b],
-            has_cls=info.has_cls_token,
-            hidden=hidden[b].clone(),  # (L, N, D), its own memory
-            features=last[b].clone(),  # (N, D)
-            token_norms=norms[b].numpy().copy(),  # (L, N)
-            value_norms=None if vnorms is None else vnorms[:, b].numpy().copy(),  # (L, H, N)
+    weights = None if full else attention_weights(vm.model, info.id)
+    out = []
+    for b in range(batch):
+        embed, hidden = stream.image(b)  # (N, D), (L, N, D)
+        out.append(
+            VisionAnalysis(
+                model_id=info.id,
+                resolution=int(x.shape[-1]),
+                grid=(rows, cols),
+                num_prefix_tokens=p0,
+                attentions=kept[b] if full else None,
+                cls_attention=cls_all[b].copy(),  # (L, H, P), its own memory (a view would keep the batch's)
+                rollout=rolls[b].copy(),  # (P,)
+                predictions=top_predictions(vm.model, logits[b : b + 1]) if logits is not None else None,
+                image=shown[b],
+                has_cls=info.has_cls_token,
+                hidden=hidden,
+                embed=embed,
+                weights=weights,
+                mad=mad_all[b].copy(),  # (L, H)
+                features=last[b].clone(),  # (N, D)
+                token_norms=norms[b].numpy().copy(),  # (L, N)
+                value_norms=None if vnorms is None else vnorms[:, b].numpy().copy(),  # (L, H, N)
+            )
         )
-        for b in range(batch)
-    ]
+    return out

@@ -44,6 +44,13 @@ def token_layout(grid: tuple[int, int], num_prefix_tokens: int, has_cls: bool) -
     return {"token_kind": kind, "token_row": row, "token_col": col}
 
 
+def full_maps(analysis: VisionAnalysis) -> np.ndarray:
+    """(L, H, N, N) float16: the kept maps, or (a compact analysis) every layer recomputed from its stream."""
+    if analysis.attentions is not None:
+        return analysis.attentions.numpy()
+    return np.stack([m.half().numpy() for m in analysis.maps()])
+
+
 def vision_arrays(
     vm: VisionModel,
     analysis: VisionAnalysis,
@@ -84,7 +91,7 @@ def vision_arrays(
         "indexing": "0-based array indices; the pages number layers, heads and patches from 1",
     }
     arrays: dict[str, np.ndarray] = {
-        "attentions": analysis.attentions.numpy(),  # (L, H, N, N) float16
+        "attentions": full_maps(analysis),  # (L, H, N, N) float16
         "cls_attention": analysis.cls_attention,  # (L, H, P) float32
         "rollout": np.asarray(roll, dtype=np.float32),  # (P,)
         "distance": mad,  # (L, H)

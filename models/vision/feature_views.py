@@ -121,12 +121,12 @@ def sinks(a: VisionAnalysis, patch_size: int, k: float = MAD_K) -> Sinks:
     changed = np.flatnonzero(drop[:, p0:].any(axis=1))
     without = distance.copy()
     if len(changed):
-        maps = [a.attentions[int(i)] for i in changed]
+        maps = [a.layer_maps(int(i)) for i in changed]
         without[changed] = distance_without(maps, drop[changed], a.grid, p0, patch_size)
     return Sinks(
-        mass=sink_mass(a.attentions, p0, a.has_cls, st.outliers),
+        mass=sink_mass(a.maps(), p0, a.has_cls, st.outliers),
         rollout=a.rollout,
-        rollout_without=rollout_without(a.attentions, drop, p0, a.has_cls),
+        rollout_without=rollout_without(a.maps(), drop, p0, a.has_cls),
         distance=distance,
         distance_without=without,
         stats=st,

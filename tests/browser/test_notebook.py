@@ -48,7 +48,9 @@ def test_show_vision_numbers_on_a_timm_model_object():
     np.testing.assert_allclose(r.cls, r.maps[:, :, 0, 1:], rtol=F16 * 2, atol=1e-6)
     attn = torch.from_numpy(r.maps).half()
     expected = mean_attention_distance(attn, (4, 4), 1, 8).numpy()  # (L, H) pixels
-    np.testing.assert_allclose(r.distance, expected, rtol=1e-5)
+    # the distance is computed as the forward runs, from its float32 maps (tests/models/test_native.py checks
+    # it exactly there); r.maps is their float16 copy, so the two agree to float16 rounding
+    np.testing.assert_allclose(r.distance, expected, rtol=2 * F16)
     np.testing.assert_allclose(r.rollout, attention_rollout(attn).numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(
         r.rollout_map("max", 0.5), attention_rollout(attn, "max", 0.5).numpy(), rtol=1e-4

@@ -3,9 +3,9 @@
 // analysis), and build the map of a selection with its title and caption. The single view (main.js), the
 // side-by-side view (compare/) and the notebook all read analyses through this module.
 //
-// A selection is {view: "head" | "mean" | "rollout", layer, head, query, fusion, discard}: layer, head and query
-// are 0-based API indices (query: a row-major patch index, or null for the [CLS] map); lib/numbering.js turns
-// them into screen numbers.
+// A selection is {view: "head" | "mean" | "rollout", layer, head, query, fusion, discard, pinned}: layer, head and
+// query are 0-based API indices (query: a row-major patch index, or null for the [CLS] map; pinned: it was
+// clicked, so every head's row is fetched at once); lib/numbering.js turns them into screen numbers.
 import { apiGet, apiPost } from "../lib/api.js";
 import { fromApi, patchName } from "../lib/numbering.js";
 import { decodeTyped } from "../lib/typed.js";
@@ -72,6 +72,18 @@ export async function fetchPatchRow(A, layer, head, query, signal) {
   return values;
 }
 
+// A clicked patch's rows in every layer and head, in one request (GET .../patch; at 448 and 518 px the server
+// recomputes them from the stored residual stream): fills the row cache for each (layer, head). The mean of heads
+// is still fetched as the server computes it, so the drawn numbers are the API's to the last bit.
+export async function fetchPatchAll(A, query, signal) {
+  if (A.patches.has(`0|0|${query}`)) return;
+  const r = await apiGet(`/api/vision/analysis/${A.id}/patch?query=${query}`, { signal });
+  const v = decodeTyped(r.values).data; // (L, H, R, C)
+  const { L, H, P } = A;
+  for (let i = 0; i < L * H; i++) A.patches.set(`${Math.floor(i / H)}|${i % H}|${query}`, v.slice(i * P, (i + 1) * P));
+  while (A.patches.size > PATCH_CACHE) A.patches.delete(A.patches.keys().next().value);
+}
+
 // Attention rollout with these options (the response's own is there already): Float32Array (P).
 export async function fetchRollout(A, fusion, discard, signal) {
   const key = rolloutKey(fusion, discard);
@@ -129,7 +141,10 @@ export async function mapOf(A, sel, signal) {
   const meta = { view: sel.view, layer: sel.layer, head: head ?? "mean", query: q };
   let values;
   if (sel.view === "rollout") values = await fetchRollout(A, sel.fusion || "mean", sel.discard || 0, signal);
-  else if (q !== null) values = await fetchPatchRow(A, sel.layer, head, q, signal);
+  else if (q !== null) {
+    if (sel.pinned) await fetchPatchAll(A, q, signal); // a clicked patch: every head at once
+    values = await fetchPatchRow(A, sel.layer, head, q, signal);
+  }
   else values = clsMap(A, sel.layer, head);
   return { values, meta, q, ...describeMap(A, sel) };
 }

@@ -172,7 +172,8 @@ function renderGrid() {
 async function currentMap(signal) {
   const q = S.view === "rollout" ? null : (S.query ?? S.hover);
   if (S.view === "entropy") return entropyMap(S.A, S.layer, S.head, signal); // entropy.js
-  let m = await mapOf(S.A, { view: S.view, layer: S.layer, head: S.head, query: q, fusion: S.fusion, discard: S.discard }, signal);
+  const pinned = q !== null && q === S.query;
+  let m = await mapOf(S.A, { view: S.view, layer: S.layer, head: S.head, query: q, fusion: S.fusion, discard: S.discard, pinned }, signal);
   m = await VW.map(S.A, m, (l, h, p) => fetchPatchRow(S.A, l, h, p, signal));
   const hint = S.view === "rollout" ? "Patch queries are per layer: switch to Head or Mean of heads to probe a patch."
     : q === null ? "Hover over the photo, or focus it and use the arrow keys, to see where any single patch looks."
