@@ -43,7 +43,6 @@ def _over_patches(rows: np.ndarray, norms: np.ndarray) -> np.ndarray:
 def weighted_patch_map(a: VisionAnalysis, layer: int, head: int | None, query: int) -> np.ndarray:
     """(P,) float32: where patch ``query`` attends, value-weighted over the patches (head None: the mean of
     the per-head maps)."""
-    p0 = a.num_prefix_tokens
     rows = a.patch_rows(query, [layer])[0]  # (H, P)
     maps = _over_patches(rows, patch_norms(a)[layer])  # (H, P)
     return maps.mean(0) if head is None else maps[head]
