@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from app.compute import Busy
+from tests.conftest import wait_until
 
 
 def _fill(executor, release: threading.Event) -> int:
@@ -35,4 +36,6 @@ def test_health_answers_while_queue_and_pool_are_saturated(client) -> None:
         assert "busy" in r.json()["detail"]
     finally:
         release.set()
+    # the released jobs leave their executors on their own threads: wait for that, not for a fixed time
+    wait_until(lambda: state.queue.pending == 0 and state.cpu.pending == 0, what="the executors to drain")
     assert client.post("/api/vision/analyze", data={"sample": "chelsea"}).status_code == 200
