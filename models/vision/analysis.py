@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ from models.vision.native import (
     supports_recompute,
 )
 from models.vision.native import layer_maps as recompute_layer
+from models.vision.predictions import top_predictions
 from models.vision.registry import VisionModelInfo, VisionModelSpec, build_model, describe
 from models.vision.rollout import HeadFusion, residual_layer, rollout_from_residuals
 from models.vision.value_norms import vision_norms_context
@@ -234,35 +234,6 @@ def cls_to_patch(attentions: torch.Tensor, num_prefix_tokens: int, has_cls: bool
     if has_cls:
         return attentions[..., 0, p0:].to(torch.float32, copy=True)  # a copy: a view would keep the map
     return attentions[..., p0:, p0:].float().mean(dim=-2)
-
-
-def top_predictions(model: nn.Module, logits: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
-    """Top-k (class name, probability); ImageNet names from timm's bundled metadata when known."""
-    probs = logits.float().softmax(-1)[0]
-    values, indices = probs.topk(min(k, probs.numel()))
-    names = _class_names(model, probs.numel())
-    return [(names(int(i)), float(v)) for v, i in zip(values, indices, strict=True)]
-
-
-def _class_names(model: nn.Module, num_classes: int):
-    try:
-        from timm.data import infer_imagenet_subset
-
-        subset = infer_imagenet_subset(model)
-        if subset:
-            info = _imagenet_info(subset)
-            return lambda i: info.index_to_description(i)
-    except Exception:  # noqa: BLE001 - names are a nicety; fall back to indices
-        pass
-    return lambda i: f"class {i}"
-
-
-@lru_cache(maxsize=4)
-def _imagenet_info(subset: str):
-    """timm's ImageNet class metadata, read once per subset (reading it costs tens of ms, per image before)."""
-    from timm.data import ImageNetInfo
-
-    return ImageNetInfo(subset)
 
 
 def analyze_image(
