@@ -46,7 +46,10 @@ def test_every_question_has_a_live_view(browser, base_url) -> None:
     try:
         open_tour(page, base_url)
         questions = page.evaluate("() => [...document.querySelectorAll('section.tour-q')].map((s) => s.id)")
-        assert questions == list(LIVE)
+        # the ten paper questions, then two beyond the papers: registers and sinks (links to the /vision tabs
+        # that measure them, no inline view) and "is attention an explanation?" (a view run on demand)
+        assert questions == [*LIVE, "q-registers", "q-explanation"]
+        assert page.locator("#q-explanation .tour-live #tour-expl-run").count() == 1
         for q, views in LIVE.items():
             assert page.locator(f"#{q} .tour-live").count() == 1, q
             for sel in views:
@@ -84,6 +87,6 @@ def test_tour_links_to_vision_land_on_an_analysed_view(page, base_url) -> None:
     hrefs = page.evaluate(
         "() => [...document.querySelectorAll('.tour-links a[href^=\"/vision\"]')].map((a) => a.getAttribute('href'))"
     )
-    assert len(hrefs) == 2 and all("sample=" in h for h in hrefs), hrefs
+    assert len(hrefs) == 4 and all("sample=" in h for h in hrefs), hrefs  # Q6/Q10 and the two sink tabs
     page.click('#q-rollout .tour-links a[href^="/vision"]')
     page.wait_for_selector(f'{OVERLAY}[data-state="ready"][data-view="rollout"]', timeout=TIMEOUT)

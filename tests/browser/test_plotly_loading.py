@@ -1,6 +1,7 @@
 """plotly.js (4.8 MB) loads on exactly the pages whose modules draw with it (templates/base.html, ``plots``).
 
-Independent of the flag: each page's module graph is followed through its relative imports, and a page plots
+Independent of the flag: each page's module graph is followed through its relative imports (a dynamic
+``import(`./${name}.js`)`` counts every module of that folder), and a page plots
 when any module in it calls ``Plotly.`` (lib/export.js aside: its plotlyExports only runs on a plotly chart that
 a page drew). The vision page and the home page draw on canvas only.
 """
@@ -18,6 +19,8 @@ TEMPLATES = ROOT / "templates"
 JS = ROOT / "static" / "js"
 SCRIPT = re.compile(r'<script type="module" src="/static/js/([^"]+)"')
 IMPORT = re.compile(r"""\bfrom\s*["'](\.{1,2}/[^"']+)["']""")
+# a dynamic import by name from the module's own folder (/influence's sections): any module there may load
+FOLDER_IMPORT = re.compile(r"""\bimport\(`\./\$\{""")
 
 
 def module_graph(entry: str) -> set[Path]:
@@ -28,7 +31,10 @@ def module_graph(entry: str) -> set[Path]:
         if path in seen:
             continue
         seen.add(path)
-        todo.extend(path.parent / dep for dep in IMPORT.findall(path.read_text(encoding="utf-8")))
+        source = path.read_text(encoding="utf-8")
+        todo.extend(path.parent / dep for dep in IMPORT.findall(source))
+        if FOLDER_IMPORT.search(source):
+            todo.extend(path.parent.glob("*.js"))
     return seen
 
 

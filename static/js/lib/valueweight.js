@@ -83,6 +83,8 @@ export class WeightedAnalysis {
   kinds() { return this.base.kinds(); }
   axis(side) { return this.base.axis(side); }
   queryAxis(kind) { return this.base.queryAxis(kind); }
+  queryTokens(kind) { return this.base.queryTokens(kind); }
+  hasSteps(kind) { return this.base.hasSteps(kind); }
   keyAxis(kind) { return this.base.keyAxis(kind); }
   isFuture(kind, i, j) { return this.base.isFuture(kind, i, j); }
   stats(kind, layer, head) { return this.base.stats(kind, layer, head); }
