@@ -43,6 +43,8 @@ async function analyze() {
   current?.abort();
   const ctl = new AbortController();
   current = ctl;
+  // every section is stale from here on (a ready section would otherwise show the previous input's result)
+  for (const root of document.querySelectorAll("[data-section]")) root.dataset.state = "loading";
   showError($("inf-error"), null);
   const model = $("inf-model").value;
   status("Analysing…");
@@ -109,6 +111,9 @@ async function init() {
     showError($("inf-error"), err);
   }
   document.body.dataset.ready = "1";
+  // The page opens on something worth seeing: the default sentence on the default text model, analysed at once
+  // (its sections are cached per analysis, so a class opening the page shares one computation).
+  if (!new URLSearchParams(location.search).has("empty")) analyze();
 }
 
 init();
