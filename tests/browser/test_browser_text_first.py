@@ -97,3 +97,21 @@ def test_token_counter_truncate_and_stale_dimming(page, base_url):
     assert "Tiny BERT 4L takes up to 512 tokens" in page.inner_text("#tx-limits")
     # the one console error is the failed analysis's own 422 (the browser logs every failed fetch)
     assert [e for e in page.js_errors if "422" not in e] == []
+
+
+def test_head_select_agrees_with_the_head_chips(page, base_url):
+    """First load: the head view draws every head (every chip on), so the Head select says "mean of heads";
+    with only head 2's chip on it says head 2, and "all" brings back the mean (issue 18: controls agree)."""
+    page.goto(f"{base_url}/text")
+    page.wait_for_selector(".tx-chip")
+    chips = page.locator(".tx-chip")
+    assert chips.count() > 1 and all(
+        c == "true"
+        for c in page.eval_on_selector_all(".tx-chip", "ns => ns.map(n => n.getAttribute('aria-pressed'))")
+    )
+    assert page.input_value("#tx-head") == "mean"
+    page.click('.tx-chip-all[data-focus="none"]')
+    page.locator(".tx-chip").nth(1).click()  # exactly head 2 on
+    page.wait_for_function("document.querySelector('#tx-head').value === '2'")
+    page.click('.tx-chip-all[data-focus="all"]')
+    page.wait_for_function("document.querySelector('#tx-head').value === 'mean'")

@@ -147,6 +147,9 @@ async function render() {
   // A long input draws its view first and the head table on the next idle moment (the same frame otherwise).
   if (A.resp.inline) table(); else afterPaint(table);
   let title = `${kindLabel(kind, A.resp.model.kind)} · layer ${fromApi(layer)}`;
+  // The Head select says what is drawn: in the head view the chips decide (all of them: the mean of heads).
+  const nh = A.block(kind).heads, chips = st.view === "head" ? selected.size : 0;
+  ui.head.value = String(chips === nh ? "mean" : chips === 1 ? fromApi([...selected][0]) : fromApi(st.head));
   try {
     const V = await drawn(kind, layer, head), tag = V === A ? "" : " · value-weighted";
     if (seq !== renderSeq) return;
