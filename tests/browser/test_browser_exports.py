@@ -189,7 +189,7 @@ def test_a_failed_export_says_so(page, base_url) -> None:
 # Pages with no export button today; if one gets a button, it moves to PAGES above.
 NO_EXPORTS = [
     ("home", "/", ".cards a.card"),
-    ("tour", "/tour", '#tour-app[data-live="8"]'),
+    ("tour", "/tour", '#tour-app[data-live="9"]'),
     ("about-models", "/about-models", "main h1"),
     ("docs", "/docs", ".opblock"),
     ("influence", "/influence", "#inf-form"),

@@ -25,6 +25,7 @@ LIVE = {
     "q-distance": ["#tour-distance"],
     "q-patches": ["#tour-filters"],
     "q-rollout": ["#tour-rollout"],
+    "q-registers": ["#tour-norms"],
 }
 RENDERED = """(sel) => { const e = document.querySelector(sel); if (!e) return false;
   if (e.tagName === 'CANVAS') { if (!e.width || !e.height) return false;
@@ -36,7 +37,7 @@ RENDERED = """(sel) => { const e = document.querySelector(sel); if (!e) return f
 
 def open_tour(page, base_url: str) -> None:
     page.goto(f"{base_url}/tour")
-    page.wait_for_selector('#tour-app[data-live="8"]', timeout=TIMEOUT)
+    page.wait_for_selector('#tour-app[data-live="9"]', timeout=TIMEOUT)
 
 
 def test_every_question_has_a_live_view(browser, base_url) -> None:
@@ -46,9 +47,8 @@ def test_every_question_has_a_live_view(browser, base_url) -> None:
     try:
         open_tour(page, base_url)
         questions = page.evaluate("() => [...document.querySelectorAll('section.tour-q')].map((s) => s.id)")
-        # the ten paper questions, then two beyond the papers: registers and sinks (links to the /vision tabs
-        # that measure them, no inline view) and "is attention an explanation?" (a view run on demand)
-        assert questions == [*LIVE, "q-registers", "q-explanation"]
+        # the ten paper questions, registers and sinks, then "is attention an explanation?" (a view run on demand)
+        assert questions == [*LIVE, "q-explanation"]
         assert page.locator("#q-explanation .tour-live #tour-expl-run").count() == 1
         for q, views in LIVE.items():
             assert page.locator(f"#{q} .tour-live").count() == 1, q

@@ -1,5 +1,5 @@
 // /tour: small live charts beside the answers, from the same APIs as /scaling and /positional; the views of
-// questions 2, 4 and 6–10 are in tourlive.js. data-live on #tour-app counts the views drawn.
+// questions 2, 4, 6–10 and 11 are in tourlive.js. data-live on #tour-app counts the views drawn.
 import { apiGet, showError } from "../lib/api.js";
 import { $, el } from "../lib/dom.js";
 import { CONFIG, fmt, layout } from "../lib/plot.js";
@@ -7,7 +7,7 @@ import { decodeTyped } from "../lib/typed.js";
 import { readState, writeState } from "../lib/urlstate.js";
 import { drawTable } from "./positional.js";
 import { BLUE, drawRow, drawStat } from "./scaling.js";
-import { liveDistance, liveFilters, liveKinds, liveLocal, livePositions, liveRollout, liveVariance } from "./tourlive.js";
+import { liveDistance, liveFilters, liveKinds, liveLocal, liveNorms, livePositions, liveRollout, liveVariance } from "./tourlive.js";
 import "./tour_influence.js"; // Q12, "Is attention an explanation?" (self-contained)
 
 const app = $("tour-app");
@@ -57,7 +57,7 @@ async function main() {
     });
   }
   const dk = [4, 64, 1024].includes(state.dk) ? state.dk : 64;
-  const live = [liveKinds, liveLocal, liveDistance, liveRollout, livePositions, liveFilters];
+  const live = [liveKinds, liveLocal, liveDistance, liveRollout, livePositions, liveFilters, liveNorms];
   const results = await Promise.allSettled([loadScaling(dk), loadPositional(), ...live.map((f) => f())]);
   const failed = results.filter((r) => r.status === "rejected");
   app.dataset.live = String(results.length - failed.length);

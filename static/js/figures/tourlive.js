@@ -154,3 +154,20 @@ export async function liveFilters() {
     "each tile min–max scaled on its own, with its share of the variance; the paper's Fig. 7 (left) shows the same for ViT-L/32.");
   done("tour-filters");
 }
+
+// Q11: per layer, the largest patch-token norm over the median (residual stream), on the sample photo: the
+// registers paper's high-norm tokens are about ten times the rest in large ViTs (Darcet et al. 2024, Sec. 2).
+export async function liveNorms() {
+  const r = await visionAnalysis();
+  const n = await apiGet(`/api/vision/analysis/${encodeURIComponent(r.analysis_id)}/norms`);
+  const x = n.max_ratio.map((_, i) => i + 1), peak = Math.max(...n.max_ratio), at = n.max_ratio.indexOf(peak) + 1;
+  const outliers = n.outliers.reduce((s, v) => s + v, 0);
+  await Plotly.react($("tour-norms"), [{ type: "bar", x, y: n.max_ratio, marker: { color: BLUE },
+    hovertemplate: "layer %{x}: max / median %{y:.2f}<extra></extra>" }],
+  small({ xaxis: { title: { text: "layer" }, dtick: 1 }, yaxis: { title: { text: "max / median norm" }, rangemode: "tozero" },
+    shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 1, y1: 1, line: { color: RED, dash: "dot", width: 1 } }] }), CONFIG);
+  caption("tour-norms-caption", `${r.model.id} on the “${SAMPLE}” sample at ${r.grid.resolution} px: each layer's largest patch-token norm `,
+    `over the layer's median (dotted: 1). The largest is ${fmt(peak)}× (layer ${at}); ${outliers} patch${outliers === 1 ? "" : "es"} above median + ${n.k}×MAD `,
+    "in all layers together. High-norm tokens of the registers paper are about ten times the rest in large ViTs; this small model does not show them.");
+  done("tour-norms");
+}
