@@ -112,11 +112,15 @@ def attention_weights(model: nn.Module, model_id: str) -> AttentionWeights:
 
 
 def _qk(w: BlockWeights, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, D) block input -> q, k (H, N, d) float32, as the block computes them."""
-    h = w.norm(x.float())  # (N, D)
+    """(N, D) block input -> q, k (H, N, d) float32, as the block computes them.
+
+    The modules are the model's own, which another thread's forward may be hooking at this moment (attention
+    capture, value norms): ``.forward`` runs them without their hooks, so a recomputation never fires (or
+    feeds) a concurrent analysis's hooks."""
+    h = w.norm.forward(x.float())  # (N, D)
     n, dim = h.shape
-    qkv = w.qkv(h).reshape(n, 3, w.num_heads, dim // w.num_heads).permute(1, 2, 0, 3)  # (3, H, N, d)
-    return w.q_norm(qkv[0]), w.k_norm(qkv[1])
+    qkv = w.qkv.forward(h).reshape(n, 3, w.num_heads, dim // w.num_heads).permute(1, 2, 0, 3)  # (3, H, N, d)
+    return w.q_norm.forward(qkv[0]), w.k_norm.forward(qkv[1])
 
 
 def layer_maps(w: BlockWeights, x: torch.Tensor) -> torch.Tensor:
@@ -132,7 +136,7 @@ def block_query_rows(w: BlockWeights, x: torch.Tensor, token: int) -> torch.Tens
         if not w.plain:
             q, k = _qk(w, x)
             return torch.softmax((q[:, token : token + 1] * w.scale) @ k.transpose(-2, -1), dim=-1)[:, 0]
-        h = w.norm(x.float())  # (N, D)
+        h = w.norm.forward(x.float())  # (N, D), without hooks (see _qk)
         n, dim = h.shape
         d = dim // w.num_heads
         weight, bias = w.qkv.weight, w.qkv.bias  # (3D, D), (3D,)

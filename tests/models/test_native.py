@@ -161,3 +161,24 @@ def test_views_over_a_compact_analysis_make_each_layer_once(pair, monkeypatch) -
     made.clear()
     vv.attention_distance(compact, 16, True)
     assert sorted(made) == list(range(L))
+
+
+def test_recomputing_maps_never_fires_the_models_hooks(pair) -> None:
+    """A compact analysis recomputes its maps with the model's own modules, in the CPU pool, while another
+    request's forward may hold hooks on those modules (attention capture, value norms): the recomputation
+    runs them without hooks. (Under `make load` such a hook fired on a rollout's 2-D input and answered 500.)"""
+    _, compact = pair
+    fired: list[int] = []
+    hooks = [
+        m.register_forward_hook(lambda *_: fired.append(1))
+        for b in compact.weights.blocks
+        for m in (b.qkv, b.norm)
+    ]
+    try:
+        for layer in range(compact.num_layers):
+            compact.layer_maps(layer)
+        compact.patch_rows(0)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert fired == []
