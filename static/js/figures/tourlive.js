@@ -168,6 +168,6 @@ export async function liveNorms() {
     shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 1, y1: 1, line: { color: RED, dash: "dot", width: 1 } }] }), CONFIG);
   caption("tour-norms-caption", `${r.model.id} on the “${SAMPLE}” sample at ${r.grid.resolution} px: each layer's largest patch-token norm `,
     `over the layer's median (dotted: 1). The largest is ${fmt(peak)}× (layer ${at}); ${outliers} patch${outliers === 1 ? "" : "es"} above median + ${n.k}×MAD `,
-    "in all layers together. High-norm tokens of the registers paper are about ten times the rest in large ViTs; this small model does not show them.");
+    "in all layers together. The registers paper reports high-norm tokens about ten times the rest in large ViTs; on this photo this small model shows nothing like them.");
   done("tour-norms");
 }
