@@ -15,9 +15,14 @@ def sync(device: torch.device) -> None:
 
 
 def interleaved(
-    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 2
+    fns: dict[str, Callable[[], object]],
+    repeats: int,
+    device: torch.device,
+    warmup: int = 2,
+    reduce: Callable[[list[float]], float] = statistics.median,
 ) -> dict:
-    """Run each function `repeats` times, alternating between them, and return median seconds per name."""
+    """Run each function `repeats` times, alternating between them, and return the median seconds per name
+    (``reduce=min``: the fastest run, which on a shared machine estimates a function's own cost)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -30,7 +35,7 @@ def interleaved(
             fn()
             sync(device)
             times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: reduce(v) for k, v in times.items()}
 
 
 def forward_pair(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], None]]:

@@ -26,28 +26,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import sync  # noqa: E402
+from bench.common import interleaved as common_interleaved  # noqa: E402
 
 Row = tuple[str, str, float, float, float]
 
 
-def interleaved(
-    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 2
-) -> dict:
-    """Each function ``repeats`` times, alternating; the fastest run per name (seconds). On a shared machine the
-    minimum estimates a function's own cost; the median carries the other tenants' load."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return {k: min(v) for k, v in times.items()}
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict:
+    """bench.common's interleaved runs, the fastest run per name (seconds)."""
+    return common_interleaved(fns, repeats, device, reduce=min)
 
 
 def _vision_rows(device: torch.device, repeats: int) -> list[Row]:
