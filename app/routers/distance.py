@@ -72,22 +72,7 @@ async def start_job(
     decoded inside the job."""
     vm, res = await model_at(state, model, resolution)
     owner = client_id.get()  # app/middleware.py ClientAddress: the peer, or what a trusted proxy forwards
-    parsed = None
-    if source == "samples":
-        if files:
-            raise HTTPException(
-                400, "Files were sent with source=samples; use source=upload to analyse them."
-            )
-    else:
-        if not files:
-            raise HTTPException(400, "Choose one or more image files, or a zip of images, to upload.")
-        if len(files) > svc.MAX_FILES:
-            raise HTTPException(
-                400, f"Too many files ({len(files)}): send at most {svc.MAX_FILES}, or one zip."
-            )
-        state.distance_jobs.check_room(owner)  # slots and quota first: 503 before reading anything
-        uploads = [(f.filename or "upload", await f.read()) for f in files]
-        parsed = await state.cpu.run(svc.parse_uploads, uploads, state.settings)
+    parsed = await read_image_set(state, source, files, owner)
     job, reused = svc.start_job(state, vm, res, renormalize, batch_size, parsed, owner)
     return svc.job_response(job, unit, reused)
 
@@ -135,3 +120,26 @@ async def receptive_field(
     return await state.cpu.run(
         svc.receptive_field_reference, num_layers, unit, patch_size, rows, cols, key=key
     )
+
+
+async def read_image_set(state: AppState, source: str, files: list[UploadFile] | None, owner: str):
+    """The image set of a dataset job (distance, feature sets): None for the samples, else the checked
+    uploads. Refused cheaply, in this order: files sent with source=samples, none or too many files (400), a
+    full registry or client quota (503, before reading anything), then the files themselves (4xx naming one)."""
+    parsed = None
+    if source == "samples":
+        if files:
+            raise HTTPException(
+                400, "Files were sent with source=samples; use source=upload to analyse them."
+            )
+    else:
+        if not files:
+            raise HTTPException(400, "Choose one or more image files, or a zip of images, to upload.")
+        if len(files) > svc.MAX_FILES:
+            raise HTTPException(
+                400, f"Too many files ({len(files)}): send at most {svc.MAX_FILES}, or one zip."
+            )
+        state.distance_jobs.check_room(owner)  # slots and quota first: 503 before reading anything
+        uploads = [(f.filename or "upload", await f.read()) for f in files]
+        parsed = await state.cpu.run(svc.parse_uploads, uploads, state.settings)
+    return parsed

@@ -15,10 +15,10 @@ from app.context import client_id
 from app.deps import StateDep
 from app.errors import errors_doc
 from app.jobs import Subscription
+from app.routers.distance import read_image_set
 from app.schemas.features import FeatureSetJobResponse
 from app.services import feature_sets as svc
 from app.services.features import MAX_K
-from app.services.image_sets import MAX_FILES, parse_uploads
 from app.services.vision import model_at
 from app.state import AppState
 
@@ -42,20 +42,7 @@ async def start_job(
     """One PCA and one K-means fitted over the whole set. Poll ``job_url``; POST ``cancel_url`` to stop."""
     vm, res = await model_at(state, model, resolution)
     owner = client_id.get()
-    parsed = None
-    if source == "samples":
-        if files:
-            raise HTTPException(
-                400, "Files were sent with source=samples; use source=upload to analyse them."
-            )
-    else:
-        if not files:
-            raise HTTPException(400, "Choose one or more image files, or a zip of images, to upload.")
-        if len(files) > MAX_FILES:
-            raise HTTPException(400, f"Too many files ({len(files)}): send at most {MAX_FILES}, or one zip.")
-        state.distance_jobs.check_room(owner)
-        uploads = [(f.filename or "upload", await f.read()) for f in files]
-        parsed = await state.cpu.run(parse_uploads, uploads, state.settings)
+    parsed = await read_image_set(state, source, files, owner)  # the distance jobs' own checks
     job, reused = svc.start_job(state, vm, res, k, seed, round(float(threshold), 4), parsed, owner)
     return svc.job_response(job, reused)
 
