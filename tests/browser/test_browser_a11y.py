@@ -58,6 +58,12 @@ def assert_no_violations(page, where: str) -> None:
 def vision_default(page, base: str) -> None:
     page.goto(f"{base}/vision")
     page.wait_for_selector('[data-sample="astronaut"]', timeout=TIMEOUT)
+    settled(page)  # /vision analyses its first-look sample on load; its map dims while busy
+
+
+def settled(page) -> None:
+    """The vision page is not busy: axe reads the page a user reads, not the dimmed one of a running analysis."""
+    page.wait_for_selector(f'#vision-app:not([data-busy="1"]) {OVERLAY}[data-state="ready"]', timeout=TIMEOUT)
 
 
 def vision_after(page, base: str) -> None:
@@ -66,6 +72,7 @@ def vision_after(page, base: str) -> None:
     box = page.locator(OVERLAY).bounding_box()
     page.mouse.click(box["x"] + 5, box["y"] + 5)  # pin patch 1: the query caption and "Back" button show
     page.wait_for_selector(f'{OVERLAY}[data-query="0"]', timeout=TIMEOUT)
+    settled(page)
 
 
 def text_default(page, base: str) -> None:

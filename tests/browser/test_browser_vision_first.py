@@ -141,6 +141,7 @@ def test_distance_switches_to_the_image_diagonal_for_mixed_grids(base_url, page)
         page.wait_for_function("new URLSearchParams(location.search).get('unit') === 'diagonal'")
         assert page.eval_on_selector("#dist-unit", "s => s.value") == "diagonal"
         note = page.locator("#dist-unit-note")
+        note.wait_for(state="visible", timeout=60_000)  # drawn after the URL changes: a loaded CPU lags
         assert note.is_visible() and "fraction of each image's diagonal" in note.text_content()
         assert "32 px" in note.text_content() and "48 px" in note.text_content()
         assert scroll_width(page) <= width
