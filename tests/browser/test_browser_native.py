@@ -36,7 +36,9 @@ def test_518_paints_the_cls_map_and_a_clicked_patch(dinov2_url, browser) -> None
         cls_ms, click_ms = measure(page, dinov2_url, "astronaut", 518, 18, 20, timeout_s=240)
         state = overlay(page)
         assert (state["rows"], state["cols"], state["query"]) == ("37", "37", str(18 * 37 + 20))
-        print(f"518 px: [CLS] map drawn {cls_ms:.0f} ms after the response, a clicked patch {click_ms:.0f} ms")
+        print(
+            f"518 px: [CLS] map drawn {cls_ms:.0f} ms after the response, a clicked patch {click_ms:.0f} ms"
+        )
         assert cls_ms <= 2000 and click_ms <= 2000, (cls_ms, click_ms)
         page.screenshot(path=str(ARTIFACTS / "vision-518-query.png"))
         aid = page.get_attribute("#vision-app", "data-analysis")
