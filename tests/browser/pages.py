@@ -35,3 +35,15 @@ def js_errors(page) -> list[str]:
 def overlay(page) -> dict:
     """The vision overlay canvas's ``data-*`` attributes (state, query, ...)."""
     return page.eval_on_selector(OVERLAY, "c => ({...c.dataset})")
+
+
+def pick_sample(page, name: str, timeout_ms: float = 60_000) -> None:
+    """Click a sample photo on /vision and wait until its analysis is the page's and none is running.
+
+    Waiting for the overlay's "ready" alone races: the previous image's grid stays ready while the new analysis
+    runs, and a click on it pins a patch that the new analysis then clears."""
+    page.click(f'[data-sample="{name}"]')
+    page.wait_for_selector(f'[data-sample="{name}"][aria-pressed="true"]', timeout=timeout_ms)
+    page.wait_for_selector(
+        f'#vision-app:not([data-busy="1"]) {OVERLAY}[data-state="ready"]', timeout=timeout_ms
+    )

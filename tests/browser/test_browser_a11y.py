@@ -14,7 +14,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from tests.browser.conftest import new_page, serve
-from tests.browser.pages import OVERLAY, poll
+from tests.browser.pages import OVERLAY, pick_sample, poll
 from tests.factories import minilm_shaped_bert, tiny_settings
 
 pytestmark = pytest.mark.browser
@@ -67,8 +67,7 @@ def settled(page) -> None:
 
 
 def vision_after(page, base: str) -> None:
-    page.click('[data-sample="astronaut"]')
-    page.wait_for_selector(f'{OVERLAY}[data-state="ready"]', timeout=TIMEOUT)
+    pick_sample(page, "astronaut", TIMEOUT)
     box = page.locator(OVERLAY).bounding_box()
     page.mouse.click(box["x"] + 5, box["y"] + 5)  # pin patch 1: the query caption and "Back" button show
     page.wait_for_selector(f'{OVERLAY}[data-query="0"]', timeout=TIMEOUT)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
-from tests.browser.pages import OVERLAY, js_errors, poll
+from tests.browser.pages import OVERLAY, js_errors, pick_sample, poll
 from tests.factories import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -63,8 +63,7 @@ def test_text_toggle_weights_the_views(page, base_url):
 def test_vision_toggle_changes_the_map(page, base_url):
     page.goto(f"{base_url}/vision")
     page.wait_for_selector('[data-sample="astronaut"]', timeout=TIMEOUT)
-    page.click('[data-sample="astronaut"]')
-    page.wait_for_selector(f'{OVERLAY}[data-state="ready"]', timeout=TIMEOUT)
+    pick_sample(page, "astronaut", TIMEOUT)
     drawn = f"() => document.querySelector('{OVERLAY}').toDataURL()"
     grid = "() => document.querySelector('#vz-grid canvas').toDataURL()"
     before, grid_before = page.evaluate(drawn), page.evaluate(grid)
