@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import Scope
 
+from app.compute import freeze_heap
 from app.errors import install_error_handlers
 from app.middleware import (
     BodySizeLimit,
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await run_in_threadpool(hook, state)
             # the sample photos' JPEG bytes and hashes, once, off the event loop (sample requests read them)
             await run_in_threadpool(sample_hashes)
+        if settings.server.gc_freeze:  # full GC collections then walk only what requests create
+            log.info("froze %d start-up objects for the garbage collector", freeze_heap())
         yield
         state.shutdown()
 

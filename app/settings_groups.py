@@ -43,6 +43,7 @@ class ServerSettings(Group):
     secret_key: str | None = None  # keys analysis ids (HMAC of the content); random per process if unset
     max_json_kb: int = 64  # request bodies that are not multipart uploads
     gil_switch_interval_ms: float = Field(1.0, gt=0, le=100)  # how long a busy worker may keep the GIL
+    gc_freeze: bool = True  # after start-up, freeze the heap for the cyclic GC (app.compute.freeze_heap)
     # slow clients (app/server.py, `python -m app serve`): past a limit the connection is closed
     header_timeout_s: float = Field(10.0, gt=0)  # to send the request line and headers
     body_timeout_s: float = Field(60.0, gt=0)  # to send the whole body (20 MB at >= 350 kB/s)

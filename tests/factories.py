@@ -258,6 +258,7 @@ def tiny_settings(tmp_path: Path, **overrides: Any) -> Settings:
         max_upload_mb=1.0,
         max_image_pixels=4_000_000,
         allowed_hosts=["testserver", "127.0.0.1", "localhost"],  # TestClient's Host is "testserver"
+        gc_freeze=False,  # many apps in one test process; tests/services/test_gc_freeze.py checks it
         **tiny_text_settings(),
     )
     base.update(overrides)

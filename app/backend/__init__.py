@@ -71,7 +71,7 @@ def create_backend(
 ) -> ModelBackend:
     """The backend ``settings.cluster.backend`` names, over this process's queue and pool."""
     if settings.cluster.backend == "ray":
-        from app.cluster.client import ray_models  # Ray is only imported in ray mode (a lazy import)
+        from app.cluster.client import RayModels  # Ray is only imported in ray mode (a lazy import)
 
-        return ray_models(settings)
+        return RayModels(settings, queue)
     return LocalBackend.from_settings(settings, queue, cpu, device)

@@ -104,6 +104,11 @@ def wait_for_room(fn: Callable[[], object], cancel: threading.Event, what: str) 
             cancel.wait(BUSY_POLL_S)
 
 
+def image_cost(image: Image.Image) -> int:
+    """Bytes a waiting vision request holds: its decoded RGB image (the queue's ``cost``)."""
+    return 3 * image.width * image.height
+
+
 class LocalBackend:
     """:class:`app.backend.ModelBackend` over a compute queue (and a CPU pool for batch preprocessing)."""
 
@@ -133,7 +138,7 @@ class LocalBackend:
     async def vision_forward(
         self, vm: VisionModel, image: Image.Image, resolution: int, *, key: str, cache: VisionCache
     ) -> tuple[VisionAnalysis, float]:
-        cost = 3 * image.width * image.height  # the decoded image the waiting request holds
+        cost = image_cost(image)
         if self.batcher is None:
             return await self.queue.run(
                 _forward_and_cache, vm, image, resolution, key, cache, key=f"vision:{key}", cost=cost

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
@@ -27,10 +28,10 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from app.backend.local import TextCache, VisionCache
+from app.backend.local import TextCache, VisionCache, image_cost
 from app.cluster.dataset import TaskOptions, ray_submit
 from app.cluster.deployments import Failure
-from app.compute import Busy
+from app.compute import Busy, ComputeQueue
 from app.inflight import InFlight
 from app.settings import Settings
 from models.text.analysis import TextAnalysis, TextModel
@@ -52,8 +53,12 @@ class RayModels:
 
     name = "ray"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, queue: ComputeQueue | None = None) -> None:
         self.settings = settings
+        # The ingress's compute queue admits every forward as it does locally (its max_pending, bytes and
+        # per-client share, the same 503s), then the forward runs in a replica: one client's flood is
+        # refused here, before it fills the deployment's queue that every client shares.
+        self.queue = queue
         self.app_name = settings.cluster.serve_app_name
         self._handles: dict[str, Any] = {}
         self._inflight: InFlight[asyncio.Future] = InFlight()
@@ -73,8 +78,14 @@ class RayModels:
             self._handles[deployment] = serve.get_deployment_handle(deployment, app_name=self.app_name)
         return self._handles[deployment]
 
-    async def _call(self, deployment: str, *args: Any) -> Any:
-        """``deployment.forward(*args)``, with Serve's refusals and lost replicas turned into 503s."""
+    async def _call(self, deployment: str, *args: Any, cost: int = 0) -> Any:
+        """``deployment.forward(*args)`` once the ingress's queue admits it (``cost`` bytes held meanwhile),
+        with Serve's refusals and lost replicas turned into 503s."""
+        admitted = self.queue.admitted(cost) if self.queue is not None else contextlib.nullcontext()
+        with admitted:
+            return await self._forward(deployment, *args)
+
+    async def _forward(self, deployment: str, *args: Any) -> Any:
         retry = self.settings.limits.retry_after_s
         try:
             out = await self._handle(deployment).forward.remote(*args)
@@ -102,7 +113,9 @@ class RayModels:
         self, vm: VisionModel, image: Image.Image, resolution: int, *, key: str, cache: VisionCache
     ) -> tuple[VisionAnalysis, float]:
         async def call() -> tuple[VisionAnalysis, float]:  # cached before the merged waiters wake
-            analysis, forward_ms = await self._call(VISION, vm.info.id, image, resolution)
+            analysis, forward_ms = await self._call(
+                VISION, vm.info.id, image, resolution, cost=image_cost(image)
+            )
             cache.put(key, analysis)
             return analysis, forward_ms
 
@@ -112,7 +125,7 @@ class RayModels:
         self, model: TextModel, text: str, target: str | None, *, key: str, cache: TextCache, cost: int = 0
     ) -> TextAnalysis:
         async def call() -> TextAnalysis:  # cached before the merged waiters wake
-            analysis = await self._call(TEXT, model.info.id, text, target)
+            analysis = await self._call(TEXT, model.info.id, text, target, cost=cost)
             cache.put(key, analysis)
             return analysis
 
@@ -129,7 +142,7 @@ class RayModels:
         return ray_submit(vm, resolution, renormalize, self.task_options)
 
     def close(self) -> None:
-        """Nothing of its own: the client is shared per application (:func:`ray_models`)."""
+        """Nothing of its own: the queue belongs to the state, the handles to Serve."""
 
     async def replicas(self) -> dict[str, int]:
         """RUNNING replicas per deployment of this application. Only the first call waits for the Serve
@@ -155,16 +168,3 @@ class RayModels:
             for name, d in (app.deployments.items() if app else ())
         }
         self._status = (time.monotonic(), counts)
-
-
-_clients: dict[str, RayModels] = {}
-_clients_lock = threading.Lock()
-
-
-def ray_models(settings: Settings) -> RayModels:
-    """This process's client for the application named in ``settings`` (created on first use)."""
-    with _clients_lock:
-        client = _clients.get(settings.cluster.serve_app_name)
-        if client is None:
-            client = _clients[settings.cluster.serve_app_name] = RayModels(settings)
-        return client
