@@ -64,6 +64,26 @@ def auth_mode() -> str:
     return "token" if get_authentication_mode() == AuthenticationMode.TOKEN else "disabled"
 
 
+START_ATTEMPTS = 3  # a new local instance whose raylet did not register in Ray's fixed 30 s is retried
+
+
+def start_local(attempts: int = START_ATTEMPTS, **kwargs: Any) -> None:
+    """``ray.init(address="local")``, retried when the node timed out during start-up. Ray 2.60 waits a
+    fixed 30 s (not configurable) for the new raylet to register with the GCS; on a machine whose cores are
+    all busy (a loaded CI runner) it can miss that, and a second start then succeeds. Other errors raise."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address="local", **kwargs)
+            return
+        except Exception as e:  # Ray raises a bare Exception for this
+            if "timed out during startup" not in str(e) or attempt == attempts:
+                raise
+            log.warning(
+                "Ray's node timed out during start-up (attempt %d of %d); retrying", attempt, attempts
+            )
+            ray.shutdown()
+
+
 def init_ray(address: str | None = None, **kwargs: Any) -> str:
     """``ray.init``: a new local instance on 127.0.0.1 (``address`` None or "local"), or join ``address``.
 
@@ -72,7 +92,7 @@ def init_ray(address: str | None = None, **kwargs: Any) -> str:
     if address in (None, "local"):
         keep_ray_on_loopback()
         kwargs.setdefault("include_dashboard", False)
-        ray.init(address="local", _node_ip_address=LOOPBACK, **kwargs)
+        start_local(_node_ip_address=LOOPBACK, **kwargs)
         where = "a new local Ray instance on 127.0.0.1"
     else:
         parsed = parse_address(address) if "://" not in address and address != "auto" else None

@@ -147,3 +147,35 @@ def test_serve_front_starts_serves_proxy_on_the_given_host(calls, tmp_path) -> N
         started = entry.start(settings, "127.0.0.1", 8123, None)
         assert ("serve.start", (), {"http_options": {"host": "127.0.0.1", "port": 8123}}) in calls
         assert not any(c[0] == "serve_http" for c in calls) and started.front == "serve"
+
+
+def test_a_local_start_that_timed_out_is_retried_and_other_errors_are_not(monkeypatch, caplog) -> None:
+    """Ray waits a fixed 30 s for a new raylet to register; on a saturated machine the start is retried."""
+    tries: list[dict] = []
+    shutdowns: list[int] = []
+
+    def init(**kw):
+        tries.append(kw)
+        if len(tries) < 3:
+            raise Exception("The current node timed out during startup. This could happen because ...")
+
+    monkeypatch.setattr(loopback.ray, "init", init)
+    monkeypatch.setattr(loopback.ray, "shutdown", lambda: shutdowns.append(1))
+    with caplog.at_level(logging.WARNING, logger="atlas.cluster"):
+        loopback.start_local(num_cpus=1)
+    assert [t["address"] for t in tries] == ["local"] * 3 and len(shutdowns) == 2
+    assert "attempt 1 of 3" in caplog.text
+
+    tries.clear()
+    monkeypatch.setattr(loopback.ray, "init", lambda **kw: tries.append(kw) or (_ for _ in ()).throw(
+        RuntimeError("port in use")))  # fmt: skip
+    with pytest.raises(RuntimeError, match="port in use"):
+        loopback.start_local()
+    assert len(tries) == 1  # not a start-up timeout: raised at once
+
+    def always_late(**kw):
+        raise Exception("The current node timed out during startup.")
+
+    monkeypatch.setattr(loopback.ray, "init", always_late)
+    with pytest.raises(Exception, match="timed out during startup"):
+        loopback.start_local(attempts=2)
