@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.backend.local import wait_for_room
-from app.jobs import Job, Subscription
+from app.jobs import Job, Subscription, response_fields
 from app.schemas.influence_ablation import BlockShape, ImportanceJobResponse, ImportanceResult
 from app.serialization import typed_array
 from app.services.influence_ablation import Target, eval_set_label
@@ -132,9 +132,9 @@ def start(state: AppState, t: Target, family: str, mode: str, owner: str | None)
     """Start (or share, or reuse) the sweep; JobsBusy (503) when the registry or the client's quota is full."""
     key = f"importance|{t.id}|{mode}|{_fingerprint(t, mode)}"
     registry = state.distance_jobs
-    previous = registry.find_done(key)
-    if previous is not None:
-        return registry.subscribe(previous, owner), True
+    reused = registry.reuse_done(key, owner)
+    if reused is not None:
+        return reused, True
     from models.influence.ablation import all_heads
 
     total = len(all_heads(t.module)) + 1
@@ -153,16 +153,8 @@ def response(
             status="done", done=1, total=1, elapsed_s=0.0, reused=True, result=result
         )
     return ImportanceJobResponse(
-        job_id=sub.id,
-        status=sub.status,
-        done=sub.done,
-        total=sub.total,
-        elapsed_s=round(sub.elapsed_s, 3),
-        error=sub.error,
-        reused=reused,
+        **response_fields(sub, "/api/influence/importance/jobs", reused),
         result=sub.result if sub.status == "done" else None,
-        job_url=f"/api/influence/importance/jobs/{sub.id}",
-        cancel_url=f"/api/influence/importance/jobs/{sub.id}/cancel",
     )
 
 
