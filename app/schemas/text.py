@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.schemas.common import TypedArray
+from app.schemas.common import AnalysisView, ForwardMs, HeadOrMean, TypedArray
 from app.schemas.text_lines import LinesSchema
 from models.text.analysis import BlockKind, TextModelInfo
 
@@ -93,8 +93,7 @@ class LayerSchema(BaseModel):
     data: TypedArray = Field(description="(heads, n_query, n_key): uint8 (probability x 255) or float32")
 
 
-class TextAnalysisResponse(BaseModel):
-    analysis_id: str
+class TextAnalysisResponse(AnalysisView):
     model: TextModelInfo
     source: TokenSide
     target: TokenSide | None
@@ -119,13 +118,13 @@ class TextAnalysisResponse(BaseModel):
         None, description="long inputs: the first layer's top-k lines per (head, query); the rest on demand"
     )
     inline: bool
-    forward_ms: float = Field(description="the forward pass that made this analysis (whoever asked first)")
+    forward_ms: ForwardMs
 
 
 class HeadSchema(BaseModel):
     kind: BlockKind
     layer: int
-    head: int | None = Field(description="null = mean over heads")
+    head: HeadOrMean
     data: TypedArray = Field(description="(n_query, n_key) float32")
 
 
