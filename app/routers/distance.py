@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 
 from app.context import client_id
-from app.deps import StateDep
+from app.deps import ModelForm, StateDep
 from app.errors import errors_doc
 from app.routers.job_access import cancel_own, job_of_kind
 from app.schemas.vit_figures import (
@@ -55,7 +55,7 @@ async def analysis_distance(
 @router.post("/api/distance/jobs", response_model=DistanceJobResponse, status_code=202, responses=ERRORS)
 async def start_job(
     state: StateDep,
-    model: Annotated[str | None, Form(description="an id from /api/models")] = None,
+    model: ModelForm = None,
     source: Annotated[
         Literal["samples", "upload"], Form(description="the bundled photos or uploads")
     ] = "samples",

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, UploadFile
 
 from app.context import client_id
-from app.deps import StateDep
+from app.deps import ModelForm, StateDep
 from app.errors import errors_doc
 from app.routers.distance import read_image_set
 from app.routers.job_access import cancel_own, job_of_kind
@@ -28,7 +28,7 @@ ERRORS = errors_doc(400, 404, 413, 415, 503)
 @router.post("/jobs", response_model=FeatureSetJobResponse, status_code=202, responses=ERRORS)
 async def start_job(
     state: StateDep,
-    model: Annotated[str | None, Form(description="an id from /api/models")] = None,
+    model: ModelForm = None,
     source: Annotated[Literal["samples", "upload"], Form()] = "samples",
     files: Annotated[list[UploadFile] | None, File(description="images and/or zips of images")] = None,
     resolution: Annotated[int | None, Form()] = None,

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from app.context import client_id
-from app.deps import StateDep
+from app.deps import ModelQuery, StateDep
 from app.errors import errors_doc
 from app.routers.job_access import cancel_own, job_of_kind
 from app.schemas.influence_ablation import (
@@ -48,7 +48,7 @@ async def ablate(state: StateDep, req: AblateRequest) -> AblateResponse:
 async def heads(
     state: StateDep,
     family: Annotated[Family, Query()] = "text",
-    model: Annotated[str | None, Query(description="an id from /api/models")] = None,
+    model: ModelQuery = None,
 ) -> HeadsResponse:
     """The model's attention blocks (layers x heads) and what ablation is judged by (``kind``; None when head
     ablation is not implemented for it, with the ``reason``)."""
@@ -59,7 +59,7 @@ async def heads(
 async def importance_cached(
     state: StateDep,
     family: Annotated[Family, Query()] = "text",
-    model: Annotated[str | None, Query(description="an id from /api/models")] = None,
+    model: ModelQuery = None,
     mode: Annotated[Mode, Query()] = "zero",
 ) -> ImportanceCached:
     """The head-importance map if it was computed before (memory or disk), else ``result`` null; starts nothing."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -25,6 +25,11 @@ def _valid_unicode(value: str | None) -> str | None:
     return value
 
 
+TextModelId = Annotated[
+    str | None, Field(description="an id from /api/models; default: the default text model")
+]
+
+
 class ViewOptions(BaseModel):
     hide_special: bool = Field(False, description="drop [CLS], [SEP], </s>, <s>, padding; renormalise rows")
     merge_words: bool = Field(False, description="word pieces -> words: sum over keys, mean over queries")
@@ -34,7 +39,7 @@ class TextAnalyzeRequest(ViewOptions):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(description="the input (source) text")
-    model: str | None = Field(None, description="an id from /api/models; default: the default text model")
+    model: TextModelId = None
     target: str | None = Field(
         None, description="encoder-decoder models only: the decoder's text; omit for the greedy output"
     )
@@ -132,7 +137,7 @@ class TokenCountRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(description="the text to count (at most the server's max_text_chars characters)")
-    model: str | None = Field(None, description="an id from /api/models; default: the default text model")
+    model: TextModelId = None
 
     _unicode = field_validator("text")(_valid_unicode)
 
