@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Form, Query, Request
 
 from app.state import AppState
 
@@ -14,3 +14,8 @@ def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
+
+# The optional model id every model-backed route takes, declared once (default: the area's default model).
+MODEL_DOC = "an id from /api/models"
+ModelForm = Annotated[str | None, Form(description=MODEL_DOC)]
+ModelQuery = Annotated[str | None, Query(description=MODEL_DOC)]

@@ -79,26 +79,10 @@ def _ablation(model: Any, args: argparse.Namespace, image: Any) -> dict[str, np.
 
 
 def _importance(kind: str, model: Any) -> dict[str, np.ndarray]:
-    from models.influence.ablation_run import vision_inputs
-    from models.influence.importance import (
-        date_eval_set,
-        date_measure,
-        head_importance,
-        pair_measure,
-        sentence_pairs,
-        vision_measure,
-    )
-    from models.vision.samples import sample_images
+    from models.influence.ablation_run import eval_measure
+    from models.influence.importance import head_importance
 
-    if kind == "dates":
-        rows = date_eval_set()
-        m, n = date_measure(model.model, model.tokenizer, rows), len(rows)
-    elif kind == "pair":
-        pairs = [(a, b) for a, b, _ in sentence_pairs()]
-        m, n = pair_measure(model.model, model.tokenizer, pairs), len(pairs)
-    else:
-        x = vision_inputs(model, list(sample_images().values()))  # (B, 3, R, R)
-        m, n = vision_measure(model.model, x, model.info.num_prefix_tokens, model.info.has_cls_token), len(x)
+    m, n = eval_measure(kind, model)  # type: ignore[arg-type]
     imap = head_importance(m, "zero", n)
     out = {f"importance_base_{k}": np.asarray(v) for k, v in imap.base.items()}
     for metric, per in imap.values.items():

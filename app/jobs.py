@@ -293,6 +293,11 @@ class JobRegistry:
                     return job
         return None
 
+    def reuse_done(self, key: str | None, owner: str | None) -> Subscription | None:
+        """A new subscription for ``owner`` to the newest finished job with this key; None when none is kept."""
+        previous = self.find_done(key)
+        return None if previous is None else self.subscribe(previous, owner)
+
     def jobs(self) -> list[Subscription]:
         """Every kept subscription, oldest first."""
         with self._lock:
@@ -305,3 +310,19 @@ class JobRegistry:
             jobs = list(self._jobs.values())
         for job in jobs:
             job.cancel_event.set()
+
+
+def response_fields(sub: Subscription, jobs_url: str, reused: bool = False) -> dict[str, Any]:
+    """The fields every job response shares (distance, feature sets, head importance): the id, progress, the
+    error, whether a finished job was reused, and the job's two URLs under ``jobs_url``."""
+    return dict(
+        job_id=sub.id,
+        status=sub.status,
+        done=sub.done,
+        total=sub.total,
+        elapsed_s=round(sub.elapsed_s, 3),
+        error=sub.error,
+        reused=reused,
+        job_url=f"{jobs_url}/{sub.id}",
+        cancel_url=f"{jobs_url}/{sub.id}/cancel",
+    )

@@ -34,7 +34,7 @@ from app.settings import Settings
 from app.store import ModelStore, VisionStore, text_store, vision_store
 from models.devices import resolve_device, resolve_dtype
 from models.vision.analysis import VisionAnalysis
-from models.vision.distance import Cancelled
+from models.vision.batches import Cancelled
 
 if TYPE_CHECKING:
     from models.text.analysis import TextAnalysis, TextModel, TextModelSpec

@@ -22,20 +22,11 @@ import argparse
 import dataclasses
 import os
 import pickle
-import statistics
-import time
 from pathlib import Path
 
+from bench.common import median_ms
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
 
 
 def main() -> int:

@@ -38,6 +38,16 @@ def interleaved(
     return {k: reduce(v) for k, v in times.items()}
 
 
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, in milliseconds (no warm-up, no device sync)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def forward_pair(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], None]]:
     """The two vision forwards a capture benchmark times side by side: ``plain`` (the fused kernels, no maps)
     and ``capture`` (the same forward with :func:`models.vision.capture.capture_attention`)."""

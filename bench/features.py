@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
@@ -20,19 +18,11 @@ from unittest import mock
 import torch
 
 import models.vision.analysis as analysis_mod
+from bench.common import median_ms
 from models.vision import feature_views as fv
 from models.vision.analysis import analyze_image, load_vision_model
 from models.vision.registry import DINOV2_VITS14
 from models.vision.samples import sample_images
-
-
-def median_ms(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
 
 
 def main() -> int:

@@ -19,9 +19,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 
 from app.context import client_id
-from app.deps import StateDep
+from app.deps import ModelForm, StateDep
 from app.errors import errors_doc
-from app.jobs import Subscription
+from app.routers.job_access import cancel_own, job_of_kind
 from app.schemas.vit_figures import (
     DistanceJobResponse,
     DistanceResultSchema,
@@ -55,7 +55,7 @@ async def analysis_distance(
 @router.post("/api/distance/jobs", response_model=DistanceJobResponse, status_code=202, responses=ERRORS)
 async def start_job(
     state: StateDep,
-    model: Annotated[str | None, Form(description="an id from /api/models")] = None,
+    model: ModelForm = None,
     source: Annotated[
         Literal["samples", "upload"], Form(description="the bundled photos or uploads")
     ] = "samples",
@@ -77,31 +77,19 @@ async def start_job(
     return svc.job_response(job, unit, reused)
 
 
-def _get_job(state: AppState, job_id: str) -> Subscription:
-    job = state.distance_jobs.get(job_id)
-    if job is None or job.kind != "distance":  # the registry also holds feature-set jobs
-        raise HTTPException(404, f"No distance job {job_id!r} (unknown, or finished long ago and dropped).")
-    return job
-
-
 @router.get("/api/distance/jobs/{job_id}", response_model=DistanceJobResponse, responses=ERRORS)
 async def job_status(
     state: StateDep, job_id: str, unit: Annotated[DistanceUnit, Query()] = "pixels"
 ) -> DistanceJobResponse:
     """Progress (``done`` of ``total`` images), and the result in ``unit`` once ``status`` is done."""
-    return svc.job_response(_get_job(state, job_id), unit)
+    return svc.job_response(job_of_kind(state, job_id, "distance"), unit)
 
 
 @router.post("/api/distance/jobs/{job_id}/cancel", response_model=DistanceJobResponse, responses=ERRORS)
 async def cancel_job(state: StateDep, job_id: str) -> DistanceJobResponse:
     """Drop your subscription: it reads ``cancelled`` at once, and the work stops before its next image
     when nobody else subscribes to it. Finished jobs are unchanged; another client's job id is 404."""
-    sub = state.distance_jobs.cancel(job_id, owner=client_id.get())
-    if sub is None:
-        raise HTTPException(
-            404, f"No distance job {job_id!r} of yours (unknown, or finished long ago and dropped)."
-        )
-    return svc.job_response(sub, "pixels")
+    return svc.job_response(cancel_own(state, job_id, "distance"), "pixels")
 
 
 @router.get("/api/distance/receptive-field", response_model=ReceptiveFieldResponse, responses=ERRORS)

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
 from app.context import client_id
-from app.deps import StateDep
+from app.deps import ModelForm, StateDep
 from app.errors import errors_doc
-from app.jobs import Subscription
 from app.routers.distance import read_image_set
+from app.routers.job_access import cancel_own, job_of_kind
 from app.schemas.features import FeatureSetJobResponse
 from app.services import feature_sets as svc
 from app.services.features import MAX_K
 from app.services.vision import model_at
-from app.state import AppState
 
 router = APIRouter(prefix="/api/vision/feature-sets", tags=["vision features"])
 ERRORS = errors_doc(400, 404, 413, 415, 503)
@@ -29,7 +28,7 @@ ERRORS = errors_doc(400, 404, 413, 415, 503)
 @router.post("/jobs", response_model=FeatureSetJobResponse, status_code=202, responses=ERRORS)
 async def start_job(
     state: StateDep,
-    model: Annotated[str | None, Form(description="an id from /api/models")] = None,
+    model: ModelForm = None,
     source: Annotated[Literal["samples", "upload"], Form()] = "samples",
     files: Annotated[list[UploadFile] | None, File(description="images and/or zips of images")] = None,
     resolution: Annotated[int | None, Form()] = None,
@@ -47,24 +46,11 @@ async def start_job(
     return svc.job_response(job, reused)
 
 
-def _get(state: AppState, job_id: str) -> Subscription:
-    job = state.distance_jobs.get(job_id)
-    if job is None or job.kind != "feature-set":
-        raise HTTPException(
-            404, f"No feature-set job {job_id!r} (unknown, or finished long ago and dropped)."
-        )
-    return job
-
-
 @router.get("/jobs/{job_id}", response_model=FeatureSetJobResponse, responses=ERRORS)
 async def job_status(state: StateDep, job_id: str) -> FeatureSetJobResponse:
-    return svc.job_response(_get(state, job_id))
+    return svc.job_response(job_of_kind(state, job_id, "feature-set"))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=FeatureSetJobResponse, responses=ERRORS)
 async def cancel_job(state: StateDep, job_id: str) -> FeatureSetJobResponse:
-    _get(state, job_id)
-    sub = state.distance_jobs.cancel(job_id, owner=client_id.get())
-    if sub is None:
-        raise HTTPException(404, f"No feature-set job {job_id!r} of yours.")
-    return svc.job_response(sub)
+    return svc.job_response(cancel_own(state, job_id, "feature-set"))

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from app.context import client_id
-from app.deps import StateDep
+from app.deps import ModelQuery, StateDep
 from app.errors import errors_doc
-from app.jobs import Subscription
+from app.routers.job_access import cancel_own, job_of_kind
 from app.schemas.influence_ablation import (
     AblateRequest,
     AblateResponse,
@@ -31,7 +31,6 @@ from app.schemas.influence_ablation import (
 )
 from app.services import influence_ablation as svc
 from app.services import influence_importance as imp
-from app.state import AppState
 
 router = APIRouter(tags=["influence"])
 ERRORS = errors_doc(400, 404, 413, 422, 503)
@@ -49,7 +48,7 @@ async def ablate(state: StateDep, req: AblateRequest) -> AblateResponse:
 async def heads(
     state: StateDep,
     family: Annotated[Family, Query()] = "text",
-    model: Annotated[str | None, Query(description="an id from /api/models")] = None,
+    model: ModelQuery = None,
 ) -> HeadsResponse:
     """The model's attention blocks (layers x heads) and what ablation is judged by (``kind``; None when head
     ablation is not implemented for it, with the ``reason``)."""
@@ -60,7 +59,7 @@ async def heads(
 async def importance_cached(
     state: StateDep,
     family: Annotated[Family, Query()] = "text",
-    model: Annotated[str | None, Query(description="an id from /api/models")] = None,
+    model: ModelQuery = None,
     mode: Annotated[Mode, Query()] = "zero",
 ) -> ImportanceCached:
     """The head-importance map if it was computed before (memory or disk), else ``result`` null; starts nothing."""
@@ -81,17 +80,10 @@ async def importance(state: StateDep, req: ImportanceRequest, response: Response
     return imp.response(sub, reused=reused)
 
 
-def _job(state: AppState, job_id: str) -> Subscription:
-    sub = state.distance_jobs.get(job_id)
-    if sub is None or sub.kind != "importance":
-        raise HTTPException(404, f"No importance job {job_id!r} (unknown, or finished long ago and dropped).")
-    return sub
-
-
 @router.get("/api/influence/importance/jobs/{job_id}", response_model=ImportanceJobResponse, responses=ERRORS)
 async def importance_job(state: StateDep, job_id: str) -> ImportanceJobResponse:
     """Progress (``done`` of ``total`` ablations, the intact run first) and the map once done."""
-    return imp.response(_job(state, job_id))
+    return imp.response(job_of_kind(state, job_id, "importance"))
 
 
 @router.post(
@@ -99,11 +91,7 @@ async def importance_job(state: StateDep, job_id: str) -> ImportanceJobResponse:
 )
 async def cancel_importance(state: StateDep, job_id: str) -> ImportanceJobResponse:
     """Drop your subscription; the sweep stops before its next ablation when nobody else follows it."""
-    _job(state, job_id)
-    sub = state.distance_jobs.cancel(job_id, owner=client_id.get())
-    if sub is None:
-        raise HTTPException(404, f"No importance job {job_id!r} of yours.")
-    return imp.response(sub)
+    return imp.response(cancel_own(state, job_id, "importance"))
 
 
 @router.post("/api/influence/logit-lens", response_model=LogitLensResponse, responses=ERRORS)

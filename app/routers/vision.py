@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 
-from app.deps import StateDep
+from app.deps import ModelForm, StateDep
 from app.errors import errors_doc
 from app.schemas.vision import (
     EntropyResponse,
@@ -67,7 +67,7 @@ async def analyze(
     image_hash: Annotated[
         str | None, Form(description="image_hash from an earlier analyze response (same server)")
     ] = None,
-    model: Annotated[str | None, Form(description="an id from /api/models")] = None,
+    model: ModelForm = None,
     resolution: Annotated[
         int | None, Form(description="input side in pixels, one of the model's resolutions")
     ] = None,

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from app.deps import StateDep
+from app.deps import ModelQuery, StateDep
 from app.errors import errors_doc
 from app.schemas.vit_figures import PatchFiltersResponse, PositionSimilarityResponse
 from app.services import embeddings
@@ -25,7 +25,7 @@ ERRORS = errors_doc(400, 422, 503)
 )
 async def position_similarity(
     state: StateDep,
-    model: Annotated[str | None, Query(description="an id from /api/models")] = None,
+    model: ModelQuery = None,
     stride: Annotated[int, Query(ge=1, le=64, description="show every stride-th row and column")] = 1,
     dtype: Annotated[Literal["u1", "f4"], Query(description="u1: quantised for display; f4: exact")] = "u1",
 ) -> Response:
@@ -41,7 +41,7 @@ async def position_similarity(
 @router.get("/api/vit-embeddings/patch-filters", response_model=PatchFiltersResponse, responses=ERRORS)
 async def patch_filters(
     state: StateDep,
-    model: Annotated[str | None, Query(description="an id from /api/models")] = None,
+    model: ModelQuery = None,
     n_components: Annotated[int, Query(ge=1, le=MAX_COMPONENTS, description="principal components")] = 28,
 ) -> Response:
     """ViT Fig. 7 left: the top principal components of the patch-embedding filters, as RGB tiles."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,6 +15,19 @@ class TypedArray(BaseModel):
     dtype: Literal["f4", "f8", "u1", "u2", "i2", "i4"]
     bdata: str = Field(description="base64 of the little-endian array bytes")
     shape: str = Field(description='comma-separated dimensions, e.g. "12, 6, 256"')
+
+
+class AnalysisView(BaseModel):
+    """The base of every answer read from one cached analysis (``POST /api/{vision,text}/analyze``'s id)."""
+
+    analysis_id: str
+
+
+# Fields that mean the same in the vision and the text answers, declared once.
+ForwardMs = Annotated[
+    float, Field(description="the forward pass that made this analysis (whoever asked first)")
+]
+HeadOrMean = Annotated[int | None, Field(description="null means the mean over heads")]
 
 
 class ErrorResponse(BaseModel):

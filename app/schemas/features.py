@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import TypedArray
+from app.schemas.common import AnalysisView, TypedArray
 
 
-class FeaturesPCAResponse(BaseModel):
-    analysis_id: str
+class FeaturesPCAResponse(AnalysisView):
     threshold: float = Field(description="foreground = first component > threshold")
     foreground_only: bool = Field(description="the RGB components were fitted on the foreground patches only")
     flipped: bool = Field(
@@ -22,15 +21,13 @@ class FeaturesPCAResponse(BaseModel):
     first_range: list[float] = Field(description="min and max of first (the threshold slider's range)")
 
 
-class SimilarityResponse(BaseModel):
-    analysis_id: str
+class SimilarityResponse(AnalysisView):
     patch: int
     layer: int | None = Field(description="0-based block; null: the last layer after the final norm")
     values: TypedArray = Field(description="(rows, cols) float32 cosine similarity in [-1, 1]")
 
 
-class PartsResponse(BaseModel):
-    analysis_id: str
+class PartsResponse(AnalysisView):
     k: int
     seed: int
     layer: int | None
@@ -40,8 +37,7 @@ class PartsResponse(BaseModel):
     inertia: float
 
 
-class NormsResponse(BaseModel):
-    analysis_id: str
+class NormsResponse(AnalysisView):
     k: float = Field(description="outlier rule: norm > median + k * MAD (raw MAD), per layer")
     norms: TypedArray = Field(description="(layers, rows, cols) float32 patch-token norms (residual stream)")
     prefix_norms: TypedArray = Field(description="(layers, prefix tokens) float32: [CLS], registers")
@@ -54,8 +50,7 @@ class NormsResponse(BaseModel):
     summary: str
 
 
-class SinksResponse(BaseModel):
-    analysis_id: str
+class SinksResponse(AnalysisView):
     k: float
     mass: TypedArray = Field(description="(layers, heads, 3) float32: [CLS], registers, outlier keys")
     rollout: TypedArray = Field(description="(rows, cols) float32")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import TypedArray
+from app.schemas.common import AnalysisView, TypedArray
 
 
-class ContributionsResponse(BaseModel):
-    analysis_id: str
+class ContributionsResponse(AnalysisView):
     family: str = Field(description='"text" or "vision"')
     labels: list[str] = Field(description="text: the encoder's tokens; vision: empty")
     layers: TypedArray = Field(
@@ -18,8 +17,7 @@ class ContributionsResponse(BaseModel):
     attention_rollout: TypedArray | None = Field(None, description="vision: (P,) attention rollout")
 
 
-class RelevanceResponse(BaseModel):
-    analysis_id: str
+class RelevanceResponse(AnalysisView):
     target: str = Field(description="the output explained, in words")
     value: float = Field(description="its value on the unperturbed input")
     relevance: TypedArray = Field(description="(n,) float32 over the source tokens or the patches")
@@ -42,8 +40,7 @@ class CurveSchema(BaseModel):
     insertion_auc: float
 
 
-class CurvesResponse(BaseModel):
-    analysis_id: str
+class CurvesResponse(AnalysisView):
     output: str = Field(description="the output the curves follow")
     removal: str = Field(description="what removing a unit means")
     units: int

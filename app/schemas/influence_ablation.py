@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.jobs import JobStatus
 from app.schemas.common import TypedArray
 
 Family = Literal["text", "vision"]
@@ -108,7 +109,7 @@ class ImportanceResult(BaseModel):
 
 class ImportanceJobResponse(BaseModel):
     job_id: str | None = Field(None, description="None when the map was already computed (cached)")
-    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    status: JobStatus
     done: int
     total: int | None
     elapsed_s: float

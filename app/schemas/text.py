@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.schemas.common import TypedArray
+from app.schemas.common import AnalysisView, ForwardMs, HeadOrMean, TypedArray
 from app.schemas.text_lines import LinesSchema
 from models.text.analysis import BlockKind, TextModelInfo
 
@@ -25,6 +25,11 @@ def _valid_unicode(value: str | None) -> str | None:
     return value
 
 
+TextModelId = Annotated[
+    str | None, Field(description="an id from /api/models; default: the default text model")
+]
+
+
 class ViewOptions(BaseModel):
     hide_special: bool = Field(False, description="drop [CLS], [SEP], </s>, <s>, padding; renormalise rows")
     merge_words: bool = Field(False, description="word pieces -> words: sum over keys, mean over queries")
@@ -34,7 +39,7 @@ class TextAnalyzeRequest(ViewOptions):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(description="the input (source) text")
-    model: str | None = Field(None, description="an id from /api/models; default: the default text model")
+    model: TextModelId = None
     target: str | None = Field(
         None, description="encoder-decoder models only: the decoder's text; omit for the greedy output"
     )
@@ -93,8 +98,7 @@ class LayerSchema(BaseModel):
     data: TypedArray = Field(description="(heads, n_query, n_key): uint8 (probability x 255) or float32")
 
 
-class TextAnalysisResponse(BaseModel):
-    analysis_id: str
+class TextAnalysisResponse(AnalysisView):
     model: TextModelInfo
     source: TokenSide
     target: TokenSide | None
@@ -119,13 +123,13 @@ class TextAnalysisResponse(BaseModel):
         None, description="long inputs: the first layer's top-k lines per (head, query); the rest on demand"
     )
     inline: bool
-    forward_ms: float = Field(description="the forward pass that made this analysis (whoever asked first)")
+    forward_ms: ForwardMs
 
 
 class HeadSchema(BaseModel):
     kind: BlockKind
     layer: int
-    head: int | None = Field(description="null = mean over heads")
+    head: HeadOrMean
     data: TypedArray = Field(description="(n_query, n_key) float32")
 
 
@@ -133,7 +137,7 @@ class TokenCountRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(description="the text to count (at most the server's max_text_chars characters)")
-    model: str | None = Field(None, description="an id from /api/models; default: the default text model")
+    model: TextModelId = None
 
     _unicode = field_validator("text")(_valid_unicode)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import TypedArray
+from app.schemas.common import AnalysisView, TypedArray
 from models.text.analysis import BlockKind
 
 
@@ -25,16 +25,14 @@ class TextValueBlock(BaseModel):
     )
 
 
-class TextValueNormsResponse(BaseModel):
-    analysis_id: str
+class TextValueNormsResponse(AnalysisView):
     available: bool = Field(description="false: this model or view option has no value-weighted view")
     reason: str | None = Field(None, description="why not, for a person to read")
     caption: str
     blocks: list[TextValueBlock]
 
 
-class VisionValueNormsResponse(BaseModel):
-    analysis_id: str
+class VisionValueNormsResponse(AnalysisView):
     available: bool
     reason: str | None = None
     caption: str

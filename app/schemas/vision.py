@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import TypedArray
+from app.schemas.common import AnalysisView, ForwardMs, HeadOrMean, TypedArray
 from models.vision.registry import VisionModelInfo
 from models.vision.rollout import HeadFusion
 
@@ -34,8 +34,7 @@ class RolloutOptions(BaseModel):
     discard_ratio: float = Field(0.0, ge=0.0, lt=1.0)
 
 
-class VisionAnalysisResponse(BaseModel):
-    analysis_id: str
+class VisionAnalysisResponse(AnalysisView):
     image_hash: str
     model: VisionModelInfo
     grid: Grid
@@ -47,23 +46,21 @@ class VisionAnalysisResponse(BaseModel):
     rollout_options: RolloutOptions
     predictions: list[Prediction] | None
     image_url: str
-    forward_ms: float = Field(description="the forward pass that made this analysis (whoever asked first)")
+    forward_ms: ForwardMs
 
 
-class PatchAttentionResponse(BaseModel):
-    analysis_id: str
+class PatchAttentionResponse(AnalysisView):
     layer: int
-    head: int | None = Field(description="null means the mean over heads")
+    head: HeadOrMean
     query: int
     values: TypedArray = Field(
         description="(rows, cols) float32: attention from the query patch to each patch"
     )
 
 
-class PatchRowsResponse(BaseModel):
+class PatchRowsResponse(AnalysisView):
     """A clicked patch's attention in every layer and head (docs/native-resolution.md)."""
 
-    analysis_id: str
     query: int
     values: TypedArray = Field(
         description="(L, H, rows, cols) float32: attention from the query patch to each patch, per layer and head"
@@ -74,8 +71,7 @@ class PatchRowsResponse(BaseModel):
     )
 
 
-class RolloutResponse(BaseModel):
-    analysis_id: str
+class RolloutResponse(AnalysisView):
     rollout_options: RolloutOptions
     rollout: TypedArray
 
@@ -90,10 +86,9 @@ class SamplesResponse(BaseModel):
     samples: list[SampleImage]
 
 
-class EntropyResponse(BaseModel):
+class EntropyResponse(AnalysisView):
     """Entropy of the patch queries' attention (models/vision/views.py: ``patch_entropy``)."""
 
-    analysis_id: str
     model: str = Field(description="the model id")
     label: str
     layer: int

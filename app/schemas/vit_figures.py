@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.jobs import JobStatus
 from app.schemas.common import TypedArray
 from models.vision.distance import Unit as DistanceUnit  # noqa: E402 (one declaration, in models)
 
@@ -66,7 +67,7 @@ class DistanceResultSchema(BaseModel):
 
 class DistanceJobResponse(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    status: JobStatus
     done: int = Field(description="images processed so far")
     total: int | None
     elapsed_s: float

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from app.jobs import Job, Subscription
+from app.jobs import Job, Subscription, response_fields
 from app.schemas.vit_figures import (
     DistanceGeometry,
     DistanceJobResponse,
@@ -34,11 +34,12 @@ from app.services.image_sets import (  # noqa: F401 (MAX_FILES, MAX_IMAGES, pars
     MAX_FILES,
     MAX_IMAGES,
     ParsedUploads,
-    SampleImages,
-    UploadedImages,
+    job_images,
     parse_uploads,
     pixel_budget,
     sample_list,
+    set_key,
+    set_names,
 )
 from app.state import AppState
 from models.vision import views as vision_views
@@ -46,7 +47,6 @@ from models.vision.analysis import VisionAnalysis, VisionModel
 from models.vision.distance import (
     dataset_mean_attention_distance,
 )
-from models.vision.samples import SAMPLE_NAMES
 
 
 @dataclass(frozen=True)
@@ -129,13 +129,12 @@ def start_job(
     Returns (subscription, reused): an identical finished job is reused, an identical running one is
     shared (the registry merges by key); either way the caller gets a subscription of its own. Raises :class:`app.jobs.JobsBusy` when the slots or the quota are full."""
     source: Literal["samples", "upload"] = "samples" if parsed is None else "upload"
-    set_key = "samples" if parsed is None else parsed.digest
-    key = f"{vm.info.id}|{resolution}|{int(renormalize)}|{set_key}"
+    key = f"{vm.info.id}|{resolution}|{int(renormalize)}|{set_key(parsed)}"
     registry = state.distance_jobs
-    previous = registry.find_done(key)
-    if previous is not None:
-        return registry.subscribe(previous, owner), True
-    n = len(SAMPLE_NAMES) if parsed is None else len(parsed.names)
+    reused = registry.reuse_done(key, owner)
+    if reused is not None:
+        return reused, True
+    n = len(set_names(parsed))
     source_label = f"{n} sample photos" if parsed is None else f"{n} uploaded image{'s' if n != 1 else ''}"
     batch = batch_size or (32 if state.device.type == "cuda" else 4)  # CPU: finer progress, shorter holds
     # bounded in pixels too: a single-image analysis waits for at most one such batch in the queue
@@ -143,7 +142,7 @@ def start_job(
     geom = geometry(vm, resolution)
 
     def run(job: Job) -> RunResult:
-        images = SampleImages() if parsed is None else UploadedImages(state, parsed, job.cancel_event)
+        images = job_images(state, parsed, job.cancel_event)
 
         result = dataset_mean_attention_distance(
             vm,
@@ -174,20 +173,12 @@ def start_job(
 def job_response(job: Subscription, unit: str, reused: bool = False) -> DistanceJobResponse:
     p = job.params
     return DistanceJobResponse(
-        job_id=job.id,
-        status=job.status,
-        done=job.done,
-        total=job.total,
-        elapsed_s=round(job.elapsed_s, 3),
-        error=job.error,
+        **response_fields(job, "/api/distance/jobs", reused),
         model=p["model"],
         source=p["source"],
         renormalize=p["renormalize"],
         batch_size=p["batch_size"],
-        reused=reused,
         result=job.result.to_schema(unit) if job.status == "done" else None,
-        job_url=f"/api/distance/jobs/{job.id}",
-        cancel_url=f"/api/distance/jobs/{job.id}/cancel",
     )
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from app.backend.local import wait_for_room
-from app.jobs import Job, Subscription
+from app.jobs import Job, Subscription, response_fields
 from app.schemas.features import FeatureSetImage, FeatureSetJobResponse, FeatureSetResult
 from app.serialization import typed_array
-from app.services.image_sets import ParsedUploads, SampleImages, UploadedImages
+from app.services.image_sets import ParsedUploads, job_images, set_key, set_names
 from app.state import AppState
 from models.vision.analysis import VisionModel
 from models.vision.feature_sets import batch_features, dataset_features, set_views
-from models.vision.samples import SAMPLE_NAMES
 
 
 def start_job(
@@ -34,18 +33,17 @@ def start_job(
     owner: str | None,
 ) -> tuple[Subscription, bool]:
     """Start (or reuse) a feature-set job over the samples (``parsed`` None) or checked uploads."""
-    set_key = "samples" if parsed is None else parsed.digest
-    key = f"features|{vm.info.id}|{resolution}|{k}|{seed}|{threshold!r}|{set_key}"
+    key = f"features|{vm.info.id}|{resolution}|{k}|{seed}|{threshold!r}|{set_key(parsed)}"
     registry = state.distance_jobs
-    previous = registry.find_done(key)
-    if previous is not None:
-        return registry.subscribe(previous, owner), True
-    names = list(SAMPLE_NAMES) if parsed is None else list(parsed.names)
+    reused = registry.reuse_done(key, owner)
+    if reused is not None:
+        return reused, True
+    names = set_names(parsed)
     grid = vm.info.grid(resolution, resolution)
     batch = max(1, min(4, state.settings.limits.batch_max_pixels // (resolution * resolution)))
 
     def run(job: Job) -> FeatureSetResult:
-        images = SampleImages() if parsed is None else UploadedImages(state, parsed, job.cancel_event)
+        images = job_images(state, parsed, job.cancel_event)
 
         def submit(x):
             return wait_for_room(
@@ -83,14 +81,6 @@ def start_job(
 
 def job_response(job: Subscription, reused: bool = False) -> FeatureSetJobResponse:
     return FeatureSetJobResponse(
-        job_id=job.id,
-        status=job.status,
-        done=job.done,
-        total=job.total,
-        elapsed_s=round(job.elapsed_s, 3),
-        error=job.error,
-        reused=reused,
+        **response_fields(job, "/api/vision/feature-sets/jobs", reused),
         result=job.result if job.status == "done" else None,
-        job_url=f"/api/vision/feature-sets/jobs/{job.id}",
-        cancel_url=f"/api/vision/feature-sets/jobs/{job.id}/cancel",
     )

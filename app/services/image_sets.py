@@ -1,4 +1,4 @@
-"""Image sets for distance jobs: uploads checked from their headers, then decoded one at a time in the job.
+"""Image sets for dataset jobs (distance, feature sets): uploads checked from their headers, then decoded one at a time in the job.
 
 :func:`app.services.uploads.parse_uploads` (CPU pool) reads only zip central directories and image headers
 (no pixel is decoded) and refuses a set over its pixel budget with 413 at once (re-exported here).
@@ -75,3 +75,20 @@ class SampleImages(Sequence[Image.Image]):
 
     def __getitem__(self, index: int) -> Image.Image:  # type: ignore[override]
         return sample_list()[index]
+
+
+def set_key(parsed: ParsedUploads | None) -> str:
+    """The image set's part of a job key: the samples, or the uploads' content digest."""
+    return "samples" if parsed is None else parsed.digest
+
+
+def set_names(parsed: ParsedUploads | None) -> list[str]:
+    """The names of the set's images, in job order."""
+    return list(SAMPLE_NAMES) if parsed is None else list(parsed.names)
+
+
+def job_images(
+    state: AppState, parsed: ParsedUploads | None, cancel: threading.Event
+) -> Sequence[Image.Image]:
+    """The set's images as the job reads them: the bundled photos, or the uploads decoded one at a time."""
+    return SampleImages() if parsed is None else UploadedImages(state, parsed, cancel)

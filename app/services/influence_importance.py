@@ -20,23 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from app.backend.local import wait_for_room
-from app.jobs import Job, Subscription
+from app.jobs import Job, Subscription, response_fields
 from app.schemas.influence_ablation import BlockShape, ImportanceJobResponse, ImportanceResult
 from app.serialization import typed_array
 from app.services.influence_ablation import Target, eval_set_label
 from app.state import AppState
-from models.influence.ablation_run import reference_means, vision_inputs
-from models.influence.importance import (
-    SENTENCE_PAIRS,
-    ImportanceMap,
-    date_eval_set,
-    date_measure,
-    head_importance,
-    pair_measure,
-    sentence_pairs,
-    vision_measure,
-)
-from models.vision.samples import sample_images
+from models.influence.ablation_run import eval_measure, reference_means
+from models.influence.importance import SENTENCE_PAIRS, ImportanceMap, head_importance
 
 EVAL_VERSION = 1  # bump when an evaluation set or a metric changes: cached maps are then recomputed
 HEADLINE = {"dates": "exact_match", "pair": "mean_abs_delta_cos", "vision": "cls_cos"}
@@ -110,17 +100,7 @@ def sweep(state: AppState, t: Target, family: str, mode: str, job: Job) -> Impor
         future = wait_for_room(lambda: state.queue.submit(fn, owner=f"job:{job.id}"), cancel, "the model")
         return future.result()  # type: ignore[attr-defined]
 
-    def build():
-        if t.kind == "dates":
-            rows = date_eval_set()
-            return date_measure(t.module, t.obj.tokenizer, rows), len(rows)
-        if t.kind == "pair":
-            pairs = [(a, b) for a, b, _ in sentence_pairs()]
-            return pair_measure(t.module, t.obj.tokenizer, pairs), len(pairs)
-        x = vision_inputs(t.obj, list(sample_images().values()))  # (B, 3, R, R)
-        return vision_measure(t.module, x, t.obj.info.num_prefix_tokens, t.obj.info.has_cls_token), len(x)
-
-    measured, n = step(build)
+    measured, n = step(lambda: eval_measure(t.kind, t.obj))
     means = step(lambda: reference_means(t.kind, t.obj)) if mode == "mean" else None
     imap = head_importance(measured, mode, n, job.report, cancel, step, means)  # type: ignore[arg-type]
     result = to_result(t, family, imap)
@@ -132,9 +112,9 @@ def start(state: AppState, t: Target, family: str, mode: str, owner: str | None)
     """Start (or share, or reuse) the sweep; JobsBusy (503) when the registry or the client's quota is full."""
     key = f"importance|{t.id}|{mode}|{_fingerprint(t, mode)}"
     registry = state.distance_jobs
-    previous = registry.find_done(key)
-    if previous is not None:
-        return registry.subscribe(previous, owner), True
+    reused = registry.reuse_done(key, owner)
+    if reused is not None:
+        return reused, True
     from models.influence.ablation import all_heads
 
     total = len(all_heads(t.module)) + 1
@@ -153,16 +133,8 @@ def response(
             status="done", done=1, total=1, elapsed_s=0.0, reused=True, result=result
         )
     return ImportanceJobResponse(
-        job_id=sub.id,
-        status=sub.status,
-        done=sub.done,
-        total=sub.total,
-        elapsed_s=round(sub.elapsed_s, 3),
-        error=sub.error,
-        reused=reused,
+        **response_fields(sub, "/api/influence/importance/jobs", reused),
         result=sub.result if sub.status == "done" else None,
-        job_url=f"/api/influence/importance/jobs/{sub.id}",
-        cancel_url=f"/api/influence/importance/jobs/{sub.id}/cancel",
     )
 
 

@@ -19,10 +19,14 @@ from PIL import Image
 
 from models.influence.ablation import AblationMode, HeadKey, HeadMeans, ablating, head_means
 from models.influence.importance import (
+    Measured,
     date_eval_set,
+    date_measure,
     date_reference,
+    pair_measure,
     pair_reference,
     sentence_pairs,
+    vision_measure,
     vision_reference,
 )
 from models.influence.outcomes import answer_logp, pair_cosines, vision_features
@@ -72,6 +76,19 @@ def reference_forwards(kind: Kind, model: Any) -> list:
             model.model, model.tokenizer, [s for a, b, _ in sentence_pairs() for s in (a, b)]
         )
     return vision_reference(model.model, vision_inputs(model, list(sample_images().values())))
+
+
+def eval_measure(kind: Kind, model: Any) -> tuple[Measured, int]:
+    """The importance map's measure over the model's bundled evaluation set, and the set's size (the web job
+    and ``python -m app export --importance`` both sweep it)."""
+    if kind == "dates":
+        rows = date_eval_set()
+        return date_measure(model.model, model.tokenizer, rows), len(rows)
+    if kind == "pair":
+        pairs = [(a, b) for a, b, _ in sentence_pairs()]
+        return pair_measure(model.model, model.tokenizer, pairs), len(pairs)
+    x = vision_inputs(model, list(sample_images().values()))  # (B, 3, R, R)
+    return vision_measure(model.model, x, model.info.num_prefix_tokens, model.info.has_cls_token), len(x)
 
 
 def reference_means(kind: Kind, model: Any) -> HeadMeans:

@@ -37,7 +37,7 @@ from models.influence.outcomes import (
 from models.text.dates import generate_pairs, load_human_eval
 from models.text.dates.tokenizer import CharTokenizer
 from models.transformer import Transformer
-from models.vision.distance import Cancelled  # the one cancel signal the job registry knows
+from models.vision.batches import Cancelled  # the one cancel signal the job registry knows
 
 SENTENCE_PAIRS = Path(__file__).with_name("sentence_pairs.tsv")
 DATE_HELDOUT, DATE_SEED = 64, 15

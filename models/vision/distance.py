@@ -42,8 +42,8 @@ import argparse
 import csv
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sized
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +52,7 @@ import torch
 
 from models.devices import DTYPES, resolve_device, resolve_dtype
 from models.vision.analysis import VisionModel, load_vision_model
+from models.vision.batches import Cancelled, ProgressFn, run_batches, run_now  # noqa: F401 (Cancelled: re-exported)
 from models.vision.capture import capture_attention
 from models.vision.mad import (  # noqa: F401 (the distance API, re-exported: one name per concept)
     CHUNK_BYTES,
@@ -67,12 +68,6 @@ from models.vision.mad import (  # noqa: F401 (the distance API, re-exported: on
 )
 from models.vision.registry import VisionModelSpec, builtin_specs
 from models.vision.samples import ImageFiles, sample_images
-
-ProgressFn = Callable[[int, "int | None"], None]
-
-
-class Cancelled(Exception):
-    """Raised by :func:`dataset_mean_attention_distance` when its ``cancel`` event is set."""
 
 
 @dataclass(frozen=True)
@@ -139,21 +134,6 @@ def batch_mad(vm: VisionModel, x: torch.Tensor, resolution: int, renormalize: bo
 
 
 SubmitFn = Callable[[torch.Tensor], "Future[BatchMad]"]
-WAIT_S = 0.2  # while batches run, ``cancel`` is checked this often
-
-
-def _here(vm: VisionModel, resolution: int, renormalize: bool) -> SubmitFn:
-    """The default ``submit``: run the batch now, on the calling thread."""
-
-    def submit(x: torch.Tensor) -> Future[BatchMad]:
-        future: Future[BatchMad] = Future()
-        try:
-            future.set_result(batch_mad(vm, x, resolution, renormalize))
-        except Exception as e:  # noqa: BLE001 - raised where the loop collects it
-            future.set_exception(e)
-        return future
-
-    return submit
 
 
 def dataset_mean_attention_distance(
@@ -182,59 +162,20 @@ def dataset_mean_attention_distance(
     The batches' means are combined in batch order, MAD = sum_b n_b * MAD_b / sum_b n_b, then converted to
     ``unit`` (MAD is linear in d).
     """
-    if batch_size < 1 or window < 1:
-        raise ValueError(f"batch_size and window must be >= 1, not {batch_size} and {window}")
     res = vm.check_resolution(resolution)
     info = vm.info
     grid = info.grid(res, res)
     patch_distances(grid, info.patch_size, unit)  # validates the unit before any forward
-    submit = submit or _here(vm, res, renormalize)
-    total = len(images) if isinstance(images, Sized) else None
-    futures: list[Future[BatchMad]] = []  # in batch order
-    pending: set[Future[BatchMad]] = set()
-    done_images = 0
-
-    def check_cancel() -> None:
-        if cancel is not None and cancel.is_set():
-            for f in pending:
-                f.cancel()
-            raise Cancelled(f"cancelled after {done_images} images")
-
-    def collect(most: int) -> None:
-        """Wait until at most ``most`` batches are in flight, reporting progress as they finish."""
-        nonlocal done_images
-        while len(pending) > most:
-            check_cancel()
-            finished, _ = wait(pending, timeout=WAIT_S, return_when=FIRST_COMPLETED)
-            for f in finished:
-                pending.discard(f)
-                done_images += f.result().n_images
-            if finished and progress is not None:
-                progress(done_images, total)
-
-    batch: list[torch.Tensor] = []
-
-    def flush() -> None:
-        check_cancel()
-        x = torch.cat(batch, dim=0)  # (B, 3, R, R)
-        batch.clear()
-        collect(window - 1)
-        futures.append(submit(x))
-        pending.add(futures[-1])
-
-    if progress is not None:
-        progress(0, total)
-    for image in images:
-        check_cancel()
-        batch.append(vm.prepare(image, res)[0])  # (1, 3, R, R)
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
-    collect(0)
-    if not futures:
-        raise ValueError("no images were given")
-    batches = [f.result() for f in futures]
+    batches = run_batches(
+        images,
+        lambda image: vm.prepare(image, res)[0],  # (1, 3, R, R)
+        submit or (lambda x: run_now(batch_mad, vm, x, res, renormalize)),
+        lambda b: b.n_images,
+        batch_size,
+        window,
+        progress,
+        cancel,
+    )
     n = sum(b.n_images for b in batches)
     mad_px = sum(b.mad * b.n_images for b in batches) / n  # (L, H) float64
     mad = convert_unit(mad_px, grid, info.patch_size, unit)  # (L, H)

@@ -6,9 +6,10 @@ DINOv2 ViT-S/14 at 448 px). :func:`set_views` then fits one PCA (``features.feat
 (``features.kmeans_parts``) over them. Memory of a set of n images: n * P * D * 2 (the kept features) plus the
 fits' float64 working copies, about n * P * D * 8 * 2 (pooled features and their centred copy) + n * P * k * 8.
 
-The loop mirrors :func:`models.vision.distance.dataset_mean_attention_distance`: ``submit(x)`` runs one batch's
-forward (a server passes its compute queue, so single-image requests interleave), ``progress(done, total)`` is
-called as batches finish, ``cancel`` is checked before every image and batch (:class:`Cancelled`).
+The loop is the distance jobs' (:func:`models.vision.batches.run_batches`): ``submit(x) -> Future`` runs one
+batch's forward (a server passes its compute queue, so single-image requests interleave), ``progress(done, total)``
+is called as batches finish, ``cancel`` is checked before every image and batch and while one runs
+(:class:`models.vision.batches.Cancelled`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ import torch
 from PIL import Image
 
 from models.vision.analysis import VisionModel
-from models.vision.distance import Cancelled
+from models.vision.batches import ProgressFn, run_batches, run_now
 from models.vision.features import FeaturePCA, KMeansResult, feature_pca_set, kmeans_parts
 
-ProgressFn = Callable[[int, int | None], None]
-FeatureSubmit = Callable[[torch.Tensor], "Future[np.ndarray] | np.ndarray"]
+FeatureSubmit = Callable[[torch.Tensor], "Future[np.ndarray]"]
 
 
 def batch_features(vm: VisionModel, x: torch.Tensor) -> np.ndarray:
@@ -47,39 +47,17 @@ def dataset_features(
     submit: FeatureSubmit | None = None,
 ) -> list[np.ndarray]:
     """Per image (P, D) float16 patch features, in the images' order."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
     res = vm.check_resolution(resolution)
-    total = len(images)
-    out: list[np.ndarray] = []
-    batch: list[torch.Tensor] = []
-
-    def check() -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(f"cancelled after {len(out)} images")
-
-    def flush() -> None:
-        check()
-        x = torch.cat(batch)  # (B, 3, R, R)
-        batch.clear()
-        result = submit(x) if submit is not None else batch_features(vm, x)
-        feats = result.result() if isinstance(result, Future) else result  # (B, P, D)
-        out.extend(np.ascontiguousarray(f) for f in feats)
-        if progress is not None:
-            progress(len(out), total)
-
-    if progress is not None:
-        progress(0, total)
-    for image in images:
-        check()
-        batch.append(vm.preprocess(image, res)[0])  # (1, 3, R, R)
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
-    if not out:
-        raise ValueError("no images were given")
-    return out
+    batches = run_batches(
+        images,
+        lambda image: vm.preprocess(image, res)[0],  # (1, 3, R, R) on the CPU
+        submit or (lambda x: run_now(batch_features, vm, x)),
+        len,
+        batch_size,
+        progress=progress,
+        cancel=cancel,
+    )
+    return [np.ascontiguousarray(f) for feats in batches for f in feats]  # per image (P, D)
 
 
 @dataclass(frozen=True)

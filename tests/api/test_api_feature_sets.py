@@ -43,6 +43,9 @@ def test_sample_set_job_matches_the_core(client) -> None:
     again = client.post("/api/vision/feature-sets/jobs", data={"model": "tiny_vit", "k": 3, "seed": 2}).json()
     assert again["reused"] is True and again["result"] == res
     assert client.get(f"/api/distance/jobs/{body['job_id']}").status_code == 404  # not a distance job
+    # nor through the distance job's cancel route (it would read a distance job's params): 404, not 500
+    assert client.post(f"/api/distance/jobs/{body['job_id']}/cancel").status_code == 404
+    assert client.get(body["job_url"]).json()["status"] == "done"
 
 
 def test_upload_set_job(client) -> None:
