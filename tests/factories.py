@@ -131,6 +131,19 @@ def make_tiny_vit(arch: str = "vit_tiny_patch16_224", **overrides: Any) -> torch
     return timm.create_model(arch, pretrained=False, **kwargs).eval()
 
 
+def tiny_layerscale_vit(img_size: int = 28) -> torch.nn.Module:
+    """A DINOv2-shaped timm ViT (``vit_small_patch14_dinov2``: 14 px patches, LayerScale, here initialised at
+    0.5), width 32, 2 blocks of 4 heads, ``img_size`` px, random init under seed 0, eval."""
+    import timm
+    import torch
+
+    torch.manual_seed(0)
+    return timm.create_model(
+        "vit_small_patch14_dinov2", pretrained=False, img_size=img_size, embed_dim=32, depth=2, num_heads=4,
+        init_values=0.5,
+    ).eval()  # fmt: skip
+
+
 def random_vit(
     cls: type, id: str, label: str, arch_tag: str = "vit_tiny_patch16_224.random", **timm_kwargs: Any
 ):

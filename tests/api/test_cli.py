@@ -16,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import timm
-import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -25,69 +23,17 @@ from app.cli import build_parser, main, serve_settings, text_kind
 from app.main import create_app
 from app.serialization import decode_typed_array
 from app.settings import Settings, load_settings
+from tests.api.conftest import ARCH, KWARGS_ARG, VIT_KWARGS, analyze
 
 ROOT = Path(__file__).resolve().parents[2]
-ARCH = "vit_tiny_patch16_224"
-VIT_KWARGS = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4)
-KWARGS_ARG = ",".join(f"{k}={v}" for k, v in VIT_KWARGS.items())  # img_size=32,patch_size=8,...
 SENTENCE = "The animal didn't cross the street because it was too tired."
 FLOAT32_ROUNDING = 1e-6  # float32 eps (1.2e-7) x a margin of ~8: the same ops, in the same process
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    """The tiny models and an image, saved once for the module."""
-    from safetensors.torch import save_file
-    from timm.models import save_for_hf
-
-    from models.text.random_models import build_random_text_model
-
-    d = tmp_path_factory.mktemp("cli")
-    torch.manual_seed(0)
-    vit = timm.create_model(ARCH, pretrained=False, num_classes=10, **VIT_KWARGS).eval()
-    save_file(vit.state_dict(), str(d / "tiny_vit.safetensors"))
-    save_for_hf(
-        vit, str(d / "vit_folder"), model_args={**VIT_KWARGS, "num_classes": 10}, safe_serialization=True
-    )
-    bert, tok = build_random_text_model("bert")  # 2 layers x 4 heads, MiniLM's WordPiece tokenizer
-    bert.save_pretrained(d / "my_bert")
-    tok.save_pretrained(d / "my_bert")
-    rgb = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
-    Image.fromarray(rgb).save(d / "img.png")
-    (d / "base.toml").write_text(
-        f'device = "cpu"\npreload = false\ncache_dir = "{d / "cache"}"\n'
-        'allowed_hosts = ["testserver", "127.0.0.1"]\n'
-    )
-    return {
-        "dir": d,
-        "ckpt": d / "tiny_vit.safetensors",
-        "folder": d / "vit_folder",
-        "bert": d / "my_bert",
-        "image": d / "img.png",
-        "toml": d / "base.toml",
-    }
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    """No ATLAS_* variable of the caller's shell leaks into these tests."""
-    import os
-
-    for key in [k for k in os.environ if k.startswith("ATLAS_")]:
-        monkeypatch.delenv(key)
+# the models and the image: the ``files`` fixture of tests/api/conftest.py
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def settings_from(*argv: str) -> Settings:
     return serve_settings(build_parser().parse_args(["serve", *argv]))
-
-
-def analyze(client: TestClient, image: Path, model: str, **form) -> dict:
-    data = image.read_bytes()
-    r = client.post(
-        "/api/vision/analyze", files={"image": ("img.png", data, "image/png")}, data={"model": model, **form}
-    )
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_checkpoint_and_timm_folder_flags_serve(files) -> None:

@@ -3,54 +3,16 @@ models/influence/run.py for the same input (a local BERT folder and a timm check
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import timm
-import torch
-from PIL import Image
 
 from app.cli import main
 from models.influence import run
 from models.text.analysis import TextModelSpec, load_text_model
+from tests.api.conftest import ARCH, KWARGS_ARG
 
-ARCH = "vit_tiny_patch16_224"
-VIT_KWARGS = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4)
-KWARGS_ARG = ",".join(f"{k}={v}" for k, v in VIT_KWARGS.items())
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    from safetensors.torch import save_file
-
-    from models.text.random_models import build_random_text_model
-
-    d = tmp_path_factory.mktemp("cli-influence")
-    torch.manual_seed(0)
-    vit = timm.create_model(ARCH, pretrained=False, num_classes=10, **VIT_KWARGS).eval()
-    save_file(vit.state_dict(), str(d / "tiny_vit.safetensors"))
-    bert, tok = build_random_text_model("bert")
-    bert.save_pretrained(d / "my_bert")
-    tok.save_pretrained(d / "my_bert")
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(
-        d / "img.png"
-    )
-    (d / "base.toml").write_text(f'device = "cpu"\npreload = false\ncache_dir = "{d / "cache"}"\n')
-    return {
-        "ckpt": d / "tiny_vit.safetensors",
-        "bert": d / "my_bert",
-        "image": d / "img.png",
-        "toml": d / "base.toml",
-    }
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    import os
-
-    for key in [k for k in os.environ if k.startswith("ATLAS_")]:
-        monkeypatch.delenv(key)
+# the models and the image: the ``files`` fixture of tests/api/conftest.py
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_text_export_influence(files, tmp_path):

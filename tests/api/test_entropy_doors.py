@@ -9,23 +9,15 @@ import math
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from app.cli import build_parser
 from app.export import export_image
 from app.main import create_app
 from app.notebook import show_vision
 from app.serialization import decode_typed_array
+from tests.api.conftest import analyze
 from tests.conftest import tiny_settings
 from tests.models.test_views import brute_entropy
-
-
-@pytest.fixture
-def image_path(tmp_path):
-    rng = np.random.default_rng(3)
-    path = tmp_path / "photo.png"
-    Image.fromarray((rng.random((40, 52, 3)) * 255).astype(np.uint8)).save(path)
-    return path
 
 
 def test_entropy_through_web_notebook_and_export(tmp_path, image_path, monkeypatch):
@@ -34,10 +26,7 @@ def test_entropy_through_web_notebook_and_export(tmp_path, image_path, monkeypat
 
     # (a) the web: POST analyze, then GET the entropy view of every layer and head
     with TestClient(create_app(settings)) as client:
-        r = client.post(
-            "/api/vision/analyze", files={"image": ("p.png", image_path.read_bytes(), "image/png")}
-        )
-        aid = r.json()["analysis_id"]
+        aid = analyze(client, image_path)["analysis_id"]
         maps_web = client.app.state.atlas.vision_analysis(aid).attentions.float().numpy()  # (L, H, N, N)
         web = np.zeros((L, H, R * C), np.float32)
         for layer in range(L):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from app.cli import build_parser
 from app.export import export_image
@@ -15,15 +14,8 @@ from app.main import create_app
 from app.model_args import CliError
 from app.notebook import features_pca_set, show_vision
 from app.serialization import decode_typed_array
+from tests.api.conftest import analyze
 from tests.conftest import tiny_settings
-
-
-@pytest.fixture
-def image_path(tmp_path):
-    rng = np.random.default_rng(4)
-    path = tmp_path / "photo.png"
-    Image.fromarray((rng.random((40, 52, 3)) * 255).astype(np.uint8)).save(path)
-    return path
 
 
 def brute_cosine(x: np.ndarray, q: int) -> np.ndarray:
@@ -33,10 +25,7 @@ def brute_cosine(x: np.ndarray, q: int) -> np.ndarray:
 def test_features_and_norms_through_web_notebook_and_export(tmp_path, image_path, monkeypatch):
     settings = tiny_settings(tmp_path)  # tiny_vit: 3 layers x 4 heads, 4 x 4 patches + [CLS], width 32
     with TestClient(create_app(settings)) as client:
-        r = client.post(
-            "/api/vision/analyze", files={"image": ("p.png", image_path.read_bytes(), "image/png")}
-        )
-        aid = r.json()["analysis_id"]
+        aid = analyze(client, image_path)["analysis_id"]
         a = client.app.state.atlas.vision_analysis(aid)
         web_first = decode_typed_array(client.get(f"/api/vision/analysis/{aid}/features").json()["first"])
         web_sim = decode_typed_array(

@@ -4,17 +4,21 @@ serves, and the notebook's ``result.value_weighted`` equals the maps recomputed 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from app.cli import main
 from app.main import create_app
 from app.serialization import decode_typed_array
-from tests.api.test_cli import ARCH, KWARGS_ARG, SENTENCE, analyze, clean_env, files, settings_from  # noqa: F401
+from tests.api.conftest import ARCH, KWARGS_ARG, analyze
+from tests.api.test_cli import SENTENCE, settings_from
+
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 EXACT = 1e-6  # the same float32 ops in the same process (test_cli's FLOAT32_ROUNDING)
 
 
-def test_export_writes_the_norms_the_api_serves(files, tmp_path) -> None:  # noqa: F811
+def test_export_writes_the_norms_the_api_serves(files, tmp_path) -> None:
     model = f"{files['ckpt']},{KWARGS_ARG},arch={ARCH}"
     out, text_out = tmp_path / "v.npz", tmp_path / "t.npz"
     common = ["export", "--config", str(files["toml"])]

@@ -26,6 +26,17 @@ def poll(page, script: str, what: str, timeout_s: float = 60):
         page.wait_for_selector("body")  # one round trip to the page between tries
 
 
+def painted(page, selector: str) -> bool:
+    """The canvas matched by ``selector`` has a size and at least one non-transparent, non-white pixel."""
+    return page.evaluate(
+        f"""() => {{ const c = document.querySelector({selector!r});
+        if (!c || !c.width || !c.height) return false;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < d.length; i += 4) if (d[i + 3] && (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250)) return true;
+        return false; }}"""
+    )
+
+
 def js_errors(page) -> list[str]:
     """The page's JS errors, minus the browser's own "Failed to load resource" log lines (the favicon probe and
     the 4xx answers that tests provoke on purpose)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from app.middleware import CSP
-from tests.browser.pages import poll
+from tests.browser.pages import painted, poll
 from tests.factories import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -23,17 +23,6 @@ def plotted(page, div_id: str) -> int:
     return page.evaluate(
         f"""() => {{ const d = document.getElementById({div_id!r});
         return d && d.data && d.querySelector('.main-svg') ? d.data.length : 0; }}"""
-    )
-
-
-def painted(page, selector: str) -> bool:
-    """The canvas matched by ``selector`` has a size and at least one non-transparent, non-white pixel."""
-    return page.evaluate(
-        f"""() => {{ const c = document.querySelector({selector!r});
-        if (!c || !c.width || !c.height) return false;
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        for (let i = 0; i < d.length; i += 4) if (d[i + 3] && (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250)) return true;
-        return false; }}"""
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.pages import OVERLAY, RECORD_VIOLATIONS, poll
+from tests.browser.pages import OVERLAY, RECORD_VIOLATIONS, painted, poll
 from tests.factories import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -45,16 +45,6 @@ def in_view(page, selector: str) -> bool:
     return page.evaluate(
         f"() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();"
         " return r.height > 0 && r.top >= 0 && r.top < window.innerHeight; }"
-    )
-
-
-def painted(page, selector: str) -> bool:
-    return page.evaluate(
-        f"""() => {{ const c = document.querySelector({selector!r});
-        if (!c || !c.width || !c.height) return false;
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        for (let i = 0; i < d.length; i += 4) if (d[i + 3] && (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250)) return true;
-        return false; }}"""
     )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import socket
 import time
 from collections.abc import Iterator
 
@@ -29,40 +28,16 @@ from app.cluster.__main__ import start, stop  # noqa: E402
 from app.cluster.loopback import listeners, local_ray_processes  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.server import is_loopback  # noqa: E402
-from app.settings import Settings, VisionModelEntry  # noqa: E402
-from tests.conftest import run_in_own_loop  # noqa: E402
-from tests.factories import photo_bytes, tiny_settings  # noqa: E402
-
-RETRY_AFTER_S = 3
-# slow enough (tens of ms per forward on one thread) that concurrent requests overlap in the replica
-SLOW_VIT = VisionModelEntry(
-    id="small_vit",
-    arch_tag="vit_small_patch16_224.random",
-    source="random",
-    label="Random ViT-S/16, 4 blocks (tests)",
-    timm_kwargs=dict(depth=4, num_classes=10),
+from app.settings import Settings  # noqa: E402
+from tests.cluster.conftest import (  # noqa: E402
+    assert_refused_as_the_app,
+    forward_burst,
+    free_port,
+    make_settings,
+    post_forward,
 )
-APP = "atlas-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def make_settings(tmp_path) -> Settings:
-    base = tiny_settings(tmp_path)
-    return tiny_settings(
-        tmp_path,
-        secret_key="cluster-tests-secret-of-32-bytes",  # same ids in the local and the Serve app
-        vision_models=[*base.models.vision_models, SLOW_VIT],
-        retry_after_s=RETRY_AFTER_S,
-        serve_app_name=APP,
-        max_ongoing_requests=1,
-        max_queued_requests=2,
-        num_cpus_per_replica=1,
-    )
+from tests.conftest import run_in_own_loop  # noqa: E402
+from tests.factories import photo_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -154,43 +129,13 @@ def test_distance_job_through_serve_equals_local(cluster, local) -> None:
     np.testing.assert_allclose(decode(job["result"]["mad"]), decode(want["result"]["mad"]), rtol=1e-5)
 
 
-def assert_app_503(r: httpx.Response) -> None:
-    """The app's refusal: 503, ``Retry-After`` and the JSON body of app/errors.py ``busy``."""
-    assert r.status_code == 503
-    assert r.headers["Retry-After"] == str(RETRY_AFTER_S), r.headers
-    assert r.headers["content-type"] == "application/json", r.text
-    body = r.json()
-    assert set(body) == {"detail", "retry_after_s"}, body
-    assert body["retry_after_s"] == RETRY_AFTER_S and "try again" in body["detail"]
-
-
 def test_overload_answers_503_with_retry_after(cluster) -> None:
     """1 replica x max_ongoing_requests 1 + max_queued_requests 2: a burst of 16 distinct forwards sees
     Serve's backpressure as the app's 503 JSON + Retry-After, every one of them, and nothing else fails.
     (The app answers every refusal itself, so which component is faster does not decide the answer's
     shape.)"""
     url, _ = cluster
-
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-            return await asyncio.gather(
-                *(
-                    http.post(
-                        "/api/vision/analyze",
-                        files={"image": ("x.png", photo_bytes(100 + i, 64, high=255), "image/png")},
-                        data={"model": "small_vit"},
-                    )
-                    for i in range(16)
-                )
-            )
-
-    responses = run_in_own_loop(burst)
-    codes = [r.status_code for r in responses]
-    assert set(codes) <= {200, 503}, codes
-    assert 503 in codes and 200 in codes, codes
-    for r in responses:
-        if r.status_code == 503:
-            assert_app_503(r)
+    assert_refused_as_the_app(forward_burst(url, 100))
 
 
 def test_front_never_refuses_a_burst(cluster) -> None:
@@ -233,16 +178,7 @@ def test_killed_model_replica_is_replaced(cluster) -> None:
 
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-                sent = [
-                    asyncio.ensure_future(
-                        client.post(
-                            "/api/vision/analyze",
-                            files={"image": ("x.png", photo_bytes(200 + i, 64, high=255), "image/png")},
-                            data={"model": "small_vit"},
-                        )
-                    )
-                    for i in range(3)
-                ]
+                sent = [asyncio.ensure_future(post_forward(client, 200 + i)) for i in range(3)]
                 await asyncio.sleep(0.3)  # the first forward is running in the replica
                 ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
                 return await asyncio.gather(*sent)

@@ -5,7 +5,6 @@ app's JSON 503 under backpressure, and every listener (the proxy's included) on 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import httpx
@@ -17,9 +16,7 @@ serve = pytest.importorskip("ray.serve")
 from app.cluster.__main__ import start, stop  # noqa: E402
 from app.cluster.loopback import listeners, local_ray_processes  # noqa: E402
 from app.server import is_loopback  # noqa: E402
-from tests.cluster.test_cluster_serve import assert_app_503, free_port, make_settings  # noqa: E402
-from tests.conftest import run_in_own_loop  # noqa: E402
-from tests.factories import photo_bytes  # noqa: E402
+from tests.cluster.conftest import assert_refused_as_the_app, forward_burst, free_port, make_settings  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,25 +40,7 @@ def test_serve_front_answers_and_refuses_as_the_app(serve_front) -> None:
         r = http.post("/api/vision/analyze", data={"sample": "coffee", "model": "small_vit"})
         assert r.status_code in (200, 503), r.text
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-            return await asyncio.gather(
-                *(
-                    http.post(
-                        "/api/vision/analyze",
-                        files={"image": ("x.png", photo_bytes(300 + i, 64, high=255), "image/png")},
-                        data={"model": "small_vit"},
-                    )
-                    for i in range(16)
-                )
-            )
-
-    responses = run_in_own_loop(burst)
-    codes = [r.status_code for r in responses]
-    assert set(codes) <= {200, 503} and 200 in codes and 503 in codes, codes
-    for r in responses:
-        if r.status_code == 503:
-            assert_app_503(r)
+    assert_refused_as_the_app(forward_burst(url, 300))
 
 
 def test_serve_front_listens_on_loopback_only(serve_front) -> None:

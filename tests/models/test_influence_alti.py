@@ -6,7 +6,6 @@ sublayer, d_ij = max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1) normalised over j. Tin
 from __future__ import annotations
 
 import numpy as np
-import timm
 import torch
 
 from models.influence.alti import (
@@ -17,6 +16,7 @@ from models.influence.alti import (
 )
 from models.influence.trace import bert_parts, paper_encoder_parts, trace_post_ln, trace_vit
 from models.text.random_models import build_random_text_model
+from tests.factories import tiny_layerscale_vit
 
 
 def brute_contributions(parts: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
@@ -99,11 +99,7 @@ def test_paper_encoder_layer_contributions_match_brute_force():
 
 @torch.no_grad()
 def test_vit_layerscale_contributions_match_brute_force():
-    torch.manual_seed(0)
-    vit = timm.create_model(
-        "vit_small_patch14_dinov2", pretrained=False, img_size=28, embed_dim=32, depth=2, num_heads=4,
-        init_values=0.5,
-    ).eval()  # fmt: skip
+    vit = tiny_layerscale_vit(28)
     x_img = torch.randn(1, 3, 28, 28)
     layers, _ = trace_vit(vit, x_img)
     blk = vit.blocks[1]

@@ -5,11 +5,11 @@ time), and the areas against numpy's trapezoid rule."""
 from __future__ import annotations
 
 import numpy as np
-import timm
 import torch
 
 from models.influence.curves import auc, bert_pair_score, curves, order, seq2seq_score, step_counts, vit_score
 from models.text.random_models import build_random_text_model
+from tests.factories import tiny_layerscale_vit
 
 
 def brute(score_one, rankings, steps):
@@ -33,11 +33,7 @@ def test_step_counts_and_auc():
 
 @torch.no_grad()
 def test_vit_curves_match_a_loop_over_single_images():
-    torch.manual_seed(0)
-    vit = timm.create_model(
-        "vit_small_patch14_dinov2", pretrained=False, img_size=42, embed_dim=32, depth=2, num_heads=4,
-        init_values=0.5,
-    ).eval()  # fmt: skip
+    vit = tiny_layerscale_vit(42)
     x = torch.randn(1, 3, 42, 42)
     P = 9
     rankings = {"a": np.random.default_rng(0).random(P), "b": np.arange(P, dtype=float)}

@@ -3,7 +3,6 @@ equations (5-10), and the gradients the runners use against central finite diffe
 
 from __future__ import annotations
 
-import timm
 import torch
 
 from models.influence.relevancy import (
@@ -15,6 +14,7 @@ from models.influence.relevancy import (
     weighted_attention,
 )
 from models.text.random_models import build_random_text_model
+from tests.factories import tiny_layerscale_vit
 
 
 def test_self_rule_by_hand():
@@ -68,11 +68,7 @@ def _perturbed_target(vit, x, layer, E, eps):
 
 
 def test_vit_relevance_gradients_match_finite_differences():
-    torch.manual_seed(0)
-    vit = timm.create_model(
-        "vit_small_patch14_dinov2", pretrained=False, img_size=28, embed_dim=32, depth=2, num_heads=4,
-        init_values=0.5,
-    ).eval().double()  # fmt: skip
+    vit = tiny_layerscale_vit(28).double()
     x = torch.randn(1, 3, 28, 28, dtype=torch.float64)
     from models.influence.relevancy import feature_target
     from models.influence.trace import trace_vit

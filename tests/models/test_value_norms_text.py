@@ -20,8 +20,19 @@ from tests.models.test_value_norms import brute, close, randomise
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _linear(mod):
-    return mod.weight, mod.bias, mod.weight, mod.bias  # value W, b; output W, b (nn.Linear layout)
+def seq2seq_sites(encoder_layers, decoder_layers, cross: str, value: str, output: str) -> list:
+    """Sites of an encoder-decoder whose attention modules hold nn.Linear value and output projections (``value``
+    and ``output`` name them; ``cross`` names a decoder layer's cross-attention; ``self_attn`` is the self one)."""
+    out = []
+    for side, layers in (("encoder", encoder_layers), ("decoder", decoder_layers)):
+        for i, layer in enumerate(layers):
+            mods = [(f"{side}_self", layer.self_attn)] + (
+                [("cross", getattr(layer, cross))] if side == "decoder" else []
+            )
+            for kind, m in mods:
+                v, o = getattr(m, value), getattr(m, output)
+                out.append((kind, i, v, o, lambda v=v, o=o: (v.weight, v.bias, o.weight, o.bias)))
+    return out
 
 
 def sites(arch: str, model) -> list[tuple[str, int, torch.nn.Module, torch.nn.Module, callable]]:
@@ -41,40 +52,10 @@ def sites(arch: str, model) -> list[tuple[str, int, torch.nn.Module, torch.nn.Mo
 
             out.append(("decoder_self", i, a.c_attn, a.c_proj, w))
     elif arch == "marian":
-        for side, layers in (
-            ("encoder", model.model.encoder.layers),
-            ("decoder", model.model.decoder.layers),
-        ):
-            for i, layer in enumerate(layers):
-                mods = [(f"{side}_self", layer.self_attn)] + (
-                    [("cross", layer.encoder_attn)] if side == "decoder" else []
-                )
-                for kind, m in mods:
-                    out.append(
-                        (
-                            kind,
-                            i,
-                            m.v_proj,
-                            m.out_proj,
-                            lambda m=m: (m.v_proj.weight, m.v_proj.bias, m.out_proj.weight, m.out_proj.bias),
-                        )
-                    )
+        m = model.model
+        out = seq2seq_sites(m.encoder.layers, m.decoder.layers, "encoder_attn", "v_proj", "out_proj")
     elif arch == "dates":
-        for side, layers in (("encoder", model.encoder.layers), ("decoder", model.decoder.layers)):
-            for i, layer in enumerate(layers):
-                mods = [(f"{side}_self", layer.self_attn)] + (
-                    [("cross", layer.cross_attn)] if side == "decoder" else []
-                )
-                for kind, m in mods:
-                    out.append(
-                        (
-                            kind,
-                            i,
-                            m.w_v,
-                            m.w_o,
-                            lambda m=m: (m.w_v.weight, m.w_v.bias, m.w_o.weight, m.w_o.bias),
-                        )
-                    )
+        out = seq2seq_sites(model.encoder.layers, model.decoder.layers, "cross_attn", "w_v", "w_o")
     return out
 
 

@@ -4,7 +4,7 @@ import { apiPost, isCancelled, showError } from "../lib/api.js";
 import { paintGrid } from "../lib/colormap.js";
 import { el } from "../lib/dom.js";
 import { decodeTyped } from "../lib/typed.js";
-import { blockName, fmt, headsOf, signed } from "./heads.js";
+import { blockName, fmt, headsOrWhyNot, signed } from "./heads.js";
 
 function gridTable(block, kind, layers, heads, cut, onToggle) {
   const rows = [];
@@ -69,12 +69,9 @@ function outcome(r, ctx) {
 }
 
 export async function mount(root, ctx) {
+  const info = await headsOrWhyNot(root, ctx);
+  if (!info) return;
   const body = root.querySelector('[data-role="body"]');
-  const info = await headsOf(ctx);
-  if (!info.kind) {
-    body.replaceChildren(el("p", { class: "muted small" }, `Not available for ${info.label}: ${info.reason}`));
-    return;
-  }
   const cut = new Set();
   let ctl = null;
   const mode = el("select", { "aria-label": "Ablation mode" },

@@ -2,6 +2,7 @@
 // /api/influence/heads, asked once per model), block names, and a light background colour for a value in
 // [0, 1] under dark text (white -> orange keeps black text above 4.5:1 contrast everywhere).
 import { apiGet } from "../lib/api.js";
+import { el } from "../lib/dom.js";
 
 const cache = new Map(); // "family|model" -> Promise of the /api/influence/heads answer
 
@@ -14,6 +15,16 @@ export function headsOf(ctx) {
     cache.set(key, p);
   }
   return cache.get(key);
+}
+
+// The heads of the section's model, or null after saying in the section's body why this model has none to cut
+// (a section mounts only when this gives heads).
+export async function headsOrWhyNot(root, ctx) {
+  const info = await headsOf(ctx);
+  if (info.kind) return info;
+  root.querySelector('[data-role="body"]').replaceChildren(
+    el("p", { class: "muted small" }, `Not available for ${info.label}: ${info.reason}`));
+  return null;
 }
 
 export const BLOCK_NAMES = {

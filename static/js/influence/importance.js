@@ -4,7 +4,7 @@
 import { apiGet, apiPost, isCancelled, showError } from "../lib/api.js";
 import { el } from "../lib/dom.js";
 import { decodeTyped } from "../lib/typed.js";
-import { blockName, fmt, headsOf, signed, warm } from "./heads.js";
+import { blockName, fmt, headsOrWhyNot, signed, warm } from "./heads.js";
 
 const METRICS = {
   exact_match: "exact match",
@@ -69,12 +69,9 @@ function render(host, res, kind) {
 }
 
 export async function mount(root, ctx) {
+  const info = await headsOrWhyNot(root, ctx);
+  if (!info) return;
   const body = root.querySelector('[data-role="body"]');
-  const info = await headsOf(ctx);
-  if (!info.kind) {
-    body.replaceChildren(el("p", { class: "muted small" }, `Not available for ${info.label}: ${info.reason}`));
-    return;
-  }
   const mode = el("select", { "aria-label": "Ablation mode of the map" },
     el("option", { value: "zero" }, "zero-ablation"), el("option", { value: "mean" }, "mean-ablation"));
   const go = el("button", { type: "button", class: "primary" }, `Compute the map (${info.ablations} runs over ${info.eval_set})`);

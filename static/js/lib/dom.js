@@ -15,6 +15,18 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// The keyboard-widget canvas of `host` (class `className`), made on the first call and reused after: focusable,
+// role "application" so that screen readers pass the arrow keys through, `roledescription` saying what it is.
+// `wire(canvas)` runs once, when it is made (its listeners read the host's latest props).
+export function widgetCanvas(host, className, roledescription, wire) {
+  const found = host.querySelector(`canvas.${className}`);
+  if (found) return found;
+  const canvas = el("canvas", { class: className, tabindex: "0", role: "application", "aria-roledescription": roledescription });
+  host.replaceChildren(canvas);
+  wire(canvas);
+  return canvas;
+}
+
 // For the few places that need a string of HTML (plotly hover text and tick labels interpret tags).
 export function escapeHTML(s) {
   return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));

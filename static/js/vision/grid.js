@@ -1,6 +1,7 @@
 // Model view: every layer x head CLS map as a small thumbnail on ONE canvas (plotly slows past ~30 traces),
 // rows = layers, columns = heads + a "mean" column. Click or arrow keys select; the selection is outlined.
 import { paintGrid, valueRange } from "../lib/colormap.js";
+import { widgetCanvas } from "../lib/dom.js";
 import { fromApi } from "../lib/numbering.js";
 import { CLIP_QUANTILE } from "./overlay.js";
 
@@ -99,17 +100,10 @@ function hit(g, px, py) {
 // onSelect(layer, col), describedBy (id of its caption)}; col === H is the mean column. Re-render by calling
 // again with new props.
 export function renderModelGrid(host, props) {
-  let canvas = host.querySelector("canvas.vz-grid-canvas");
-  if (!canvas) {
-    canvas = document.createElement("canvas");
-    canvas.className = "vz-grid-canvas";
-    canvas.tabIndex = 0;
-    // A keyboard widget (the arrow keys move the selection): role "application" so screen readers pass the
-    // keys through; the label says what is selected, the caption below says how to read the thumbnails.
-    canvas.setAttribute("role", "application");
-    canvas.setAttribute("aria-roledescription", "model view");
+  // A keyboard widget (the arrow keys move the selection): the label says what is selected, the caption below
+  // says how to read the thumbnails.
+  const canvas = widgetCanvas(host, "vz-grid-canvas", "model view", (canvas) => {
     if (props.describedBy) canvas.setAttribute("aria-describedby", props.describedBy);
-    host.replaceChildren(canvas);
     canvas.addEventListener("click", (e) => {
       const r = canvas.getBoundingClientRect();
       const cell = hit(host._g, e.clientX - r.left, e.clientY - r.top);
@@ -134,7 +128,7 @@ export function renderModelGrid(host, props) {
       p.onSelect(nl, nc);
     });
     new ResizeObserver(() => { if (host._props) host._g = draw(canvas, host._props); }).observe(host);
-  }
+  });
   host._props = props;
   host._g = draw(canvas, props);
   return canvas;

@@ -1,6 +1,7 @@
 // The big view: the photo the model saw, with one attention map over it (nearest-neighbour upscaled patch grid,
 // or smoothed), the query patch outlined. Hover/click report the patch under the pointer.
 import { drawColorbar, paintGrid, valueRange } from "../lib/colormap.js";
+import { widgetCanvas } from "../lib/dom.js";
 
 export const CLIP_QUANTILE = 0.98; // "Clip top 2%": values above this quantile saturate
 
@@ -74,16 +75,9 @@ function draw(canvas, p) {
 // onKey(keydown event), onFocus(), onBlur(), describedBy (id of the text alternative)}.
 // Returns {canvas, range: {min, max, clipped}}.
 export function renderOverlay(host, props) {
-  let canvas = host.querySelector("canvas.vz-overlay-canvas");
-  if (!canvas) {
-    canvas = document.createElement("canvas");
-    canvas.className = "vz-overlay-canvas";
-    // A keyboard widget (Tab focuses it, the arrow keys move a query cursor): role "application" so screen
-    // readers pass the keys through; what it shows is read from the live region and the top-k table.
-    canvas.setAttribute("role", "application");
-    canvas.setAttribute("aria-roledescription", "attention map");
-    canvas.tabIndex = 0;
-    host.replaceChildren(canvas);
+  // A keyboard widget (Tab focuses it, the arrow keys move a query cursor): what it shows is read from the live
+  // region and the top-k table.
+  const canvas = widgetCanvas(host, "vz-overlay-canvas", "attention map", (canvas) => {
     canvas.addEventListener("keydown", (e) => host._props.onKey?.(e));
     // Focus from the keyboard (not from a click, which probes where it lands) shows the cursor.
     canvas.addEventListener("focus", () => { if (canvas.matches(":focus-visible")) host._props.onFocus?.(); });
@@ -103,7 +97,7 @@ export function renderOverlay(host, props) {
       if (idx !== null) p.onClick(idx);
     });
     new ResizeObserver(() => { if (host._props) draw(canvas, host._props); }).observe(canvas);
-  }
+  });
   host._props = props;
   canvas.style.cursor = props.interactive ? "crosshair" : "default";
   canvas.setAttribute("aria-label", `${props.meta.label || "attention map over the photo"}. ${props.interactive
