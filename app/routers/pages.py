@@ -13,6 +13,7 @@ from app.deps import StateDep
 from app.services.catalog import model_cards, text_model_choices, vision_model_choices
 from app.services.distance import MAX_FILES, MAX_IMAGES, sample_list
 from app.services.figures import BOUNDS, FAR_POSITIONS
+from app.state import AppState
 
 ROOT = Path(__file__).resolve().parents[2]
 templates = Jinja2Templates(directory=ROOT / "templates")
@@ -52,15 +53,19 @@ def plotly_js() -> FileResponse:
     )
 
 
-@router.get("/", response_class=HTMLResponse)
-def home(request: Request, state: StateDep) -> HTMLResponse:
+def default_models(state: AppState) -> dict[str, str]:
+    """The default model of each family, as the home page and the tour's live views name them."""
     m = state.settings.models
-    data = {
+    return {
         "text_model": m.default_text_model,
         "seq2seq_model": m.default_seq2seq_model,
         "vision_model": m.default_vision_model,
     }
-    return render(request, "home.html", "/", "Attention Atlas", data)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, state: StateDep) -> HTMLResponse:
+    return render(request, "home.html", "/", "Attention Atlas", default_models(state))
 
 
 @router.get("/about-models", response_class=HTMLResponse)
@@ -108,12 +113,7 @@ def scaling_page(request: Request) -> HTMLResponse:
 
 @router.get("/tour", response_class=HTMLResponse)
 def tour_page(request: Request, state: StateDep) -> HTMLResponse:
-    m = state.settings.models  # the live views of the tour use the default models
-    data = {
-        "bounds": BOUNDS,
-        "vision_model": m.default_vision_model,
-        "seq2seq_model": m.default_seq2seq_model,
-    }
+    data = {"bounds": BOUNDS, **default_models(state)}  # the tour's live views use the default models
     return render(request, "tour.html", "/tour", "Paper tour", data)
 
 

@@ -13,6 +13,7 @@ Groups of tokens are contiguous runs, so merging is ``np.add.reduceat`` (O(Tq Tk
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,46 +49,43 @@ class Axis:
     spans: list[tuple[int, int]]  # [start, end) of original token indices behind each label
 
 
+def number_words(
+    tokens: list[str], special: list[bool], starts: Callable[[str], bool], alone: Callable[[str], bool]
+) -> list[int | None]:
+    """Word index of each token (None for special tokens). A word starts after a special token, at a token
+    for which ``starts`` holds, and after a token that is a word on its own (``alone``: it starts one and
+    the next token starts another)."""
+    out: list[int | None] = []
+    word, boundary = -1, True
+    for tok, sp in zip(tokens, special, strict=True):
+        if sp:
+            out.append(None)
+            boundary = True
+            continue
+        if boundary or starts(tok) or alone(tok):
+            word += 1
+        out.append(word)
+        boundary = alone(tok)
+    return out
+
+
 def word_ids_from_pieces(tokens: list[str], special: list[bool]) -> list[int | None]:
     """Word index of each token from the piece markers alone ("##", "Ġ", "▁"); None for special tokens.
 
     Used when the tokenizer cannot say (slow tokenizers, generated ids). Without any marker style in
     the sequence, every token is its own word.
     """
-    marker_style = any(t.startswith(WORD_START) for t in tokens)  # else WordPiece (or no markers)
-    out: list[int | None] = []
-    word, prev_special = -1, True
-    for tok, sp in zip(tokens, special, strict=True):
-        if sp:
-            out.append(None)
-            prev_special = True
-            continue
-        starts_word = tok.startswith(WORD_START) if marker_style else not tok.startswith(CONTINUATION)
-        if prev_special or starts_word:
-            word += 1
-        out.append(word)
-        prev_special = False
-    return out
+    if any(t.startswith(WORD_START) for t in tokens):  # SentencePiece / byte-level BPE markers
+        return number_words(tokens, special, lambda t: t.startswith(WORD_START), lambda t: False)
+    return number_words(
+        tokens, special, lambda t: not t.startswith(CONTINUATION), lambda t: False
+    )  # WordPiece
 
 
 def char_word_ids(chars: list[str], special: list[bool], space: str = "␣") -> list[int | None]:
     """Word index for character tokens: a word is a run of non-space characters; each space is its own."""
-    out: list[int | None] = []
-    word, in_word = -1, False
-    for ch, sp in zip(chars, special, strict=True):
-        if sp:
-            out.append(None)
-            in_word = False
-        elif ch in (space, " "):
-            word += 1
-            out.append(word)
-            in_word = False
-        else:
-            if not in_word:
-                word += 1
-                in_word = True
-            out.append(word)
-    return out
+    is_space = lambda ch: ch in (space, " ")  # noqa: E731
+    return number_words(chars, special, lambda ch: False, is_space)
 
 
 def _piece_text(tok: str, first: bool) -> str:
