@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
-from app.services import influence_importance as imp
+from models.influence import ablation_run
 from tests.browser.conftest import serve
 from tests.browser.pages import js_errors
 from tests.factories import ARTIFACTS, tiny_settings
@@ -23,12 +23,12 @@ AXE = Axe()
 def base_url(tmp_path_factory) -> Iterator[str]:
     # The server runs in this process: a short evaluation set keeps the map's job to seconds on a busy CPU
     # (its numbers are checked in tests/api/test_api_influence_ablation.py; here the page is under test).
-    short = imp.date_eval_set()[:6]
+    short = ablation_run.date_eval_set()[:6]
     with (
         pytest.MonkeyPatch.context() as mp,
         serve(tiny_settings(tmp_path_factory.mktemp("ablate"), preload=False)) as url,
     ):
-        mp.setattr(imp, "date_eval_set", lambda: short)
+        mp.setattr(ablation_run, "date_eval_set", lambda: short)  # where the map job reads it
         yield url
 
 

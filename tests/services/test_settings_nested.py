@@ -14,6 +14,7 @@ from app.settings import FLAT, Settings, SettingsFileError, load_settings
 ENV: list[tuple[str, str, str, object]] = [
     ("ATLAS_DEVICE", "cpu", "server.device", "cpu"),
     ("ATLAS_DTYPE", "float16", "server.dtype", "float16"),
+    ("ATLAS_GC_FREEZE", "0", "server.gc_freeze", False),
     ("ATLAS_CACHE_DIR", "/tmp/atlas-cache", "server.cache_dir", Path("/tmp/atlas-cache")),
     ("ATLAS_PRELOAD", "false", "server.preload", False),
     (
