@@ -26,7 +26,7 @@ from PIL import Image
 from ray import serve
 
 from app.batching import batching_enabled, forward_group
-from app.compute import freeze_heap, lower_priority
+from app.compute import lower_priority
 from app.services.errors import ServiceError, TextError
 from app.settings import Settings
 from app.store import text_store, vision_store
@@ -129,8 +129,6 @@ class VisionModels(ModelReplica):
             self._batched.set_batch_wait_timeout_s(settings.batching.wait_ms / 1000)
         if settings.server.preload:
             self.store.preload([settings.models.default_vision_model])
-        if settings.server.gc_freeze:
-            freeze_heap()  # the replica's full GC collections took up to 466 ms (app.compute.freeze_heap)
 
     async def forward(
         self, model_id: str, image: Image.Image, resolution: int
@@ -186,8 +184,6 @@ class TextModels(ModelReplica):
         self.store = text_store(settings, self.device)
         if settings.server.preload:
             self.store.preload([settings.models.default_text_model, settings.models.default_seq2seq_model])
-        if settings.server.gc_freeze:
-            freeze_heap()
 
     async def forward(self, model_id: str, text: str, target: str | None) -> TextAnalysis | Failure:
         return await self._run(self._analyze, model_id, text, target)

@@ -42,18 +42,23 @@ def keep_ray_on_loopback() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False  # read at import: resolve "this node" to 127.0.0.1
 
 
+# Defaults for the Ray processes this process starts (an operator's own RAY_* values win).
 # Serve's own start-up checks allow the HTTP proxy 5 s to answer "ready" (10 s for a health check); on a
-# 2-core machine under load it misses that, Serve kills it, and `serve.start` fails. Patient defaults, for the
-# Ray processes this process starts (an operator's own RAY_SERVE_* values win).
-PATIENT_SERVE_CHECKS = {
+# 2-core machine under load it misses that, Serve kills it, and `serve.start` fails: patient checks.
+RAY_ENV_DEFAULTS = {
     "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
     "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
+    # Under `make load` the raylet asked every worker and the driver for a full `gc.collect()` every 10 s
+    # (its minimum interval; "Sending Python GC request" in raylet.out): 13-48 ms with the GIL held in the
+    # driver that answers HTTP, up to 350 ms in the Serve controller (docs/cluster.md). Python's own
+    # generational collector still runs; Ray's extra collections come at most every 2 minutes.
+    "RAY_local_gc_min_interval_s": "120",
 }
 
 
-def patient_serve_checks() -> None:
-    """Set :data:`PATIENT_SERVE_CHECKS` in the environment unless already set (before Ray starts)."""
-    for name, value in PATIENT_SERVE_CHECKS.items():
+def ray_env_defaults() -> None:
+    """Set :data:`RAY_ENV_DEFAULTS` in the environment unless already set (before Ray starts)."""
+    for name, value in RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
 
 
@@ -88,7 +93,7 @@ def init_ray(address: str | None = None, **kwargs: Any) -> str:
     """``ray.init``: a new local instance on 127.0.0.1 (``address`` None or "local"), or join ``address``.
 
     Returns (and logs) a one-line description of the cluster joined."""
-    patient_serve_checks()
+    ray_env_defaults()
     if address in (None, "local"):
         keep_ray_on_loopback()
         kwargs.setdefault("include_dashboard", False)

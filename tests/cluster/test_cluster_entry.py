@@ -125,16 +125,17 @@ def test_listeners_of_a_process_and_loopback_filter() -> None:
 def test_serve_start_up_checks_are_patient_unless_the_operator_set_them(monkeypatch) -> None:
     """Serve's 5 s proxy readiness check fails on a loaded 2-core machine: the Ray processes we start get 60 s,
     and a value the operator set is kept."""
-    from app.cluster.loopback import PATIENT_SERVE_CHECKS, patient_serve_checks
+    from app.cluster.loopback import RAY_ENV_DEFAULTS, ray_env_defaults
 
     monkeypatch.delenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", raising=False)
     monkeypatch.setenv("RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S", "7")
-    patient_serve_checks()
+    ray_env_defaults()
     assert (
         os.environ["RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"]
-        == PATIENT_SERVE_CHECKS["RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"]
+        == RAY_ENV_DEFAULTS["RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"]
     )
     assert os.environ["RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S"] == "7"
+    assert os.environ["RAY_local_gc_min_interval_s"] == "120"  # noqa: SIM112 (Ray reads this exact name)
 
 
 def test_serve_front_starts_serves_proxy_on_the_given_host(calls, tmp_path) -> None:

@@ -1,6 +1,6 @@
 """The served process freezes its start-up heap for the cyclic garbage collector (app.compute.freeze_heap):
 full collections then walk only what requests created, so they stop pausing the event loop for as long as
-the models' and libraries' objects take to walk (measured in docs/cluster.md, "Garbage-collector pauses").
+the models' and libraries' objects take to walk (measured in docs/cluster.md, "Where the difference went").
 Each case runs in a child interpreter: a freeze is process-wide and would outlive the test."""
 
 from __future__ import annotations
