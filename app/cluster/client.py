@@ -41,7 +41,10 @@ from models.vision.distance import SubmitFn
 VISION = "VisionModels"
 TEXT = "TextModels"
 INGRESS = "Ingress"
-STATUS_TTL_S = 1.0  # /api/health asks the Serve controller at most this often
+# /api/health asks the Serve controller at most this often. serve.status() is not cheap for the process that
+# answers HTTP: it builds Serve's config models (cloudpickling the request-router class) under the GIL; at once
+# a second it held the GIL about 30 ms a second in the driver under load (py-spy --gil, docs/cluster.md).
+STATUS_TTL_S = 10.0
 
 
 class ModelsBusy(Busy):
