@@ -70,8 +70,11 @@ def freeze_heap() -> int:
     heap. Measured under ``make load LOAD_TARGET=run-cluster`` (2026-12-06, gc.callbacks timing): the Ray
     driver's full collections took 14 ms to 260 ms during start-up and 524 ms once under load, in the
     event-loop thread (every health check waited). Serve's model replicas do the same themselves
-    (``RAY_SERVE_FREEZE_GC_ON_STARTUP``). Returns the number of objects frozen. Objects frozen here that die later by reference count are freed as usual; only reference
-    cycles among them are never collected (start-up objects live as long as the process)."""
+    (``RAY_SERVE_FREEZE_GC_ON_STARTUP``).
+
+    Returns the number of objects frozen. Objects frozen here that die later by reference count are freed as
+    usual; only reference cycles among them are never collected (start-up objects live as long as the
+    process)."""
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
