@@ -9,7 +9,10 @@ from fastapi import Depends, Form, Query, Request
 from app.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    """The app's state. A coroutine on purpose, as every dependency here: FastAPI runs a plain ``def``
+    dependency in its thread pool, one thread hop per request, so ``/api/health`` would wait for a free
+    pool thread and the GIL behind the pages' template rendering (tests/api/test_dependencies.py)."""
     return request.app.state.atlas
 
 

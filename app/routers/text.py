@@ -41,7 +41,7 @@ Hide = Annotated[bool, Query()]
 Layer = Annotated[int, Query(ge=0)]
 
 
-def view_options(hide_special: Hide = False, merge_words: Hide = False) -> ViewOptions:
+async def view_options(hide_special: Hide = False, merge_words: Hide = False) -> ViewOptions:
     """The two view options every derived text view takes as query parameters."""
     return ViewOptions(hide_special=hide_special, merge_words=merge_words)
 
@@ -59,7 +59,7 @@ class LayerView:
     options: ViewOptions
 
 
-def layer_view(analysis_id: str, kind: Kind, layer: Layer, options: Options) -> LayerView:
+async def layer_view(analysis_id: str, kind: Kind, layer: Layer, options: Options) -> LayerView:
     return LayerView(analysis_id, kind, layer, options)
 
 
