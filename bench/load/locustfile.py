@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 from collections import defaultdict
 from urllib.parse import urlencode
@@ -69,6 +70,15 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx"
 
 
+def refusal_reason(response) -> str:
+    """A 503's ``detail`` with its numbers blanked ("the model is busy (N requests waiting or running)")."""
+    try:
+        detail = str(response.json().get("detail", ""))
+    except (ValueError, AttributeError):
+        detail = (getattr(response, "text", "") or "")[:120]
+    return re.sub(r"\d+", "N", detail) or "(no detail)"
+
+
 @events.request.add_listener
 def _tally(request_type, name, response_time, response_length, response=None, exception=None, **_kw) -> None:
     status = getattr(response, "status_code", 0) or 0
@@ -77,6 +87,8 @@ def _tally(request_type, name, response_time, response_length, response=None, ex
         cls = "stale_connection"  # marked success by Student.call: resent at once on a new connection
     TALLY[name][cls] += 1
     TALLY[name][f"status_{status}"] += 1
+    if status == 503 and name.startswith("polite:"):  # which refusal met the polite client (run.py prints it)
+        TALLY[name][f"503: {refusal_reason(response)}"] += 1
     if cls in ("2xx", "3xx", "4xx"):
         SERVED_MS[name].append(float(response_time))
 

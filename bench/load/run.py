@@ -185,6 +185,11 @@ def fairness_lines(report: dict) -> tuple[str, bool]:
         f"fairness: the polite client's uploads served {served} of {attempts} attempts ({100 * share:.0f} %, "
         f"goal >= {100 * FAIR_GOAL:.0f} %) while the flooding client got {f_ok} answers and {f_503} 503s"
     )
+    reasons = {k[5:]: v for k, v in report["tally"].get(POLITE_UPLOAD, {}).items() if k.startswith("503: ")}
+    if reasons:
+        text += "; the polite client's 503s: " + "; ".join(
+            f"{n} x {why!r}" for why, n in sorted(reasons.items())
+        )
     return text, attempts > 0 and share >= FAIR_GOAL
 
 

@@ -391,5 +391,7 @@ def test_load_run_reports_the_polite_clients_share() -> None:
     assert run.polite_share(report) == (9, 10)
     text, met = run.fairness_lines(report)
     assert met and "9 of 10 attempts (90 %" in text and "25 answers and 100 503s" in text
-    report["tally"][run.POLITE_UPLOAD] = {"2xx": 3, "503": 2}
-    assert run.fairness_lines(report)[1] is False
+    report["tally"][run.POLITE_UPLOAD] = {"2xx": 3, "503": 2, "503: the model is busy (N requests)": 2}
+    text, met = run.fairness_lines(report)
+    assert met is False and "3 of 5 attempts" in text  # the reasons are not counted as attempts
+    assert "the polite client's 503s: 2 x 'the model is busy (N requests)'" in text
