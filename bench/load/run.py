@@ -18,7 +18,9 @@ prints them side by side with the ratio cluster / local (bench/load/compare.py).
 to ``<out>/<target>/`` when both run. Before the load, ``--probe`` uploads per resolution (224, 448 px) are
 timed on the idle server: client time vs the ``forward_ms`` the response reports. Memory is the peak of the
 sum of RSS over the server's whole process tree (for the cluster: driver, GCS, raylet, agents, Serve
-controller, proxy, replicas), with the sum of PSS beside it; CPU seconds during the load are attributed to
+controller, proxy, replicas) every 0.5 s, with the sum of PSS beside it (every 5 s: reading it stalls the
+processes it reads, see ``TreeSampler``). Every health probe's latency is written to
+``<out>/health-probes.csv`` (seconds since the load started, ms). CPU seconds during the load are attributed to
 the tree's processes by role (bench/load/targets.py). After the run the script stops everything it started
 (SIGINT, then a kill by pid of whatever is left) and checks with ``ps`` that none of those processes remain.
 
@@ -91,6 +93,7 @@ class HealthProbe(threading.Thread):
         super().__init__(daemon=True)
         self.port, self.period_s, self.timeout_s = port, period_s, timeout_s
         self.latencies_ms: list[float] = []
+        self.sent_at: list[float] = []  # time.monotonic() of each probe (health-probes.csv)
         self.failures = 0
         self.stop = threading.Event()
 
@@ -98,6 +101,7 @@ class HealthProbe(threading.Thread):
         conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout_s)
         while not self.stop.is_set():
             t0 = time.perf_counter()
+            self.sent_at.append(time.monotonic())
             try:
                 conn.request("GET", "/api/health")
                 resp = conn.getresponse()
@@ -242,6 +246,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def write_probes(path: Path, health: HealthProbe, load_start: float | None) -> None:
+    """Every health probe as ``seconds since the load started,ms``: when the slow ones came."""
+    origin = load_start if load_start is not None else (health.sent_at[0] if health.sent_at else 0.0)
+    rows = zip(health.sent_at, health.latencies_ms, strict=False)
+    path.write_text("t_s,ms\n" + "".join(f"{t - origin:.3f},{ms:.2f}\n" for t, ms in rows))
+
+
 def serve(
     target: str, args: argparse.Namespace, out: Path
 ) -> tuple[dict, TreeSampler, HealthProbe, float, str]:
@@ -256,6 +267,7 @@ def serve(
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
     sampler = TreeSampler(server.pid)
     notes, reports, wall = [], {}, 0.0
+    t1: float | None = None  # when the load started
     try:
         t0 = time.monotonic()
         wait_healthy(port, server, args.startup_timeout)
@@ -279,6 +291,7 @@ def serve(
         killed = stop_tree(server)
         server_log.close()
     health.join(timeout=35)
+    write_probes(out / "health-probes.csv", health, t1)
     left = ps_left(pids)
     notes.append(
         f"stopped: {len(pids)} processes seen in the tree; killed after the grace period: {len(killed)}"
@@ -297,7 +310,7 @@ def report_target(target: str, args: argparse.Namespace) -> tuple[bool, KeyNumbe
     cpu = cpu_lines(sampler.cpu_by_role(), wall, os.cpu_count() or 1)
     extra = (
         f"peak of the process tree: sum of RSS {rss_kb / 1024:.0f} MB, sum of PSS {sampler.peak_pss_kb / 1024:.0f}"
-        f" MB, up to {sampler.max_processes} processes ({sampler.samples} samples)\n"
+        f" MB (every {sampler.period_s * sampler.pss_every:.0f} s), up to {sampler.max_processes} processes ({sampler.samples} samples)\n"
         f"CPU during the load ({wall:.0f} s, {os.cpu_count()} cores):\n{cpu}\n{notes}"
     )
     print(f"\n[{target}]\n{extra}")

@@ -99,6 +99,19 @@ def test_tree_memory_sums_every_process_of_the_tree(process_tree):
     assert 80 * 1024 <= pss <= rss  # shared pages (the interpreter) are counted once in PSS
 
 
+def test_sampler_reads_pss_only_every_nth_sample(process_tree, monkeypatch):
+    """RSS at every sample, PSS (a page-table walk that stalls the process read) every ``pss_every``."""
+    reads: list[int] = []
+    real = targets.pss_kb
+    monkeypatch.setattr(targets, "pss_kb", lambda pid: reads.append(pid) or real(pid))
+    sampler = targets.TreeSampler(process_tree.pid, pss_every=3)
+    for _ in range(7):
+        sampler.sample()
+    assert sampler.samples == 7 and len(reads) == 3 * 2  # samples 0, 3 and 6; two processes each
+    assert 80 * 1024 <= sampler.peak_pss_kb <= sampler.peak_rss_kb
+    assert targets.tree_memory_kb(process_tree.pid, with_pss=False)[1] == 0
+
+
 def test_stop_tree_leaves_nothing_and_reports_what_it_killed(process_tree):
     pids = {p.pid for p in targets.tree(process_tree.pid)}
     killed = targets.stop_tree(process_tree, grace_s=10)
@@ -135,3 +148,16 @@ def test_side_by_side_prints_both_targets_and_the_ratio():
     assert p99.split()[-3:] == ["36.0", "2500.0", f"{2500 / 36:.2f}x"]
     assert "run-cluster fair" in table and "must be 0" in table
     assert compare.ratio(1.0, 0.0) != compare.ratio(1.0, 0.0)  # nan, not a ZeroDivisionError
+
+
+def test_health_probes_are_written_with_their_time_since_the_load_started(tmp_path):
+    run = _load("run")
+    probe = run.HealthProbe(port=1)
+    probe.sent_at, probe.latencies_ms = [100.0, 100.1, 130.5], [2.0, 61.25, 3.5]
+    run.write_probes(tmp_path / "p.csv", probe, load_start=100.0)
+    assert (tmp_path / "p.csv").read_text().splitlines() == [
+        "t_s,ms",
+        "0.000,2.00",
+        "0.100,61.25",
+        "30.500,3.50",
+    ]
