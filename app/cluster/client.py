@@ -51,6 +51,15 @@ class ModelsBusy(Busy):
     """A model deployment refused the request (full queue) or lost the replica that held it."""
 
 
+def router_in_own_loop() -> bool:
+    """Whether Serve runs a handle's router on a loop of its own (its default), not on the caller's loop."""
+    try:
+        from ray.serve._private import constants
+    except ImportError:  # pragma: no cover - a Serve without the module: assume the default
+        return True
+    return bool(getattr(constants, "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", True))
+
+
 class RayModels:
     """Model work on the cluster, for one Serve application (``settings.cluster.serve_app_name``)."""
 
@@ -63,7 +72,7 @@ class RayModels:
         # refused here, before it fills the deployment's queue that every client shares.
         self.queue = queue
         self.app_name = settings.cluster.serve_app_name
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, asyncio.Future] = {}  # deployment -> its forward handle (being) made
         self._inflight: InFlight[asyncio.Future] = InFlight()
         self._status: tuple[float, dict[str, int]] | None = None
         self._refreshing: asyncio.Future | None = None
@@ -76,10 +85,29 @@ class RayModels:
             cache_dir=str(settings.server.cache_dir),
         )
 
-    def _handle(self, deployment: str) -> Any:
-        if deployment not in self._handles:
-            self._handles[deployment] = serve.get_deployment_handle(deployment, app_name=self.app_name)
-        return self._handles[deployment]
+    async def _forward_handle(self, deployment: str) -> Any:
+        """``deployment``'s handle for ``forward``, made once. Its first ``.options()`` builds Serve's router and
+        waits for it (80 ms measured, on 2026-12-06): that happens in a worker thread, not on the event loop,
+        where every request, health checks included, would wait with it. Concurrent first calls share it."""
+        made = self._handles.get(deployment)
+        if made is None:
+            # With Serve's router on the caller's loop (RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0) the handle
+            # must be made on this loop; Serve's default runs routers on a loop of their own.
+            connect = self._connect(deployment) if not router_in_own_loop() else None
+            made = self._handles[deployment] = asyncio.ensure_future(
+                asyncio.sleep(0, connect)
+                if connect is not None
+                else asyncio.to_thread(self._connect, deployment)
+            )
+        try:
+            return await asyncio.shield(made)
+        except Exception:
+            if self._handles.get(deployment) is made:
+                del self._handles[deployment]  # the next call tries again
+            raise
+
+    def _connect(self, deployment: str) -> Any:
+        return serve.get_deployment_handle(deployment, app_name=self.app_name).options(method_name="forward")
 
     async def _call(self, deployment: str, *args: Any, cost: int = 0) -> Any:
         """``deployment.forward(*args)`` once the ingress's queue admits it (``cost`` bytes held meanwhile),
@@ -91,7 +119,7 @@ class RayModels:
     async def _forward(self, deployment: str, *args: Any) -> Any:
         retry = self.settings.limits.retry_after_s
         try:
-            out = await self._handle(deployment).forward.remote(*args)
+            out = await (await self._forward_handle(deployment)).remote(*args)
         except BackPressureError as e:
             after = math.ceil(e.retry_after_s) if e.retry_after_s is not None else retry
             raise ModelsBusy(f"the {deployment} deployment is busy ({e.message})", after) from e

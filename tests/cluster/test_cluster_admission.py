@@ -77,3 +77,35 @@ def test_the_whole_queue_bounds_forwards_in_flight(tmp_path) -> None:
 
     out = run_in_own_loop(scenario)
     assert out[:2] == ["done", "done"] and isinstance(out[2], QueueFull)
+
+
+def test_the_forward_handle_is_made_once_off_the_event_loop(tmp_path, monkeypatch) -> None:
+    """Serve's router is built on a handle's first ``.options()`` and waits for it: that must not happen on the
+    event loop. Concurrent first forwards share one handle; a failed attempt is retried by the next call."""
+    import threading
+
+    made: list[int] = []
+    attempts = {"n": 0}
+
+    class Handle:
+        def options(self, method_name: str):
+            attempts["n"] += 1
+            if attempts["n"] == 1:
+                raise RuntimeError("controller not ready")
+            made.append(threading.get_ident())
+            return f"{method_name} handle"
+
+    monkeypatch.setattr(client.serve, "get_deployment_handle", lambda name, app_name: Handle())
+    monkeypatch.setattr(client, "router_in_own_loop", lambda: True)
+    models = client.RayModels(tiny_settings(tmp_path), None)
+
+    async def scenario():
+        loop_thread = threading.get_ident()
+        with pytest.raises(RuntimeError, match="not ready"):
+            await models._forward_handle(client.VISION)
+        handles = await asyncio.gather(*(models._forward_handle(client.VISION) for _ in range(5)))
+        return loop_thread, handles
+
+    loop_thread, handles = run_in_own_loop(scenario)
+    assert handles == ["forward handle"] * 5
+    assert len(made) == 1 and made[0] != loop_thread  # one router, built in a worker thread
