@@ -102,17 +102,25 @@ async def analyze(
     aid = state.keyed_id("text", model.info.id, text, target or "", str(target is None))
     a = state.text_analyses.get(aid)
     if a is None:
-        try:  # token limits are checked here, before the request takes a place in the model queue
-            model.tokenize(text)
-            if target is not None:
-                model.tokenize_target(target)
-        except TextInputError as e:
-            raise TextError(str(e)) from e
+        # token limits are checked here, before the request takes a place in the model queue; tokenizing
+        # (up to max_text_chars) is CPU work, so in the CPU pool, not on the event loop
         cost = 4 * len(text) + 4 * len(target or "")
+        key = state.keyed_id("token-check", model.info.id, text, target or "", str(target is None))
+        await state.cpu.run(check_tokens, model, text, target, key=key, cost=cost)
         a = await state.backend.text_forward(
             model, text, target, key=aid, cache=state.text_analyses, cost=cost
         )
     return await overview(state, aid, options, kind, layer, analysis=a)
+
+
+def check_tokens(model: TextModel, text: str, target: str | None) -> None:
+    """:class:`TextError` (400) when the text, or the target, has more tokens than the model takes."""
+    try:
+        model.tokenize(text)
+        if target is not None:
+            model.tokenize_target(target)
+    except TextInputError as e:
+        raise TextError(str(e)) from e
 
 
 async def count_tokens(state: AppState, text: str, model_id: str | None) -> TokenCountResponse:

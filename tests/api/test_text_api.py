@@ -264,3 +264,23 @@ def test_date_model_output_probability_and_warning(client):
     )
     assert j["axes"]["target"]["steps"][0].startswith("<s> → ") and j["axes"]["source"]["steps"] is None
     assert post(client, text="July 4, 1776", model="tiny-dates").json()["input_warning"] is None
+
+
+def test_the_token_check_runs_off_the_event_loop(client, monkeypatch):
+    """Tokenizing a text (up to ``max_text_chars``) is CPU work: the analyze route's token-limit check runs it
+    in the CPU pool, never on the event loop, where every other request would wait for it."""
+    import threading
+
+    from models.text.analysis import HFTextModel
+
+    seen: list[str] = []
+    real = HFTextModel.tokenize
+    monkeypatch.setattr(
+        HFTextModel,
+        "tokenize",
+        lambda self, text: seen.append(threading.current_thread().name) or real(self, text),
+    )
+    post(client, text="The cat sat on the mat, again.")
+    loop_thread = client.portal.call(lambda: threading.current_thread().name)
+    assert seen and loop_thread not in seen
+    assert all(name.startswith(("atlas-cpu", "atlas-compute")) for name in seen), seen
