@@ -122,18 +122,28 @@ async def means_for(state: AppState, t: Target) -> HeadMeans:
     return await state.queue.run(compute_means, state, t, key=f"head-means|{t.kind}|{t.id}")
 
 
-def _check_text(state: AppState, t: Target, req: AblateRequest) -> None:
+async def _check_text(state: AppState, t: Target, req: AblateRequest, target: str | None = None) -> None:
+    """400/413 for a missing, too long or too many-token text (pair, target). The cheap checks here, the
+    tokenizing (CPU work) in the CPU pool, not on the event loop."""
     if not (req.text or "").strip():
         raise TextError("Type a text to run the model on.")
     if t.kind == "pair" and not (req.pair or "").strip():
         raise TextError("A sentence encoder is judged on a pair: type the second sentence too.")
     limit = state.settings.limits.max_text_chars
+    texts = [s for s in (req.text, req.pair if t.kind == "pair" else None) if s is not None]
+    for s in texts:
+        if len(s) > limit:
+            raise TextError(f"The text is {len(s):,} characters long; the limit is {limit:,}.", 413)
+    cost = 4 * (sum(map(len, texts)) + len(target or ""))
+    await state.cpu.run(_tokenize_all, t, texts, target, cost=cost)
+
+
+def _tokenize_all(t: Target, texts: list[str], target: str | None) -> None:
     try:
-        for s in (req.text, req.pair if t.kind == "pair" else None):
-            if s is not None:
-                if len(s) > limit:
-                    raise TextError(f"The text is {len(s):,} characters long; the limit is {limit:,}.", 413)
-                t.obj.tokenize(s)
+        for s in texts:
+            t.obj.tokenize(s)
+        if target is not None:
+            t.obj.tokenize_target(target)
     except TextInputError as e:
         raise TextError(str(e)) from e
 
@@ -154,7 +164,7 @@ async def ablate(state: AppState, req: AblateRequest) -> AblateResponse:
             raise InvalidOption(f"Analysis {req.analysis_id} was made with {analysis.model_id}, not {t.id}.")
         image = analysis.image
     else:
-        _check_text(state, t, req)
+        await _check_text(state, t, req)
     means = await means_for(state, t) if req.mode == "mean" and req.heads else None
     heads = [(h.block, h.layer, h.head) for h in req.heads]
     kw = dict(text=req.text or "", pair=req.pair or "", target=req.target, image=image)
@@ -215,11 +225,6 @@ async def lens(state: AppState, req: LogitLensRequest) -> LogitLensResponse:
     if t.kind != "dates":
         raise InvalidOption("The logit lens is for the date model's decoder (the paper Transformer).")
     probe = AblateRequest(family="text", model=t.id, text=req.text)
-    _check_text(state, t, probe)
-    try:
-        if req.target is not None:
-            t.obj.tokenize_target(req.target)
-    except TextInputError as e:
-        raise TextError(str(e)) from e
+    await _check_text(state, t, probe, req.target)
     key = f"logit-lens|{t.id}|{req.k}|{len(req.text)}:{req.text}|{req.target}"
     return await state.queue.run(build_lens, t.obj, req.text, req.target, req.k, key=key)
