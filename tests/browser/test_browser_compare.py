@@ -350,3 +350,60 @@ def test_compare_pages_under_the_real_csp(base_url, browser) -> None:
         assert [e for e in errors if "Failed to load resource" not in e] == []
     finally:
         context.close()
+
+
+def text_norms(page, base_url: str, text: str, model: str) -> np.ndarray:
+    """(L, H, n_key) value norms ‖f_h(x_j)‖ of the encoder self-attention, from the API."""
+    r = page.request.post(f"{base_url}/api/text/analyze", data={"text": text, "model": model})
+    aid = r.json()["analysis_id"]
+    v = page.request.get(f"{base_url}/api/text/analysis/{aid}/value_norms")
+    assert v.ok, v.text()
+    block = next(b for b in v.json()["blocks"] if b["kind"] == "encoder_self")
+    return decode_typed_array(block["norms"])
+
+
+def test_text_side_by_side_value_weighted(base_url, page) -> None:
+    """The value-weighted toggle on /text?compare=1: both panels draw α·‖f_h(x_j)‖ renormalised per row
+    (checked against the API's float32 heads and norms), B − A is the difference of the weighted maps, the
+    permalink keeps it, and "merge word pieces" turns it off as on the single view."""
+    page.goto(f"{base_url}/text?compare=1&a.layer=2&a.head=2&b.layer=2&b.head=3")
+    page.wait_for_selector('#cmpt-diff[data-state="ready"]', timeout=TIMEOUT)
+    text = params(page)["a.text"]
+    page.check("#cmpt-vw")
+    for side in ("a", "b"):
+        poll(
+            page,
+            f"() => document.querySelector('#cmpt-{side}-plot .gtitle')?.textContent.includes('value-weighted')",
+            side,
+        )
+    page.wait_for_selector('#cmpt-diff[data-state="ready"]', timeout=TIMEOUT)
+    assert params(page)["vw"] == "1"
+    norms = text_norms(page, base_url, text, "tiny-bert")  # (L, H, n)
+    weighted = {}
+    for side, head in (("a", 1), ("b", 2)):
+        raw = text_head(page, base_url, text, "tiny-bert", "encoder_self", 1, head).astype(np.float64)
+        expect = raw * norms[1, head][None, :]
+        expect /= expect.sum(-1, keepdims=True)
+        got = np.array(
+            page.evaluate(f"() => document.getElementById('cmpt-{side}-plot').data[0].z"), dtype=float
+        )
+        np.testing.assert_allclose(got, expect, rtol=0, atol=1e-6)  # float32 rounding x margin
+        assert not np.allclose(got, raw, atol=1e-4)
+        weighted[side] = got
+        caption = page.text_content(f"#cmpt-{side}-vw")
+        assert "Kobayashi" in caption and "renormalised" in caption
+    diff = np.array(page.evaluate("() => document.getElementById('cmpt-diff-plot').data[0].z"), dtype=float)
+    np.testing.assert_allclose(diff, weighted["b"] - weighted["a"], rtol=0, atol=1e-6)
+    assert "Both panels are value-weighted" in page.text_content("#cmpt-diff-caption")
+
+    page.check("#cmpt-merge")  # one column per word: no norms per column, the toggle is off and disabled
+    poll(page, "() => document.querySelector('#cmpt-vw').disabled", "the disabled toggle")
+    page.wait_for_selector('#cmpt-a-plot[data-state="ready"]', timeout=TIMEOUT)
+    poll(
+        page,
+        "() => !document.querySelector('#cmpt-a-plot .gtitle')?.textContent.includes('value-weighted')",
+        "raw A",
+    )
+    assert page.locator("#cmpt-a-vw").is_hidden()
+    page.screenshot(path=str(ARTIFACTS / "compare_text_value_weighted.png"), full_page=True)
+    assert js_errors(page) == []

@@ -65,5 +65,10 @@ export function drawDiff(diff, ctx) {
     : `Colour scale centred at 0 and symmetric, from \u2212${fmtNum(scale)} (blue: A attends more) to +${fmtNum(scale)} `
       + `(red: B attends more). The largest change is ${fmtNum(d[arg])}, query \u201c${ql[i0]}\u201d [${fromApi(i0)}] \u2192 key \u201c${kl[j0]}\u201d [${fromApi(j0)}]. `
       + "Each row of A and of B sums to 1, so each row of B \u2212 A sums to 0: attention one panel gives a key, it takes from others.";
+  if (a.weighted || b.weighted) {
+    diff.caption.textContent += a.weighted && b.weighted
+      ? " Both panels are value-weighted (Kobayashi et al. 2020): this is the difference of the weighted maps, each row renormalised."
+      : ` Only panel ${a.weighted ? "A" : "B"} is value-weighted (see the other panel's note), so this compares weighted with raw attention.`;
+  }
   diff.exports.replaceChildren(exportButtons(plotlyExports(diff.plot, `compare_diff_${a.kind}`, () => table(C, "B_minus_A", [a, b], d)), "Export the difference"));
 }

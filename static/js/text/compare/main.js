@@ -4,13 +4,16 @@
 // tokens match. Where both panels have exactly the same query and key tokens, a third panel draws B − A on a
 // diverging scale centred at 0, with its range stated.
 //
-// Only the existing API: /api/text/analyze for each panel, then /head (or the inline maps) through text/data.js.
+// Only the existing API: /api/text/analyze for each panel, then /head (or the inline maps) through text/data.js;
+// with "value-weighted" on, each panel draws its analysis through lib/valueweight.js (Kobayashi et al. 2020), as
+// the single view does, and B − A is the difference of the weighted maps.
 // The modules: state.js (the permalink), panel.js (one side's panel and the shared plotly pieces), difference.js
 // (B − A), and this one, which wires them. The single view is untouched when compare is off: text/main.js only
 // mounts this module on compare=1.
 import { pageData, showError } from "../../lib/api.js";
 import { $, el } from "../../lib/dom.js";
 import { writeState } from "../../lib/urlstate.js";
+import { setToggle, textCaption, textNorms, valueToggle, WeightedAnalysis } from "../../lib/valueweight.js";
 import { analyze } from "../data.js";
 import { diffPanel, drawDiff } from "./difference.js";
 import { drawSide, hoverSync, sidePanel } from "./panel.js";
@@ -72,7 +75,7 @@ async function render(ctx) {
   const ready = sidesOf(C).filter((s) => s.A);
   let maps;
   try {
-    maps = await Promise.all(ready.map((s) => s.A.head(s.kind, s.layer, s.head)));
+    maps = await Promise.all(ready.map(async (s) => (await drawnOf(C, s)).head(s.kind, s.layer, s.head)));
   } catch (err) {
     if (seq !== ctx.renderSeq) return;
     if (err.status === 404 && !C.rerun) { C.rerun = true; for (const s of sidesOf(C)) run(ctx, s, false); return; } // evicted: once
@@ -83,6 +86,20 @@ async function render(ctx) {
   if (seq !== ctx.renderSeq) return;
   ready.forEach((s, i) => { s.values = maps[i]; drawSide(s, ctx); });
   drawDiff(ctx.diff, ctx);
+}
+
+// What side s draws: its analysis, or the value-weighted one (lib/valueweight.js) when the toggle is on and
+// the analysis has norms; s.weighted and s.vwNote (the caption, or why it is not weighted) say which.
+async function drawnOf(C, s) {
+  s.weighted = false;
+  s.vwNote = "";
+  if (!C.vw || C.merge) return s.A;
+  const vw = await textNorms(s.A);
+  if (!vw.available) { s.vwNote = `Not value-weighted: ${vw.reason}`; return s.A; }
+  if (!s.W || s.W.base !== s.A) s.W = new WeightedAnalysis(s.A, vw);
+  s.weighted = true;
+  s.vwNote = textCaption(vw, s.kind, s.layer, s.head, s.A.block(s.kind).heads, s.A.resp.inline);
+  return s.W;
 }
 
 function syncURL(ctx) {
@@ -106,14 +123,21 @@ function toolbar(ctx) {
     sayLinked();
     if (C.link) select(ctx, C.sides.a, { kind: C.sides.a.kind, layer: C.sides.a.layer, head: C.sides.a.head }); else render(ctx);
   });
+  const vw = valueToggle("cmpt-vw", (on) => { C.vw = on; render(ctx); }, C.vw);
+  const syncVw = () => { // the choice is kept while merging disables it, and comes back with one column per token
+    setToggle(vw, !C.merge, C.merge ? "Value weighting needs one column per token: turn off “merge word pieces”." : "");
+    vw.querySelector("input").checked = C.vw && !C.merge;
+  };
+  syncVw();
   for (const [box, key] of [[hide, "hide"], [merge, "merge"]]) {
-    box.addEventListener("change", () => { C[key] = box.checked; for (const s of sidesOf(C)) run(ctx, s, false); });
+    box.addEventListener("change", () => { C[key] = box.checked; syncVw(); for (const s of sidesOf(C)) run(ctx, s, false); });
   }
   return el("div", { class: "panel cmp-toolbar" },
     el("label", { title: "Attention kind, layer and head move together in both panels (clamped to the smaller model)" }, link, " Link kind, layer and head"),
     note,
     el("label", { title: "Drop [CLS], [SEP], <s>, </s>, padding from both axes and renormalise every row (both panels)" }, hide, " hide special tokens"),
-    el("label", { title: "Word pieces become words: attention summed over key pieces, averaged over query pieces (both panels)" }, merge, " merge word pieces"));
+    el("label", { title: "Word pieces become words: attention summed over key pieces, averaged over query pieces (both panels)" }, merge, " merge word pieces"),
+    vw);
 }
 
 export function mountCompare(pd = pageData()) {

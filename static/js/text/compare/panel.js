@@ -20,6 +20,7 @@ export function sidePanel(s, ctx) {
     kind: el("select", { "data-role": "kind" }), layer: el("select", { "data-role": "layer" }), head: el("select", { "data-role": "head" }),
     title: el("h2", {}, `Panel ${N}`), status: el("span", { class: "status small" }), summary: el("p", { class: "small muted", "data-role": "summary" }),
     plot: el("div", { class: "cmp-plot", id: `cmpt-${s.name}-plot` }), exports: el("span", {}),
+    vwCaption: el("p", { class: "small muted hidden", "data-role": "vw-caption", id: `cmpt-${s.name}-vw` }),
   };
   fillSelect(ui.model, pd.models.map((m) => [m.id, m.label]), s.model);
   ui.text.value = s.text; ui.target.value = s.target;
@@ -29,7 +30,7 @@ export function sidePanel(s, ctx) {
     ui.text,
     el("div", { class: "cmp-controls" }, el("label", {}, "Model ", ui.model), ui.targetWrap, ui.run),
     el("div", { class: "cmp-controls" }, el("label", {}, "Attention ", ui.kind), el("label", {}, "Layer ", ui.layer), el("label", {}, "Head ", ui.head), ui.exports),
-    ui.summary, ui.plot);
+    ui.summary, ui.vwCaption, ui.plot);
   const kindOf = () => (ctx.models.get(ui.model.value) || {}).kind;
   ui.targetWrap.classList.toggle("hidden", kindOf() !== "seq2seq");
   ui.run.addEventListener("click", () => ctx.run(s));
@@ -95,14 +96,17 @@ export function drawSide(s, ctx) {
   const z = zRows(s, s.values, (v) => { if (v > zmax) zmax = v; return v; });
   const trace = { type: "heatmap", z, x: positions(nk), y: positions(A.queryAxis(s.kind).labels.length),
     colorscale: "Viridis", zmin: 0, zmax: zmax || 1, xgap: nk <= 48 ? 1 : 0, ygap: nk <= 48 ? 1 : 0, text: hoverText(s),
-    hovertemplate: "%{text}<br>weight %{z:.4f}<extra></extra>", colorbar: { title: { text: "weight", side: "right" }, thickness: 10 } };
-  const width = Math.max(360, ui.panel.clientWidth - 28);
-  ui.title.textContent = `${s.name.toUpperCase()} \u00b7 ${where(s)}`;
-  Plotly.react(ui.plot, [trace], heatLayout(s, `${A.resp.model.label} \u00b7 ${where(s)}`, width), PLOT_CONFIG);
+    hovertemplate: `%{text}<br>${s.weighted ? "value-weighted " : ""}weight %{z:.4f}<extra></extra>`,
+    colorbar: { title: { text: s.weighted ? "value-weighted" : "weight", side: "right" }, thickness: 10 } };
+  const width = Math.max(360, ui.panel.clientWidth - 28), vw = s.weighted ? " \u00b7 value-weighted" : "";
+  ui.title.textContent = `${s.name.toUpperCase()} \u00b7 ${where(s)}${vw}`;
+  ui.vwCaption.textContent = s.vwNote;
+  ui.vwCaption.classList.toggle("hidden", !s.vwNote);
+  Plotly.react(ui.plot, [trace], heatLayout(s, `${A.resp.model.label} \u00b7 ${where(s)}${vw}`, width), PLOT_CONFIG);
   ctx.wireHover(ui.plot);
   ui.plot.dataset.state = "ready";
   ui.panel.dataset.state = "ready";
-  const name = `compare_${s.name}_${s.kind}_layer${fromApi(s.layer)}_${s.head === "mean" ? "mean" : `head${fromApi(s.head)}`}`;
+  const name = `compare_${s.name}_${s.kind}_layer${fromApi(s.layer)}_${s.head === "mean" ? "mean" : `head${fromApi(s.head)}`}${s.weighted ? "_value_weighted" : ""}`;
   ui.exports.replaceChildren(exportButtons(plotlyExports(ui.plot, name, () => table(ctx.C, s.name.toUpperCase(), [s], s.values)), `Export panel ${s.name.toUpperCase()}`));
 }
 

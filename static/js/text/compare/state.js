@@ -1,5 +1,5 @@
 // Side by side on /text, the state: what the permalink holds and how it is read and written. State lives in the
-// URL (lib/urlstate.js): compare=1, link, hide, merge and per side a.text, a.model, a.target, a.kind, a.layer,
+// URL (lib/urlstate.js): compare=1, link, hide, merge, vw (value-weighted) and per side a.text, a.model, a.target, a.kind, a.layer,
 // a.head (and b.*); layers and heads count from 1 there and on screen, from 0 here and in the API
 // (lib/numbering.js converts).
 import { fromApi, toApi } from "../../lib/numbering.js";
@@ -14,7 +14,7 @@ const EXAMPLE = "The animal didn't cross the street because it was too tired.";
 // kind and layer with the next head (two heads of one layer side by side, unlinked).
 export function compareHref(search) {
   const p = new URLSearchParams(search), q = new URLSearchParams({ compare: "1", link: "0" });
-  for (const k of ["hide", "merge"]) if (p.get(k)) q.set(k, p.get(k));
+  for (const k of ["hide", "merge", "vw"]) if (p.get(k)) q.set(k, p.get(k));
   const head = p.get("head") || "1";
   for (const side of SIDES) {
     for (const k of ["text", "model", "target", "kind", "layer"]) if (p.get(k)) q.set(`${side}.${k}`, p.get(k));
@@ -23,19 +23,19 @@ export function compareHref(search) {
   return `/text?${q}`;
 }
 
-// The compare state C from the URL: {link, hide, merge, sides: {a, b}}; `models` maps id -> model entry.
+// The compare state C from the URL: {link, hide, merge, vw, sides: {a, b}}; `models` maps id -> model entry.
 export function readCompareState(pd, models) {
-  const defaults = { link: false, hide: false, merge: false };
+  const defaults = { link: false, hide: false, merge: false, vw: false };
   for (const s of SIDES) Object.assign(defaults, { [`${s}.text`]: "", [`${s}.model`]: pd.default_model, [`${s}.target`]: "",
     [`${s}.kind`]: "", [`${s}.layer`]: 1, [`${s}.head`]: "1" });
   const u = readState(defaults);
-  const C = { link: u.link, hide: u.hide, merge: u.merge, sides: {} };
+  const C = { link: u.link, hide: u.hide, merge: u.merge, vw: u.vw, sides: {} };
   for (const name of SIDES) {
     C.sides[name] = {
       name, text: u[`${name}.text`] || u["a.text"] || EXAMPLE,
       model: models.has(u[`${name}.model`]) ? u[`${name}.model`] : pd.default_model, target: u[`${name}.target`],
       kind: u[`${name}.kind`], layer: toApi(u[`${name}.layer`]), head: toApi(u[`${name}.head`]),
-      A: null, values: null, token: 0, ui: null,
+      A: null, W: null, values: null, token: 0, ui: null, weighted: false, vwNote: "",
       wrap: name === "b", // B's first analysis: a head past the last one (compareHref's "next head") wraps to head 1
     };
   }
@@ -68,7 +68,7 @@ export function sameTokens(a, b) {
 
 // The permalink's fields for state C.
 export function urlFields(C) {
-  const out = { compare: 1, link: C.link, hide: C.hide, merge: C.merge };
+  const out = { compare: 1, link: C.link, hide: C.hide, merge: C.merge, vw: C.vw };
   for (const s of sidesOf(C)) {
     Object.assign(out, { [`${s.name}.text`]: s.text.length <= URL_TEXT_MAX ? s.text : "", [`${s.name}.model`]: s.model,
       [`${s.name}.target`]: s.target && s.target.length <= URL_TEXT_MAX ? s.target : "", [`${s.name}.kind`]: s.kind,
@@ -81,7 +81,7 @@ export function urlFields(C) {
 export function singleHref(C, fields) {
   const a = C.sides.a, p = new URLSearchParams();
   for (const [k, v] of Object.entries({ text: fields["a.text"], model: a.model, target: fields["a.target"], kind: a.kind,
-    layer: fromApi(a.layer), head: fromApi(a.head), view: "matrix", hide: C.hide ? "1" : "", merge: C.merge ? "1" : "" })) {
+    layer: fromApi(a.layer), head: fromApi(a.head), view: "matrix", hide: C.hide ? "1" : "", merge: C.merge ? "1" : "", vw: C.vw ? "1" : "" })) {
     if (v !== "" && v !== undefined) p.set(k, v);
   }
   return `/text?${p}`;
