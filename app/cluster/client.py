@@ -91,14 +91,12 @@ class RayModels:
         where every request, health checks included, would wait with it. Concurrent first calls share it."""
         made = self._handles.get(deployment)
         if made is None:
-            # With Serve's router on the caller's loop (RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0) the handle
-            # must be made on this loop; Serve's default runs routers on a loop of their own.
-            connect = self._connect(deployment) if not router_in_own_loop() else None
-            made = self._handles[deployment] = asyncio.ensure_future(
-                asyncio.sleep(0, connect)
-                if connect is not None
-                else asyncio.to_thread(self._connect, deployment)
-            )
+            if router_in_own_loop():  # Serve's default: the router runs on a loop of its own
+                made = asyncio.ensure_future(asyncio.to_thread(self._connect, deployment))
+            else:  # RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0: the router lives on this loop, so make it here
+                made = asyncio.get_running_loop().create_future()
+                made.set_result(self._connect(deployment))
+            self._handles[deployment] = made
         try:
             return await asyncio.shield(made)
         except Exception:

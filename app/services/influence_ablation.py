@@ -29,12 +29,13 @@ from app.schemas.influence_ablation import (
 )
 from app.serialization import typed_array
 from app.services.errors import InvalidOption, TextError
+from app.services.text import check_tokens
 from app.state import AppState
 from models.influence.ablation import HeadMeans, head_grid, output_projections
 from models.influence.ablation_run import REFERENCE, Kind, kind_of, reference_means, run_ablation
 from models.influence.importance import DATE_HELDOUT, DATE_SEED, SENTENCE_PAIRS, sentence_pairs
 from models.influence.logit_lens import HEAD_BLOCKS, logit_lens
-from models.text.analysis import DateTextModel, TextInputError
+from models.text.analysis import DateTextModel
 from models.text.dates import normalise_dates
 from models.vision.samples import SAMPLE_NAMES
 
@@ -135,17 +136,7 @@ async def _check_text(state: AppState, t: Target, req: AblateRequest, target: st
         if len(s) > limit:
             raise TextError(f"The text is {len(s):,} characters long; the limit is {limit:,}.", 413)
     cost = 4 * (sum(map(len, texts)) + len(target or ""))
-    await state.cpu.run(_tokenize_all, t, texts, target, cost=cost)
-
-
-def _tokenize_all(t: Target, texts: list[str], target: str | None) -> None:
-    try:
-        for s in texts:
-            t.obj.tokenize(s)
-        if target is not None:
-            t.obj.tokenize_target(target)
-    except TextInputError as e:
-        raise TextError(str(e)) from e
+    await state.cpu.run(check_tokens, t.obj, texts, target, cost=cost)
 
 
 async def ablate(state: AppState, req: AblateRequest) -> AblateResponse:

@@ -105,18 +105,19 @@ async def analyze(
         # token limits are checked here, before the request takes a place in the model queue; tokenizing
         # (up to max_text_chars) is CPU work, so in the CPU pool, not on the event loop
         cost = 4 * len(text) + 4 * len(target or "")
-        key = state.keyed_id("token-check", model.info.id, text, target or "", str(target is None))
-        await state.cpu.run(check_tokens, model, text, target, key=key, cost=cost)
+        await state.cpu.run(check_tokens, model, [text], target, key=f"token-check:{aid}", cost=cost)
         a = await state.backend.text_forward(
             model, text, target, key=aid, cache=state.text_analyses, cost=cost
         )
     return await overview(state, aid, options, kind, layer, analysis=a)
 
 
-def check_tokens(model: TextModel, text: str, target: str | None) -> None:
-    """:class:`TextError` (400) when the text, or the target, has more tokens than the model takes."""
+def check_tokens(model: TextModel, texts: list[str], target: str | None = None) -> None:
+    """:class:`TextError` when a text, or the target, has more tokens than the model takes. CPU work (it
+    tokenizes up to ``max_text_chars``): callers run it in the CPU pool, not on the event loop."""
     try:
-        model.tokenize(text)
+        for text in texts:
+            model.tokenize(text)
         if target is not None:
             model.tokenize_target(target)
     except TextInputError as e:
