@@ -124,7 +124,9 @@ def batch_mad(vm: VisionModel, x: torch.Tensor, resolution: int, renormalize: bo
 
     The attention hooks are installed here and removed when it returns, so whatever runs on the model
     between two batches sees it unhooked and fused. Inference mode is thread-local: it is entered here,
-    on whichever thread (queue worker, Ray task) runs the batch."""
+    on whichever thread (queue worker, Ray task) runs the batch. Not for two calls at once on one model in
+    one process (the hooks of both would see both forwards): the local backend runs one batch at a time
+    through its compute queue, and Ray's tasks are processes of their own."""
     info = vm.info
     grid = info.grid(resolution, resolution)
     acc = DistanceAccumulator(grid, info.num_prefix_tokens, info.patch_size, renormalize)

@@ -200,9 +200,10 @@ def test_dataset_loop_with_a_window_cancels_what_is_in_flight(vm) -> None:
     def slow_submit(x: torch.Tensor) -> Future:
         f: Future = Future()
         submitted.append(f)
-        threading.Timer(
-            0.05 * (3 - len(submitted) % 3), lambda: f.set_result(batch_mad(vm, x, 32, False))
-        ).start()
+        # computed here, one batch at a time (batch_mad hooks the shared model: two at once in one process
+        # would mix their captures), and delivered later, out of order, as Ray tasks finish
+        result = batch_mad(vm, x, 32, False)
+        threading.Timer(0.05 * (3 - len(submitted) % 3), lambda: f.set_result(result)).start()
         return f
 
     imgs = images(6)
